@@ -1,0 +1,180 @@
+//! The dead-letter table: rejected messages kept with their reasons, so their
+//! owners can see what was not accepted and why.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::domain::{Micros, Slug};
+
+/// Where the writer read a dead letter from; makes storing it idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One rejected reading (or the whole message when `reading_index` is None).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoredRejection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reading_index: Option<i32>,
+    pub code: String,
+    pub reason: String,
+}
+
+/// A dead letter on its way into the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeadLetter {
+    pub received: Micros,
+    pub org: String,
+    pub mqtt_topic: String,
+    pub payload: Vec<u8>,
+    pub rejections: Vec<StoredRejection>,
+    pub source: SourcePosition,
+}
+
+impl NewDeadLetter {
+    /// Converts a Kafka dead-letter record; `None` if it has no rejection.
+    pub fn from_proto(record: hoheit_proto::v1::DeadLetter, source: SourcePosition) -> Self {
+        let mut rejections: Vec<StoredRejection> = record
+            .rejections
+            .into_iter()
+            .map(|r| StoredRejection {
+                reading_index: (r.reading_index >= 0).then_some(r.reading_index),
+                code: r.code,
+                reason: r.reason,
+            })
+            .collect();
+        if rejections.is_empty() {
+            rejections.push(StoredRejection {
+                reading_index: None,
+                code: "unknown".into(),
+                reason: "the dead-letter record carried no reason".into(),
+            });
+        }
+        Self {
+            received: Micros(record.received_unix_us),
+            org: record.org,
+            mqtt_topic: record.mqtt_topic,
+            payload: record.payload,
+            rejections,
+            source,
+        }
+    }
+
+    /// Headline reason: the first rejection, with a count of the others.
+    fn headline(&self) -> (String, String) {
+        let first = &self.rejections[0];
+        let reason = match self.rejections.len() {
+            1 => first.reason.clone(),
+            n => format!("{} (and {} more rejected readings)", first.reason, n - 1),
+        };
+        (first.code.clone(), reason)
+    }
+}
+
+/// Stores dead letters in one statement; records already stored (same
+/// source position) are skipped. Returns the number inserted.
+pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Result<u64, sqlx::Error> {
+    if letters.is_empty() {
+        return Ok(0);
+    }
+    let n = letters.len();
+    let (mut received, mut orgs, mut topics, mut codes, mut reasons, mut rejections, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut source_topics, mut partitions, mut offsets) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for letter in letters {
+        let (code, reason) = letter.headline();
+        received.push(letter.received.0);
+        orgs.push(letter.org.as_str());
+        topics.push(letter.mqtt_topic.as_str());
+        codes.push(code);
+        reasons.push(reason);
+        rejections.push(serde_json::to_string(&letter.rejections).unwrap_or_else(|_| "[]".into()));
+        payloads.push(letter.payload.as_slice());
+        source_topics.push(letter.source.topic.as_str());
+        partitions.push(letter.source.partition);
+        offsets.push(letter.source.offset);
+    }
+    let result = sqlx::query(
+        "INSERT INTO dead_letters (received_at, org, mqtt_topic, reason_code, reason, rejections, payload,
+                                   source_topic, source_partition, source_offset)
+         SELECT timestamptz 'epoch' + r * interval '1 microsecond', o, m, c, re, j::jsonb, p, st, sp, so
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
+                     $8::text[], $9::int[], $10::bigint[]) AS u(r, o, m, c, re, j, p, st, sp, so)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&received)
+    .bind(&orgs)
+    .bind(&topics)
+    .bind(&codes)
+    .bind(&reasons)
+    .bind(&rejections)
+    .bind(&payloads)
+    .bind(&source_topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// A stored dead letter as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub org: String,
+    pub mqtt_topic: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub rejections: serde_json::Value,
+    pub payload: Vec<u8>,
+}
+
+/// Dead letters received in `[from, to)`, oldest first, optionally of one
+/// organisation, with ids greater than `after_id` (paging).
+pub async fn list(
+    pool: &PgPool,
+    org: Option<&Slug>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, received_at, org, mqtt_topic, reason_code, reason, rejections, payload
+         FROM dead_letters
+         WHERE ($1::text IS NULL OR org = $1) AND received_at >= $2 AND received_at < $3 AND id > $4
+         ORDER BY id LIMIT $5",
+    )
+    .bind(org.map(Slug::as_str))
+    .bind(from)
+    .bind(to)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get("id"),
+            received_at: r.get("received_at"),
+            org: r.get("org"),
+            mqtt_topic: r.get("mqtt_topic"),
+            reason_code: r.get("reason_code"),
+            reason: r.get("reason"),
+            rejections: r.get("rejections"),
+            payload: r.get("payload"),
+        })
+        .collect())
+}

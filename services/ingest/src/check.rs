@@ -1,0 +1,200 @@
+//! Checks of decoded readings against the registry and the clock, and routing
+//! of what passes: readings grouped per datastream (one Kafka record each),
+//! everything else collected as rejections for one dead letter.
+
+use std::collections::BTreeMap;
+
+use hoheit_core::domain::{DatastreamId, DatastreamKey, Micros, Slug};
+use hoheit_core::registry::DatastreamRef;
+use hoheit_core::rejection::{RejectCode, Rejection};
+use hoheit_core::topic::TopicAddress;
+
+use crate::decode::RawReading;
+
+/// The datastream key a reading addresses, or why it addresses none.
+pub fn key_of(address: &TopicAddress, reading: &RawReading) -> Result<DatastreamKey, Rejection> {
+    let property = match (address, reading.property.as_deref()) {
+        (TopicAddress::Datastream { property, .. }, None) => property.clone(),
+        (TopicAddress::Datastream { property, .. }, Some(named)) if named == property.as_str() => property.clone(),
+        (TopicAddress::Datastream { property, .. }, Some(named)) => {
+            return Err(Rejection::reading(
+                reading.index,
+                RejectCode::PropertyMismatch,
+                format!("reading names property {named:?} but was published on the topic of {property:?}"),
+            ));
+        }
+        (TopicAddress::Thing { .. }, None) => {
+            return Err(Rejection::reading(
+                reading.index,
+                RejectCode::MissingProperty,
+                "readings on a thing topic must name their property",
+            ));
+        }
+        (TopicAddress::Thing { org, thing }, Some(named)) => Slug::parse("property", named).map_err(|e| {
+            Rejection::reading(reading.index, RejectCode::UnknownDatastream, format!("thing {org}/{thing}: {e}"))
+        })?,
+    };
+    Ok(DatastreamKey { org: address.org().clone(), thing: address.thing().clone(), property })
+}
+
+/// How far ahead of the platform's clock a reading may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub received: Micros,
+    pub max_future_micros: i64,
+}
+
+/// Checks one reading whose datastream is known (`stream` is `None` when it is
+/// not registered).
+pub fn check(key: &DatastreamKey, stream: Option<&DatastreamRef>, reading: &RawReading, clock: Clock) -> Result<(DatastreamId, Micros, f64), Rejection> {
+    let i = reading.index;
+    let Some(stream) = stream else {
+        return Err(Rejection::reading(
+            i,
+            RejectCode::UnknownDatastream,
+            format!("no datastream {key} is registered; register it before publishing"),
+        ));
+    };
+    if !reading.value.is_finite() {
+        return Err(Rejection::reading(i, RejectCode::NonFiniteValue, format!("value {} is not a finite number", reading.value)));
+    }
+    if let Some(unit) = reading.unit.as_deref() {
+        match &stream.unit {
+            Some(expected) if expected.as_str() == unit => {}
+            Some(expected) => {
+                return Err(Rejection::reading(
+                    i,
+                    RejectCode::UnitMismatch,
+                    format!("unit {unit:?} does not match the datastream's unit {:?}", expected.as_str()),
+                ));
+            }
+            None => {
+                return Err(Rejection::reading(i, RejectCode::UnitMismatch, format!("unit {unit:?} given, but datastream {key} has no unit")));
+            }
+        }
+    }
+    let time = reading.time.unwrap_or(clock.received);
+    if time.to_datetime().is_none() {
+        return Err(Rejection::reading(i, RejectCode::TimeOutOfRange, "time is out of the representable range"));
+    }
+    if time.0 > clock.received.0.saturating_add(clock.max_future_micros) {
+        let ahead = (time.0 - clock.received.0) / 1_000_000;
+        return Err(Rejection::reading(
+            i,
+            RejectCode::TimeInFuture,
+            format!("time is {ahead} s ahead of the platform clock; at most {} s are accepted", clock.max_future_micros / 1_000_000),
+        ));
+    }
+    Ok((stream.id, time, reading.value))
+}
+
+/// Readings of one message that passed, grouped per datastream in message order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Routed {
+    pub batches: BTreeMap<DatastreamId, (Vec<i64>, Vec<f64>)>,
+    pub rejections: Vec<Rejection>,
+    pub accepted: usize,
+}
+
+/// Checks every reading and groups the accepted ones; `lookup` answers from
+/// the registry cache (which the caller has filled for these keys).
+pub fn route(
+    address: &TopicAddress,
+    readings: &[RawReading],
+    clock: Clock,
+    mut lookup: impl FnMut(&DatastreamKey) -> Option<DatastreamRef>,
+) -> Routed {
+    let mut routed = Routed::default();
+    for reading in readings {
+        let outcome = key_of(address, reading).and_then(|key| check(&key, lookup(&key).as_ref(), reading, clock));
+        match outcome {
+            Ok((id, time, value)) => {
+                let (times, values) = routed.batches.entry(id).or_default();
+                times.push(time.0);
+                values.push(value);
+                routed.accepted += 1;
+            }
+            Err(rejection) => routed.rejections.push(rejection),
+        }
+    }
+    routed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoheit_core::domain::Unit;
+
+    fn slug(s: &str) -> Slug {
+        Slug::parse("t", s).unwrap()
+    }
+
+    fn reading(index: usize, property: Option<&str>, value: f64, unit: Option<&str>, time: Option<i64>) -> RawReading {
+        RawReading { index, property: property.map(str::to_owned), time: time.map(Micros), value, unit: unit.map(str::to_owned) }
+    }
+
+    const CLOCK: Clock = Clock { received: Micros(1_000_000_000_000_000), max_future_micros: 300_000_000 };
+
+    fn registry(key: &DatastreamKey) -> Option<DatastreamRef> {
+        match key.property.as_str() {
+            "no2" => Some(DatastreamRef { id: DatastreamId(1), unit: Some(Unit::parse("ug/m3").unwrap()) }),
+            "count" => Some(DatastreamRef { id: DatastreamId(2), unit: None }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn accepted_readings_are_grouped_per_datastream_in_order() {
+        let thing = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let readings = [
+            reading(0, Some("no2"), 20.0, Some("ug/m3"), Some(5)),
+            reading(1, Some("count"), 3.0, None, None),
+            reading(2, Some("no2"), 21.0, None, Some(6)),
+        ];
+        let routed = route(&thing, &readings, CLOCK, registry);
+        assert!(routed.rejections.is_empty(), "{:?}", routed.rejections);
+        assert_eq!(routed.batches[&DatastreamId(1)], (vec![5, 6], vec![20.0, 21.0]));
+        assert_eq!(routed.batches[&DatastreamId(2)], (vec![CLOCK.received.0], vec![3.0]), "no time means receive time");
+    }
+
+    #[test]
+    fn every_failing_check_has_its_own_code() {
+        let thing = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let readings = [
+            reading(0, Some("pm10"), 1.0, None, None),
+            reading(1, Some("no2"), f64::NAN, None, None),
+            reading(2, Some("no2"), f64::INFINITY, None, None),
+            reading(3, Some("no2"), 1.0, Some("ppm"), None),
+            reading(4, Some("count"), 1.0, Some("Cel"), None),
+            reading(5, Some("no2"), 1.0, None, Some(CLOCK.received.0 + 301_000_000)),
+            reading(6, None, 1.0, None, None),
+            reading(7, Some("Bad Name"), 1.0, None, None),
+        ];
+        let routed = route(&thing, &readings, CLOCK, registry);
+        let codes: Vec<_> = routed.rejections.iter().map(|r| (r.reading_index, r.code)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                (Some(0), RejectCode::UnknownDatastream),
+                (Some(1), RejectCode::NonFiniteValue),
+                (Some(2), RejectCode::NonFiniteValue),
+                (Some(3), RejectCode::UnitMismatch),
+                (Some(4), RejectCode::UnitMismatch),
+                (Some(5), RejectCode::TimeInFuture),
+                (Some(6), RejectCode::MissingProperty),
+                (Some(7), RejectCode::UnknownDatastream),
+            ]
+        );
+        assert!(routed.rejections[3].reason.contains("ug/m3"));
+        assert_eq!(routed.accepted, 0);
+    }
+
+    #[test]
+    fn datastream_topics_fix_the_property() {
+        let topic = TopicAddress::Datastream { org: slug("stadt"), thing: slug("luft-1"), property: slug("no2") };
+        let ok = route(&topic, &[reading(0, None, 1.0, None, Some(1)), reading(1, Some("no2"), 2.0, None, Some(2))], CLOCK, registry);
+        assert_eq!(ok.accepted, 2);
+        let mismatch = route(&topic, &[reading(0, Some("count"), 1.0, None, None)], CLOCK, registry);
+        assert_eq!(mismatch.rejections[0].code, RejectCode::PropertyMismatch);
+    }
+}

@@ -1,0 +1,15 @@
+//! Hoheit ingest: subscribes to the MQTT topic scheme, decodes and checks
+//! every message, and writes accepted readings and dead letters to Kafka.
+//!
+//! Data flow: MQTT publish → [`decode`] → [`check`] (against the registry
+//! cache) → Kafka records → acknowledgement. A QoS 1 message is acknowledged
+//! to the broker only after Kafka has confirmed every record made from it, so
+//! if ingest dies the broker redelivers and nothing is lost.
+
+pub mod check;
+pub mod decode;
+mod pipeline;
+mod registry_cache;
+mod service;
+
+pub use service::{Ingest, IngestConfig};

@@ -1,0 +1,106 @@
+//! One MQTT message in, Kafka records out: decode, check, route, encode.
+
+use hoheit_core::domain::Micros;
+use hoheit_core::ops::Readiness;
+use hoheit_core::rejection::{RejectCode, Rejection};
+use hoheit_core::topic::{TopicAddress, TopicScheme};
+use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{self, Clock};
+use crate::decode::{self, JsonKind, Limits};
+use crate::registry_cache::{RegistryCache, Stopped};
+
+/// A dead letter carries at most this many individual reasons; the headline
+/// says how many more there were. Keeps records far below Kafka's size limit.
+const MAX_REASONS_PER_DEAD_LETTER: usize = 100;
+
+/// A Kafka record to produce: key and encoded value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// What one MQTT message turns into.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub observations: Vec<Record>,
+    pub dead_letter: Option<Record>,
+    pub accepted: usize,
+    pub rejected: Vec<RejectCode>,
+}
+
+pub struct Pipeline {
+    pub scheme: TopicScheme,
+    pub limits: Limits,
+    pub max_future_micros: i64,
+    pub cache: RegistryCache,
+}
+
+impl Pipeline {
+    pub async fn handle(&mut self, topic: &str, payload: &[u8], readiness: &Readiness, shutdown: &CancellationToken) -> Result<Outcome, Stopped> {
+        let received = Micros::now();
+        let address = match self.scheme.parse(topic) {
+            Ok(address) => address,
+            Err(error) => {
+                let rejection = Rejection::message(RejectCode::InvalidTopic, error.to_string());
+                return Ok(self.rejected(topic, payload, received, vec![rejection]));
+            }
+        };
+        let kind = match address {
+            TopicAddress::Datastream { .. } => JsonKind::Plain,
+            TopicAddress::Thing { .. } => JsonKind::Senml,
+        };
+        let decoded = match decode::decode(payload, kind, received, self.limits) {
+            Ok(decoded) => decoded,
+            Err(rejection) => return Ok(self.rejected(topic, payload, received, vec![rejection])),
+        };
+        for reading in &decoded.readings {
+            if let Ok(key) = check::key_of(&address, reading) {
+                self.cache.ensure(&key, readiness, shutdown).await?;
+            }
+        }
+        let clock = Clock { received, max_future_micros: self.max_future_micros };
+        let routed = check::route(&address, &decoded.readings, clock, |key| self.cache.get(key));
+        let observations = routed
+            .batches
+            .into_iter()
+            .map(|(id, (time_unix_us, value))| Record {
+                key: id.to_string(),
+                value: DatastreamBatch { datastream_id: id.0, time_unix_us, value, received_unix_us: received.0 }.encode_to_vec(),
+            })
+            .collect();
+        let mut rejections = decoded.rejections;
+        rejections.extend(routed.rejections);
+        rejections.sort_by_key(|r| r.reading_index);
+        let mut outcome = if rejections.is_empty() { Outcome::default() } else { self.rejected(topic, payload, received, rejections) };
+        outcome.observations = observations;
+        outcome.accepted = routed.accepted;
+        Ok(outcome)
+    }
+
+    fn rejected(&self, topic: &str, payload: &[u8], received: Micros, mut rejections: Vec<Rejection>) -> Outcome {
+        let rejected = rejections.iter().map(|r| r.code).collect();
+        let total = rejections.len();
+        if total > MAX_REASONS_PER_DEAD_LETTER {
+            rejections.truncate(MAX_REASONS_PER_DEAD_LETTER);
+            rejections[0].reason = format!("{} ({total} readings rejected; the first {MAX_REASONS_PER_DEAD_LETTER} reasons are listed)", rejections[0].reason);
+        }
+        let org = self.scheme.org_segment(topic).unwrap_or_default().chars().take(64).collect::<String>();
+        let letter = DeadLetter {
+            org: org.clone(),
+            mqtt_topic: topic.chars().take(1024).collect(),
+            payload: payload.to_vec(),
+            received_unix_us: received.0,
+            rejections: rejections.iter().map(Rejection::to_proto).collect(),
+        };
+        Outcome {
+            observations: Vec::new(),
+            dead_letter: Some(Record { key: org, value: letter.encode_to_vec() }),
+            accepted: 0,
+            rejected,
+        }
+    }
+}

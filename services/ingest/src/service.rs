@@ -1,0 +1,305 @@
+//! The ingest service: configuration, the MQTT loop, the Kafka producer and
+//! the acknowledger that answers the broker once Kafka has confirmed.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use hoheit_core::config::{ConfigFileArg, DatabaseArgs, Secret};
+use hoheit_core::kafka::{KafkaArgs, Topics};
+use hoheit_core::ops::{self, Readiness};
+use hoheit_core::telemetry::LogArgs;
+use hoheit_core::topic::TopicScheme;
+use hoheit_core::{db, topic};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::Limits;
+use crate::pipeline::{Outcome, Pipeline, Record};
+use crate::registry_cache::RegistryCache;
+
+/// Configuration of the ingest service.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hoheit-ingest", version, about = "Hoheit ingest: MQTT readings → checks → Kafka")]
+pub struct IngestConfig {
+    #[command(flatten)]
+    pub config_file: ConfigFileArg,
+    /// MQTT broker host.
+    #[arg(long, env = "HOHEIT_MQTT_HOST", default_value = "127.0.0.1")]
+    pub mqtt_host: String,
+    /// MQTT broker port.
+    #[arg(long, env = "HOHEIT_MQTT_PORT", default_value_t = 1883)]
+    pub mqtt_port: u16,
+    /// MQTT client id; the broker keeps this client's session (and queues its messages) while it is away.
+    #[arg(long, env = "HOHEIT_MQTT_CLIENT_ID", default_value = "hoheit-ingest")]
+    pub mqtt_client_id: String,
+    /// MQTT user name, if the broker requires one.
+    #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password.
+    #[arg(long, env = "HOHEIT_MQTT_PASSWORD")]
+    pub mqtt_password: Option<Secret>,
+    /// Root of the topic scheme.
+    #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
+    pub topic_root: String,
+    /// Largest accepted MQTT payload in bytes; larger ones become dead letters.
+    #[arg(long, env = "HOHEIT_INGEST_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
+    pub max_payload_bytes: usize,
+    /// Most readings accepted in one message.
+    #[arg(long, env = "HOHEIT_INGEST_MAX_READINGS", default_value_t = 10_000)]
+    pub max_readings: usize,
+    /// How many seconds a reading's time may be ahead of the platform clock.
+    #[arg(long, env = "HOHEIT_INGEST_MAX_FUTURE_SECS", default_value_t = 300)]
+    pub max_future_secs: i64,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "HOHEIT_INGEST_OPS_LISTEN", default_value = "127.0.0.1:9101")]
+    pub ops_listen: SocketAddr,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// A built ingest service, ready to run (zero2prod's `Application` shape:
+/// tests build it on a random port and run it in-process).
+pub struct Ingest {
+    config: IngestConfig,
+    ops_listener: tokio::net::TcpListener,
+    readiness: Readiness,
+}
+
+/// A message waiting for Kafka's confirmation before the broker gets its ack.
+struct Pending {
+    publish: Publish,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+impl Ingest {
+    pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
+        let ops_listener = ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
+        Ok(Self { config, ops_listener, readiness: Readiness::default() })
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Runs until `shutdown` fires, then finishes in-flight messages: those
+    /// confirmed by Kafka are acknowledged, the rest are left to the broker.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { config, ops_listener, readiness } = self;
+        for condition in ["mqtt", "kafka", "database"] {
+            readiness.set(condition, false);
+        }
+        let ops_task = tokio::spawn(ops::serve(ops_listener, readiness.clone(), shutdown.clone()));
+
+        let pool = match db::connect(config.database.url.expose(), config.database.max_connections, &shutdown).await {
+            Ok(pool) => pool,
+            Err(db::DbError::Cancelled) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        readiness.set("database", true);
+        if !ensure_topics(&config.kafka, &shutdown).await {
+            return Ok(());
+        }
+        readiness.set("kafka", true);
+        let producer: FutureProducer = config.kafka.producer_config().create().context("creating the Kafka producer")?;
+        let topics = config.kafka.topics();
+
+        let scheme = TopicScheme::new(&config.topic_root);
+        let mut pipeline = Pipeline {
+            scheme: scheme.clone(),
+            limits: Limits { max_payload_bytes: config.max_payload_bytes, max_readings: config.max_readings },
+            max_future_micros: config.max_future_secs.saturating_mul(1_000_000),
+            cache: RegistryCache::new(pool),
+        };
+
+        let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt_host, config.mqtt_port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(false);
+        options.set_manual_acks(true);
+        // Accept far larger packets than the payload limit, so an oversized
+        // message becomes a dead letter instead of a dropped connection.
+        options.set_max_packet_size(64 * 1024 * 1024, 1024 * 1024);
+        if let Some(user) = &config.mqtt_username {
+            let password = config.mqtt_password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+            options.set_credentials(user, password);
+        }
+        // The request channel carries acks; the broker's in-flight window
+        // bounds how many can be outstanding, so this never fills up.
+        let (client, mut eventloop) = AsyncClient::new(options, 16 * 1024);
+        let (pending_tx, pending_rx) = mpsc::channel::<Pending>(4096);
+        let mut acker = tokio::spawn(acknowledge(client.clone(), pending_rx, readiness.clone()));
+
+        tracing::info!(subscription = %scheme.subscription(), broker = %format!("{}:{}", config.mqtt_host, config.mqtt_port), "ingest running");
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    client.subscribe(scheme.subscription(), QoS::AtLeastOnce).await.context("queueing the MQTT subscription")?;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => readiness.set("mqtt", true),
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let Ok(outcome) = pipeline.handle(&publish.topic, &publish.payload, &readiness, &shutdown).await else {
+                        break;
+                    };
+                    record_metrics(&outcome);
+                    let Some(deliveries) = produce(&producer, &topics, outcome, &shutdown).await else {
+                        break;
+                    };
+                    if pending_tx.send(Pending { publish, deliveries }).await.is_err() {
+                        anyhow::bail!("the acknowledger stopped");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    readiness.set("mqtt", false);
+                    tracing::warn!(%error, retry_in = ?backoff, "MQTT connection lost; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+
+        // Shutdown: let the acknowledger finish what Kafka confirms, while the
+        // event loop keeps running to carry the acks out. Messages that arrive
+        // now are not acknowledged; the broker keeps them for the next start.
+        drop(pending_tx);
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut acker => break,
+                _ = &mut deadline => {
+                    tracing::warn!("Kafka did not confirm every in-flight message in time; the broker will redeliver them");
+                    break;
+                }
+                event = eventloop.poll() => if event.is_err() { tokio::time::sleep(Duration::from_millis(100)).await },
+            }
+        }
+        let _ = client.disconnect().await;
+        let flush_deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < flush_deadline {
+            match tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+        let _ = ops_task.await;
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+}
+
+async fn ensure_topics(kafka: &KafkaArgs, shutdown: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match kafka.ensure_topics().await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "Kafka not reachable yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn record_metrics(outcome: &Outcome) {
+    metrics::counter!("hoheit_ingest_messages_total").increment(1);
+    metrics::counter!("hoheit_ingest_readings_accepted_total").increment(outcome.accepted as u64);
+    for code in &outcome.rejected {
+        metrics::counter!("hoheit_ingest_readings_rejected_total", "reason" => code.as_str()).increment(1);
+    }
+    if outcome.dead_letter.is_some() {
+        metrics::counter!("hoheit_ingest_dead_letters_total").increment(1);
+    }
+}
+
+/// Hands every record of `outcome` to the producer, waiting while its queue
+/// is full (back-pressure up to the MQTT in-flight window). `None` when
+/// shutdown interrupts the wait.
+async fn produce(producer: &FutureProducer, topics: &Topics, outcome: Outcome, shutdown: &CancellationToken) -> Option<Vec<DeliveryFuture>> {
+    let records = outcome
+        .observations
+        .iter()
+        .map(|r| (topics.observations.as_str(), r))
+        .chain(outcome.dead_letter.iter().map(|r| (topics.dead_letters.as_str(), r)));
+    let mut deliveries = Vec::new();
+    for (topic, Record { key, value }) in records {
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(key).payload(value)) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                        _ = shutdown.cancelled() => return None,
+                    }
+                }
+                Err((error, _)) => {
+                    // Not retryable (e.g. a record over the size limit): leave the
+                    // message unacknowledged and say so loudly.
+                    tracing::error!(%error, %topic, "Kafka refused a record");
+                    return None;
+                }
+            }
+        }
+    }
+    Some(deliveries)
+}
+
+/// Acknowledges each MQTT message, in arrival order, once Kafka has confirmed
+/// all of its records.
+async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, readiness: Readiness) {
+    while let Some(Pending { publish, deliveries }) = pending.recv().await {
+        let mut confirmed = true;
+        for mut delivery in deliveries {
+            let result = match tokio::time::timeout(Duration::from_secs(5), &mut delivery).await {
+                Ok(result) => result,
+                Err(_) => {
+                    readiness.set("kafka", false);
+                    tracing::warn!("Kafka has not confirmed a record for 5 s; waiting");
+                    delivery.await
+                }
+            };
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    tracing::error!(%error, "Kafka rejected a record; the MQTT message stays unacknowledged");
+                    confirmed = false;
+                }
+                Err(_) => confirmed = false,
+            }
+        }
+        if confirmed {
+            readiness.set("kafka", true);
+            if let Err(error) = client.ack(&publish).await {
+                tracing::warn!(%error, "could not queue an MQTT acknowledgement");
+            }
+        }
+    }
+}
