@@ -64,7 +64,9 @@ impl fmt::Debug for DatabaseUrl {
             (Some(scheme_end), Some(at)) if at > scheme_end => {
                 let credentials = &self.0[scheme_end + 3..at];
                 match credentials.find(':') {
-                    Some(colon) => format!("{}{}:***{}", &self.0[..scheme_end + 3], &credentials[..colon], &self.0[at..]),
+                    Some(colon) => {
+                        format!("{}{}:***{}", &self.0[..scheme_end + 3], &credentials[..colon], &self.0[at..])
+                    }
                     None => self.0.clone(),
                 }
             }
@@ -78,7 +80,11 @@ impl fmt::Debug for DatabaseUrl {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL (TimescaleDB) URL.
-    #[arg(long = "database-url", env = "HOHEIT_DATABASE_URL", default_value = "postgres://hoheit:hoheit@127.0.0.1:5432/hoheit")]
+    #[arg(
+        long = "database-url",
+        env = "HOHEIT_DATABASE_URL",
+        default_value = "postgres://hoheit:hoheit@127.0.0.1:5432/hoheit"
+    )]
     pub url: DatabaseUrl,
     /// Size of the connection pool.
     #[arg(long = "database-max-connections", env = "HOHEIT_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]

@@ -91,7 +91,8 @@ pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Resul
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut source_topics, mut partitions, mut offsets) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut source_topics, mut partitions, mut offsets) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for letter in letters {
         let (code, reason) = letter.headline();
         received.push(letter.received.0);

@@ -86,7 +86,8 @@ impl KafkaArgs {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, %code, "creating topic failed"));
+                    return Err(KafkaError::AdminOp(code))
+                        .inspect_err(|_| tracing::error!(%topic, %code, "creating topic failed"));
                 }
             }
         }

@@ -54,7 +54,9 @@ impl Readiness {
     pub fn describe(&self) -> String {
         self.conditions
             .lock()
-            .map(|c| c.iter().map(|(k, v)| format!("{k}={}", if *v { "ok" } else { "down" })).collect::<Vec<_>>().join(" "))
+            .map(|c| {
+                c.iter().map(|(k, v)| format!("{k}={}", if *v { "ok" } else { "down" })).collect::<Vec<_>>().join(" ")
+            })
             .unwrap_or_default()
     }
 }
@@ -73,7 +75,11 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
 }
 
 /// Serves the operations endpoints on `listener` until `shutdown` fires.
-pub async fn serve(listener: tokio::net::TcpListener, readiness: Readiness, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

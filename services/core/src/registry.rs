@@ -111,7 +111,12 @@ pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result
                 e.into()
             }
         })?;
-    Ok(Organisation { id: row.get("id"), slug: new.slug.clone(), name: new.name.clone(), created_at: row.get("created_at") })
+    Ok(Organisation {
+        id: row.get("id"),
+        slug: new.slug.clone(),
+        name: new.name.clone(),
+        created_at: row.get("created_at"),
+    })
 }
 
 pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, RegistryError> {

@@ -71,10 +71,7 @@ impl Rejection {
 
     pub fn to_proto(&self) -> hoheit_proto::v1::Rejection {
         hoheit_proto::v1::Rejection {
-            reading_index: self
-                .reading_index
-                .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
-                .unwrap_or(-1),
+            reading_index: self.reading_index.map(|i| i32::try_from(i).unwrap_or(i32::MAX)).unwrap_or(-1),
             code: self.code.as_str().to_owned(),
             reason: self.reason.clone(),
         }

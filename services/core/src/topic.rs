@@ -64,9 +64,7 @@ impl Default for TopicScheme {
 
 impl TopicScheme {
     pub fn new(root: &str) -> Self {
-        Self {
-            root: root.trim_end_matches('/').to_owned(),
-        }
+        Self { root: root.trim_end_matches('/').to_owned() }
     }
 
     pub fn root(&self) -> &str {
@@ -103,10 +101,9 @@ impl TopicScheme {
             .ok_or_else(|| TopicError::WrongRoot { root: self.root.clone() })?;
         let segments: Vec<&str> = rest.split('/').collect();
         match segments.as_slice() {
-            [org, thing] => Ok(TopicAddress::Thing {
-                org: Slug::parse("organisation", org)?,
-                thing: Slug::parse("thing", thing)?,
-            }),
+            [org, thing] => {
+                Ok(TopicAddress::Thing { org: Slug::parse("organisation", org)?, thing: Slug::parse("thing", thing)? })
+            }
             [org, thing, property] => Ok(TopicAddress::Datastream {
                 org: Slug::parse("organisation", org)?,
                 thing: Slug::parse("thing", thing)?,

@@ -46,7 +46,12 @@ pub struct Clock {
 
 /// Checks one reading whose datastream is known (`stream` is `None` when it is
 /// not registered).
-pub fn check(key: &DatastreamKey, stream: Option<&DatastreamRef>, reading: &RawReading, clock: Clock) -> Result<(DatastreamId, Micros, f64), Rejection> {
+pub fn check(
+    key: &DatastreamKey,
+    stream: Option<&DatastreamRef>,
+    reading: &RawReading,
+    clock: Clock,
+) -> Result<(DatastreamId, Micros, f64), Rejection> {
     let i = reading.index;
     let Some(stream) = stream else {
         return Err(Rejection::reading(
@@ -56,7 +61,11 @@ pub fn check(key: &DatastreamKey, stream: Option<&DatastreamRef>, reading: &RawR
         ));
     };
     if !reading.value.is_finite() {
-        return Err(Rejection::reading(i, RejectCode::NonFiniteValue, format!("value {} is not a finite number", reading.value)));
+        return Err(Rejection::reading(
+            i,
+            RejectCode::NonFiniteValue,
+            format!("value {} is not a finite number", reading.value),
+        ));
     }
     if let Some(unit) = reading.unit.as_deref() {
         match &stream.unit {
@@ -69,7 +78,11 @@ pub fn check(key: &DatastreamKey, stream: Option<&DatastreamRef>, reading: &RawR
                 ));
             }
             None => {
-                return Err(Rejection::reading(i, RejectCode::UnitMismatch, format!("unit {unit:?} given, but datastream {key} has no unit")));
+                return Err(Rejection::reading(
+                    i,
+                    RejectCode::UnitMismatch,
+                    format!("unit {unit:?} given, but datastream {key} has no unit"),
+                ));
             }
         }
     }
@@ -82,7 +95,10 @@ pub fn check(key: &DatastreamKey, stream: Option<&DatastreamRef>, reading: &RawR
         return Err(Rejection::reading(
             i,
             RejectCode::TimeInFuture,
-            format!("time is {ahead} s ahead of the platform clock; at most {} s are accepted", clock.max_future_micros / 1_000_000),
+            format!(
+                "time is {ahead} s ahead of the platform clock; at most {} s are accepted",
+                clock.max_future_micros / 1_000_000
+            ),
         ));
     }
     Ok((stream.id, time, reading.value))
@@ -130,7 +146,13 @@ mod tests {
     }
 
     fn reading(index: usize, property: Option<&str>, value: f64, unit: Option<&str>, time: Option<i64>) -> RawReading {
-        RawReading { index, property: property.map(str::to_owned), time: time.map(Micros), value, unit: unit.map(str::to_owned) }
+        RawReading {
+            index,
+            property: property.map(str::to_owned),
+            time: time.map(Micros),
+            value,
+            unit: unit.map(str::to_owned),
+        }
     }
 
     const CLOCK: Clock = Clock { received: Micros(1_000_000_000_000_000), max_future_micros: 300_000_000 };
@@ -192,7 +214,12 @@ mod tests {
     #[test]
     fn datastream_topics_fix_the_property() {
         let topic = TopicAddress::Datastream { org: slug("stadt"), thing: slug("luft-1"), property: slug("no2") };
-        let ok = route(&topic, &[reading(0, None, 1.0, None, Some(1)), reading(1, Some("no2"), 2.0, None, Some(2))], CLOCK, registry);
+        let ok = route(
+            &topic,
+            &[reading(0, None, 1.0, None, Some(1)), reading(1, Some("no2"), 2.0, None, Some(2))],
+            CLOCK,
+            registry,
+        );
         assert_eq!(ok.accepted, 2);
         let mismatch = route(&topic, &[reading(0, Some("count"), 1.0, None, None)], CLOCK, registry);
         assert_eq!(mismatch.rejections[0].code, RejectCode::PropertyMismatch);

@@ -129,7 +129,11 @@ fn decode_plain_json(payload: &[u8], limits: Limits) -> Result<Decoded, Rejectio
         let reading: PlainReading = match serde_json::from_str(item.get()) {
             Ok(r) => r,
             Err(e) => {
-                decoded.rejections.push(Rejection::reading(index, RejectCode::MalformedPayload, format!("reading {index}: {e}; {expected}")));
+                decoded.rejections.push(Rejection::reading(
+                    index,
+                    RejectCode::MalformedPayload,
+                    format!("reading {index}: {e}; {expected}"),
+                ));
                 continue;
             }
         };
@@ -174,11 +178,7 @@ fn senml_time(seconds: f64, received: Micros) -> Option<Micros> {
     if !seconds.is_finite() {
         return None;
     }
-    let micros = if seconds < SENML_RELATIVE_LIMIT {
-        received.0 as f64 + seconds * 1e6
-    } else {
-        seconds * 1e6
-    };
+    let micros = if seconds < SENML_RELATIVE_LIMIT { received.0 as f64 + seconds * 1e6 } else { seconds * 1e6 };
     (micros.abs() < 9.0e15).then(|| Micros(micros.round() as i64))
 }
 
@@ -189,9 +189,11 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
     }
     let items = json_elements(payload, limits, false)?;
     let mut decoded = Decoded::default();
-    let (mut base_name, mut base_time, mut base_unit, mut base_value, mut version) = (String::new(), 0.0, None::<String>, 0.0, None::<i64>);
+    let (mut base_name, mut base_time, mut base_unit, mut base_value, mut version) =
+        (String::new(), 0.0, None::<String>, 0.0, None::<i64>);
     for (index, item) in items.into_iter().enumerate() {
-        let record: SenmlRecord = serde_json::from_str(item.get()).map_err(|e| malformed(&format!("SenML record {index} is malformed"), e))?;
+        let record: SenmlRecord = serde_json::from_str(item.get())
+            .map_err(|e| malformed(&format!("SenML record {index} is malformed"), e))?;
         if let Some(label) = record.other.keys().find(|k| k.ends_with('_')) {
             return Err(Rejection::message(
                 RejectCode::MalformedPayload,
@@ -208,7 +210,10 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
             version = Some(v);
         }
         if record.bs.is_some() {
-            return Err(Rejection::message(RejectCode::UnsupportedValue, "SenML base sums (bs) are not supported; send values (v)"));
+            return Err(Rejection::message(
+                RejectCode::UnsupportedValue,
+                "SenML base sums (bs) are not supported; send values (v)",
+            ));
         }
         if let Some(bn) = record.bn {
             base_name = bn;
@@ -222,10 +227,18 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
         if let Some(bv) = record.bv {
             base_value = bv;
         }
-        let has_value = record.v.is_some() || record.vs.is_some() || record.vb.is_some() || record.vd.is_some() || record.s.is_some();
+        let has_value = record.v.is_some()
+            || record.vs.is_some()
+            || record.vb.is_some()
+            || record.vd.is_some()
+            || record.s.is_some();
         if !has_value {
             if record.n.is_some() {
-                decoded.rejections.push(Rejection::reading(index, RejectCode::MalformedPayload, format!("SenML record {index} has a name but no value")));
+                decoded.rejections.push(Rejection::reading(
+                    index,
+                    RejectCode::MalformedPayload,
+                    format!("SenML record {index} has a name but no value"),
+                ));
             }
             // A record of base fields only.
             continue;
@@ -234,13 +247,19 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
             decoded.rejections.push(Rejection::reading(
                 index,
                 RejectCode::UnsupportedValue,
-                format!("SenML record {index}: only numeric values (v) are supported, not strings, booleans, data or sums"),
+                format!(
+                    "SenML record {index}: only numeric values (v) are supported, not strings, booleans, data or sums"
+                ),
             ));
             continue;
         };
         let name = format!("{base_name}{}", record.n.as_deref().unwrap_or(""));
         if name.is_empty() {
-            decoded.rejections.push(Rejection::reading(index, RejectCode::MissingProperty, format!("SenML record {index} has no name (n or bn)")));
+            decoded.rejections.push(Rejection::reading(
+                index,
+                RejectCode::MissingProperty,
+                format!("SenML record {index} has no name (n or bn)"),
+            ));
             continue;
         }
         let time = match record.t.map(|t| base_time + t).or((base_time != 0.0).then_some(base_time)) {
@@ -248,7 +267,11 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
             Some(seconds) => match senml_time(seconds, received) {
                 Some(t) => Some(t),
                 None => {
-                    decoded.rejections.push(Rejection::reading(index, RejectCode::TimeOutOfRange, format!("SenML record {index} has time {seconds} s, out of range")));
+                    decoded.rejections.push(Rejection::reading(
+                        index,
+                        RejectCode::TimeOutOfRange,
+                        format!("SenML record {index} has time {seconds} s, out of range"),
+                    ));
                     continue;
                 }
             },
@@ -306,7 +329,8 @@ mod tests {
         assert_eq!(one.readings.len(), 1);
         assert_eq!(one.readings[0].time, Some(Micros(1_795_600_800_123_456)));
         assert_eq!(one.readings[0].value, 21.5);
-        let many = plain(r#"[{"value": 1}, {"time": "2026-11-25T11:00:00+01:00", "value": -2.25, "unit": "Cel"}]"#).unwrap();
+        let many =
+            plain(r#"[{"value": 1}, {"time": "2026-11-25T11:00:00+01:00", "value": -2.25, "unit": "Cel"}]"#).unwrap();
         assert_eq!(many.readings.len(), 2);
         assert_eq!(many.readings[0].time, None, "missing time means receive time");
         assert_eq!(many.readings[1].time, Some(Micros(1_795_600_800_000_000)), "offsets are converted to UTC");
@@ -323,7 +347,10 @@ mod tests {
 
     #[test]
     fn bad_readings_in_an_array_are_rejected_one_by_one() {
-        let d = plain(r#"[{"value": 1}, {"value": "x"}, {"time": "yesterday", "value": 2}, {"value": 3, "colour": "red"}]"#).unwrap();
+        let d = plain(
+            r#"[{"value": 1}, {"value": "x"}, {"time": "yesterday", "value": 2}, {"value": 3, "colour": "red"}]"#,
+        )
+        .unwrap();
         assert_eq!(d.readings.len(), 1);
         let indexes: Vec<_> = d.rejections.iter().map(|r| r.reading_index).collect();
         assert_eq!(indexes, vec![Some(1), Some(2), Some(3)]);
@@ -351,7 +378,10 @@ mod tests {
         let big = format!(r#"{{"value": 1, "unit": "{}"}}"#, "x".repeat(100));
         assert_eq!(decode(big.as_bytes(), JsonKind::Plain, NOW, limits).unwrap_err().code, RejectCode::PayloadTooLarge);
         let many = r#"[{"value":1},{"value":2},{"value":3},{"value":4}]"#;
-        assert_eq!(decode(many.as_bytes(), JsonKind::Plain, NOW, limits).unwrap_err().code, RejectCode::TooManyReadings);
+        assert_eq!(
+            decode(many.as_bytes(), JsonKind::Plain, NOW, limits).unwrap_err().code,
+            RejectCode::TooManyReadings
+        );
     }
 
     #[test]
@@ -365,7 +395,10 @@ mod tests {
         assert!(d.rejections.is_empty(), "{:?}", d.rejections);
         let r = &d.readings;
         assert_eq!(r[0].property.as_deref(), Some("air-no2"));
-        assert_eq!((r[0].time, r[0].value, r[0].unit.as_deref()), (Some(Micros(1_795_600_800_000_000)), 21.0, Some("ug/m3")));
+        assert_eq!(
+            (r[0].time, r[0].value, r[0].unit.as_deref()),
+            (Some(Micros(1_795_600_800_000_000)), 21.0, Some("ug/m3"))
+        );
         assert_eq!(r[1].time, Some(Micros(1_795_600_801_500_000)));
         assert_eq!((r[2].unit.as_deref(), r[2].value), (Some("Cel"), 4.5));
         assert_eq!(r[2].time, Some(Micros(1_795_600_740_000_000)));
@@ -394,7 +427,10 @@ mod tests {
         let d = senml(r#"[{"n": "ok", "v": 1}, {"n": "s", "vs": "on"}, {"v": 3}, {"n": "novalue"}]"#).unwrap();
         assert_eq!(d.readings.len(), 1);
         let codes: Vec<_> = d.rejections.iter().map(|r| r.code).collect();
-        assert_eq!(codes, vec![RejectCode::UnsupportedValue, RejectCode::MissingProperty, RejectCode::MalformedPayload]);
+        assert_eq!(
+            codes,
+            vec![RejectCode::UnsupportedValue, RejectCode::MissingProperty, RejectCode::MalformedPayload]
+        );
         assert_eq!(senml(r#"{"n": "x", "v": 1}"#).unwrap_err().code, RejectCode::MalformedPayload);
     }
 
@@ -402,8 +438,18 @@ mod tests {
     fn protobuf_batches_decode_and_garbage_is_explained() {
         let batch = hoheit_proto::v1::ObservationBatch {
             readings: vec![
-                hoheit_proto::v1::SensorReading { property: "no2".into(), time_unix_us: Some(7), value: 1.5, unit: String::new() },
-                hoheit_proto::v1::SensorReading { property: String::new(), time_unix_us: None, value: f64::NAN, unit: "Cel".into() },
+                hoheit_proto::v1::SensorReading {
+                    property: "no2".into(),
+                    time_unix_us: Some(7),
+                    value: 1.5,
+                    unit: String::new(),
+                },
+                hoheit_proto::v1::SensorReading {
+                    property: String::new(),
+                    time_unix_us: None,
+                    value: f64::NAN,
+                    unit: "Cel".into(),
+                },
             ],
         };
         let d = decode(&batch.encode_to_vec(), JsonKind::Senml, NOW, Limits::default()).unwrap();

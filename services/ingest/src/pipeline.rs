@@ -40,7 +40,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn handle(&mut self, topic: &str, payload: &[u8], readiness: &Readiness, shutdown: &CancellationToken) -> Result<Outcome, Stopped> {
+    pub async fn handle(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, Stopped> {
         let received = Micros::now();
         let address = match self.scheme.parse(topic) {
             Ok(address) => address,
@@ -69,13 +75,18 @@ impl Pipeline {
             .into_iter()
             .map(|(id, (time_unix_us, value))| Record {
                 key: id.to_string(),
-                value: DatastreamBatch { datastream_id: id.0, time_unix_us, value, received_unix_us: received.0 }.encode_to_vec(),
+                value: DatastreamBatch { datastream_id: id.0, time_unix_us, value, received_unix_us: received.0 }
+                    .encode_to_vec(),
             })
             .collect();
         let mut rejections = decoded.rejections;
         rejections.extend(routed.rejections);
         rejections.sort_by_key(|r| r.reading_index);
-        let mut outcome = if rejections.is_empty() { Outcome::default() } else { self.rejected(topic, payload, received, rejections) };
+        let mut outcome = if rejections.is_empty() {
+            Outcome::default()
+        } else {
+            self.rejected(topic, payload, received, rejections)
+        };
         outcome.observations = observations;
         outcome.accepted = routed.accepted;
         Ok(outcome)
@@ -86,7 +97,10 @@ impl Pipeline {
         let total = rejections.len();
         if total > MAX_REASONS_PER_DEAD_LETTER {
             rejections.truncate(MAX_REASONS_PER_DEAD_LETTER);
-            rejections[0].reason = format!("{} ({total} readings rejected; the first {MAX_REASONS_PER_DEAD_LETTER} reasons are listed)", rejections[0].reason);
+            rejections[0].reason = format!(
+                "{} ({total} readings rejected; the first {MAX_REASONS_PER_DEAD_LETTER} reasons are listed)",
+                rejections[0].reason
+            );
         }
         let org = self.scheme.org_segment(topic).unwrap_or_default().chars().take(64).collect::<String>();
         let letter = DeadLetter {

@@ -44,7 +44,12 @@ impl RegistryCache {
     /// Makes sure `key` is answered from memory by [`get`](Self::get). Waits
     /// (with back-off) while the database is unreachable: rejecting a reading
     /// as unknown because the registry could not be asked would be wrong.
-    pub async fn ensure(&mut self, key: &DatastreamKey, readiness: &Readiness, shutdown: &CancellationToken) -> Result<(), Stopped> {
+    pub async fn ensure(
+        &mut self,
+        key: &DatastreamKey,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.try_ensure(key).await {

@@ -12,8 +12,8 @@ use hoheit_core::ops::{self, Readiness};
 use hoheit_core::telemetry::LogArgs;
 use hoheit_core::topic::TopicScheme;
 use hoheit_core::{db, topic};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +82,10 @@ struct Pending {
 
 impl Ingest {
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
-        let ops_listener = ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
+        // Install the metrics recorder before anything records.
+        let _ = hoheit_core::ops::metrics_handle();
+        let ops_listener =
+            ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
         Ok(Self { config, ops_listener, readiness: Readiness::default() })
     }
 
@@ -113,7 +116,8 @@ impl Ingest {
             return Ok(());
         }
         readiness.set("kafka", true);
-        let producer: FutureProducer = config.kafka.producer_config().create().context("creating the Kafka producer")?;
+        let producer: FutureProducer =
+            config.kafka.producer_config().create().context("creating the Kafka producer")?;
         let topics = config.kafka.topics();
 
         let scheme = TopicScheme::new(&config.topic_root);
@@ -151,11 +155,15 @@ impl Ingest {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(200);
-                    client.subscribe(scheme.subscription(), QoS::AtLeastOnce).await.context("queueing the MQTT subscription")?;
+                    client
+                        .subscribe(scheme.subscription(), QoS::AtLeastOnce)
+                        .await
+                        .context("queueing the MQTT subscription")?;
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => readiness.set("mqtt", true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let Ok(outcome) = pipeline.handle(&publish.topic, &publish.payload, &readiness, &shutdown).await else {
+                    let Ok(outcome) = pipeline.handle(&publish.topic, &publish.payload, &readiness, &shutdown).await
+                    else {
                         break;
                     };
                     record_metrics(&outcome);
@@ -240,7 +248,12 @@ fn record_metrics(outcome: &Outcome) {
 /// Hands every record of `outcome` to the producer, waiting while its queue
 /// is full (back-pressure up to the MQTT in-flight window). `None` when
 /// shutdown interrupts the wait.
-async fn produce(producer: &FutureProducer, topics: &Topics, outcome: Outcome, shutdown: &CancellationToken) -> Option<Vec<DeliveryFuture>> {
+async fn produce(
+    producer: &FutureProducer,
+    topics: &Topics,
+    outcome: Outcome,
+    shutdown: &CancellationToken,
+) -> Option<Vec<DeliveryFuture>> {
     let records = outcome
         .observations
         .iter()

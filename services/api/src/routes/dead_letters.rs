@@ -1,0 +1,80 @@
+//! Dead letters: rejected messages with their reasons.
+
+use axum::extract::State;
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use hoheit_core::dead_letters;
+use hoheit_core::domain::Slug;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::params::{self, TimeRange};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    org: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct DeadLetterView {
+    id: i64,
+    received_at: DateTime<Utc>,
+    org: String,
+    mqtt_topic: String,
+    reason_code: String,
+    reason: String,
+    rejections: serde_json::Value,
+    /// The raw payload, base64.
+    payload_base64: String,
+    /// The payload as text, when it is UTF-8.
+    payload_text: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct DeadLetterPage {
+    dead_letters: Vec<DeadLetterView>,
+    next_cursor: Option<String>,
+}
+
+/// Dead letters received in `[from, to)` (default: the last 7 days), oldest first.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<DeadLetterQuery>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let org = query
+        .org
+        .as_deref()
+        .map(|o| Slug::parse("org", o))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(7))?;
+    let limit = params::limit(query.limit)?;
+    let after = query.cursor.as_deref().map(|c| params::decode_cursor('d', c)).transpose()?.unwrap_or(0);
+    let rows = dead_letters::list(&state.pool, org.as_ref(), range.from, range.to, after, limit).await?;
+    let next_cursor =
+        (rows.len() as i64 == limit).then(|| rows.last().map(|r| params::encode_cursor('d', r.id))).flatten();
+    let dead_letters = rows
+        .into_iter()
+        .map(|r| DeadLetterView {
+            id: r.id,
+            received_at: r.received_at,
+            org: r.org,
+            mqtt_topic: r.mqtt_topic,
+            reason_code: r.reason_code,
+            reason: r.reason,
+            rejections: r.rejections,
+            payload_base64: STANDARD.encode(&r.payload),
+            payload_text: String::from_utf8(r.payload).ok(),
+        })
+        .collect();
+    Ok(Json(DeadLetterPage { dead_letters, next_cursor }))
+}

@@ -1,0 +1,6 @@
+//! Request handlers, one module per resource.
+
+pub mod admin;
+pub mod datastreams;
+pub mod dead_letters;
+pub mod health;

@@ -1,0 +1,463 @@
+//! Test harness: each test gets its own database, Kafka topics, MQTT topic
+//! root and consumer group on the real infrastructure (started by
+//! `deploy/local/hoheit test`), and runs the services in-process.
+//!
+//! The infrastructure addresses come from the same `HOHEIT_*` variables the
+//! services read, with the same local defaults.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hoheit_api::{Api, ApiConfig};
+use hoheit_ingest::{Ingest, IngestConfig};
+use hoheit_writer::{Writer, WriterConfig};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn admin_database_url() -> String {
+    env_or("HOHEIT_DATABASE_URL", "postgres://hoheit:hoheit@127.0.0.1:5432/hoheit")
+}
+
+pub fn mqtt_host() -> String {
+    env_or("HOHEIT_MQTT_HOST", "127.0.0.1")
+}
+
+pub fn mqtt_port() -> u16 {
+    env_or("HOHEIT_MQTT_PORT", "1883").parse().unwrap_or(1883)
+}
+
+pub fn kafka_bootstrap() -> String {
+    env_or("HOHEIT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+}
+
+/// Names that keep one test's traffic apart from every other test's.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    pub id: String,
+    pub database: String,
+    pub database_url: String,
+    pub topic_root: String,
+    pub kafka_prefix: String,
+}
+
+impl Isolation {
+    pub fn new() -> Self {
+        hoheit_core::telemetry::init(&hoheit_core::telemetry::LogArgs {
+            format: hoheit_core::telemetry::LogFormat::Text,
+        });
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database = format!("hoheit_test_{id}");
+        let admin = admin_database_url();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.clone());
+        Self {
+            database_url: format!("{base}/{database}"),
+            database,
+            topic_root: format!("test-{id}/hoheit/v1"),
+            kafka_prefix: format!("test-{id}"),
+            id,
+        }
+    }
+
+    /// Creates this test's database and applies the migrations.
+    pub async fn create_database(&self) -> anyhow::Result<PgPool> {
+        let mut admin =
+            PgConnection::connect(&admin_database_url()).await.context("connecting to the admin database")?;
+        // The name is generated above from hex digits only; identifiers cannot be bound.
+        sqlx::query(&format!("CREATE DATABASE {}", self.database)).execute(&mut admin).await?;
+        let pool = PgPool::connect(&self.database_url).await?;
+        hoheit_core::db::migrate(&pool).await?;
+        Ok(pool)
+    }
+
+    pub async fn drop_database(&self) {
+        if let Ok(mut admin) = PgConnection::connect(&admin_database_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+
+    pub fn kafka_args(&self) -> Vec<String> {
+        vec![
+            "--kafka-bootstrap".into(),
+            kafka_bootstrap(),
+            "--kafka-topic-prefix".into(),
+            self.kafka_prefix.clone(),
+            "--kafka-partitions".into(),
+            "2".into(),
+        ]
+    }
+
+    pub fn ingest_config(&self) -> IngestConfig {
+        let mut args: Vec<String> = vec![
+            "hoheit-ingest".into(),
+            "--mqtt-host".into(),
+            mqtt_host(),
+            "--mqtt-port".into(),
+            mqtt_port().to_string(),
+            "--mqtt-client-id".into(),
+            format!("ingest-{}", self.id),
+            "--topic-root".into(),
+            self.topic_root.clone(),
+            "--ops-listen".into(),
+            "127.0.0.1:0".into(),
+            "--database-url".into(),
+            self.database_url.clone(),
+        ];
+        args.extend(self.kafka_args());
+        IngestConfig::parse_from(args)
+    }
+
+    pub fn writer_config(&self) -> WriterConfig {
+        let mut args: Vec<String> = vec![
+            "hoheit-writer".into(),
+            "--group".into(),
+            format!("writer-{}", self.id),
+            "--batch-wait-ms".into(),
+            "50".into(),
+            "--ops-listen".into(),
+            "127.0.0.1:0".into(),
+            "--database-url".into(),
+            self.database_url.clone(),
+        ];
+        args.extend(self.kafka_args());
+        WriterConfig::parse_from(args)
+    }
+
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig::parse_from([
+            "hoheit-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--database-url",
+            &self.database_url,
+        ])
+    }
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A service running in-process until stopped.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub ops_url: String,
+}
+
+impl Running {
+    /// Stops the service gracefully and returns its result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(40), self.task).await.context("service did not stop in time")??
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_ready(&format!("{}/readyz", self.ops_url), timeout).await
+    }
+}
+
+pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < timeout {
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = r.text().await.unwrap_or_default(),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} not ready after {timeout:?}: {last}")
+}
+
+pub async fn start_ingest(isolation: &Isolation) -> anyhow::Result<Running> {
+    let ingest = Ingest::build(isolation.ingest_config()).await?;
+    let ops_url = format!("http://{}", ingest.ops_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(ingest.run(shutdown.clone()));
+    let running = Running { shutdown, task, ops_url };
+    running.wait_ready(Duration::from_secs(60)).await?;
+    Ok(running)
+}
+
+pub async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
+    let writer = Writer::build(isolation.writer_config()).await?;
+    let ops_url = format!("http://{}", writer.ops_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(writer.run(shutdown.clone()));
+    let running = Running { shutdown, task, ops_url };
+    running.wait_ready(Duration::from_secs(60)).await?;
+    Ok(running)
+}
+
+pub async fn start_api(isolation: &Isolation) -> anyhow::Result<(Running, ApiClient)> {
+    let shutdown = CancellationToken::new();
+    let api = Api::build(isolation.api_config(), &shutdown).await?;
+    let base = format!("http://{}", api.local_addr());
+    let task = tokio::spawn(api.run(shutdown.clone()));
+    Ok((Running { shutdown, task, ops_url: base.clone() }, ApiClient::new(base)))
+}
+
+/// An HTTP client of the API that presents the test token.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: String) -> Self {
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base)).bearer_auth(TOKEN).json(&body)
+    }
+
+    /// GET that must succeed; returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.get(path).send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Registers organisation, thing and datastream (tolerating ones that
+    /// exist) and returns the datastream id.
+    pub async fn register(&self, org: &str, thing: &str, property: &str, unit: Option<&str>) -> anyhow::Result<i64> {
+        for (path, body) in [
+            ("/v1/admin/organisations", json!({"slug": org, "name": format!("Org {org}")})),
+            (
+                "/v1/admin/things",
+                json!({"org": org, "slug": thing, "name": format!("Thing {thing}"), "latitude": 52.83, "longitude": 13.82}),
+            ),
+        ] {
+            let response = self.post(path, body).send().await?;
+            if !(response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT) {
+                bail!("POST {path}: {} {}", response.status(), response.text().await?);
+            }
+        }
+        let response = self
+            .post("/v1/admin/datastreams", json!({"org": org, "thing": thing, "property": property, "name": format!("{property} at {thing}"), "unit": unit}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("registering datastream: {} {}", response.status(), response.text().await?);
+        }
+        let body: Value = response.json().await?;
+        body["id"].as_i64().context("datastream id in response")
+    }
+
+    /// Every observation of a datastream in `[from, to)`, following cursors.
+    pub async fn all_observations(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        page: usize,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/datastreams/{id}/observations?from={from}&to={to}&limit={page}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let body = self.get_json(&path.replace('+', "%2B")).await?;
+            for o in body["observations"].as_array().context("observations array")? {
+                out.push((o["time"].as_str().unwrap_or_default().to_owned(), o["value"].as_f64().unwrap_or(f64::NAN)));
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// An MQTT publisher that waits for the broker's PUBACKs.
+pub struct Publisher {
+    client: AsyncClient,
+    acks: tokio::sync::mpsc::UnboundedReceiver<()>,
+    task: JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect(id: &str) -> anyhow::Result<Self> {
+        let mut options =
+            MqttOptions::new(format!("pub-{id}-{}", uuid::Uuid::new_v4().simple()), mqtt_host(), mqtt_port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
+        options.set_inflight(1000);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let (tx, acks) = tokio::sync::mpsc::unbounded_channel();
+        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut connected = Some(connected_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(c) = connected.take() {
+                            let _ = c.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), connected_rx).await.context("MQTT connect timed out")??;
+        Ok(Self { client, acks, task })
+    }
+
+    /// Publishes every message with QoS 1 and waits until all are acknowledged.
+    pub async fn publish_all(&mut self, messages: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+        let n = messages.len();
+        let client = self.client.clone();
+        let sender = tokio::spawn(async move {
+            for (topic, payload) in messages {
+                client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+            }
+            anyhow::Ok(())
+        });
+        for _ in 0..n {
+            tokio::time::timeout(Duration::from_secs(30), self.acks.recv()).await.context("PUBACK timed out")?;
+        }
+        sender.await??;
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The whole platform for one test: API, ingest and writer on real infrastructure.
+pub struct Platform {
+    pub isolation: Isolation,
+    pub pool: PgPool,
+    pub api: ApiClient,
+    pub scheme: hoheit_core::topic::TopicScheme,
+    services: Vec<Running>,
+}
+
+impl Platform {
+    pub async fn start() -> anyhow::Result<Self> {
+        let isolation = Isolation::new();
+        let pool = isolation.create_database().await?;
+        let (api_running, api) = start_api(&isolation).await?;
+        let ingest = start_ingest(&isolation).await?;
+        let writer = start_writer(&isolation).await?;
+        let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+        Ok(Self { isolation, pool, api, scheme, services: vec![ingest, writer, api_running] })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for service in self.services {
+            service.stop().await?;
+        }
+        self.pool.close().await;
+        self.isolation.drop_database().await;
+        Ok(())
+    }
+}
+
+/// Reads `count` records (key, value) from `topic` from the beginning, in a
+/// group of its own.
+pub async fn consume(topic: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4().simple()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < count {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .with_context(|| format!("only {} of {count} records arrived on {topic}", out.len()))?
+        {
+            Ok(message) => message,
+            // Transient (e.g. a connection the broker closed); librdkafka reconnects.
+            Err(_) => continue,
+        };
+        let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        out.push((key, message.payload().unwrap_or_default().to_vec()));
+    }
+    Ok(out)
+}
+
+/// An idempotent producer for feeding the writer directly.
+pub fn producer() -> anyhow::Result<rdkafka::producer::FutureProducer> {
+    Ok(rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?)
+}
+
+/// Produces `records` (key, value) to `topic` and waits for every confirmation.
+pub async fn produce(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    for (key, value) in records {
+        producer
+            .send(rdkafka::producer::FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The writer against real Kafka and TimescaleDB: batches land once, poison
+//! records become dead letters, offsets are committed after the database.
+
+use std::time::Duration;
+
+use hoheit_proto::v1::{DatastreamBatch, DeadLetter, Rejection};
+use hoheit_tests::{eventually, produce, producer, start_writer, Isolation};
+use prost::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
+use sqlx::Row;
+
+async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query(sql).fetch_one(pool).await.unwrap().get::<i64, _>(0)
+}
+
+fn batch(id: i64, start: i64, n: i64) -> (String, Vec<u8>) {
+    let record = DatastreamBatch {
+        datastream_id: id,
+        time_unix_us: (start..start + n).map(|i| 1_795_132_800_000_000 + i * 1_000_000).collect(),
+        value: (start..start + n).map(|i| i as f64).collect(),
+        received_unix_us: 1_795_132_800_000_000,
+    };
+    (id.to_string(), record.encode_to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let writer = start_writer(&isolation).await?;
+    let topics = hoheit_core::kafka::KafkaArgs {
+        bootstrap: hoheit_tests::kafka_bootstrap(),
+        topic_prefix: isolation.kafka_prefix.clone(),
+        partitions: 2,
+        replication: 1,
+    }
+    .topics();
+    let producer = producer()?;
+
+    // 3 datastreams × 2,000 readings, then the first 500 of one again (a redelivery).
+    let mut records: Vec<_> = (0..20).flat_map(|chunk| (1..=3).map(move |id| batch(id, chunk * 100, 100))).collect();
+    records.push(batch(2, 0, 500));
+    records.push(("poison".into(), b"\x08\x01\x12\xff definitely not a batch".to_vec()));
+    produce(&producer, &topics.observations, &records).await?;
+    let letter = DeadLetter {
+        org: "stadt".into(),
+        mqtt_topic: "hoheit/v1/stadt/x".into(),
+        payload: b"{oops".to_vec(),
+        received_unix_us: 1_795_132_800_000_000,
+        rejections: vec![Rejection {
+            reading_index: -1,
+            code: "malformed_payload".into(),
+            reason: "payload is not valid JSON".into(),
+        }],
+    };
+    produce(&producer, &topics.dead_letters, &[("stadt".into(), letter.encode_to_vec())]).await?;
+
+    eventually(Duration::from_secs(60), "6,000 rows and 2 dead letters", || {
+        let pool = pool.clone();
+        async move {
+            let rows = count(&pool, "SELECT count(*) FROM observations").await;
+            let letters = count(&pool, "SELECT count(*) FROM dead_letters").await;
+            Ok((rows >= 6_000 && letters >= 2).then_some(()))
+        }
+    })
+    .await?;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM observations").await,
+        6_000,
+        "the redelivered 500 are not duplicated"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM observations WHERE datastream_id = 2 AND value = 499").await, 1);
+    let poison = sqlx::query("SELECT reason_code, reason FROM dead_letters WHERE source_topic = $1")
+        .bind(&topics.observations)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(poison.get::<String, _>("reason_code"), "undecodable_record");
+    let stored = sqlx::query("SELECT org, mqtt_topic, payload, reason FROM dead_letters WHERE source_topic = $1")
+        .bind(&topics.dead_letters)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stored.get::<String, _>("org"), "stadt");
+    assert_eq!(stored.get::<Vec<u8>, _>("payload"), b"{oops");
+    assert_eq!(stored.get::<String, _>("reason"), "payload is not valid JSON");
+
+    writer.stop().await?;
+
+    // Offsets were committed: the group's committed position is the end of each partition.
+    let group = format!("writer-{}", isolation.id);
+    let probe: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", hoheit_tests::kafka_bootstrap())
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..2 {
+        list.add_partition(&topics.observations, partition);
+    }
+    let committed = probe.committed_offsets(list, Duration::from_secs(10))?;
+    let mut committed_total = 0;
+    for element in committed.elements() {
+        let (_, high) = probe.fetch_watermarks(&topics.observations, element.partition(), Duration::from_secs(10))?;
+        match element.offset() {
+            Offset::Offset(o) => {
+                assert_eq!(o, high, "partition {} committed up to its end", element.partition());
+                committed_total += o;
+            }
+            other => assert_eq!(high, 0, "partition {} has data but offset {other:?}", element.partition()),
+        }
+    }
+    assert_eq!(committed_total as usize, records.len());
+
+    // A restarted writer in the same group resumes after the commit and writes only new data.
+    let writer = start_writer(&isolation).await?;
+    produce(&producer, &topics.observations, &[batch(1, 5_000, 10)]).await?;
+    eventually(Duration::from_secs(60), "the 10 new rows", || {
+        let pool = pool.clone();
+        async move { Ok((count(&pool, "SELECT count(*) FROM observations").await == 6_010).then_some(())) }
+    })
+    .await?;
+    writer.stop().await?;
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
