@@ -113,6 +113,7 @@ async fn registry_admin_creates_lists_and_rejects_duplicates_and_bad_slugs() {
     s.insert(id, &[(T0, 1.0), (T0 + 5, 2.0)]).await;
     let one = s.api.get_json(&format!("/v1/datastreams/{id}")).await.unwrap();
     assert_eq!(one["latest_time"], rfc3339(T0 + 5));
+    assert_eq!(one["latest_value"], 2.0);
     s.teardown().await;
 }
 

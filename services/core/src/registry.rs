@@ -71,6 +71,8 @@ pub struct Datastream {
     pub unit: Option<String>,
     /// Time of the newest stored reading, if any.
     pub latest_time: Option<DateTime<Utc>>,
+    /// Value of the newest stored reading, if any.
+    pub latest_value: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,12 +190,16 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
         name: new.name.clone(),
         unit: new.unit.as_ref().map(|u| u.as_str().to_owned()),
         latest_time: None,
+        latest_value: None,
     })
 }
 
 const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.property, d.name, d.unit,
-        (SELECT ob.time FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1) AS latest_time
-     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id";
+        latest.time AS latest_time, latest.value AS latest_value
+     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+     LEFT JOIN LATERAL (
+        SELECT ob.time, ob.value FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
+     ) latest ON true";
 
 fn datastream_from_row(row: &sqlx::postgres::PgRow) -> Result<Datastream, RegistryError> {
     // Stored slugs were validated on the way in; a failure here means the
@@ -210,6 +216,7 @@ fn datastream_from_row(row: &sqlx::postgres::PgRow) -> Result<Datastream, Regist
         name: row.get("name"),
         unit: row.get("unit"),
         latest_time: row.get("latest_time"),
+        latest_value: row.get("latest_value"),
     })
 }
 

@@ -1,0 +1,13 @@
+//! `hoheit-simulator`: parses configuration, starts logging, runs the simulator.
+
+use hoheit_simulator::{Simulator, SimulatorConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config: SimulatorConfig = hoheit_core::config::load();
+    hoheit_core::telemetry::init(&config.log);
+    tracing::info!(?config, "starting hoheit-simulator");
+    let shutdown = hoheit_core::shutdown::on_signal();
+    Simulator::new(config)?.run(shutdown).await?;
+    Ok(())
+}
