@@ -22,7 +22,9 @@ pub struct LogArgs {
 /// Installs the global subscriber; later calls (tests) are ignored.
 pub fn init(args: &LogArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal, not in log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _ = match args.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
