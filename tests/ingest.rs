@@ -15,7 +15,11 @@ fn slug(s: &str) -> Slug {
 }
 
 async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, unit: Option<&str>) -> i64 {
-    let _ = registry::create_organisation(pool, &NewOrganisation { slug: slug(org), name: org.into() }).await;
+    let _ = registry::create_organisation(
+        pool,
+        &NewOrganisation { slug: slug(org), name: org.into(), kind: None, parent: None },
+    )
+    .await;
     let _ = registry::create_thing(
         pool,
         &NewThing { org: slug(org), slug: slug(thing), name: thing.into(), latitude: None, longitude: None },

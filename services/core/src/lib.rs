@@ -9,13 +9,18 @@
 //! ([`telemetry`]), the health/metrics endpoint of the background services
 //! ([`ops`]) and graceful shutdown ([`shutdown`]).
 
+pub mod audit;
 pub mod config;
+pub mod datasets;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod grants;
 pub mod kafka;
 pub mod observations;
 pub mod ops;
+pub mod policy;
+pub mod principals;
 pub mod registry;
 pub mod rejection;
 pub mod shutdown;

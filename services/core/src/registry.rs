@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{DatastreamId, DatastreamKey, Slug, Unit};
+use crate::policy::OrgKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -30,6 +31,9 @@ pub struct Organisation {
     pub id: i64,
     pub slug: Slug,
     pub name: String,
+    pub kind: OrgKind,
+    /// The municipality a department or municipal company belongs to.
+    pub parent: Option<Slug>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -38,6 +42,12 @@ pub struct Organisation {
 pub struct NewOrganisation {
     pub slug: Slug,
     pub name: String,
+    /// Default: municipality.
+    #[serde(default)]
+    pub kind: Option<OrgKind>,
+    /// Required for departments and municipal companies: their municipality.
+    #[serde(default)]
+    pub parent: Option<Slug>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,22 +111,49 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
 
 pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result<Organisation, RegistryError> {
     check_name(&new.name)?;
-    let row = sqlx::query("INSERT INTO organisations (slug, name) VALUES ($1, $2) RETURNING id, created_at")
-        .bind(new.slug.as_str())
-        .bind(&new.name)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                RegistryError::Conflict(format!("organisation {}", new.slug))
-            } else {
-                e.into()
-            }
-        })?;
+    let kind = new.kind.unwrap_or(OrgKind::Municipality);
+    let needs_parent = matches!(kind, OrgKind::Department | OrgKind::MunicipalCompany);
+    if needs_parent != new.parent.is_some() {
+        let reason = if needs_parent {
+            "departments and municipal companies name their municipality as parent"
+        } else {
+            "only departments and municipal companies have a parent"
+        };
+        return Err(RegistryError::Invalid { field: "parent", reason: reason.into() });
+    }
+    let parent_id: Option<i64> = match &new.parent {
+        None => None,
+        Some(parent) => Some(
+            sqlx::query("SELECT id FROM organisations WHERE slug = $1 AND kind = 'municipality'")
+                .bind(parent.as_str())
+                .fetch_optional(pool)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound(format!("municipality {parent}")))?
+                .get("id"),
+        ),
+    };
+    let row = sqlx::query(
+        "INSERT INTO organisations (slug, name, kind, parent_id) VALUES ($1, $2, $3, $4) RETURNING id, created_at",
+    )
+    .bind(new.slug.as_str())
+    .bind(&new.name)
+    .bind(kind.as_str())
+    .bind(parent_id)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            RegistryError::Conflict(format!("organisation {}", new.slug))
+        } else {
+            e.into()
+        }
+    })?;
     Ok(Organisation {
         id: row.get("id"),
         slug: new.slug.clone(),
         name: new.name.clone(),
+        kind,
+        parent: new.parent.clone(),
         created_at: row.get("created_at"),
     })
 }
@@ -273,4 +310,24 @@ pub async fn load_all(pool: &PgPool) -> Result<Vec<(DatastreamKey, DatastreamRef
             Some((key, DatastreamRef { id: DatastreamId(row.get("id")), unit }))
         })
         .collect())
+}
+
+/// An organisation's id and kind by slug.
+pub async fn organisation_id(pool: &PgPool, slug: &Slug) -> Result<i64, RegistryError> {
+    sqlx::query("SELECT id FROM organisations WHERE slug = $1")
+        .bind(slug.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.get("id"))
+        .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))
+}
+
+/// The organisation that owns a thing's datastream (through the thing).
+pub async fn datastream_org(pool: &PgPool, id: DatastreamId) -> Result<i64, RegistryError> {
+    sqlx::query("SELECT t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.get("org_id"))
+        .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
 }

@@ -1,0 +1,320 @@
+//! Datasets: the unit of ownership, classification, license, purpose and
+//! retention; datastreams belong to one. With their SQL, retention, export
+//! and erasure.
+//!
+//! A datastream not (yet) assigned to a dataset is treated as an `internal`
+//! dataset of its thing's organisation: nothing becomes public by omission.
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+
+use crate::domain::{DatastreamId, Slug};
+use crate::policy::{Classification, DatasetAccess, OrgKind};
+use crate::principals::municipality_of;
+use crate::registry::RegistryError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDataset {
+    pub slug: Slug,
+    pub owner: Slug,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Contact of the data steward (an e-mail address or a function mailbox).
+    pub steward_contact: String,
+    pub classification: Classification,
+    /// For open data a dcat-ap.de license URI, e.g. http://dcat-ap.de/def/licenses/dl-by-de/2.0
+    pub license: String,
+    /// Zweckbindung: what the data is collected and used for.
+    pub purpose: String,
+    pub retention_days: i32,
+    #[serde(default)]
+    pub theme: String,
+    pub min_bucket_count: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub id: i64,
+    pub slug: String,
+    pub owner: String,
+    pub owner_org_id: i64,
+    pub title: String,
+    pub description: String,
+    pub steward_contact: String,
+    pub classification: Classification,
+    pub license: String,
+    pub purpose: String,
+    pub retention_days: i32,
+    pub theme: String,
+    pub min_bucket_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+fn invalid(field: &'static str, reason: &str) -> RegistryError {
+    RegistryError::Invalid { field, reason: reason.into() }
+}
+
+pub async fn create(pool: &PgPool, new: &NewDataset) -> Result<Dataset, RegistryError> {
+    for (field, value) in [
+        ("title", &new.title),
+        ("steward_contact", &new.steward_contact),
+        ("license", &new.license),
+        ("purpose", &new.purpose),
+    ] {
+        if value.trim().is_empty() || value.chars().count() > 2000 {
+            return Err(invalid(field, "must be 1 to 2000 characters"));
+        }
+    }
+    if new.retention_days <= 0 {
+        return Err(invalid("retention_days", "must be at least 1"));
+    }
+    if new.min_bucket_count.is_some_and(|n| n <= 0) {
+        return Err(invalid("min_bucket_count", "must be at least 1"));
+    }
+    let row = sqlx::query(
+        "INSERT INTO datasets (slug, owner_org_id, title, description, steward_contact, classification, license,
+                               purpose, retention_days, theme, min_bucket_count)
+         SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, 5) FROM organisations WHERE slug = $2
+         RETURNING id",
+    )
+    .bind(new.slug.as_str())
+    .bind(new.owner.as_str())
+    .bind(&new.title)
+    .bind(&new.description)
+    .bind(&new.steward_contact)
+    .bind(new.classification.as_str())
+    .bind(&new.license)
+    .bind(&new.purpose)
+    .bind(new.retention_days)
+    .bind(&new.theme)
+    .bind(new.min_bucket_count)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            RegistryError::Conflict(format!("dataset {}", new.slug))
+        }
+        _ => e.into(),
+    })?
+    .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.owner)))?;
+    get(pool, row.get("id")).await
+}
+
+const DATASET_SELECT: &str =
+    "SELECT ds.*, o.slug AS owner FROM datasets ds JOIN organisations o ON o.id = ds.owner_org_id WHERE ds.erased_at IS NULL";
+
+fn from_row(row: &sqlx::postgres::PgRow) -> Result<Dataset, RegistryError> {
+    Ok(Dataset {
+        id: row.get("id"),
+        slug: row.get("slug"),
+        owner: row.get("owner"),
+        owner_org_id: row.get("owner_org_id"),
+        title: row.get("title"),
+        description: row.get("description"),
+        steward_contact: row.get("steward_contact"),
+        classification: row
+            .get::<&str, _>("classification")
+            .parse()
+            .map_err(|e: String| invalid("classification", &e))?,
+        license: row.get("license"),
+        purpose: row.get("purpose"),
+        retention_days: row.get("retention_days"),
+        theme: row.get("theme"),
+        min_bucket_count: row.get("min_bucket_count"),
+        created_at: row.get("created_at"),
+    })
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Dataset, RegistryError> {
+    let row = sqlx::query(&format!("{DATASET_SELECT} AND ds.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("dataset {id}")))?;
+    from_row(&row)
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<Dataset>, RegistryError> {
+    let rows = sqlx::query(&format!("{DATASET_SELECT} ORDER BY ds.id")).fetch_all(pool).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Puts a datastream into a dataset of the same owner organisation.
+pub async fn assign(pool: &PgPool, dataset_id: i64, datastream: DatastreamId) -> Result<(), RegistryError> {
+    let done = sqlx::query(
+        "UPDATE datastreams d SET dataset_id = ds.id
+         FROM datasets ds, things t
+         WHERE d.id = $2 AND ds.id = $1 AND t.id = d.thing_id AND t.org_id = ds.owner_org_id",
+    )
+    .bind(dataset_id)
+    .bind(datastream.0)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(RegistryError::NotFound(format!(
+            "dataset {dataset_id} and datastream {datastream} of the same organisation"
+        )));
+    }
+    Ok(())
+}
+
+/// The policy view of the dataset a datastream belongs to.
+pub async fn access_for_datastream(pool: &PgPool, datastream: DatastreamId) -> Result<DatasetAccess, RegistryError> {
+    let row = sqlx::query(
+        "SELECT ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
+                coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
+         FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+         LEFT JOIN datasets ds ON ds.id = d.dataset_id
+         JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)
+         WHERE d.id = $1",
+    )
+    .bind(datastream.0)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?;
+    access_from_row(&row)
+}
+
+fn access_from_row(row: &sqlx::postgres::PgRow) -> Result<DatasetAccess, RegistryError> {
+    let owner_org_id: i64 = row.get("owner_id");
+    let kind: OrgKind = row.get::<&str, _>("owner_kind").parse().map_err(|e: String| invalid("kind", &e))?;
+    let municipality = municipality_of(owner_org_id, kind, row.get("owner_parent"));
+    Ok(match row.get::<Option<i64>, _>("dataset_id") {
+        Some(id) => DatasetAccess {
+            id,
+            slug: row.get("dataset_slug"),
+            owner_org_id,
+            owner_municipality_id: municipality,
+            classification: row
+                .get::<&str, _>("classification")
+                .parse()
+                .map_err(|e: String| invalid("classification", &e))?,
+            min_bucket_count: row.get("min_bucket_count"),
+        },
+        None => DatasetAccess {
+            id: 0,
+            slug: format!("(unassigned datastreams of {})", row.get::<&str, _>("thing_org")),
+            owner_org_id,
+            owner_municipality_id: municipality,
+            classification: Classification::Internal,
+            min_bucket_count: 5,
+        },
+    })
+}
+
+/// The policy view of a dataset.
+pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, RegistryError> {
+    let row = sqlx::query(
+        "SELECT ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
+                ds.owner_org_id AS owner_id, o.slug AS thing_org, o.kind AS owner_kind, o.parent_id AS owner_parent
+         FROM datasets ds JOIN organisations o ON o.id = ds.owner_org_id WHERE ds.id = $1 AND ds.erased_at IS NULL",
+    )
+    .bind(dataset_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("dataset {dataset_id}")))?;
+    access_from_row(&row)
+}
+
+/// Deletes readings older than each dataset's retention. Returns rows deleted.
+pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM observations o USING datastreams d, datasets ds
+         WHERE o.datastream_id = d.id AND d.dataset_id = ds.id
+           AND o.time < now() - make_interval(days => ds.retention_days)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Erases a dataset: its readings and its datastreams are deleted, the
+/// dataset is marked erased. Returns the number of readings deleted. Grants
+/// on it are revoked and kept (with the audit log) as the record of what was
+/// agreed.
+pub async fn erase(pool: &PgPool, dataset_id: i64) -> Result<u64, RegistryError> {
+    let mut tx = pool.begin().await?;
+    let readings = sqlx::query(
+        "DELETE FROM observations o USING datastreams d WHERE o.datastream_id = d.id AND d.dataset_id = $1",
+    )
+    .bind(dataset_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM datastreams WHERE dataset_id = $1").bind(dataset_id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE grants SET revoked_at = coalesce(revoked_at, now()) WHERE dataset_id = $1")
+        .bind(dataset_id)
+        .execute(&mut *tx)
+        .await?;
+    let gone = sqlx::query("UPDATE datasets SET erased_at = now() WHERE id = $1 AND erased_at IS NULL")
+        .bind(dataset_id)
+        .execute(&mut *tx)
+        .await?;
+    if gone.rows_affected() == 0 {
+        return Err(RegistryError::NotFound(format!("dataset {dataset_id}")));
+    }
+    tx.commit().await?;
+    Ok(readings)
+}
+
+/// One exported reading.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportRow {
+    pub datastream_id: i64,
+    pub thing: String,
+    pub property: String,
+    pub unit: Option<String>,
+    pub time: DateTime<Utc>,
+    pub value: f64,
+}
+
+/// Every reading of a dataset, streamed from the database in pages of
+/// 10,000 (keyset paging: any size, no long-held connection).
+pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<ExportRow, sqlx::Error>> {
+    const PAGE: i64 = 10_000;
+    let state = Some((pool.clone(), (0i64, DateTime::<Utc>::MIN_UTC)));
+    futures::stream::unfold(state, move |state| async move {
+        let (pool, (last_id, last_time)) = state?;
+        let page = sqlx::query(
+            "SELECT d.id, t.slug AS thing, d.property, d.unit, o.time, o.value
+             FROM datastreams d JOIN things t ON t.id = d.thing_id
+             JOIN observations o ON o.datastream_id = d.id
+             WHERE d.dataset_id = $1 AND (d.id, o.time) > ($2, $3)
+             ORDER BY d.id, o.time LIMIT $4",
+        )
+        .bind(dataset_id)
+        .bind(last_id)
+        .bind(last_time)
+        .bind(PAGE)
+        .fetch_all(&pool)
+        .await;
+        match page {
+            Err(e) => Some((vec![Err(e)], None)),
+            Ok(rows) if rows.is_empty() => None,
+            Ok(rows) => {
+                let full = rows.len() as i64 == PAGE;
+                let rows: Vec<ExportRow> = rows
+                    .iter()
+                    .map(|r| ExportRow {
+                        datastream_id: r.get("id"),
+                        thing: r.get("thing"),
+                        property: r.get("property"),
+                        unit: r.get("unit"),
+                        time: r.get("time"),
+                        value: r.get("value"),
+                    })
+                    .collect();
+                let last = rows.last().map(|r| (r.datastream_id, r.time)).unwrap_or((last_id, last_time));
+                let next = full.then_some((pool, last));
+                Some((rows.into_iter().map(Ok).collect(), next))
+            }
+        }
+    })
+    .flat_map(futures::stream::iter)
+    .boxed()
+}

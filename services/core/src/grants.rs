@@ -1,0 +1,139 @@
+//! Grants (contracts) from a dataset's owner to another organisation, with
+//! their SQL. The terms are enforced by [`crate::policy`].
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::{PgPool, Row};
+
+use crate::domain::Slug;
+use crate::policy::GrantTerms;
+use crate::registry::RegistryError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    pub dataset_id: i64,
+    pub grantee: Slug,
+    pub purpose: String,
+    pub contract_ref: String,
+    /// None: raw readings; else only aggregates of at least this many minutes.
+    pub min_interval_mins: Option<i32>,
+    /// None: the whole history; else the last N days.
+    pub history_days: Option<i32>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: DateTime<Utc>,
+    pub rate_per_minute: Option<i32>,
+}
+
+fn invalid(field: &'static str, reason: &str) -> RegistryError {
+    RegistryError::Invalid { field, reason: reason.into() }
+}
+
+const GRANT_SELECT: &str =
+    "SELECT g.*, o.slug AS grantee FROM grants g JOIN organisations o ON o.id = g.grantee_org_id";
+
+fn from_row(r: &sqlx::postgres::PgRow) -> GrantTerms {
+    GrantTerms {
+        id: r.get("id"),
+        dataset_id: r.get("dataset_id"),
+        grantee_org_id: r.get("grantee_org_id"),
+        purpose: r.get("purpose"),
+        contract_ref: r.get("contract_ref"),
+        min_interval_mins: r.get("min_interval_mins"),
+        history_days: r.get("history_days"),
+        valid_from: r.get("valid_from"),
+        valid_until: r.get("valid_until"),
+        rate_per_minute: r.get("rate_per_minute"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
+
+pub async fn create(pool: &PgPool, new: &NewGrant) -> Result<GrantTerms, RegistryError> {
+    for (field, value) in [("purpose", &new.purpose), ("contract_ref", &new.contract_ref)] {
+        if value.trim().is_empty() || value.chars().count() > 500 {
+            return Err(invalid(field, "must be 1 to 500 characters"));
+        }
+    }
+    let valid_from = new.valid_from.unwrap_or_else(Utc::now);
+    if new.valid_until <= valid_from {
+        return Err(invalid("valid_until", "must be after valid_from"));
+    }
+    for (field, value) in [
+        ("min_interval_mins", new.min_interval_mins),
+        ("history_days", new.history_days),
+        ("rate_per_minute", new.rate_per_minute),
+    ] {
+        if value.is_some_and(|v| v <= 0) {
+            return Err(invalid(field, "must be at least 1"));
+        }
+    }
+    let row = sqlx::query(
+        "INSERT INTO grants (dataset_id, grantee_org_id, purpose, contract_ref, min_interval_mins, history_days,
+                             valid_from, valid_until, rate_per_minute)
+         SELECT ds.id, o.id, $3, $4, $5, $6, $7, $8, coalesce($9, 60)
+         FROM datasets ds, organisations o WHERE ds.id = $1 AND ds.erased_at IS NULL AND o.slug = $2
+         RETURNING id",
+    )
+    .bind(new.dataset_id)
+    .bind(new.grantee.as_str())
+    .bind(&new.purpose)
+    .bind(&new.contract_ref)
+    .bind(new.min_interval_mins)
+    .bind(new.history_days)
+    .bind(valid_from)
+    .bind(new.valid_until)
+    .bind(new.rate_per_minute)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("dataset {} or organisation {}", new.dataset_id, new.grantee)))?;
+    get(pool, row.get("id")).await
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<GrantTerms, RegistryError> {
+    let row = sqlx::query(&format!("{GRANT_SELECT} WHERE g.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("grant {id}")))?;
+    Ok(from_row(&row))
+}
+
+pub async fn revoke(pool: &PgPool, id: i64) -> Result<(), RegistryError> {
+    let done = sqlx::query("UPDATE grants SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(RegistryError::NotFound(format!("active grant {id}")));
+    }
+    Ok(())
+}
+
+/// Grants held by organisation `org_id` on dataset `dataset_id` (all states:
+/// the policy explains why a revoked or expired one does not apply).
+pub async fn held(pool: &PgPool, org_id: i64, dataset_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 AND g.dataset_id = $2 ORDER BY g.id"))
+        .bind(org_id)
+        .bind(dataset_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Every grant on a dataset (for its owner).
+pub async fn on_dataset(pool: &PgPool, dataset_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.dataset_id = $1 ORDER BY g.id"))
+        .bind(dataset_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Every grant held by an organisation (for the grantee).
+pub async fn held_by(pool: &PgPool, org_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 ORDER BY g.id"))
+        .bind(org_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}

@@ -1,0 +1,335 @@
+//! Principals (people and service accounts of an organisation) and their API
+//! keys, with their SQL.
+//!
+//! A key looks like `hoh_<lookup>_<secret>`: `lookup` (16 hex digits) finds
+//! the row, the secret (32 random bytes, base64url) is checked against its
+//! SHA-256. The key is shown once and never stored. For MQTT sign-in the key
+//! doubles as the password of user `hoh_<lookup>`; the broker's PBKDF2-SHA512
+//! hash of it is kept for generating the broker's password file.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
+use sqlx::{PgPool, Row};
+
+use crate::domain::Slug;
+use crate::policy::{OrgKind, Principal, Role};
+use crate::registry::RegistryError;
+
+const KEY_PREFIX: &str = "hoh_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    Person,
+    Service,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Person => "person",
+            PrincipalKind::Service => "service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrincipal {
+    pub org: Slug,
+    /// Unique name, e.g. "verkehr-dashboard" or a person's login.
+    pub name: Slug,
+    pub kind: PrincipalKind,
+    pub role: Role,
+    /// Subject (or mapped claim) of this principal's OIDC tokens.
+    pub oidc_subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrincipalView {
+    pub id: i64,
+    pub org: String,
+    pub name: String,
+    pub kind: String,
+    pub role: Role,
+    pub oidc_subject: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key's metadata (never the key).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyView {
+    pub id: i64,
+    pub principal_id: i64,
+    /// The MQTT user name of this key and the public part of it.
+    pub lookup: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly created key: shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedKey {
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+    pub key: String,
+}
+
+/// Why a presented credential is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the API key is not valid")]
+    Invalid,
+    #[error("the API key expired at {0}")]
+    Expired(DateTime<Utc>),
+    #[error("the API key was revoked at {0}")]
+    Revoked(DateTime<Utc>),
+    #[error("the principal is disabled")]
+    Disabled,
+    #[error("no principal is mapped to this token's subject")]
+    UnknownSubject,
+    #[error("the credential could not be checked: the database is unavailable")]
+    Unavailable,
+}
+
+fn unique_violation(error: sqlx::Error, what: String) -> RegistryError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => RegistryError::Conflict(what),
+        _ => error.into(),
+    }
+}
+
+pub async fn create_principal(pool: &PgPool, new: &NewPrincipal) -> Result<PrincipalView, RegistryError> {
+    let row = sqlx::query(
+        "INSERT INTO principals (org_id, name, kind, role, oidc_subject)
+         SELECT id, $2, $3, $4, $5 FROM organisations WHERE slug = $1
+         RETURNING id, created_at",
+    )
+    .bind(new.org.as_str())
+    .bind(new.name.as_str())
+    .bind(new.kind.as_str())
+    .bind(new.role.as_str())
+    .bind(&new.oidc_subject)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| unique_violation(e, format!("principal {} (or its OIDC subject)", new.name)))?
+    .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
+    Ok(PrincipalView {
+        id: row.get("id"),
+        org: new.org.to_string(),
+        name: new.name.to_string(),
+        kind: new.kind.as_str().into(),
+        role: new.role,
+        oidc_subject: new.oidc_subject.clone(),
+        created_at: row.get("created_at"),
+    })
+}
+
+/// The organisation id a principal belongs to.
+pub async fn org_of_principal(pool: &PgPool, principal_id: i64) -> Result<i64, RegistryError> {
+    sqlx::query("SELECT org_id FROM principals WHERE id = $1")
+        .bind(principal_id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.get("org_id"))
+        .ok_or_else(|| RegistryError::NotFound(format!("principal {principal_id}")))
+}
+
+/// Mosquitto's password hash format: `$7$<iterations>$<salt>$<hash>`, PBKDF2-SHA512.
+pub fn mosquitto_hash(password: &str) -> String {
+    const ITERATIONS: u32 = 101;
+    let mut salt = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let mut hash = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), &salt, ITERATIONS, &mut hash);
+    format!("$7${ITERATIONS}${}${}", STANDARD.encode(salt), STANDARD.encode(hash))
+}
+
+/// Issues a new key for `principal_id`, valid until `expires_at`.
+pub async fn create_key(
+    pool: &PgPool,
+    principal_id: i64,
+    expires_at: DateTime<Utc>,
+) -> Result<IssuedKey, RegistryError> {
+    if expires_at <= Utc::now() {
+        return Err(RegistryError::Invalid { field: "expires_at", reason: "must be in the future".into() });
+    }
+    let mut lookup = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut lookup);
+    rand::thread_rng().fill_bytes(&mut secret);
+    let lookup: String = lookup.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = URL_SAFE_NO_PAD.encode(secret);
+    let key = format!("{KEY_PREFIX}{lookup}_{secret}");
+    let secret_hash = Sha256::digest(secret.as_bytes()).to_vec();
+    let row = sqlx::query(
+        "INSERT INTO api_keys (principal_id, lookup, secret_hash, mqtt_hash, expires_at)
+         SELECT id, $2, $3, $4, $5 FROM principals WHERE id = $1
+         RETURNING id, created_at",
+    )
+    .bind(principal_id)
+    .bind(&lookup)
+    .bind(&secret_hash)
+    .bind(mosquitto_hash(&key))
+    .bind(expires_at)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("principal {principal_id}")))?;
+    Ok(IssuedKey {
+        view: ApiKeyView {
+            id: row.get("id"),
+            principal_id,
+            lookup: format!("{KEY_PREFIX}{lookup}"),
+            created_at: row.get("created_at"),
+            expires_at,
+            revoked_at: None,
+        },
+        key,
+    })
+}
+
+/// Revokes a key; returns the principal's organisation id (for permission checks done before).
+pub async fn revoke_key(pool: &PgPool, key_id: i64) -> Result<(), RegistryError> {
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+        .bind(key_id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(RegistryError::NotFound(format!("active key {key_id}")));
+    }
+    Ok(())
+}
+
+/// The organisation that owns a key (through its principal).
+pub async fn org_of_key(pool: &PgPool, key_id: i64) -> Result<i64, RegistryError> {
+    sqlx::query("SELECT p.org_id FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1")
+        .bind(key_id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.get("org_id"))
+        .ok_or_else(|| RegistryError::NotFound(format!("key {key_id}")))
+}
+
+const PRINCIPAL_SELECT: &str =
+    "SELECT p.id, p.name, p.role, p.disabled_at, o.id AS org_id, o.slug AS org_slug, o.kind AS org_kind, o.parent_id
+     FROM principals p JOIN organisations o ON o.id = p.org_id";
+
+fn principal_from_row(row: &sqlx::postgres::PgRow, key_id: Option<i64>) -> Result<Principal, AuthError> {
+    if row.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some() {
+        return Err(AuthError::Disabled);
+    }
+    let org_id: i64 = row.get("org_id");
+    let kind: OrgKind = row.get::<&str, _>("org_kind").parse().map_err(|_| AuthError::Invalid)?;
+    Ok(Principal {
+        id: row.get("id"),
+        name: row.get("name"),
+        org_id,
+        org_slug: row.get("org_slug"),
+        municipality_id: municipality_of(org_id, kind, row.get("parent_id")),
+        role: row.get::<&str, _>("role").parse().map_err(|_| AuthError::Invalid)?,
+        key_id,
+    })
+}
+
+/// The municipality an organisation belongs to ("Konzern Stadt").
+pub fn municipality_of(org_id: i64, kind: OrgKind, parent_id: Option<i64>) -> Option<i64> {
+    match kind {
+        OrgKind::Municipality => Some(org_id),
+        OrgKind::Department | OrgKind::MunicipalCompany => parent_id,
+        OrgKind::ThirdParty => None,
+    }
+}
+
+/// Authenticates a presented API key.
+pub async fn authenticate_key(pool: &PgPool, presented: &str) -> Result<Principal, AuthError> {
+    let rest = presented.strip_prefix(KEY_PREFIX).ok_or(AuthError::Invalid)?;
+    let (lookup, secret) = rest.split_once('_').ok_or(AuthError::Invalid)?;
+    if lookup.len() != 16 || !lookup.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AuthError::Invalid);
+    }
+    let row = sqlx::query(&format!(
+        "{PRINCIPAL_SELECT} JOIN api_keys k ON k.principal_id = p.id
+         WHERE k.lookup = $1"
+    ))
+    .bind(lookup)
+    .fetch_optional(pool)
+    .await
+    .map_err(|_| AuthError::Unavailable)?;
+    let Some(row) = row else { return Err(AuthError::Invalid) };
+    let key = sqlx::query("SELECT id, secret_hash, expires_at, revoked_at FROM api_keys WHERE lookup = $1")
+        .bind(lookup)
+        .fetch_one(pool)
+        .await
+        .map_err(|_| AuthError::Unavailable)?;
+    let stored: Vec<u8> = key.get("secret_hash");
+    let presented_hash = Sha256::digest(secret.as_bytes());
+    let same = stored.len() == presented_hash.len()
+        && stored.iter().zip(presented_hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(AuthError::Invalid);
+    }
+    if let Some(at) = key.get::<Option<DateTime<Utc>>, _>("revoked_at") {
+        return Err(AuthError::Revoked(at));
+    }
+    let expires: DateTime<Utc> = key.get("expires_at");
+    if expires <= Utc::now() {
+        return Err(AuthError::Expired(expires));
+    }
+    principal_from_row(&row, Some(key.get("id")))
+}
+
+/// The principal mapped to an OIDC subject.
+pub async fn by_oidc_subject(pool: &PgPool, subject: &str) -> Result<Principal, AuthError> {
+    let row = sqlx::query(&format!("{PRINCIPAL_SELECT} WHERE p.oidc_subject = $1"))
+        .bind(subject)
+        .fetch_optional(pool)
+        .await
+        .map_err(|_| AuthError::Unavailable)?
+        .ok_or(AuthError::UnknownSubject)?;
+    principal_from_row(&row, None)
+}
+
+/// MQTT credentials of every usable key: (user name, broker hash, organisation slug).
+pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT k.lookup, k.mqtt_hash, o.slug FROM api_keys k
+         JOIN principals p ON p.id = k.principal_id JOIN organisations o ON o.id = p.org_id
+         WHERE k.revoked_at IS NULL AND k.expires_at > now() AND p.disabled_at IS NULL
+         ORDER BY k.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (format!("{KEY_PREFIX}{}", r.get::<&str, _>("lookup")), r.get("mqtt_hash"), r.get("slug")))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mosquitto_hashes_have_the_broker_format_and_a_fresh_salt() {
+        let a = mosquitto_hash("hoh_0123456789abcdef_secret");
+        let b = mosquitto_hash("hoh_0123456789abcdef_secret");
+        let parts: Vec<&str> = a.split('$').collect();
+        assert_eq!(parts[..3], ["", "7", "101"]);
+        assert_eq!(STANDARD.decode(parts[3]).unwrap().len(), 12);
+        assert_eq!(STANDARD.decode(parts[4]).unwrap().len(), 64);
+        assert_ne!(a, b, "salted");
+    }
+
+    #[test]
+    fn municipality_membership() {
+        assert_eq!(municipality_of(1, OrgKind::Municipality, None), Some(1));
+        assert_eq!(municipality_of(2, OrgKind::Department, Some(1)), Some(1));
+        assert_eq!(municipality_of(3, OrgKind::MunicipalCompany, Some(1)), Some(1));
+        assert_eq!(municipality_of(4, OrgKind::ThirdParty, Some(1)), None, "a third party is never part of the town");
+    }
+}
