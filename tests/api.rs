@@ -53,12 +53,20 @@ impl Setup {
 }
 
 #[tokio::test]
-async fn v1_requires_the_bearer_token_but_health_does_not() {
+async fn anonymous_callers_see_no_non_open_data_and_wrong_tokens_are_refused() {
     let s = setup().await;
     let http = reqwest::Client::new();
-    let missing = http.get(format!("{}/v1/datastreams", s.api.base)).send().await.unwrap();
-    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    problem(missing, 401).await;
+    s.api.register("stadt", "luft-1", "no2", Some("ug/m3")).await.unwrap();
+    let anonymous: Value =
+        http.get(format!("{}/v1/datastreams", s.api.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(anonymous["datastreams"], json!([]), "an unassigned datastream is internal, not public");
+    let admin = http
+        .post(format!("{}/v1/admin/organisations", s.api.base))
+        .json(&json!({"slug": "x", "name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    problem(admin, 403).await;
     let wrong =
         http.get(format!("{}/v1/datastreams", s.api.base)).bearer_auth(format!("{TOKEN}x")).send().await.unwrap();
     problem(wrong, 401).await;

@@ -135,15 +135,15 @@ impl Isolation {
     }
 
     pub fn api_config(&self) -> ApiConfig {
-        ApiConfig::parse_from([
-            "hoheit-api",
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            TOKEN,
-            "--database-url",
-            &self.database_url,
-        ])
+        self.api_config_with(&[])
+    }
+
+    /// The API configuration with extra flags (e.g. `--rate-per-minute=5`).
+    pub fn api_config_with(&self, extra: &[&str]) -> ApiConfig {
+        let mut args =
+            vec!["hoheit-api", "--listen", "127.0.0.1:0", "--token", TOKEN, "--database-url", &self.database_url];
+        args.extend_from_slice(extra);
+        ApiConfig::parse_from(args)
     }
 }
 
@@ -208,8 +208,12 @@ pub async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
 }
 
 pub async fn start_api(isolation: &Isolation) -> anyhow::Result<(Running, ApiClient)> {
+    start_api_with(isolation, &[]).await
+}
+
+pub async fn start_api_with(isolation: &Isolation, extra: &[&str]) -> anyhow::Result<(Running, ApiClient)> {
     let shutdown = CancellationToken::new();
-    let api = Api::build(isolation.api_config(), &shutdown).await?;
+    let api = Api::build(isolation.api_config_with(extra), &shutdown).await?;
     let base = format!("http://{}", api.local_addr());
     let task = tokio::spawn(api.run(shutdown.clone()));
     Ok((Running { shutdown, task, ops_url: base.clone() }, ApiClient::new(base)))
@@ -229,6 +233,45 @@ impl ApiClient {
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN)
+    }
+
+    /// A GET with another credential (`None`: anonymous).
+    pub fn get_as(&self, credential: Option<&str>, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("{}{path}", self.base));
+        match credential {
+            Some(c) => request.bearer_auth(c),
+            None => request,
+        }
+    }
+
+    /// POST as the operator that must succeed (201/200/204); returns the JSON body (or null).
+    pub async fn post_ok(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self.post(path, body).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {text}");
+        }
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    }
+
+    /// Creates an organisation (operator).
+    pub async fn organisation(&self, slug: &str, kind: &str, parent: Option<&str>) -> anyhow::Result<Value> {
+        self.post_ok(
+            "/v1/admin/organisations",
+            json!({"slug": slug, "name": format!("Org {slug}"), "kind": kind, "parent": parent}),
+        )
+        .await
+    }
+
+    /// Creates a principal of `org` with `role` and returns a fresh API key for it.
+    pub async fn principal_key(&self, org: &str, name: &str, role: &str) -> anyhow::Result<String> {
+        let principal = self
+            .post_ok("/v1/admin/principals", json!({"org": org, "name": name, "kind": "service", "role": role}))
+            .await?;
+        let id = principal["id"].as_i64().context("principal id")?;
+        let key = self.post_ok(&format!("/v1/admin/principals/{id}/keys"), json!({})).await?;
+        Ok(key["key"].as_str().context("key in response")?.to_owned())
     }
 
     pub fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {

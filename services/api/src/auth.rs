@@ -1,18 +1,33 @@
-//! The bearer-token check in front of every `/v1` route.
+//! Who is asking: resolves the `Authorization` header to a [`Caller`] once per
+//! request, and applies the per-credential rate limit.
 //!
-//! Only the token's SHA-256 digest is kept in memory, and digests are
-//! compared in constant time.
+//! - no header: anonymous (open data only);
+//! - `Bearer <bootstrap token>`: the platform operator (municipal IT);
+//! - `Bearer hoh_…`: an API key of a principal;
+//! - `Bearer <JWT>`: an OIDC token of the configured issuer, mapped to a
+//!   principal by a claim.
+//!
+//! A credential that is presented but not valid is refused (401 with the
+//! reason), never downgraded to anonymous.
 
-use axum::extract::{Request, State};
-use axum::http::header;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hoheit_core::config::Secret;
+use hoheit_core::policy::Caller;
+use hoheit_core::principals::{self, AuthError};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::rate_limit::RateKey;
 use crate::AppState;
 
+/// The operator's bootstrap token, kept only as a digest.
 pub struct TokenCheck {
     digest: [u8; 32],
 }
@@ -28,21 +43,107 @@ impl TokenCheck {
     }
 }
 
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
+/// A per-request id, echoed in `x-request-id` and written to the audit log.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn denied(reason: &'static str, detail: String) -> Response {
+    metrics::counter!("hoheit_api_auth_denied_total", "reason" => reason).increment(1);
+    ApiError::Unauthorized(detail).into_response()
+}
+
+async fn resolve(state: &AppState, presented: &str) -> Result<Caller, Response> {
+    if state.token.matches(presented) {
+        return Ok(Caller::Operator);
+    }
+    if presented.starts_with("hoh_") {
+        return match principals::authenticate_key(&state.pool, presented).await {
+            Ok(principal) => Ok(Caller::Principal(principal)),
+            Err(AuthError::Unavailable) => Err(ApiError::Unavailable.into_response()),
+            Err(e @ AuthError::Expired(_)) => Err(denied("expired", e.to_string())),
+            Err(e @ AuthError::Revoked(_)) => Err(denied("revoked", e.to_string())),
+            Err(e) => Err(denied("invalid", e.to_string())),
+        };
+    }
+    if presented.split('.').count() == 3 {
+        let Some(oidc) = &state.oidc else {
+            return Err(denied("invalid", "bearer tokens (JWT) are not accepted: no OIDC issuer is configured".into()));
+        };
+        let subject = oidc.subject(presented).await.map_err(|e| denied("invalid_jwt", e.to_string()))?;
+        return match principals::by_oidc_subject(&state.pool, &subject).await {
+            Ok(principal) => Ok(Caller::Principal(principal)),
+            Err(AuthError::Unavailable) => Err(ApiError::Unavailable.into_response()),
+            Err(e) => Err(denied("unknown_subject", e.to_string())),
+        };
+    }
+    Err(denied("invalid", "the bearer token is not valid".into()))
+}
+
+/// Middleware: resolves the caller, applies the rate limit, sets the request id.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let request_id = request
         .headers()
-        .get(header::AUTHORIZATION)
+        .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    match presented {
-        None => {
-            metrics::counter!("hoheit_api_auth_denied_total", "reason" => "missing").increment(1);
-            ApiError::Unauthorized("this endpoint needs an Authorization: Bearer <token> header").into_response()
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let presented = match request.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(value)) => match value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+            Some(token) => Some(token.trim().to_owned()),
+            None => return denied("invalid", "the Authorization header must be `Bearer <token>`".into()),
+        },
+        Some(Err(_)) => return denied("invalid", "the Authorization header is not valid text".into()),
+    };
+    let caller = match presented {
+        None => Caller::Anonymous,
+        Some(token) => match resolve(&state, &token).await {
+            Ok(caller) => caller,
+            Err(response) => return response,
+        },
+    };
+    let key = match &caller {
+        Caller::Operator => None,
+        Caller::Principal(p) => Some(match p.key_id {
+            Some(key) => RateKey::Key(key),
+            None => RateKey::Principal(p.id),
+        }),
+        Caller::Anonymous => {
+            let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+            Some(RateKey::Anonymous(ip))
         }
-        Some(token) if !state.token.matches(token.trim()) => {
-            metrics::counter!("hoheit_api_auth_denied_total", "reason" => "invalid").increment(1);
-            ApiError::Unauthorized("the bearer token is not valid").into_response()
+    };
+    if let Some(key) = key {
+        if let Err(retry_after) = state.limiter.check(key, state.rate_per_minute) {
+            metrics::counter!("hoheit_api_rate_limited_total").increment(1);
+            let mut response = ApiError::TooManyRequests(format!(
+                "rate limit of {} requests per minute for this credential reached; retry in {retry_after} s",
+                state.rate_per_minute
+            ))
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return response;
         }
-        Some(_) => next.run(request).await,
+    }
+    request.extensions_mut().insert(Arc::new(caller));
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The caller of this request (set by [`authenticate`]).
+pub struct Who(pub Arc<Caller>, pub RequestId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Arc<Caller>>().cloned().ok_or(ApiError::Internal)?;
+        let id = parts.extensions.get::<RequestId>().cloned().ok_or(ApiError::Internal)?;
+        Ok(Who(caller, id))
     }
 }

@@ -83,6 +83,7 @@ pub struct DatabaseArgs {
     #[arg(
         long = "database-url",
         env = "HOHEIT_DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://hoheit:hoheit@127.0.0.1:5432/hoheit"
     )]
     pub url: DatabaseUrl,

@@ -207,6 +207,20 @@ fn access_from_row(row: &sqlx::postgres::PgRow) -> Result<DatasetAccess, Registr
     })
 }
 
+/// The policy view of every datastream's dataset.
+pub async fn access_all(pool: &PgPool) -> Result<Vec<(DatastreamId, DatasetAccess)>, RegistryError> {
+    let rows = sqlx::query(
+        "SELECT d.id AS datastream_id, ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
+                coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
+         FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+         LEFT JOIN datasets ds ON ds.id = d.dataset_id
+         JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| Ok((DatastreamId(r.get("datastream_id")), access_from_row(r)?))).collect()
+}
+
 /// The policy view of a dataset.
 pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, RegistryError> {
     let row = sqlx::query(
@@ -277,19 +291,19 @@ pub struct ExportRow {
 /// 10,000 (keyset paging: any size, no long-held connection).
 pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<ExportRow, sqlx::Error>> {
     const PAGE: i64 = 10_000;
-    let state = Some((pool.clone(), (0i64, DateTime::<Utc>::MIN_UTC)));
+    let state = Some((pool.clone(), None::<(i64, DateTime<Utc>)>));
     futures::stream::unfold(state, move |state| async move {
-        let (pool, (last_id, last_time)) = state?;
+        let (pool, last) = state?;
         let page = sqlx::query(
             "SELECT d.id, t.slug AS thing, d.property, d.unit, o.time, o.value
              FROM datastreams d JOIN things t ON t.id = d.thing_id
              JOIN observations o ON o.datastream_id = d.id
-             WHERE d.dataset_id = $1 AND (d.id, o.time) > ($2, $3)
+             WHERE d.dataset_id = $1 AND ($2::bigint IS NULL OR (d.id, o.time) > ($2, $3))
              ORDER BY d.id, o.time LIMIT $4",
         )
         .bind(dataset_id)
-        .bind(last_id)
-        .bind(last_time)
+        .bind(last.map(|l| l.0))
+        .bind(last.map(|l| l.1))
         .bind(PAGE)
         .fetch_all(&pool)
         .await;
@@ -309,7 +323,7 @@ pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<
                         value: r.get("value"),
                     })
                     .collect();
-                let last = rows.last().map(|r| (r.datastream_id, r.time)).unwrap_or((last_id, last_time));
+                let last = rows.last().map(|r| (r.datastream_id, r.time));
                 let next = full.then_some((pool, last));
                 Some((rows.into_iter().map(Ok).collect(), next))
             }
@@ -317,4 +331,41 @@ pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<
     })
     .flat_map(futures::stream::iter)
     .boxed()
+}
+
+/// Number of readings in a dataset.
+pub async fn count_readings(pool: &PgPool, dataset_id: i64) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT count(*) FROM observations o JOIN datastreams d ON d.id = o.datastream_id WHERE d.dataset_id = $1",
+    )
+    .bind(dataset_id)
+    .fetch_one(pool)
+    .await?
+    .get(0))
+}
+
+/// The datastreams of a dataset (for exports).
+pub async fn datastreams_of(pool: &PgPool, dataset_id: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT d.id, t.slug AS thing, t.name AS thing_name, t.latitude, t.longitude, d.property, d.name, d.unit
+         FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.dataset_id = $1 ORDER BY d.id",
+    )
+    .bind(dataset_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.get::<i64, _>("id"),
+                "thing": r.get::<String, _>("thing"),
+                "thing_name": r.get::<String, _>("thing_name"),
+                "latitude": r.get::<Option<f64>, _>("latitude"),
+                "longitude": r.get::<Option<f64>, _>("longitude"),
+                "property": r.get::<String, _>("property"),
+                "name": r.get::<String, _>("name"),
+                "unit": r.get::<Option<String>, _>("unit"),
+            })
+        })
+        .collect())
 }

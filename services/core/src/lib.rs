@@ -9,6 +9,7 @@
 //! ([`telemetry`]), the health/metrics endpoint of the background services
 //! ([`ops`]) and graceful shutdown ([`shutdown`]).
 
+pub mod admin_queries;
 pub mod audit;
 pub mod config;
 pub mod datasets;

@@ -39,7 +39,11 @@ use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, MakeSpan, OnResponse, 
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -58,12 +62,12 @@ pub struct LogArgs {
     pub format: LogFormat,
 }
 
-/// What the OpenTelemetry layer records, independent of `RUST_LOG`: Hoheit's
-/// spans, and sqlx's statement events (debug) so that a request's SQL shows
-/// on its span. The HTTP stack and OpenTelemetry itself are left out: the
-/// exporter's own requests must never produce spans of their own.
-const TRACE_FILTER: &str = "info,sqlx::query=debug,h2=off,hyper=off,hyper_util=off,reqwest=off,tower=off,\
-                            opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_http=off";
+/// What traces need beyond `RUST_LOG` when they are exported: Hoheit's spans
+/// (debug level, so that they cost nothing while traces are off) and sqlx's
+/// statement events (debug), so that a request's SQL shows on its span. These
+/// are recorded for the traces only; the log shows what `RUST_LOG` asks for.
+const TRACE_DIRECTIVES: [&str; 5] =
+    ["hoheit_core=debug", "hoheit_ingest=debug", "hoheit_writer=debug", "hoheit_api=debug", "sqlx::query=debug"];
 
 /// Instrumentation scope of Hoheit's spans.
 pub const TRACER_NAME: &str = "hoheit";
@@ -102,7 +106,9 @@ pub fn export_decision(var: impl Fn(&str) -> Option<String>) -> ExportDecision {
             // Explicitly otlp: without an endpoint the standard default applies.
         }
         None if endpoint.is_none() => {
-            return ExportDecision::Off("neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
+            return ExportDecision::Off(
+                "neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set",
+            )
         }
         None => {}
     }
@@ -190,23 +196,92 @@ pub fn shutdown() {
     }
 }
 
+/// Installs the global subscriber. Without traces: one filter from
+/// `RUST_LOG`, exactly as logging alone. With traces: the global filter lets
+/// through `RUST_LOG` and [`TRACE_DIRECTIVES`], the OpenTelemetry layer sees
+/// all of it, and the log layer prints only what `RUST_LOG` asks for. (Not
+/// per-layer filters: with two of them, a `tracing::enabled!` check that one
+/// layer wants and the other does not makes the next event vanish from the
+/// other layer; tracing-subscriber 0.3.23 still does that.)
 fn install_subscriber(args: &LogArgs, provider: Option<&SdkTracerProvider>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, not in log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let fmt = match args.format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
-    }
-    .with_filter(filter);
-    let otel = provider.map(|provider| {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(TRACER_NAME))
-            .with_filter(EnvFilter::new(TRACE_FILTER))
-    });
     // Fails only when a subscriber is installed already (e.g. by a test harness).
-    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    let _ = match provider {
+        None => {
+            let fmt = match args.format {
+                LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+                LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+            };
+            tracing_subscriber::registry().with(filter()).with(fmt).try_init()
+        }
+        Some(provider) => {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            let shown = Shown(log_targets());
+            let fmt = match args.format {
+                LogFormat::Text => {
+                    tracing_subscriber::fmt::layer().with_ansi(ansi).map_event_format(|f| shown.wrap(f)).boxed()
+                }
+                LogFormat::Json => tracing_subscriber::fmt::layer().json().map_event_format(|f| shown.wrap(f)).boxed(),
+            };
+            let filter = TRACE_DIRECTIVES.iter().fold(filter(), |filter, directive| {
+                filter.add_directive(directive.parse().expect("the built-in trace directives parse"))
+            });
+            let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(TRACER_NAME));
+            tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()
+        }
+    };
+}
+
+/// `RUST_LOG` as plain target/level directives, for the log layer when traces
+/// are on; span and field directives cannot be told apart from the traces'
+/// extra events there, so such a `RUST_LOG` falls back to `info`.
+fn log_targets() -> Targets {
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into());
+    rust_log.parse().unwrap_or_else(|error| {
+        eprintln!(
+            "hoheit: RUST_LOG={rust_log} cannot filter the log while traces are exported ({error}); logging info"
+        );
+        Targets::new().with_default(tracing::Level::INFO)
+    })
+}
+
+/// Which events the log layer prints while traces are exported.
+#[derive(Clone)]
+struct Shown(Targets);
+
+impl Shown {
+    fn wrap<E>(&self, inner: E) -> ShownFormat<E> {
+        ShownFormat { inner, shown: self.0.clone() }
+    }
+}
+
+/// An event format that prints only the events of [`Shown`]; the others
+/// (there for the traces) format to nothing, and nothing is written.
+struct ShownFormat<E> {
+    inner: E,
+    shown: Targets,
+}
+
+impl<S, N, E> FormatEvent<S, N> for ShownFormat<E>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    E: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if self.shown.would_enable(event.metadata().target(), event.metadata().level()) {
+            self.inner.format_event(ctx, writer, event)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 fn otlp_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
@@ -279,7 +354,7 @@ impl<B> MakeSpan<B> for HttpMakeSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
         let method = request.method().as_str();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "http request",
             otel.name = Empty,
             otel.kind = "server",
@@ -305,7 +380,7 @@ pub struct HttpOnResponse;
 
 impl<B> OnResponse<B> for HttpOnResponse {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
-        span.record("http.response.status_code", response.status().as_u16());
+        span.record("http.response.status_code", i64::from(response.status().as_u16()));
         if response.status().is_server_error() {
             span.record("otel.status_code", "ERROR");
         }

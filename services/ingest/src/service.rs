@@ -1,5 +1,10 @@
 //! The ingest service: configuration, the MQTT loop, the Kafka producer and
 //! the acknowledger that answers the broker once Kafka has confirmed.
+//!
+//! Each MQTT message gets a span (`ingest message`, debug level: recorded when
+//! traces are exported, free otherwise) that lasts from its arrival to its
+//! acknowledgement; its W3C trace context goes into the headers of every
+//! Kafka record made from the message, where the writer picks it up.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,10 +18,14 @@ use hoheit_core::telemetry::LogArgs;
 use hoheit_core::topic::TopicScheme;
 use hoheit_core::{db, topic};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::decode::Limits;
 use crate::pipeline::{Outcome, Pipeline, Record};
@@ -41,7 +50,7 @@ pub struct IngestConfig {
     #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
     pub mqtt_username: Option<String>,
     /// MQTT password.
-    #[arg(long, env = "HOHEIT_MQTT_PASSWORD")]
+    #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
     pub mqtt_password: Option<Secret>,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
@@ -77,7 +86,26 @@ pub struct Ingest {
 /// A message waiting for Kafka's confirmation before the broker gets its ack.
 struct Pending {
     publish: Publish,
-    deliveries: Vec<DeliveryFuture>,
+    deliveries: Vec<(RecordKind, DeliveryFuture)>,
+    /// The message's span; it ends when the message is acknowledged.
+    span: Span,
+    received: Instant,
+}
+
+/// Which of Hoheit's topics a record goes to (a metric label).
+#[derive(Debug, Clone, Copy)]
+enum RecordKind {
+    Observation,
+    DeadLetter,
+}
+
+impl RecordKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Observation => "observations",
+            Self::DeadLetter => "dead_letters",
+        }
+    }
 }
 
 impl Ingest {
@@ -162,15 +190,25 @@ impl Ingest {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => readiness.set("mqtt", true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let Ok(outcome) = pipeline.handle(&publish.topic, &publish.payload, &readiness, &shutdown).await
-                    else {
+                    let received = Instant::now();
+                    let span = message_span(&publish);
+                    let handled = pipeline
+                        .handle(&publish.topic, &publish.payload, &readiness, &shutdown)
+                        .instrument(span.clone())
+                        .await;
+                    let Ok(outcome) = handled else {
                         break;
                     };
                     record_metrics(&outcome);
-                    let Some(deliveries) = produce(&producer, &topics, outcome, &shutdown).await else {
+                    span.record("hoheit.readings.accepted", outcome.accepted as i64);
+                    span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
+                    let headers = hoheit_core::kafka::trace_headers(&span.context());
+                    let Some(deliveries) =
+                        produce(&producer, &topics, outcome, headers, &shutdown).instrument(span.clone()).await
+                    else {
                         break;
                     };
-                    if pending_tx.send(Pending { publish, deliveries }).await.is_err() {
+                    if pending_tx.send(Pending { publish, deliveries, span, received }).await.is_err() {
                         anyhow::bail!("the acknowledger stopped");
                     }
                 }
@@ -212,6 +250,8 @@ impl Ingest {
             }
         }
         let _ = ops_task.await;
+        // Hand the last messages' spans to the exporter (a no-op without it).
+        let _ = tokio::task::spawn_blocking(hoheit_core::telemetry::flush).await;
         tracing::info!("ingest stopped");
         Ok(())
     }
@@ -234,6 +274,21 @@ async fn ensure_topics(kafka: &KafkaArgs, shutdown: &CancellationToken) -> bool 
     }
 }
 
+/// The span of one MQTT message (OpenTelemetry messaging conventions).
+fn message_span(publish: &Publish) -> Span {
+    tracing::debug_span!(
+        "ingest message",
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "mqtt",
+        messaging.operation.type = "process",
+        messaging.destination.name = %publish.topic,
+        messaging.message.body.size = publish.payload.len() as i64,
+        hoheit.readings.accepted = Empty,
+        hoheit.readings.rejected = Empty,
+    )
+}
+
 fn record_metrics(outcome: &Outcome) {
     metrics::counter!("hoheit_ingest_messages_total").increment(1);
     metrics::counter!("hoheit_ingest_readings_accepted_total").increment(outcome.accepted as u64);
@@ -252,19 +307,24 @@ async fn produce(
     producer: &FutureProducer,
     topics: &Topics,
     outcome: Outcome,
+    headers: Option<OwnedHeaders>,
     shutdown: &CancellationToken,
-) -> Option<Vec<DeliveryFuture>> {
+) -> Option<Vec<(RecordKind, DeliveryFuture)>> {
     let records = outcome
         .observations
         .iter()
-        .map(|r| (topics.observations.as_str(), r))
-        .chain(outcome.dead_letter.iter().map(|r| (topics.dead_letters.as_str(), r)));
+        .map(|r| (RecordKind::Observation, topics.observations.as_str(), r))
+        .chain(outcome.dead_letter.iter().map(|r| (RecordKind::DeadLetter, topics.dead_letters.as_str(), r)));
     let mut deliveries = Vec::new();
-    for (topic, Record { key, value }) in records {
+    for (kind, topic, Record { key, value }) in records {
         loop {
-            match producer.send_result(FutureRecord::to(topic).key(key).payload(value)) {
+            let mut record = FutureRecord::to(topic).key(key).payload(value);
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            match producer.send_result(record) {
                 Ok(delivery) => {
-                    deliveries.push(delivery);
+                    deliveries.push((kind, delivery));
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -276,6 +336,7 @@ async fn produce(
                 Err((error, _)) => {
                     // Not retryable (e.g. a record over the size limit): leave the
                     // message unacknowledged and say so loudly.
+                    metrics::counter!("hoheit_ingest_kafka_errors_total", "topic" => kind.as_str()).increment(1);
                     tracing::error!(%error, %topic, "Kafka refused a record");
                     return None;
                 }
@@ -288,9 +349,9 @@ async fn produce(
 /// Acknowledges each MQTT message, in arrival order, once Kafka has confirmed
 /// all of its records.
 async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, readiness: Readiness) {
-    while let Some(Pending { publish, deliveries }) = pending.recv().await {
+    while let Some(Pending { publish, deliveries, span, received }) = pending.recv().await {
         let mut confirmed = true;
-        for mut delivery in deliveries {
+        for (kind, mut delivery) in deliveries {
             let result = match tokio::time::timeout(Duration::from_secs(5), &mut delivery).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -300,9 +361,12 @@ async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, 
                 }
             };
             match result {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    metrics::counter!("hoheit_ingest_kafka_records_total", "topic" => kind.as_str()).increment(1);
+                }
                 Ok(Err((error, _))) => {
-                    tracing::error!(%error, "Kafka rejected a record; the MQTT message stays unacknowledged");
+                    metrics::counter!("hoheit_ingest_kafka_errors_total", "topic" => kind.as_str()).increment(1);
+                    tracing::error!(parent: &span, %error, "Kafka rejected a record; the MQTT message stays unacknowledged");
                     confirmed = false;
                 }
                 Err(_) => confirmed = false,
@@ -313,6 +377,11 @@ async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, 
             if let Err(error) = client.ack(&publish).await {
                 tracing::warn!(%error, "could not queue an MQTT acknowledgement");
             }
+            metrics::counter!("hoheit_ingest_messages_acknowledged_total").increment(1);
+            metrics::histogram!("hoheit_ingest_message_seconds").record(received.elapsed().as_secs_f64());
+        } else {
+            span.record("otel.status_code", "ERROR");
         }
+        drop(span);
     }
 }

@@ -54,7 +54,7 @@ pub struct SimulatorConfig {
     #[arg(long, env = "HOHEIT_SIMULATOR_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
     /// Bearer token of the API.
-    #[arg(long, env = "HOHEIT_API_TOKEN")]
+    #[arg(long, env = "HOHEIT_API_TOKEN", hide_env_values = true)]
     pub api_token: Secret,
     /// Seconds to wait for the API's /readyz before giving up.
     #[arg(long, env = "HOHEIT_SIMULATOR_API_WAIT_SECS", default_value_t = 60)]
@@ -74,7 +74,7 @@ pub struct SimulatorConfig {
     #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
     pub mqtt_username: Option<String>,
     /// MQTT password.
-    #[arg(long, env = "HOHEIT_MQTT_PASSWORD")]
+    #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
     pub mqtt_password: Option<Secret>,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]

@@ -1,14 +1,23 @@
 //! A batch of Kafka records decoded into rows, and its database write.
+//!
+//! The batch also keeps the sampled trace contexts its records carried (see
+//! `hoheit_core::kafka::trace_context`): the write's statements get spans of
+//! their own, and [`Batch::continue_traces`] ends each record's trace with a
+//! span that lasts until the database commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
 
 use hoheit_core::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
 use hoheit_core::domain::{DatastreamId, Micros, Reading};
 use hoheit_core::observations;
 use hoheit_core::rejection::RejectCode;
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
+use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId, Tracer};
+use opentelemetry::KeyValue;
 use prost::Message;
 use sqlx::PgPool;
+use tracing::Instrument;
 
 /// Which of Hoheit's topics a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +34,10 @@ pub struct Batch {
     /// Highest offset seen per (topic, partition).
     pub offsets: BTreeMap<(String, i32), i64>,
     pub records: usize,
+    /// Sampled trace contexts of the records, each once, with the number of
+    /// readings its records brought.
+    pub traces: Vec<(SpanContext, usize)>,
+    trace_index: HashMap<(TraceId, SpanId), usize>,
 }
 
 /// What a write did.
@@ -42,6 +55,27 @@ impl Batch {
     /// Adds one record. A record that cannot be decoded (a poison message)
     /// becomes a dead letter itself instead of stopping the stream.
     pub fn add(&mut self, source: Source, position: SourcePosition, payload: &[u8]) {
+        self.add_traced(source, position, payload, None);
+    }
+
+    /// Adds one record with the trace context from its headers; contexts that
+    /// are not sampled are not kept (nothing would be exported for them).
+    pub fn add_traced(&mut self, source: Source, position: SourcePosition, payload: &[u8], trace: Option<SpanContext>) {
+        let readings_before = self.readings.len();
+        self.add_record(source, position, payload);
+        if let Some(trace) = trace.filter(SpanContext::is_sampled) {
+            let added = self.readings.len() - readings_before;
+            match self.trace_index.get(&(trace.trace_id(), trace.span_id())) {
+                Some(&i) => self.traces[i].1 += added,
+                None => {
+                    self.trace_index.insert((trace.trace_id(), trace.span_id()), self.traces.len());
+                    self.traces.push((trace, added));
+                }
+            }
+        }
+    }
+
+    fn add_record(&mut self, source: Source, position: SourcePosition, payload: &[u8]) {
         self.records += 1;
         let slot = self.offsets.entry((position.topic.clone(), position.partition)).or_insert(position.offset);
         *slot = (*slot).max(position.offset);
@@ -89,13 +123,66 @@ impl Batch {
         });
     }
 
-    /// Writes the batch in one transaction.
+    /// Writes the batch in one transaction; each statement has a span.
     pub async fn write(&self, pool: &PgPool) -> Result<Written, sqlx::Error> {
         let mut tx = pool.begin().await?;
-        let readings_inserted = observations::insert(&mut tx, &self.readings).await?;
-        let dead_letters_inserted = dead_letters::insert(&mut tx, &self.dead_letters).await?;
-        tx.commit().await?;
+        let readings_inserted = observations::insert(&mut tx, &self.readings)
+            .instrument(tracing::debug_span!(
+                "INSERT observations",
+                otel.kind = "client",
+                db.system.name = "postgresql",
+                db.operation.name = "INSERT",
+                db.collection.name = "observations",
+                hoheit.rows = self.readings.len() as i64,
+            ))
+            .await?;
+        let dead_letters_inserted = dead_letters::insert(&mut tx, &self.dead_letters)
+            .instrument(tracing::debug_span!(
+                "INSERT dead_letters",
+                otel.kind = "client",
+                db.system.name = "postgresql",
+                db.operation.name = "INSERT",
+                db.collection.name = "dead_letters",
+                hoheit.rows = self.dead_letters.len() as i64,
+            ))
+            .await?;
+        tx.commit()
+            .instrument(tracing::debug_span!(
+                "COMMIT",
+                otel.kind = "client",
+                db.system.name = "postgresql",
+                db.operation.name = "COMMIT"
+            ))
+            .await?;
         Ok(Written { readings_inserted, dead_letters_inserted })
+    }
+
+    /// Ends the trace of every sampled record with a `writer store` span, a
+    /// child of the span that produced the record (ingest's message span),
+    /// from `started` (the write began) to `committed` (the database commit),
+    /// linked to the batch's span `batch`. Nothing happens without tracing.
+    pub fn continue_traces(&self, batch: &SpanContext, started: SystemTime, committed: SystemTime) {
+        if self.traces.is_empty() || !hoheit_core::telemetry::tracing_active() {
+            return;
+        }
+        let tracer = opentelemetry::global::tracer(hoheit_core::telemetry::TRACER_NAME);
+        for (record, readings) in &self.traces {
+            let parent = opentelemetry::Context::new().with_remote_span_context(record.clone());
+            let links = if batch.is_valid() { vec![Link::with_context(batch.clone())] } else { Vec::new() };
+            let mut span = tracer
+                .span_builder("writer store")
+                .with_kind(SpanKind::Consumer)
+                .with_start_time(started)
+                .with_links(links)
+                .with_attributes([
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.operation.type", "process"),
+                    KeyValue::new("db.system.name", "postgresql"),
+                    KeyValue::new("hoheit.readings", *readings as i64),
+                ])
+                .start_with_context(&tracer, &parent);
+            opentelemetry::trace::Span::end_with_timestamp(&mut span, committed);
+        }
     }
 }
 
@@ -118,6 +205,25 @@ mod tests {
         assert_eq!(batch.readings[1], Reading { datastream: DatastreamId(9), time: Micros(2), value: 1.5 });
         assert_eq!(batch.offsets[&("hoheit.observations".to_owned(), 2)], 7);
         assert!(batch.dead_letters.is_empty());
+    }
+
+    #[test]
+    fn sampled_trace_contexts_are_kept_once_with_their_readings() {
+        use opentelemetry::trace::{TraceFlags, TraceState};
+        let context = |span: u64, flags: TraceFlags| {
+            SpanContext::new(TraceId::from(7u128), SpanId::from(span), flags, true, TraceState::default())
+        };
+        let mut batch = Batch::default();
+        let record =
+            DatastreamBatch { datastream_id: 9, time_unix_us: vec![1, 2], value: vec![0.5, 1.5], received_unix_us: 3 };
+        batch.add_traced(Source::Observations, at(1), &record.encode_to_vec(), Some(context(1, TraceFlags::SAMPLED)));
+        batch.add_traced(Source::Observations, at(2), &record.encode_to_vec(), Some(context(1, TraceFlags::SAMPLED)));
+        batch.add_traced(Source::Observations, at(3), &record.encode_to_vec(), Some(context(2, TraceFlags::default())));
+        batch.add_traced(Source::Observations, at(4), &record.encode_to_vec(), None);
+        assert_eq!(batch.records, 4);
+        assert_eq!(batch.traces.len(), 1, "one sampled context, kept once");
+        assert_eq!(batch.traces[0].0.span_id(), SpanId::from(1));
+        assert_eq!(batch.traces[0].1, 4, "readings of both of its records");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   anywhere means redelivery, never loss.
 
 mod batch;
+pub mod lag;
 mod service;
 
 pub use batch::{Batch, Source};

@@ -1,8 +1,12 @@
 //! The writer service: consume → batch → write → commit offsets.
+//!
+//! Each batch write has a span (`writer batch`, debug level: recorded when
+//! traces are exported) linked to the sampled trace contexts of its records;
+//! the consumer's librdkafka statistics feed the lag gauge ([`crate::lag`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
@@ -12,12 +16,24 @@ use hoheit_core::dead_letters::SourcePosition;
 use hoheit_core::kafka::KafkaArgs;
 use hoheit_core::ops::{self, Readiness};
 use hoheit_core::telemetry::LogArgs;
+use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::batch::{Batch, Source};
+use crate::lag::LagContext;
+
+/// Most links a batch span carries (the OpenTelemetry SDK's default limit);
+/// every sampled record still gets its own `writer store` span.
+const MAX_LINKS: usize = 128;
+
+/// The writer's Kafka consumer, whose context turns statistics into the lag gauge.
+type WriterConsumer = StreamConsumer<LagContext>;
 
 /// Configuration of the writer service.
 #[derive(Debug, Clone, Parser)]
@@ -37,6 +53,9 @@ pub struct WriterConfig {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "HOHEIT_WRITER_OPS_LISTEN", default_value = "127.0.0.1:9102")]
     pub ops_listen: SocketAddr,
+    /// How often librdkafka reports statistics, from which the consumer-lag gauge comes (milliseconds).
+    #[arg(long, env = "HOHEIT_WRITER_STATS_INTERVAL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub stats_interval_ms: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -90,8 +109,14 @@ impl Writer {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         let topics = config.kafka.topics();
-        let consumer: Arc<StreamConsumer> =
-            Arc::new(config.kafka.consumer_config(&config.group).create().context("creating the Kafka consumer")?);
+        let consumer: Arc<WriterConsumer> = Arc::new(
+            config
+                .kafka
+                .consumer_config(&config.group)
+                .set("statistics.interval.ms", config.stats_interval_ms.to_string())
+                .create_with_context(LagContext::default())
+                .context("creating the Kafka consumer")?,
+        );
         consumer.subscribe(&[&topics.observations, &topics.dead_letters]).context("subscribing")?;
         readiness.set("kafka", true);
         tracing::info!(group = %config.group, observations = %topics.observations, dead_letters = %topics.dead_letters, "writer running");
@@ -125,7 +150,8 @@ impl Writer {
                             partition: message.partition(),
                             offset: message.offset(),
                         };
-                        batch.add(source, position, message.payload().unwrap_or_default());
+                        let trace = message.headers().and_then(hoheit_core::kafka::trace_context);
+                        batch.add_traced(source, position, message.payload().unwrap_or_default(), trace);
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_wait);
                     }
                     Err(error) => {
@@ -144,22 +170,56 @@ impl Writer {
             commit(&consumer, &batch).await;
         }
         let _ = ops_task.await;
+        // Hand the last batches' spans to the exporter (a no-op without it).
+        let _ = tokio::task::spawn_blocking(hoheit_core::telemetry::flush).await;
         tracing::info!("writer stopped");
         Ok(())
     }
 }
 
+/// The span of one batch write, linked to its records' sampled trace contexts.
+fn batch_span(batch: &Batch) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "writer batch",
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.batch.message_count = batch.records as i64,
+        hoheit.readings = batch.readings.len() as i64,
+        hoheit.readings.inserted = Empty,
+        hoheit.dead_letters = batch.dead_letters.len() as i64,
+        hoheit.traces = batch.traces.len() as i64,
+        hoheit.attempts = Empty,
+    );
+    if !span.is_disabled() {
+        for (record, _) in batch.traces.iter().take(MAX_LINKS) {
+            span.add_link(record.clone());
+        }
+    }
+    span
+}
+
 /// Writes `batch`, retrying with back-off while the database is away.
 /// `false` if shutdown came first (nothing committed: Kafka redelivers).
 async fn write_until_done(pool: &PgPool, batch: &Batch, readiness: &Readiness, shutdown: &CancellationToken) -> bool {
+    let span = batch_span(batch);
+    let began = SystemTime::now();
     let mut delay = Duration::from_millis(100);
+    let mut attempts = 0u32;
     loop {
         let started = Instant::now();
-        match batch.write(pool).await {
+        attempts += 1;
+        match batch.write(pool).instrument(span.clone()).await {
             Ok(written) => {
                 readiness.set("database", true);
+                span.record("hoheit.readings.inserted", written.readings_inserted as i64);
+                span.record("hoheit.attempts", i64::from(attempts));
+                batch.continue_traces(span.context().span().span_context(), began, SystemTime::now());
                 metrics::histogram!("hoheit_writer_write_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("hoheit_writer_batch_readings").record(batch.readings.len() as f64);
+                metrics::histogram!("hoheit_writer_batch_records").record(batch.records as f64);
+                metrics::counter!("hoheit_writer_batches_total").increment(1);
                 metrics::counter!("hoheit_writer_readings_written_total").increment(written.readings_inserted);
                 metrics::counter!("hoheit_writer_duplicates_skipped_total")
                     .increment(batch.readings.len() as u64 - written.readings_inserted);
@@ -175,10 +235,14 @@ async fn write_until_done(pool: &PgPool, batch: &Batch, readiness: &Readiness, s
             Err(error) => {
                 readiness.set("database", false);
                 metrics::counter!("hoheit_writer_write_errors_total").increment(1);
-                tracing::warn!(%error, retry_in = ?delay, readings = batch.readings.len(), "writing a batch failed; retrying");
+                tracing::warn!(parent: &span, %error, retry_in = ?delay, readings = batch.readings.len(), "writing a batch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return false,
+                    _ = shutdown.cancelled() => {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("hoheit.attempts", i64::from(attempts));
+                        return false;
+                    }
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -187,7 +251,7 @@ async fn write_until_done(pool: &PgPool, batch: &Batch, readiness: &Readiness, s
 }
 
 /// Commits the offsets after the batch (synchronously, off the async threads).
-async fn commit(consumer: &Arc<StreamConsumer>, batch: &Batch) {
+async fn commit(consumer: &Arc<WriterConsumer>, batch: &Batch) {
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in &batch.offsets {
         if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(offset + 1)) {
@@ -201,7 +265,10 @@ async fn commit(consumer: &Arc<StreamConsumer>, batch: &Batch) {
         Ok(Ok(())) => {}
         // After a rebalance the partition may belong to another writer now; it
         // re-reads from the last commit and the idempotent write absorbs it.
-        Ok(Err(error)) => tracing::warn!(%error, "committing offsets failed; the records will be redelivered"),
+        Ok(Err(error)) => {
+            metrics::counter!("hoheit_writer_commit_errors_total").increment(1);
+            tracing::warn!(%error, "committing offsets failed; the records will be redelivered");
+        }
         Err(error) => tracing::warn!(%error, "commit task failed"),
     }
 }

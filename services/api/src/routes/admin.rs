@@ -1,31 +1,162 @@
-//! Registry administration: organisations, things and datastreams.
+//! Administration: organisations, things, datastreams, principals and keys,
+//! datasets and grants. Each handler checks who may do it: the operator
+//! anything; an organisation's admins its principals and keys; its admins
+//! and data owners its things, datastreams, datasets and grants.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use hoheit_core::datasets::{self, Dataset, NewDataset};
+use hoheit_core::domain::DatastreamId;
+use hoheit_core::grants::{self, NewGrant};
+use hoheit_core::policy::{Caller, GrantTerms};
+use hoheit_core::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
 use hoheit_core::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
+use serde::Deserialize;
 
+use crate::auth::Who;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::AppState;
+
+fn forbidden(what: &str) -> ApiError {
+    ApiError::Forbidden(format!("only {what} may do this"))
+}
+
+fn require_operator(caller: &Caller) -> Result<(), ApiError> {
+    match caller {
+        Caller::Operator => Ok(()),
+        _ => Err(forbidden("the platform operator")),
+    }
+}
+
+fn require_admin(caller: &Caller, org_id: i64) -> Result<(), ApiError> {
+    if caller.administers(org_id) {
+        Ok(())
+    } else {
+        Err(forbidden("an admin of the organisation"))
+    }
+}
+
+fn require_owner(caller: &Caller, org_id: i64) -> Result<(), ApiError> {
+    if caller.owns_data_of(org_id) {
+        Ok(())
+    } else {
+        Err(forbidden("an admin or data owner of the organisation"))
+    }
+}
 
 pub async fn create_organisation(
     State(state): State<AppState>,
+    who: Who,
     ApiJson(new): ApiJson<NewOrganisation>,
 ) -> Result<(StatusCode, Json<Organisation>), ApiError> {
+    require_operator(&who.0)?;
     Ok((StatusCode::CREATED, Json(registry::create_organisation(&state.pool, &new).await?)))
 }
 
 pub async fn create_thing(
     State(state): State<AppState>,
+    who: Who,
     ApiJson(new): ApiJson<NewThing>,
 ) -> Result<(StatusCode, Json<Thing>), ApiError> {
+    require_owner(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
     Ok((StatusCode::CREATED, Json(registry::create_thing(&state.pool, &new).await?)))
 }
 
 pub async fn create_datastream(
     State(state): State<AppState>,
+    who: Who,
     ApiJson(new): ApiJson<NewDatastream>,
 ) -> Result<(StatusCode, Json<Datastream>), ApiError> {
+    require_owner(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
     Ok((StatusCode::CREATED, Json(registry::create_datastream(&state.pool, &new).await?)))
+}
+
+pub async fn create_principal(
+    State(state): State<AppState>,
+    who: Who,
+    ApiJson(new): ApiJson<NewPrincipal>,
+) -> Result<(StatusCode, Json<PrincipalView>), ApiError> {
+    require_admin(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
+    Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// Default: one year from now.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Issues a key for a principal; the key is in this response only.
+pub async fn create_key(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(principal): PathId,
+    ApiJson(new): ApiJson<NewKey>,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
+    let expires = new.expires_at.unwrap_or_else(|| Utc::now() + Duration::days(365));
+    Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires).await?)))
+}
+
+/// Revokes a key: its organisation's admins, or the key's own principal.
+pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): PathId) -> Result<StatusCode, ApiError> {
+    let own_key = who.0.principal().is_some_and(|p| p.key_id == Some(key));
+    if !own_key {
+        require_admin(&who.0, principals::org_of_key(&state.pool, key).await?)?;
+    }
+    principals::revoke_key(&state.pool, key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn create_dataset(
+    State(state): State<AppState>,
+    who: Who,
+    ApiJson(new): ApiJson<NewDataset>,
+) -> Result<(StatusCode, Json<Dataset>), ApiError> {
+    require_owner(&who.0, registry::organisation_id(&state.pool, &new.owner).await?)?;
+    Ok((StatusCode::CREATED, Json(datasets::create(&state.pool, &new).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    datastream_id: i64,
+}
+
+/// Puts a datastream into a dataset (both of the caller's organisation).
+pub async fn assign_datastream(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(dataset): PathId,
+    ApiJson(assignment): ApiJson<Assignment>,
+) -> Result<StatusCode, ApiError> {
+    let owner = datasets::get(&state.pool, dataset).await?.owner_org_id;
+    require_owner(&who.0, owner)?;
+    datasets::assign(&state.pool, dataset, DatastreamId(assignment.datastream_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn create_grant(
+    State(state): State<AppState>,
+    who: Who,
+    ApiJson(new): ApiJson<NewGrant>,
+) -> Result<(StatusCode, Json<GrantTerms>), ApiError> {
+    let owner = datasets::get(&state.pool, new.dataset_id).await?.owner_org_id;
+    require_owner(&who.0, owner)?;
+    Ok((StatusCode::CREATED, Json(grants::create(&state.pool, &new).await?)))
+}
+
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(grant): PathId,
+) -> Result<StatusCode, ApiError> {
+    let dataset = grants::get(&state.pool, grant).await?.dataset_id;
+    require_owner(&who.0, datasets::get(&state.pool, dataset).await?.owner_org_id)?;
+    grants::revoke(&state.pool, grant).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,30 +1,113 @@
 //! Datastreams, their observations (cursor-paged) and aggregates.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::Duration;
+use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::datasets;
 use hoheit_core::domain::{DatastreamId, Micros};
+use hoheit_core::grants;
 use hoheit_core::observations::{self, Bucket, Observation};
+use hoheit_core::policy::{decide, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
 use hoheit_core::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{authorize_datastream, grants_for};
+use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::params::{self, TimeRange};
 use crate::AppState;
+
+/// What a caller may see of a datastream: its metadata (some read is
+/// allowed) and its latest value (a raw read of the last hour is allowed).
+fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -> (bool, bool) {
+    let now = chrono::Utc::now();
+    let day = ReadRequest {
+        resolution: Resolution::Aggregate { interval_secs: 86_400 },
+        from: now - Duration::days(1),
+        to: now,
+    };
+    let hour = ReadRequest { resolution: Resolution::Raw, from: now - Duration::hours(1), to: now };
+    let raw = decide(caller, dataset, grants, &hour, now).is_allowed();
+    (raw || decide(caller, dataset, grants, &day, now).is_allowed(), raw)
+}
 
 #[derive(Serialize)]
 pub struct DatastreamList {
     datastreams: Vec<Datastream>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<DatastreamList>, ApiError> {
-    Ok(Json(DatastreamList { datastreams: registry::list_datastreams(&state.pool).await? }))
+/// The datastreams the caller may see; the latest value only where it may read raw data.
+pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
+    let access: HashMap<DatastreamId, DatasetAccess> = datasets::access_all(&state.pool).await?.into_iter().collect();
+    let held = match who.0.principal() {
+        Some(p) => grants::held_by(&state.pool, p.org_id).await?,
+        None => Vec::new(),
+    };
+    let mut values = 0;
+    let datastreams = registry::list_datastreams(&state.pool)
+        .await?
+        .into_iter()
+        .filter_map(|mut d| {
+            let (meta, raw) = visibility(&who.0, access.get(&d.id)?, &held);
+            if !raw {
+                d.latest_time = None;
+                d.latest_value = None;
+            }
+            values += usize::from(d.latest_value.is_some());
+            meta.then_some(d)
+        })
+        .collect();
+    let principal = who.0.principal();
+    audit::append(
+        &state.pool,
+        AuditRecord {
+            at: chrono::Utc::now(),
+            request_id: who.1 .0.clone(),
+            principal_id: principal.map(|p| p.id),
+            principal_name: who.0.name().to_owned(),
+            org_id: principal.map(|p| p.org_id),
+            grant_id: None,
+            dataset_id: None,
+            datastream_id: None,
+            action: "datastreams".into(),
+            range_from: None,
+            range_to: None,
+            resolution: "latest".into(),
+            rows_returned: values as i64,
+            allowed: true,
+            reason: "latest values of the datastreams the caller may read raw".into(),
+        },
+    )
+    .await?;
+    Ok(Json(DatastreamList { datastreams }))
 }
 
-pub async fn get_one(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<Datastream>, ApiError> {
-    Ok(Json(registry::get_datastream(&state.pool, DatastreamId(id)).await?))
+pub async fn get_one(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(id): PathId,
+) -> Result<Json<Datastream>, ApiError> {
+    let id = DatastreamId(id);
+    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
+    let grants = grants_for(&state, &who.0, &dataset).await?;
+    let (meta, raw) = visibility(&who.0, &dataset, &grants);
+    if !meta {
+        return Err(ApiError::Forbidden(format!(
+            "datastream {id} belongs to dataset {}, which this caller may not read",
+            dataset.slug
+        )));
+    }
+    let mut stream = registry::get_datastream(&state.pool, id).await?;
+    if !raw {
+        stream.latest_time = None;
+        stream.latest_value = None;
+    }
+    Ok(Json(stream))
 }
 
 #[derive(Deserialize)]
@@ -48,14 +131,18 @@ pub struct ObservationPage {
 /// Raw readings in `[from, to)` (default: the last 24 hours), oldest first.
 pub async fn observations(
     State(state): State<AppState>,
+    who: Who,
     PathId(id): PathId,
     ApiQuery(query): ApiQuery<ObservationsQuery>,
 ) -> Result<(HeaderMap, Json<ObservationPage>), ApiError> {
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::hours(24))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('t', c)).transpose()?.map(Micros);
+    let request = ReadRequest { resolution: Resolution::Raw, from: range.from, to: range.to };
+    let permit = authorize_datastream(&state, &who, DatastreamId(id), "observations", request).await?;
     let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
     let rows = observations::range(&state.pool, stream.id, range.from, range.to, after, limit).await?;
+    permit.finish(&state, rows.len()).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|last| params::encode_cursor('t', Micros::from_datetime(last.time).0)))
         .flatten();
@@ -95,6 +182,7 @@ pub struct AggregatePage {
 /// avg/min/max/count per bucket (default 15m) in `[from, to)` (default: the last 7 days).
 pub async fn aggregates(
     State(state): State<AppState>,
+    who: Who,
     PathId(id): PathId,
     ApiQuery(query): ApiQuery<AggregatesQuery>,
 ) -> Result<Json<AggregatePage>, ApiError> {
@@ -107,7 +195,18 @@ pub async fn aggregates(
             params::MAX_BUCKETS
         )));
     }
+    let request = ReadRequest {
+        resolution: Resolution::Aggregate { interval_secs: interval_seconds },
+        from: range.from,
+        to: range.to,
+    };
+    let permit = authorize_datastream(&state, &who, DatastreamId(id), "aggregates", request).await?;
     let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
-    let buckets = observations::aggregates(&state.pool, stream.id, range.from, range.to, interval_seconds).await?;
+    let mut buckets = observations::aggregates(&state.pool, stream.id, range.from, range.to, interval_seconds).await?;
+    if let Some(min) = permit.min_bucket_count {
+        // Personal data: buckets of few readings could single out a person.
+        buckets.retain(|b| b.count >= i64::from(min));
+    }
+    permit.finish(&state, buckets.len()).await?;
     Ok(Json(AggregatePage { datastream_id: stream.id, unit: stream.unit, interval_seconds, buckets }))
 }

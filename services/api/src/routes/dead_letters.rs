@@ -7,8 +7,10 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hoheit_core::dead_letters;
 use hoheit_core::domain::Slug;
+use hoheit_core::policy::Caller;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::params::{self, TimeRange};
@@ -48,14 +50,34 @@ pub struct DeadLetterPage {
 /// Dead letters received in `[from, to)` (default: the last 7 days), oldest first.
 pub async fn list(
     State(state): State<AppState>,
+    who: Who,
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let org = query
+    let mut org = query
         .org
         .as_deref()
         .map(|o| Slug::parse("org", o))
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // Principals see their own organisation's dead letters; the operator any.
+    match &*who.0 {
+        Caller::Operator => {}
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized(
+                "dead letters are shown to their owner organisation: present an API key".into(),
+            ));
+        }
+        Caller::Principal(p) => match &org {
+            None => org = Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?),
+            Some(asked) if asked.as_str() == p.org_slug => {}
+            Some(asked) => {
+                return Err(ApiError::Forbidden(format!(
+                    "dead letters of {asked} are shown only to that organisation; you belong to {}",
+                    p.org_slug
+                )));
+            }
+        },
+    }
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(7))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('d', c)).transpose()?.unwrap_or(0);

@@ -1,6 +1,8 @@
 //! Request handlers, one module per resource.
 
 pub mod admin;
+pub mod audit;
+pub mod datasets;
 pub mod datastreams;
 pub mod dead_letters;
 pub mod health;

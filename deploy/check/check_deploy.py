@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""deploy/check/check_deploy.py: static checks of Hoheit's deployment files (run by tests/deploy.rs).
+
+    check_deploy.py compose   compose.yaml against the compose-spec JSON schema, and its agreement
+                              with deploy/hoheit.env, the Dockerfile, Prometheus, Mosquitto (local
+                              and compose), the Grafana dashboard and the code's metric names
+    check_deploy.py helm      helm lint --strict; helm template with the default values and with
+                              ci/external-values.yaml; every object validated against the Kubernetes
+                              JSON schemas (kubernetes-validate, strict, KUBERNETES_VERSION), plus
+                              the structural checks listed in helm/hoheit/README.md
+
+Needs PyYAML, jsonschema and kubernetes-validate (deploy/local/hoheit tools installs them) and,
+for `helm`, the helm binary in $HELM. Prints one line per failed check and exits 1 if any failed.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_ENV = REPO / "deploy" / "hoheit.env"
+COMPOSE_DIR = REPO / "deploy" / "compose"
+CHART = REPO / "helm" / "hoheit"
+KUBERNETES_VERSION = os.environ.get("KUBERNETES_VERSION", "1.30.0")
+
+failures: list[str] = []
+
+
+def check(ok: bool, message: str) -> bool:
+    if not ok:
+        failures.append(message)
+    return ok
+
+
+def shared_env() -> dict[str, str]:
+    """deploy/hoheit.env, which must hold plain KEY=VALUE lines only."""
+    values = {}
+    for number, line in enumerate(SHARED_ENV.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=([^\s\"'$]*)", line)
+        if check(match is not None, f"hoheit.env:{number}: not a plain KEY=VALUE line: {line!r}"):
+            check(match[1] not in values, f"hoheit.env: {match[1]} is set twice")
+            values[match[1]] = match[2]
+    return values
+
+
+def code_metric_names() -> set[str]:
+    names = set()
+    for path in (REPO / "services").rglob("*.rs"):
+        names.update(re.findall(r'"(hoheit_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def mosquitto_settings(text: str) -> dict[str, str]:
+    settings = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and not parts[0].startswith("#") and parts[0] != "log_type":
+            settings[parts[0]] = " ".join(parts[1:])
+    return settings
+
+
+# ------------------------------------------------------------------------------------------ compose
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation: ${VAR}, ${VAR:-default}, $VAR; $$ is a literal $."""
+
+    def substitute(match: re.Match) -> str:
+        if match[0] == "$$":
+            return "$"
+        name = match[1] or match[3]
+        if name in env:
+            return env[name]
+        check(match[2] is not None, f"compose.yaml: ${{{name}}} has neither a value in hoheit.env nor a default")
+        return (match[2] or "")[2:]
+
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)", substitute, text)
+
+
+def check_compose() -> None:
+    env = shared_env()
+    raw = (COMPOSE_DIR / "compose.yaml").read_text()
+    document = yaml.safe_load(raw)
+    schema = json.loads((COMPOSE_DIR / "schema" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        check(False, f"compose.yaml: schema: {'/'.join(map(str, error.absolute_path))}: {error.message}")
+
+    dot_env = COMPOSE_DIR / ".env"
+    check(
+        dot_env.is_symlink() and os.readlink(dot_env) == "../hoheit.env",
+        "deploy/compose/.env must be a link to ../hoheit.env (compose's interpolation reads it)",
+    )
+
+    compose = yaml.safe_load(interpolate(raw, env))
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}) or {}:
+            check(dependency in services, f"compose: {name} depends on unknown service {dependency}")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                check((COMPOSE_DIR / source).exists(), f"compose: {name} mounts missing {source}")
+            else:
+                check(source in compose.get("volumes", {}), f"compose: {name} mounts undeclared volume {source}")
+
+    dockerfile = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
+    check(re.search(r"^USER 10001:10001$", dockerfile, re.M) is not None, "Dockerfile: the runtime user is not 10001")
+
+    ports = {
+        "hoheit-api": ("HOHEIT_API_LISTEN", env["HOHEIT_API_PORT"]),
+        "hoheit-ingest": ("HOHEIT_INGEST_OPS_LISTEN", env["HOHEIT_INGEST_OPS_PORT"]),
+        "hoheit-writer": ("HOHEIT_WRITER_OPS_LISTEN", env["HOHEIT_WRITER_OPS_PORT"]),
+    }
+    for name in ["hoheit-api", "hoheit-ingest", "hoheit-writer", "hoheit-simulator"]:
+        if not check(name in services, f"compose: service {name} is missing"):
+            continue
+        service = services[name]
+        check(service.get("env_file") == "../hoheit.env", f"compose: {name} does not read ../hoheit.env")
+        target = service.get("build", {}).get("target")
+        check(target in targets, f"compose: {name} builds Dockerfile target {target!r}, which does not exist")
+        environment = service.get("environment", {})
+        for key in environment:
+            check(key not in env or key.endswith("_PORT"), f"compose: {name} overrides {key} of hoheit.env")
+        for key, value in environment.items():
+            for host in re.findall(r"https?://([a-z0-9-]+)[:/]", str(value)):
+                check(host in services, f"compose: {name}: {key} points at unknown service {host}")
+        for key in ("HOHEIT_MQTT_HOST",):
+            if key in environment:
+                check(environment[key] in services, f"compose: {name}: {key} is not a service")
+        if "HOHEIT_KAFKA_BOOTSTRAP" in environment:
+            host, port = environment["HOHEIT_KAFKA_BOOTSTRAP"].split(":")
+            check(host in services and port == env["HOHEIT_KAFKA_PORT"], f"compose: {name}: Kafka address")
+        if name in ports:
+            key, port = ports[name]
+            check(environment.get(key) == f"0.0.0.0:{port}", f"compose: {name}: {key} is not 0.0.0.0:{port}")
+            published = [str(p) for p in service.get("ports", [])]
+            check(
+                f"{env['HOHEIT_PUBLISH_ADDRESS']}:{port}:{port}" in published,
+                f"compose: {name} does not publish {port} on {env['HOHEIT_PUBLISH_ADDRESS']}",
+            )
+            stage = dockerfile.split(f"AS {target}\n", 1)[-1].split("\nFROM ", 1)[0]
+            check(f"EXPOSE {port}\n" in stage, f"Dockerfile: target {target} does not expose {port}")
+            check(f'"{port}", "/readyz"' in stage, f"Dockerfile: target {target} does not check /readyz on {port}")
+
+    prometheus = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
+    scraped = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    for name, (_, port) in ports.items():
+        check(f"{name}:{port}" in scraped, f"prometheus.yml does not scrape {name}:{port}")
+    for target in scraped:
+        host = target.split(":")[0]
+        check(host == "localhost" or host in services, f"prometheus.yml scrapes unknown service {host}")
+
+    local = mosquitto_settings((REPO / "deploy" / "local" / "mosquitto.conf.in").read_text())
+    demo = mosquitto_settings((COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text())
+    for key in ["persistence", "autosave_interval", "max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size"]:
+        check(key in demo and demo.get(key) == local.get(key), f"mosquitto.conf: {key} differs from the local set-up")
+    check(demo.get("listener", "").split()[0] == env["HOHEIT_MQTT_PORT"], "mosquitto.conf: listener port is not HOHEIT_MQTT_PORT")
+
+    dashboard = json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "hoheit.json").read_text())
+    known = code_metric_names()
+    datasources = yaml.safe_load((COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text())
+    uids = {d["uid"] for d in datasources["datasources"]}
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    check(len(panels) >= 10, "dashboard: fewer than 10 panels")
+    for panel in panels:
+        check(panel["datasource"]["uid"] in uids, f"dashboard: panel {panel['title']!r} uses an unknown data source")
+        for target in panel["targets"]:
+            for metric in re.findall(r"\b(hoheit_[a-z0-9_]+)", target["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                check(base in known, f"dashboard: {panel['title']!r} uses {metric}, which no service records")
+
+
+# ------------------------------------------------------------------------------------------ helm
+
+
+def helm(*args: str) -> str:
+    result = subprocess.run([os.environ.get("HELM", "helm"), *args], capture_output=True, text=True)
+    check(result.returncode == 0, f"helm {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_render(label: str, objects: list[dict], env: dict[str, str]) -> None:
+    import kubernetes_validate
+
+    for o in objects:
+        where = f"{label}: {o.get('kind')}/{o.get('metadata', {}).get('name')}"
+        if o.get("apiVersion") == "monitoring.coreos.com/v1":
+            check(o["kind"] == "ServiceMonitor", f"{where}: unexpected kind")
+            continue
+        try:
+            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+        except Exception as error:  # the library's ValidationError and SchemaNotFoundError
+            check(False, f"{where}: {str(error).splitlines()[0]}")
+
+    pods = {}  # name -> (kind, pod template)
+    for kind in ("Deployment", "StatefulSet"):
+        for name, o in by_kind(objects, kind).items():
+            template = o["spec"]["template"]
+            check(selects(o["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]), f"{label}: {name}: selector does not match its pods")
+            pods[name] = (kind, template)
+    config_maps = by_kind(objects, "ConfigMap")
+    secrets = by_kind(objects, "Secret")
+    expected_ports = {"api": int(env["HOHEIT_API_PORT"]), "ingest": int(env["HOHEIT_INGEST_OPS_PORT"]), "writer": int(env["HOHEIT_WRITER_OPS_PORT"])}
+
+    for name, deployment in by_kind(objects, "Deployment").items():
+        spec = deployment["spec"]["template"]["spec"]
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        check(spec.get("enableServiceLinks") is False, f"{label}: {name}: service links are on")
+        check(spec.get("automountServiceAccountToken") is False, f"{label}: {name}: mounts a service account token")
+        check(spec.get("securityContext", {}).get("runAsNonRoot") is True, f"{label}: {name}: may run as root")
+        for container in spec["containers"]:
+            where = f"{label}: {name}/{container['name']}"
+            resources = container.get("resources", {})
+            check("cpu" in resources.get("requests", {}) and "memory" in resources.get("limits", {}), f"{where}: requests or memory limit missing")
+            security = container.get("securityContext", {})
+            check(security.get("readOnlyRootFilesystem") is True and security.get("allowPrivilegeEscalation") is False, f"{where}: container security context")
+            for source in container.get("envFrom", []):
+                check(source["configMapRef"]["name"] in config_maps, f"{where}: envFrom unknown ConfigMap")
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["name"] in secrets:
+                    check(ref["key"] in secrets[ref["name"]].get("data", {}), f"{where}: {variable['name']} refers to a missing key {ref['key']}")
+            if component in expected_ports:
+                named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+                for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                    get = container.get(probe, {}).get("httpGet", {})
+                    check(get.get("path") == path, f"{where}: {probe} is not on {path}")
+                    check(named.get(get.get("port")) == expected_ports[component], f"{where}: {probe} is not on port {expected_ports[component]}")
+
+    for name, service in by_kind(objects, "Service").items():
+        matched = [t for _, t in pods.values() if selects(service["spec"]["selector"], t["metadata"]["labels"])]
+        if check(len(matched) == 1, f"{label}: Service {name} selects {len(matched)} pod templates"):
+            names = {p["name"] for c in matched[0]["spec"]["containers"] for p in c.get("ports", [])}
+            for port in service["spec"]["ports"]:
+                check(port["targetPort"] in names, f"{label}: Service {name} targets unknown port {port['targetPort']}")
+    for name, hpa in by_kind(objects, "HorizontalPodAutoscaler").items():
+        check(hpa["spec"]["scaleTargetRef"]["name"] in pods, f"{label}: HPA {name} scales an unknown workload")
+        check("replicas" not in by_kind(objects, "Deployment")[hpa["spec"]["scaleTargetRef"]["name"]]["spec"], f"{label}: {name}: the HPA's Deployment also sets replicas")
+    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+        for name, o in by_kind(objects, kind).items():
+            selector = o["spec"]["selector" if kind == "PodDisruptionBudget" else "podSelector"]["matchLabels"]
+            check(any(selects(selector, t["metadata"]["labels"]) for _, t in pods.values()), f"{label}: {kind} {name} selects no pods")
+    for name, monitor in by_kind(objects, "ServiceMonitor").items():
+        services = [s for s in by_kind(objects, "Service").values() if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+        if check(len(services) == 1, f"{label}: ServiceMonitor {name} selects {len(services)} Services"):
+            names = {p["name"] for p in services[0]["spec"]["ports"]}
+            check(all(e["port"] in names and e["path"] == "/metrics" for e in monitor["spec"]["endpoints"]), f"{label}: ServiceMonitor {name} endpoints")
+
+    config = next(iter(config_maps[n] for n in config_maps if n.endswith("-config")))["data"]
+    for key in ("HOHEIT_MQTT_PORT", "HOHEIT_MQTT_TOPIC_ROOT", "HOHEIT_MQTT_CLIENT_ID", "HOHEIT_KAFKA_TOPIC_PREFIX", "HOHEIT_WRITER_GROUP"):
+        check(config.get(key) == env[key], f"{label}: ConfigMap {key}={config.get(key)!r}, hoheit.env says {env[key]!r}")
+    for key, port in (("HOHEIT_API_LISTEN", "HOHEIT_API_PORT"), ("HOHEIT_INGEST_OPS_LISTEN", "HOHEIT_INGEST_OPS_PORT"), ("HOHEIT_WRITER_OPS_LISTEN", "HOHEIT_WRITER_OPS_PORT")):
+        check(config.get(key) == f"0.0.0.0:{env[port]}", f"{label}: ConfigMap {key} is not on port {env[port]}")
+
+
+def check_helm() -> None:
+    env = shared_env()
+    external = CHART / "ci" / "external-values.yaml"
+    helm("lint", "--strict", str(CHART))
+    helm("lint", "--strict", str(CHART), "-f", str(external))
+    renders = {}
+    for label, extra in (("default", []), ("external", ["-f", str(external)])):
+        text = helm("template", "hoheit", str(CHART), "--namespace", "hoheit", *extra)
+        renders[label] = [o for o in yaml.safe_load_all(text) if o]
+        check(len(renders[label]) > 10, f"{label}: only {len(renders[label])} objects rendered")
+        check_render(label, renders[label], env)
+
+    default, ext = renders["default"], renders["external"]
+    components = lambda objects, kind: {o["metadata"]["labels"].get("app.kubernetes.io/component") for o in objects if o["kind"] == kind}
+    check(components(default, "Deployment") == {"api", "ingest", "writer"}, "default: Deployments are not api, ingest, writer (simulator must be off)")
+    check(components(default, "StatefulSet") == {"mosquitto", "kafka", "timescaledb"}, "default: bundled Mosquitto, Kafka, TimescaleDB missing")
+    check(not by_kind(default, "ServiceMonitor"), "default: ServiceMonitors are on")
+    check(components(ext, "Deployment") == {"api", "ingest", "writer", "simulator"}, "external: Deployments are not api, ingest, writer, simulator")
+    check(not by_kind(ext, "StatefulSet"), "external: bundled services are rendered")
+    check(not by_kind(ext, "Secret"), "external: the chart makes a Secret although all are external")
+    check(len(by_kind(ext, "ServiceMonitor")) == 3, "external: not 3 ServiceMonitors")
+    values = yaml.safe_load(external.read_text())
+    config = by_kind(ext, "ConfigMap")["hoheit-config"]["data"]
+    check(config["HOHEIT_KAFKA_BOOTSTRAP"] == values["kafka"]["bootstrap"], "external: Kafka bootstrap")
+    check(config["HOHEIT_MQTT_HOST"] == values["mqtt"]["host"], "external: MQTT host")
+    check(config["OTEL_EXPORTER_OTLP_ENDPOINT"] == values["otel"]["endpoint"], "external: OTLP endpoint")
+    for deployment in by_kind(ext, "Deployment").values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            check(container["image"].startswith(values["image"]["registry"] + "/"), f"external: {container['name']} image registry")
+            env_vars = {v["name"]: v for v in container.get("env", [])}
+            if "HOHEIT_DATABASE_URL" in env_vars:
+                ref = env_vars["HOHEIT_DATABASE_URL"].get("valueFrom", {}).get("secretKeyRef", {})
+                check((ref.get("name"), ref.get("key")) == ("hoheit-db-app", "uri"), "external: database URL not from the CloudNativePG secret")
+
+
+def main() -> int:
+    commands = {"compose": check_compose, "helm": check_helm}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    commands[sys.argv[1]]()
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    print(f"check_deploy {sys.argv[1]}: {len(failures)} problem(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

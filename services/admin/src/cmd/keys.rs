@@ -1,0 +1,141 @@
+//! `keys create|revoke|list`: API keys of principals. A new key is printed
+//! once, to stdout, and never logged or stored (the database keeps hashes);
+//! listings show metadata only. The key is also the principal's MQTT
+//! password (user `hoh_<lookup>`) once `mqtt-config` has run and the broker
+//! reloaded.
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use hoheit_core::admin_queries;
+use hoheit_core::domain::Slug;
+use hoheit_core::principals;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::output::{time, Table};
+use crate::{AdminError, Output};
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Issue a new API key for a principal; the key is shown once.
+    Create(CreateArgs),
+    /// Revoke a key by id (regenerate the broker files to end its MQTT access too).
+    Revoke(RevokeArgs),
+    /// List keys (metadata only, never the keys).
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The principal's name.
+    #[arg(value_parser = super::principal_name)]
+    pub principal: Slug,
+    /// Days until the key expires.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub expires_in_days: u32,
+    /// Expiry as an RFC 3339 time (instead of --expires-in-days).
+    #[arg(long, value_parser = super::timestamp, conflicts_with = "expires_in_days")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The key's id (see `keys list`).
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only keys of this principal.
+    #[arg(long, value_parser = super::principal_name)]
+    pub principal: Option<Slug>,
+    /// Only keys of principals of this organisation.
+    #[arg(long, value_parser = super::org_slug)]
+    pub org: Option<Slug>,
+}
+
+/// A freshly issued key, as printed (once).
+#[derive(Debug, Clone, Serialize)]
+pub struct NewKey {
+    pub id: i64,
+    pub principal: String,
+    pub org: String,
+    /// The MQTT user name of this key (its public part).
+    pub mqtt_user: String,
+    pub expires_at: DateTime<Utc>,
+    pub key: String,
+}
+
+/// Issues a key for the principal called `name`.
+pub async fn issue(pool: &PgPool, name: &Slug, expires_at: DateTime<Utc>) -> Result<NewKey, AdminError> {
+    let principal = admin_queries::principal_by_name(pool, name)
+        .await?
+        .ok_or_else(|| AdminError::Input(format!("principal {name} not found")))?;
+    let issued = principals::create_key(pool, principal.id, expires_at).await?;
+    Ok(NewKey {
+        id: issued.view.id,
+        principal: principal.name,
+        org: principal.org,
+        mqtt_user: issued.view.lookup,
+        expires_at: issued.view.expires_at,
+        key: issued.key,
+    })
+}
+
+pub async fn run(pool: &PgPool, command: KeyCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+    match command {
+        KeyCommand::Create(args) => {
+            let expires_at = match args.expires_at {
+                Some(at) => at,
+                None => super::days_from_now(args.expires_in_days)?,
+            };
+            let key = issue(pool, &args.principal, expires_at).await?;
+            out.show(&key, |out| {
+                out.line(format!(
+                    "API key {} of {} ({}), valid until {}; MQTT user {}. Shown once, store it now:",
+                    key.id,
+                    key.principal,
+                    key.org,
+                    time(key.expires_at),
+                    key.mqtt_user
+                ))?;
+                out.line(&key.key)
+            })
+        }
+        KeyCommand::Revoke(args) => {
+            principals::revoke_key(pool, args.id).await?;
+            let result = serde_json::json!({ "revoked": args.id });
+            out.show(&result, |out| {
+                out.line(format!(
+                    "revoked key {}; run `hoheit-admin mqtt-config` and reload the broker to end its MQTT access",
+                    args.id
+                ))
+            })
+        }
+        KeyCommand::List(args) => {
+            let keys = admin_queries::list_keys(pool, args.principal.as_ref(), args.org.as_ref()).await?;
+            out.show(&keys, |out| {
+                let now = Utc::now();
+                let mut table =
+                    Table::new(&["id", "principal", "organisation", "mqtt user", "created", "expires", "state"]);
+                for k in &keys {
+                    let state = match k.key.revoked_at {
+                        Some(at) => format!("revoked {}", time(at)),
+                        None if k.key.expires_at <= now => "expired".into(),
+                        None => "active".into(),
+                    };
+                    table.row([
+                        k.key.id.to_string(),
+                        k.principal.clone(),
+                        k.org.clone(),
+                        k.key.lookup.clone(),
+                        time(k.key.created_at),
+                        time(k.key.expires_at),
+                        state,
+                    ]);
+                }
+                out.table(&table)
+            })
+        }
+    }
+}

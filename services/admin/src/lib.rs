@@ -1,0 +1,155 @@
+//! `hoheit-admin`: the operators' command-line tool. It talks to the database
+//! directly through `hoheit-core` (the same SQL the API runs), so it works
+//! before any API key exists and from a maintenance shell.
+//!
+//! - [`Cli`]: the command line (clap); `main.rs` only parses it and calls [`run`];
+//! - [`cmd`]: one module per command group (organisations, principals, keys,
+//!   datasets, grants, audit, retention, mqtt-config, demo);
+//! - [`broker`]: the Mosquitto password and ACL files, rendered from the registry;
+//! - [`files`]: atomic, mode-0600 writes of secret-bearing files;
+//! - [`output`]: tables for people, `--json` for scripts, on stdout;
+//! - [`AdminError`]: one-line reasons and exit codes (2: bad input, 1: other).
+//!
+//! Tests run commands in-process: `run(Cli::try_parse_from(args)?, &mut buffer)`.
+
+pub mod broker;
+pub mod cmd;
+mod error;
+pub mod files;
+pub mod output;
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hoheit_core::config::{ConfigFileArg, DatabaseArgs};
+use hoheit_core::db::DbError;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+pub use error::AdminError;
+pub use output::Output;
+
+/// The command line of `hoheit-admin`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hoheit-admin",
+    version,
+    about = "Hoheit's command-line tool for operators: organisations, principals and keys, datasets, grants, \
+             audit verification, retention, the MQTT broker's password and ACL files, and the demo municipality",
+    after_help = "Exit codes: 0 done, 2 bad input (unknown name, invalid value, conflict), 1 any other failure.\n\
+                  Every option is also an environment variable where shown; --config FILE reads KEY=VALUE lines."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config_file: ConfigFileArg,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Seconds to wait for the database before giving up.
+    #[arg(long, env = "HOHEIT_ADMIN_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub connect_timeout_secs: u64,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Organisations: the town, its departments and companies, third parties.
+    #[command(subcommand, visible_alias = "orgs")]
+    Organisations(cmd::organisations::OrganisationCommand),
+    /// Principals: people and service accounts of an organisation, with a role.
+    #[command(subcommand)]
+    Principals(cmd::principals::PrincipalCommand),
+    /// API keys of principals (also their MQTT passwords).
+    #[command(subcommand)]
+    Keys(cmd::keys::KeyCommand),
+    /// Datasets: owner, classification, license, purpose, retention; their datastreams.
+    #[command(subcommand)]
+    Datasets(cmd::datasets::DatasetCommand),
+    /// Grants (contracts) of a dataset to another organisation.
+    #[command(subcommand)]
+    Grants(cmd::grants::GrantCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Retention: delete readings past each dataset's retention.
+    #[command(subcommand)]
+    Retention(cmd::retention::RetentionCommand),
+    /// Write Mosquitto's password_file and acl_file from the registry's API keys.
+    MqttConfig(cmd::mqtt_config::MqttConfigArgs),
+    /// Turn the simulator's town into a believable municipality with principals, keys and grants.
+    Demo(cmd::demo::DemoArgs),
+}
+
+/// Connects (and migrates), runs one command, writes its result to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
+    let pool = connect(&cli.database, cli.connect_timeout_secs).await?;
+    let mut output = Output::new(out, cli.json);
+    let result = match cli.command {
+        Command::Organisations(c) => cmd::organisations::run(&pool, c, &mut output).await,
+        Command::Principals(c) => cmd::principals::run(&pool, c, &mut output).await,
+        Command::Keys(c) => cmd::keys::run(&pool, c, &mut output).await,
+        Command::Datasets(c) => cmd::datasets::run(&pool, c, &mut output).await,
+        Command::Grants(c) => cmd::grants::run(&pool, c, &mut output).await,
+        Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
+        Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
+        Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,
+        Command::Demo(args) => cmd::demo::run(&pool, args, &mut output).await,
+    };
+    pool.close().await;
+    result
+}
+
+/// [`hoheit_core::db::connect`] (which waits for the database and applies the
+/// migrations), bounded: an operator's command should fail, not hang.
+async fn connect(database: &DatabaseArgs, timeout_secs: u64) -> Result<PgPool, AdminError> {
+    let options: PgConnectOptions =
+        database.url.expose().parse().map_err(|e| AdminError::Input(format!("the database URL is not valid: {e}")))?;
+    // A database that answers but refuses (wrong password, no such database)
+    // will not change its mind: say so at once instead of retrying.
+    match PgConnection::connect_with(&options).await {
+        Ok(connection) => {
+            let _ = connection.close().await;
+        }
+        Err(sqlx::Error::Database(refusal)) => {
+            return Err(AdminError::Refused(refusal.message().to_owned()));
+        }
+        Err(_) => {} // not reachable (yet): wait below
+    }
+    let give_up = CancellationToken::new();
+    let timer = tokio::spawn({
+        let give_up = give_up.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(timeout_secs)).await;
+            give_up.cancel();
+        }
+    });
+    let connected = hoheit_core::db::connect(database.url.expose(), database.max_connections, &give_up).await;
+    timer.abort();
+    connected.map_err(|error| match error {
+        DbError::Cancelled => AdminError::ConnectTimeout(timeout_secs),
+        DbError::InvalidUrl(e) => AdminError::Input(format!("the database URL is not valid: {e}")),
+        other => AdminError::Connect(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["hoheit-admin", "organisations", "list", "--json"]).unwrap();
+        assert!(cli.json);
+    }
+}

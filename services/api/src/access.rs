@@ -1,0 +1,123 @@
+//! The read gate every data path goes through: it asks the policy
+//! (`hoheit_core::policy::decide`), applies a grant's own rate limit, and
+//! writes exactly one audit record per read, allowed or denied.
+
+use chrono::Utc;
+use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::datasets;
+use hoheit_core::domain::DatastreamId;
+use hoheit_core::grants;
+use hoheit_core::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Via};
+
+use crate::auth::Who;
+use crate::error::ApiError;
+use crate::rate_limit::RateKey;
+use crate::AppState;
+
+/// An allowed read; [`ReadPermit::finish`] records how many rows it returned.
+#[must_use = "a permitted read must be finished so that it is audited"]
+pub struct ReadPermit {
+    record: AuditRecord,
+    pub min_bucket_count: Option<i32>,
+}
+
+impl ReadPermit {
+    /// Writes the audit record of the read; the data goes out only if it was written.
+    pub async fn finish(mut self, state: &AppState, rows: usize) -> Result<(), ApiError> {
+        self.record.rows_returned = rows as i64;
+        audit::append(&state.pool, self.record).await?;
+        Ok(())
+    }
+}
+
+/// Grants the caller's organisation holds on `dataset`.
+pub async fn grants_for(
+    state: &AppState,
+    caller: &Caller,
+    dataset: &DatasetAccess,
+) -> Result<Vec<GrantTerms>, ApiError> {
+    match caller.principal() {
+        Some(p) if dataset.id != 0 => Ok(grants::held(&state.pool, p.org_id, dataset.id).await?),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn record(
+    who: &Who,
+    dataset: &DatasetAccess,
+    datastream: Option<DatastreamId>,
+    action: &str,
+    request: Option<&ReadRequest>,
+) -> AuditRecord {
+    let Who(caller, request_id) = who;
+    let principal = caller.principal();
+    AuditRecord {
+        at: Utc::now(),
+        request_id: request_id.0.clone(),
+        principal_id: principal.map(|p| p.id),
+        principal_name: caller.name().to_owned(),
+        org_id: principal.map(|p| p.org_id),
+        grant_id: None,
+        dataset_id: (dataset.id != 0).then_some(dataset.id),
+        datastream_id: datastream.map(|d| d.0),
+        action: action.to_owned(),
+        range_from: request.map(|r| r.from),
+        range_to: request.map(|r| r.to),
+        resolution: request.map(|r| r.resolution.to_string()).unwrap_or_else(|| "export".into()),
+        rows_returned: 0,
+        allowed: false,
+        reason: String::new(),
+    }
+}
+
+/// Decides a read of `datastream` (or of the whole dataset when `None`) and
+/// audits a denial at once.
+pub async fn authorize(
+    state: &AppState,
+    who: &Who,
+    dataset: DatasetAccess,
+    datastream: Option<DatastreamId>,
+    action: &str,
+    request: ReadRequest,
+) -> Result<ReadPermit, ApiError> {
+    let grants = grants_for(state, &who.0, &dataset).await?;
+    let decision = hoheit_core::policy::decide(&who.0, &dataset, &grants, &request, Utc::now());
+    let mut rec = record(who, &dataset, datastream, action, Some(&request));
+    match decision {
+        Decision::Deny { reason } => {
+            metrics::counter!("hoheit_api_policy_denied_total", "action" => action.to_owned()).increment(1);
+            rec.reason = reason.clone();
+            audit::append(&state.pool, rec).await?;
+            Err(ApiError::Forbidden(reason))
+        }
+        Decision::Allow { via, min_bucket_count } => {
+            if let (Via::Grant(grant), Some(principal)) = (&via, who.0.principal()) {
+                let credential = principal.key_id.unwrap_or(-principal.id);
+                if let Err(retry) =
+                    state.limiter.check(RateKey::Grant { grant: grant.id, credential }, grant.rate_per_minute as u32)
+                {
+                    return Err(ApiError::TooManyRequests(format!(
+                        "grant {} allows {} requests per minute; retry in {retry} s",
+                        grant.id, grant.rate_per_minute
+                    )));
+                }
+                rec.grant_id = Some(grant.id);
+            }
+            rec.allowed = true;
+            rec.reason = via.describe();
+            Ok(ReadPermit { record: rec, min_bucket_count })
+        }
+    }
+}
+
+/// [`authorize`] for one datastream.
+pub async fn authorize_datastream(
+    state: &AppState,
+    who: &Who,
+    id: DatastreamId,
+    action: &str,
+    request: ReadRequest,
+) -> Result<ReadPermit, ApiError> {
+    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
+    authorize(state, who, dataset, Some(id), action, request).await
+}

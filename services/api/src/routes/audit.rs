@@ -1,0 +1,106 @@
+//! The audit log for owners, its verification for the operator, and the
+//! public transparency report.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::Duration;
+use hoheit_core::audit::{self, AuditEntry, TransparencyLine, Verification};
+use hoheit_core::datasets;
+use hoheit_core::policy::Caller;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Who;
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::params::{self, TimeRange};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    dataset: Option<i64>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct AuditPage {
+    records: Vec<AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+/// Audit records of the datasets the caller's organisation owns (admins and
+/// data owners), or of everything (operator); default: the last 30 days.
+pub async fn list(
+    State(state): State<AppState>,
+    who: Who,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(30))?;
+    let limit = params::limit(query.limit)?;
+    let after = query.cursor.as_deref().map(|c| params::decode_cursor('a', c)).transpose()?.unwrap_or(0);
+    let scope: Option<Vec<i64>> = match &*who.0 {
+        Caller::Operator => query.dataset.map(|d| vec![d]),
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
+        }
+        Caller::Principal(p) => {
+            let owned: Vec<i64> = datasets::list(&state.pool)
+                .await?
+                .into_iter()
+                .filter(|d| who.0.owns_data_of(d.owner_org_id) && d.owner_org_id == p.org_id)
+                .map(|d| d.id)
+                .collect();
+            match query.dataset {
+                Some(d) if owned.contains(&d) => Some(vec![d]),
+                Some(d) => {
+                    return Err(ApiError::Forbidden(format!(
+                        "the audit log of dataset {d} is shown to its owner's admins and data owners"
+                    )))
+                }
+                None if owned.is_empty() => {
+                    return Err(ApiError::Forbidden(
+                        "the audit log is shown to admins and data owners of a dataset's owner".into(),
+                    ));
+                }
+                None => Some(owned),
+            }
+        }
+    };
+    let records = audit::list(&state.pool, scope.as_deref(), range.from, range.to, after, limit).await?;
+    let next_cursor =
+        (records.len() as i64 == limit).then(|| records.last().map(|r| params::encode_cursor('a', r.id))).flatten();
+    Ok(Json(AuditPage { records, next_cursor }))
+}
+
+/// Recomputes the hash chain: the operator's check that nothing was altered.
+pub async fn verify(State(state): State<AppState>, who: Who) -> Result<Json<Verification>, ApiError> {
+    if !matches!(&*who.0, Caller::Operator) {
+        return Err(ApiError::Forbidden("only the platform operator may verify the whole audit chain".into()));
+    }
+    Ok(Json(audit::verify(&state.pool).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct TransparencyReport {
+    /// Per dataset and month: which organisations read it, how often, under which purpose and grant.
+    lines: Vec<TransparencyLine>,
+}
+
+/// Public, no key needed; default: the last 365 days.
+pub async fn transparency(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<TransparencyQuery>,
+) -> Result<Json<TransparencyReport>, ApiError> {
+    let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(365))?;
+    Ok(Json(TransparencyReport { lines: audit::transparency(&state.pool, range.from, range.to).await? }))
+}

@@ -1,0 +1,209 @@
+//! Datasets: the catalogue a caller may see, grants on a dataset (for its
+//! owner), streamed export (CSV or JSON Lines, any size) and erasure.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use chrono::{Duration, Utc};
+use futures::StreamExt;
+use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::datasets::{self, Dataset, ExportRow};
+use hoheit_core::grants;
+use hoheit_core::policy::{decide, Caller, GrantTerms, ReadRequest, Resolution};
+use serde::{Deserialize, Serialize};
+
+use crate::access::grants_for;
+use crate::auth::Who;
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, PathId};
+use crate::AppState;
+
+/// Whether the caller may see that the dataset exists and what it holds.
+async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result<bool, ApiError> {
+    let access = datasets::access(&state.pool, dataset.id).await?;
+    let grants = grants_for(state, caller, &access).await?;
+    let now = Utc::now();
+    let day = ReadRequest {
+        resolution: Resolution::Aggregate { interval_secs: 86_400 },
+        from: now - Duration::days(1),
+        to: now,
+    };
+    Ok(decide(caller, &access, &grants, &day, now).is_allowed()
+        || !grants.is_empty()
+        || caller.owns_data_of(dataset.owner_org_id))
+}
+
+#[derive(Serialize)]
+pub struct DatasetList {
+    datasets: Vec<Dataset>,
+}
+
+pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatasetList>, ApiError> {
+    let mut visible = Vec::new();
+    for dataset in datasets::list(&state.pool).await? {
+        if may_see(&state, &who.0, &dataset).await? {
+            visible.push(dataset);
+        }
+    }
+    Ok(Json(DatasetList { datasets: visible }))
+}
+
+pub async fn get_one(State(state): State<AppState>, who: Who, PathId(id): PathId) -> Result<Json<Dataset>, ApiError> {
+    let dataset = datasets::get(&state.pool, id).await?;
+    if !may_see(&state, &who.0, &dataset).await? {
+        return Err(ApiError::Forbidden(format!(
+            "dataset {} is {} and not shared with this caller",
+            dataset.slug, dataset.classification
+        )));
+    }
+    Ok(Json(dataset))
+}
+
+#[derive(Serialize)]
+pub struct GrantList {
+    grants: Vec<GrantTerms>,
+}
+
+/// Who holds grants on a dataset: its owner's view.
+pub async fn grants_on(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(id): PathId,
+) -> Result<Json<GrantList>, ApiError> {
+    let dataset = datasets::get(&state.pool, id).await?;
+    if !who.0.owns_data_of(dataset.owner_org_id) {
+        return Err(ApiError::Forbidden("grants on a dataset are shown to its owner's admins and data owners".into()));
+    }
+    Ok(Json(GrantList { grants: grants::on_dataset(&state.pool, id).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    format: Option<String>,
+}
+
+fn owner_action(who: &Who, dataset: &Dataset, action: &str, rows: i64, allowed: bool, reason: String) -> AuditRecord {
+    let principal = who.0.principal();
+    AuditRecord {
+        at: Utc::now(),
+        request_id: who.1 .0.clone(),
+        principal_id: principal.map(|p| p.id),
+        principal_name: who.0.name().to_owned(),
+        org_id: principal.map(|p| p.org_id),
+        grant_id: None,
+        dataset_id: Some(dataset.id),
+        datastream_id: None,
+        action: action.into(),
+        range_from: None,
+        range_to: None,
+        resolution: "raw".into(),
+        rows_returned: rows,
+        allowed,
+        reason,
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_line(row: &ExportRow) -> String {
+    format!(
+        "{},{},{},{},{},{}\n",
+        row.datastream_id,
+        csv_field(&row.thing),
+        csv_field(&row.property),
+        csv_field(row.unit.as_deref().unwrap_or("")),
+        row.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        row.value
+    )
+}
+
+/// Every reading and the metadata of a dataset, streamed: `format=csv`
+/// (readings; the license in a header) or `format=jsonl` (the dataset, its
+/// datastreams, then one line per reading). For the owner: no lock-in.
+pub async fn export(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(id): PathId,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = query.format.as_deref().unwrap_or("jsonl");
+    if !matches!(format, "csv" | "jsonl") {
+        return Err(ApiError::BadRequest("format must be csv or jsonl".into()));
+    }
+    let dataset = datasets::get(&state.pool, id).await?;
+    if !who.0.owns_data_of(dataset.owner_org_id) {
+        let reason = format!("only admins and data owners of {} may export dataset {}", dataset.owner, dataset.slug);
+        audit::append(&state.pool, owner_action(&who, &dataset, "export", 0, false, reason.clone())).await?;
+        return Err(ApiError::Forbidden(reason));
+    }
+    let rows = datasets::count_readings(&state.pool, id).await?;
+    audit::append(&state.pool, owner_action(&who, &dataset, "export", rows, true, "owner export".into())).await?;
+    let csv = format == "csv";
+    let (content_type, head) = if csv {
+        ("text/csv; charset=utf-8", vec!["datastream_id,thing,property,unit,time,value\n".to_owned()])
+    } else {
+        let mut head = vec![format!("{}\n", serde_json::json!({"type": "dataset", "dataset": &dataset}))];
+        for stream in datasets::datastreams_of(&state.pool, id).await? {
+            head.push(format!("{}\n", serde_json::json!({"type": "datastream", "datastream": stream})));
+        }
+        ("application/jsonl", head)
+    };
+    let lines = datasets::export_rows(&state.pool, id).map(move |r| {
+        r.map(|row| {
+            if csv {
+                csv_line(&row)
+            } else {
+                let line = serde_json::json!({"type": "observation", "datastream_id": row.datastream_id, "time": row.time, "value": row.value});
+                format!("{line}\n")
+            }
+        })
+    });
+    let body = Body::from_stream(futures::stream::iter(head.into_iter().map(Ok::<String, sqlx::Error>)).chain(lines));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.{format}\"", dataset.slug)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&dataset.license) {
+        headers.insert("x-hoheit-license", v);
+    }
+    Ok(response)
+}
+
+#[derive(Serialize)]
+pub struct Erased {
+    dataset_id: i64,
+    readings_deleted: u64,
+}
+
+/// Erases a dataset's readings and datastreams: its owner's admins (or the operator).
+pub async fn erase(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(id): PathId,
+) -> Result<(StatusCode, Json<Erased>), ApiError> {
+    let dataset = datasets::get(&state.pool, id).await?;
+    if !who.0.administers(dataset.owner_org_id) {
+        return Err(ApiError::Forbidden(format!(
+            "only admins of {} may erase dataset {}",
+            dataset.owner, dataset.slug
+        )));
+    }
+    let readings_deleted = datasets::erase(&state.pool, id).await?;
+    audit::append(
+        &state.pool,
+        owner_action(&who, &dataset, "erase", readings_deleted as i64, true, "owner erasure".into()),
+    )
+    .await?;
+    Ok((StatusCode::OK, Json(Erased { dataset_id: id, readings_deleted })))
+}
