@@ -18,6 +18,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod town;
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 fn env_or(name: &str, default: &str) -> String {

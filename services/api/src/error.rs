@@ -19,9 +19,14 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A request body over the limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("the database is not available; try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -45,8 +50,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,6 +90,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::Unavailable
+            }
+            // PostgreSQL text cannot hold U+0000 (22021) nor characters the
+            // database encoding lacks (22P05): the input is at fault, not the server.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+                ApiError::Unprocessable("text must not contain NUL characters (U+0000)".into())
             }
             error => {
                 tracing::error!(%error, "database error");

@@ -30,9 +30,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         axum::Json::<T>::from_request(req, state).await.map(|j| ApiJson(j.0)).map_err(|e| match e {
             axum::extract::rejection::JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+            e if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(body_too_large()),
             e => ApiError::BadRequest(e.body_text()),
         })
     }
+}
+
+/// The reason of a 413: what the limit is.
+pub fn body_too_large() -> String {
+    format!("the request body is larger than {} KiB; send less per request", crate::MAX_BODY_BYTES / 1024)
 }
 
 /// A numeric id in the path.

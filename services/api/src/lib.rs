@@ -4,13 +4,17 @@
 //! Every request is resolved to a caller ([`auth`]): anonymous, the platform
 //! operator, or a principal (API key or OIDC token). Every data read goes
 //! through the policy and the audit log ([`access`]). Errors are
-//! problem+json with a reason.
+//! problem+json with a reason. The OpenAPI document is generated from the
+//! handlers ([`openapi`]) and served at `/openapi.json`, with an interactive
+//! page at `/docs`.
 
 mod access;
 mod auth;
+pub mod dcat;
 pub mod error;
 mod extract;
 pub mod oidc;
+pub mod openapi;
 pub mod params;
 mod rate_limit;
 mod routes;
@@ -23,7 +27,6 @@ use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use clap::Parser;
 use hoheit_core::config::{ConfigFileArg, DatabaseArgs, Secret};
@@ -32,6 +35,10 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 /// Configuration of the API service.
 #[derive(Debug, Clone, Parser)]
@@ -112,13 +119,64 @@ impl Api {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
         let retention = tokio::spawn(retention_job(self.pool.clone(), self.retention_every, shutdown.clone()));
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+        serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();
         let _ = retention.await;
         Ok(())
     }
 }
+
+// >>> slow clients: header read timeout (issue 5)
+/// How long a client may take to send a request's head (request line and
+/// headers); a slower one is disconnected, so slow clients cannot hold
+/// connections open. The 30 s request timeout applies once the head is in.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown`, then lets open requests
+/// finish (at most 30 s). Like `axum::serve`, but with a timer, without
+/// which hyper's header read timeout never fires.
+async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // E.g. out of file descriptors: wait instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service =
+            tower::ServiceExt::map_request(router.clone(), move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("open connections did not finish within 30 s of shutdown");
+    }
+}
+// <<< slow clients
 
 /// Deletes readings past their dataset's retention, periodically. Several
 /// replicas running it at once is harmless: the delete is idempotent.
@@ -139,43 +197,80 @@ async fn retention_job(pool: PgPool, every: Duration, shutdown: CancellationToke
     }
 }
 
-/// All routes with their middleware.
+/// Every route with its documentation: a route is registered only through
+/// `routes!`, which takes the handler's `#[utoipa::path]` into the
+/// OpenAPI document, so the document cannot miss a route.
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    use routes::{admin, audit, datasets, datastreams, dead_letters, health, opendata};
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(datastreams::list))
+        .routes(routes!(datastreams::get_one))
+        .routes(routes!(datastreams::observations))
+        .routes(routes!(datastreams::aggregates))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(admin::create_organisation))
+        .routes(routes!(admin::create_thing))
+        .routes(routes!(admin::create_datastream))
+        .routes(routes!(admin::create_principal))
+        .routes(routes!(admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::create_dataset))
+        .routes(routes!(admin::assign_datastream))
+        .routes(routes!(admin::create_grant))
+        .routes(routes!(admin::revoke_grant))
+        .routes(routes!(datasets::list))
+        .routes(routes!(datasets::get_one, datasets::erase))
+        .routes(routes!(datasets::grants_on))
+        .routes(routes!(datasets::export))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::transparency));
+    let mut all = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(opendata::catalog))
+        .routes(routes!(opendata::download))
+        .nest("/v1", v1);
+    openapi::add_problem_responses(all.get_openapi_mut());
+    all
+}
+
+/// The OpenAPI document of [`router`] (also served at `/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
+/// All routes with their middleware, the OpenAPI document and its interactive page.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/datastreams", get(routes::datastreams::list))
-        .route("/datastreams/{id}", get(routes::datastreams::get_one))
-        .route("/datastreams/{id}/observations", get(routes::datastreams::observations))
-        .route("/datastreams/{id}/aggregates", get(routes::datastreams::aggregates))
-        .route("/dead-letters", get(routes::dead_letters::list))
-        .route("/admin/organisations", post(routes::admin::create_organisation))
-        .route("/admin/things", post(routes::admin::create_thing))
-        .route("/admin/datastreams", post(routes::admin::create_datastream))
-        .route("/admin/principals", post(routes::admin::create_principal))
-        .route("/admin/principals/{id}/keys", post(routes::admin::create_key))
-        .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
-        .route("/admin/datasets", post(routes::admin::create_dataset))
-        .route("/admin/datasets/{id}/datastreams", post(routes::admin::assign_datastream))
-        .route("/admin/grants", post(routes::admin::create_grant))
-        .route("/admin/grants/{id}", delete(routes::admin::revoke_grant))
-        .route("/datasets", get(routes::datasets::list))
-        .route("/datasets/{id}", get(routes::datasets::get_one).delete(routes::datasets::erase))
-        .route("/datasets/{id}/grants", get(routes::datasets::grants_on))
-        .route("/datasets/{id}/export", get(routes::datasets::export))
-        .route("/audit", get(routes::audit::list))
-        .route("/audit/verify", get(routes::audit::verify))
-        .route("/transparency", get(routes::audit::transparency));
-    Router::new()
-        .route("/healthz", get(hoheit_core::ops::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(hoheit_core::ops::metrics))
-        .nest("/v1", v1)
+    let (routes, document) = documented_routes().split_for_parts();
+    let docs = SwaggerUi::new(openapi::DOCS_PATH).url(openapi::OPENAPI_PATH, document);
+    routes
+        .merge(docs)
         .fallback(routes::health::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
         .layer(hoheit_core::telemetry::http_trace_layer())
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::map_response(body_limit_as_problem))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .with_state(state)
+}
+
+/// The largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The body limit layer answers an announced oversized body with a bare 413;
+/// give it the problem+json form with the limit, like every other error.
+async fn body_limit_as_problem(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return error::problem(axum::http::StatusCode::PAYLOAD_TOO_LARGE, extract::body_too_large());
+    }
+    response
 }
 
 /// Counts requests and their latency by route and status.

@@ -11,6 +11,9 @@ pub const DEFAULT_LIMIT: i64 = 1000;
 pub const MAX_LIMIT: i64 = 10_000;
 /// At most this many buckets in one aggregate response.
 pub const MAX_BUCKETS: i64 = 100_000;
+/// The longest `[from, to)` one request for raw observations may span (issue 5:
+/// every limit gives a clear error); longer spans are paged by range or read as aggregates.
+pub const MAX_RAW_RANGE_DAYS: i64 = 31;
 
 /// A half-open time range `[from, to)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,18 @@ impl TimeRange {
             return Err(ApiError::BadRequest("from must be before to".into()));
         }
         Ok(Self { from, to })
+    }
+
+    /// The range itself if it spans at most `days` days, else a 400 that says so.
+    pub fn at_most_days(self, days: i64) -> Result<Self, ApiError> {
+        if self.to - self.from > Duration::days(days) {
+            return Err(ApiError::BadRequest(format!(
+                "from and to are {} days apart; raw observations can be requested for at most {days} days at a \
+                 time: split the range, or use /aggregates",
+                (self.to - self.from).num_days()
+            )));
+        }
+        Ok(self)
     }
 }
 
@@ -114,6 +129,17 @@ mod tests {
         let r = TimeRange::parse(None, Some("2026-11-25T10:00:00Z"), Duration::hours(24)).unwrap();
         assert_eq!(r.to - r.from, Duration::hours(24));
         assert!(TimeRange::parse(Some("yesterday"), None, Duration::hours(1)).is_err());
+    }
+
+    #[test]
+    fn raw_ranges_are_bounded() {
+        let r =
+            TimeRange::parse(Some("2026-01-01T00:00:00Z"), Some("2026-02-01T00:00:00Z"), Duration::hours(1)).unwrap();
+        assert_eq!(r.at_most_days(31).unwrap(), r, "exactly 31 days is allowed");
+        let r =
+            TimeRange::parse(Some("2026-01-01T00:00:00Z"), Some("2026-02-01T00:00:01Z"), Duration::hours(1)).unwrap();
+        let Err(ApiError::BadRequest(reason)) = r.at_most_days(31) else { panic!("longer than 31 days") };
+        assert!(reason.contains("at most 31 days"), "{reason}");
     }
 
     #[test]

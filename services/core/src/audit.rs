@@ -18,7 +18,7 @@ use crate::domain::Micros;
 const CHAIN_LOCK: i64 = 0x0061_7564_6974;
 
 /// One audit record as written.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub request_id: String,
@@ -137,7 +137,7 @@ fn record_from_row(r: &sqlx::postgres::PgRow) -> AuditRecord {
 }
 
 /// Result of checking the whole chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub records_checked: i64,
     /// Id of the first record whose link or content does not match.
@@ -183,7 +183,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
 }
 
 /// A stored record with its id, for owners.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     #[serde(flatten)]
@@ -215,7 +215,7 @@ pub async fn list(
 }
 
 /// One line of the public transparency report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TransparencyLine {
     pub dataset: String,
     pub dataset_title: String,

@@ -16,7 +16,7 @@ use crate::policy::{Classification, DatasetAccess, OrgKind};
 use crate::principals::municipality_of;
 use crate::registry::RegistryError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDataset {
     pub slug: Slug,
@@ -37,7 +37,7 @@ pub struct NewDataset {
     pub min_bucket_count: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Dataset {
     pub id: i64,
     pub slug: String,

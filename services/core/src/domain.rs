@@ -86,6 +86,32 @@ impl fmt::Display for DatastreamKey {
 #[serde(transparent)]
 pub struct DatastreamId(pub i64);
 
+impl utoipa::PartialSchema for Slug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[a-z0-9][a-z0-9_-]*$"))
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .description(Some("lower-case letters, digits, `-` and `_`; starts with a letter or digit"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Slug {}
+
+impl utoipa::PartialSchema for DatastreamId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .minimum(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DatastreamId {}
+
 impl fmt::Display for DatastreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -122,6 +148,20 @@ impl fmt::Display for Unit {
         f.write_str(&self.0)
     }
 }
+
+impl utoipa::PartialSchema for Unit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[!-~]+$"))
+            .min_length(Some(1))
+            .max_length(Some(32))
+            .description(Some("a unit symbol as SenML writes them, e.g. Cel, %RH, ug/m3"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Unit {}
 
 impl<'de> Deserialize<'de> for Unit {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -9,7 +9,7 @@ use crate::domain::Slug;
 use crate::policy::GrantTerms;
 use crate::registry::RegistryError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     pub dataset_id: i64,

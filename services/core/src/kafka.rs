@@ -61,9 +61,13 @@ impl KafkaArgs {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
+            // 20 ms (was 5): 32k instead of 27k single-reading messages/s through ingest (issue 6);
+            // fewer, larger produce requests for the broker, 15 ms more latency.
+            .set("linger.ms", "20")
+            .set("socket.nagle.disable", "true")
             .set("queue.buffering.max.messages", "100000")
-            .set("queue.buffering.max.kbytes", "65536");
+            // At most 16 MiB queued (a full queue holds back ingest's MQTT loop): bounds ingest's RSS.
+            .set("queue.buffering.max.kbytes", "16384");
         config
     }
 
@@ -77,7 +81,11 @@ impl KafkaArgs {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
-            .set("fetch.wait.max.ms", "50");
+            .set("fetch.wait.max.ms", "50")
+            // Prefetch at most 8 MiB or 10,000 records per partition (defaults: 64 MiB, 100,000):
+            // keeps the writer's RSS bounded under a backlog; a batch needs far less.
+            .set("queued.max.messages.kbytes", "8192")
+            .set("queued.min.messages", "10000");
         config
     }
 

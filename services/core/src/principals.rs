@@ -21,7 +21,7 @@ use crate::registry::RegistryError;
 
 const KEY_PREFIX: &str = "hoh_";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     Person,
@@ -37,7 +37,7 @@ impl PrincipalKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrincipal {
     pub org: Slug,
@@ -49,7 +49,7 @@ pub struct NewPrincipal {
     pub oidc_subject: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PrincipalView {
     pub id: i64,
     pub org: String,
@@ -61,7 +61,7 @@ pub struct PrincipalView {
 }
 
 /// A key's metadata (never the key).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: i64,
     pub principal_id: i64,
@@ -73,7 +73,7 @@ pub struct ApiKeyView {
 }
 
 /// A freshly created key: shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedKey {
     #[serde(flatten)]
     pub view: ApiKeyView,

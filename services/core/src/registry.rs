@@ -26,7 +26,7 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Organisation {
     pub id: i64,
     pub slug: Slug,
@@ -37,7 +37,7 @@ pub struct Organisation {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
     pub slug: Slug,
@@ -50,7 +50,7 @@ pub struct NewOrganisation {
     pub parent: Option<Slug>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Thing {
     pub id: i64,
     pub org: Slug,
@@ -60,7 +60,7 @@ pub struct Thing {
     pub longitude: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewThing {
     pub org: Slug,
@@ -71,7 +71,7 @@ pub struct NewThing {
 }
 
 /// A datastream as the API lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Datastream {
     pub id: DatastreamId,
     pub org: Slug,
@@ -85,7 +85,7 @@ pub struct Datastream {
     pub latest_value: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDatastream {
     pub org: Slug,

@@ -167,15 +167,21 @@ impl Ingest {
             let password = config.mqtt_password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
             options.set_credentials(user, password);
         }
-        // The request channel carries acks; the broker's in-flight window
-        // bounds how many can be outstanding, so this never fills up.
-        let (client, mut eventloop) = AsyncClient::new(options, 16 * 1024);
+        // The request channel carries acks, and wakes the event loop for them
+        // when no message arrives. Under load the event loop serves it far
+        // slower than it reads (one request per poll, only when no read is
+        // due) and Mosquitto does not hold back meanwhile, so acks that find it
+        // full take the overflow channel straight into the write buffer, in
+        // order: late acks make Mosquitto search its in-flight list (linear).
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (pending_tx, pending_rx) = mpsc::channel::<Pending>(4096);
-        let mut acker = tokio::spawn(acknowledge(client.clone(), pending_rx, readiness.clone()));
+        let (overflow_tx, mut overflow_rx) = mpsc::unbounded_channel::<u16>();
+        let mut acker = tokio::spawn(acknowledge(client.clone(), overflow_tx, pending_rx, readiness.clone()));
 
         tracing::info!(subscription = %scheme.subscription(), broker = %format!("{}:{}", config.mqtt_host, config.mqtt_port), "ingest running");
         let mut backoff = Duration::from_millis(200);
         loop {
+            write_overflowing_acks(&mut eventloop, &mut overflow_rx);
             let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = eventloop.poll() => event,
@@ -183,10 +189,9 @@ impl Ingest {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(200);
-                    client
-                        .subscribe(scheme.subscription(), QoS::AtLeastOnce)
-                        .await
-                        .context("queueing the MQTT subscription")?;
+                    // Ahead of the acks in the request channel (whose room this loop frees).
+                    let subscribe = rumqttc::Subscribe::new(scheme.subscription(), QoS::AtLeastOnce);
+                    eventloop.pending.push_front(rumqttc::Request::Subscribe(subscribe));
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => readiness.set("mqtt", true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -199,6 +204,8 @@ impl Ingest {
                     let Ok(outcome) = handled else {
                         break;
                     };
+                    // From here on only the packet id matters (for the ack): the payload need not wait for Kafka.
+                    let publish = Publish { payload: Default::default(), ..publish };
                     record_metrics(&outcome);
                     span.record("hoheit.readings.accepted", outcome.accepted as i64);
                     span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
@@ -208,8 +215,13 @@ impl Ingest {
                     else {
                         break;
                     };
-                    if pending_tx.send(Pending { publish, deliveries, span, received }).await.is_err() {
-                        anyhow::bail!("the acknowledger stopped");
+                    tokio::select! {
+                        sent = pending_tx.send(Pending { publish, deliveries, span, received }) => {
+                            if sent.is_err() {
+                                anyhow::bail!("the acknowledger stopped");
+                            }
+                        }
+                        _ = shutdown.cancelled() => break,
                     }
                 }
                 Ok(_) => {}
@@ -232,6 +244,7 @@ impl Ingest {
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
         loop {
+            write_overflowing_acks(&mut eventloop, &mut overflow_rx);
             tokio::select! {
                 _ = &mut acker => break,
                 _ = &mut deadline => {
@@ -346,9 +359,29 @@ async fn produce(
     Some(deliveries)
 }
 
+/// Puts the acks that did not fit into the request channel straight into the
+/// connection's write buffer; the event loop's next read or request sends
+/// them. (Never called while a poll is in progress: the loop owns the state.)
+fn write_overflowing_acks(eventloop: &mut rumqttc::EventLoop, overflow: &mut mpsc::UnboundedReceiver<u16>) {
+    while let Ok(pkid) = overflow.try_recv() {
+        if let Err(error) = eventloop.state.handle_outgoing_packet(rumqttc::Request::PubAck(rumqttc::PubAck::new(pkid)))
+        {
+            tracing::warn!(%error, "could not write an MQTT acknowledgement; the broker will redeliver");
+        }
+    }
+}
+
 /// Acknowledges each MQTT message, in arrival order, once Kafka has confirmed
-/// all of its records.
-async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, readiness: Readiness) {
+/// all of its records. It never waits for room in the MQTT request channel:
+/// the event loop that drains it runs in the main loop, which may itself be
+/// waiting for this task (`pending` full) — acks that do not fit go to
+/// `overflow`, which the main loop writes out (a deadlock under load before).
+async fn acknowledge(
+    client: AsyncClient,
+    overflow: mpsc::UnboundedSender<u16>,
+    mut pending: mpsc::Receiver<Pending>,
+    readiness: Readiness,
+) {
     while let Some(Pending { publish, deliveries, span, received }) = pending.recv().await {
         let mut confirmed = true;
         for (kind, mut delivery) in deliveries {
@@ -374,8 +407,8 @@ async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, 
         }
         if confirmed {
             readiness.set("kafka", true);
-            if let Err(error) = client.ack(&publish).await {
-                tracing::warn!(%error, "could not queue an MQTT acknowledgement");
+            if publish.qos == QoS::AtLeastOnce && client.try_ack(&publish).is_err() {
+                let _ = overflow.send(publish.pkid);
             }
             metrics::counter!("hoheit_ingest_messages_acknowledged_total").increment(1);
             metrics::histogram!("hoheit_ingest_message_seconds").record(received.elapsed().as_secs_f64());

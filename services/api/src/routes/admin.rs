@@ -47,6 +47,9 @@ fn require_owner(caller: &Caller, org_id: i64) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, operation_id = "admin_create_organisation", path = "/admin/organisations", tag = "admin", security(("bearer" = [])),
+    request_body = NewOrganisation,
+    responses((status = 201, description = "created", body = Organisation)))]
 pub async fn create_organisation(
     State(state): State<AppState>,
     who: Who,
@@ -56,6 +59,9 @@ pub async fn create_organisation(
     Ok((StatusCode::CREATED, Json(registry::create_organisation(&state.pool, &new).await?)))
 }
 
+#[utoipa::path(post, operation_id = "admin_create_thing", path = "/admin/things", tag = "admin", security(("bearer" = [])),
+    request_body = NewThing,
+    responses((status = 201, description = "created", body = Thing)))]
 pub async fn create_thing(
     State(state): State<AppState>,
     who: Who,
@@ -65,6 +71,9 @@ pub async fn create_thing(
     Ok((StatusCode::CREATED, Json(registry::create_thing(&state.pool, &new).await?)))
 }
 
+#[utoipa::path(post, operation_id = "admin_create_datastream", path = "/admin/datastreams", tag = "admin", security(("bearer" = [])),
+    request_body = NewDatastream,
+    responses((status = 201, description = "created", body = Datastream)))]
 pub async fn create_datastream(
     State(state): State<AppState>,
     who: Who,
@@ -74,6 +83,9 @@ pub async fn create_datastream(
     Ok((StatusCode::CREATED, Json(registry::create_datastream(&state.pool, &new).await?)))
 }
 
+#[utoipa::path(post, operation_id = "admin_create_principal", path = "/admin/principals", tag = "admin", security(("bearer" = [])),
+    request_body = NewPrincipal,
+    responses((status = 201, description = "created", body = PrincipalView)))]
 pub async fn create_principal(
     State(state): State<AppState>,
     who: Who,
@@ -83,7 +95,7 @@ pub async fn create_principal(
     Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// Default: one year from now.
@@ -91,6 +103,10 @@ pub struct NewKey {
 }
 
 /// Issues a key for a principal; the key is in this response only.
+#[utoipa::path(post, operation_id = "admin_create_key", path = "/admin/principals/{id}/keys", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "principal id")),
+    request_body = NewKey,
+    responses((status = 201, description = "the key, shown only in this response", body = IssuedKey)))]
 pub async fn create_key(
     State(state): State<AppState>,
     who: Who,
@@ -103,6 +119,9 @@ pub async fn create_key(
 }
 
 /// Revokes a key: its organisation's admins, or the key's own principal.
+#[utoipa::path(delete, operation_id = "admin_revoke_key", path = "/admin/keys/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "key id")),
+    responses((status = 204, description = "revoked")))]
 pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): PathId) -> Result<StatusCode, ApiError> {
     let own_key = who.0.principal().is_some_and(|p| p.key_id == Some(key));
     if !own_key {
@@ -112,6 +131,9 @@ pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): Pa
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, operation_id = "admin_create_dataset", path = "/admin/datasets", tag = "admin", security(("bearer" = [])),
+    request_body = NewDataset,
+    responses((status = 201, description = "created", body = Dataset)))]
 pub async fn create_dataset(
     State(state): State<AppState>,
     who: Who,
@@ -121,13 +143,17 @@ pub async fn create_dataset(
     Ok((StatusCode::CREATED, Json(datasets::create(&state.pool, &new).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assignment {
     datastream_id: i64,
 }
 
 /// Puts a datastream into a dataset (both of the caller's organisation).
+#[utoipa::path(post, operation_id = "admin_assign_datastream", path = "/admin/datasets/{id}/datastreams", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "dataset id")),
+    request_body = Assignment,
+    responses((status = 204, description = "the datastream belongs to the dataset")))]
 pub async fn assign_datastream(
     State(state): State<AppState>,
     who: Who,
@@ -140,6 +166,9 @@ pub async fn assign_datastream(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, operation_id = "admin_create_grant", path = "/admin/grants", tag = "admin", security(("bearer" = [])),
+    request_body = NewGrant,
+    responses((status = 201, description = "created", body = GrantTerms)))]
 pub async fn create_grant(
     State(state): State<AppState>,
     who: Who,
@@ -150,6 +179,9 @@ pub async fn create_grant(
     Ok((StatusCode::CREATED, Json(grants::create(&state.pool, &new).await?)))
 }
 
+#[utoipa::path(delete, operation_id = "admin_revoke_grant", path = "/admin/grants/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "grant id")),
+    responses((status = 204, description = "revoked")))]
 pub async fn revoke_grant(
     State(state): State<AppState>,
     who: Who,

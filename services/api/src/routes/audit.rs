@@ -15,17 +15,26 @@ use crate::extract::ApiQuery;
 use crate::params::{self, TimeRange};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only the records of this dataset.
     dataset: Option<i64>,
+    /// Start of the range (inclusive), RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Page size, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     records: Vec<AuditEntry>,
     next_cursor: Option<String>,
@@ -33,6 +42,9 @@ pub struct AuditPage {
 
 /// Audit records of the datasets the caller's organisation owns (admins and
 /// data owners), or of everything (operator); default: the last 30 days.
+#[utoipa::path(get, operation_id = "audit_list", path = "/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, description = "one page of audit records", body = AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Who,
@@ -76,6 +88,8 @@ pub async fn list(
 }
 
 /// Recomputes the hash chain: the operator's check that nothing was altered.
+#[utoipa::path(get, operation_id = "audit_verify", path = "/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "the result of the check", body = Verification)))]
 pub async fn verify(State(state): State<AppState>, who: Who) -> Result<Json<Verification>, ApiError> {
     if !matches!(&*who.0, Caller::Operator) {
         return Err(ApiError::Forbidden("only the platform operator may verify the whole audit chain".into()));
@@ -83,20 +97,28 @@ pub async fn verify(State(state): State<AppState>, who: Who) -> Result<Json<Veri
     Ok(Json(audit::verify(&state.pool).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransparencyQuery {
+    /// Start of the range (inclusive), RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TransparencyReport {
     /// Per dataset and month: which organisations read it, how often, under which purpose and grant.
     lines: Vec<TransparencyLine>,
 }
 
 /// Public, no key needed; default: the last 365 days.
+#[utoipa::path(get, operation_id = "audit_transparency", path = "/transparency", tag = "audit", security((), ("bearer" = [])),
+    params(TransparencyQuery),
+    responses((status = 200, description = "the report", body = TransparencyReport)))]
 pub async fn transparency(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TransparencyQuery>,

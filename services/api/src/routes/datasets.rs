@@ -35,11 +35,14 @@ async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result
         || caller.owns_data_of(dataset.owner_org_id))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DatasetList {
     datasets: Vec<Dataset>,
 }
 
+/// The datasets this caller may see.
+#[utoipa::path(get, operation_id = "datasets_list", path = "/datasets", tag = "datasets", security((), ("bearer" = [])),
+    responses((status = 200, description = "the datasets this caller may see", body = DatasetList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatasetList>, ApiError> {
     let mut visible = Vec::new();
     for dataset in datasets::list(&state.pool).await? {
@@ -50,6 +53,10 @@ pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<Datase
     Ok(Json(DatasetList { datasets: visible }))
 }
 
+/// One dataset's metadata.
+#[utoipa::path(get, operation_id = "datasets_get_one", path = "/datasets/{id}", tag = "datasets", security((), ("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "dataset id")),
+    responses((status = 200, description = "the dataset", body = Dataset)))]
 pub async fn get_one(State(state): State<AppState>, who: Who, PathId(id): PathId) -> Result<Json<Dataset>, ApiError> {
     let dataset = datasets::get(&state.pool, id).await?;
     if !may_see(&state, &who.0, &dataset).await? {
@@ -61,12 +68,15 @@ pub async fn get_one(State(state): State<AppState>, who: Who, PathId(id): PathId
     Ok(Json(dataset))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GrantList {
     grants: Vec<GrantTerms>,
 }
 
 /// Who holds grants on a dataset: its owner's view.
+#[utoipa::path(get, operation_id = "datasets_grants_on", path = "/datasets/{id}/grants", tag = "datasets", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "dataset id")),
+    responses((status = 200, description = "the grants on the dataset", body = GrantList)))]
 pub async fn grants_on(
     State(state): State<AppState>,
     who: Who,
@@ -79,9 +89,12 @@ pub async fn grants_on(
     Ok(Json(GrantList { grants: grants::on_dataset(&state.pool, id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `csv` or `jsonl` (default).
+    #[param(pattern = "^(csv|jsonl)$")]
     format: Option<String>,
 }
 
@@ -114,7 +127,7 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn csv_line(row: &ExportRow) -> String {
+pub(crate) fn csv_line(row: &ExportRow) -> String {
     format!(
         "{},{},{},{},{},{}\n",
         row.datastream_id,
@@ -129,6 +142,11 @@ fn csv_line(row: &ExportRow) -> String {
 /// Every reading and the metadata of a dataset, streamed: `format=csv`
 /// (readings; the license in a header) or `format=jsonl` (the dataset, its
 /// datastreams, then one line per reading). For the owner: no lock-in.
+#[utoipa::path(get, operation_id = "datasets_export", path = "/datasets/{id}/export", tag = "datasets", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "dataset id"), ExportQuery),
+    responses((status = 200, description = "every reading, streamed; the license in `x-hoheit-license`",
+        headers(("x-hoheit-license" = String, description = "the dataset's license")),
+        content((String = "text/csv"), (String = "application/jsonl")))))]
 pub async fn export(
     State(state): State<AppState>,
     who: Who,
@@ -180,13 +198,16 @@ pub async fn export(
     Ok(response)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Erased {
     dataset_id: i64,
     readings_deleted: u64,
 }
 
 /// Erases a dataset's readings and datastreams: its owner's admins (or the operator).
+#[utoipa::path(delete, operation_id = "datasets_erase", path = "/datasets/{id}", tag = "datasets", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "dataset id")),
+    responses((status = 200, description = "the dataset is erased", body = Erased)))]
 pub async fn erase(
     State(state): State<AppState>,
     who: Who,

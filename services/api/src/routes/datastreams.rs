@@ -36,12 +36,14 @@ fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -
     (raw || decide(caller, dataset, grants, &day, now).is_allowed(), raw)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DatastreamList {
     datastreams: Vec<Datastream>,
 }
 
 /// The datastreams the caller may see; the latest value only where it may read raw data.
+#[utoipa::path(get, operation_id = "datastreams_list", path = "/datastreams", tag = "data", security((), ("bearer" = [])),
+    responses((status = 200, description = "the datastreams this caller may see", body = DatastreamList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
     let access: HashMap<DatastreamId, DatasetAccess> = datasets::access_all(&state.pool).await?.into_iter().collect();
     let held = match who.0.principal() {
@@ -87,6 +89,10 @@ pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<Datast
     Ok(Json(DatastreamList { datastreams }))
 }
 
+/// One datastream; its latest value only where the caller may read raw data.
+#[utoipa::path(get, operation_id = "datastreams_get_one", path = "/datastreams/{id}", tag = "data", security((), ("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "datastream id")),
+    responses((status = 200, description = "the datastream", body = Datastream)))]
 pub async fn get_one(
     State(state): State<AppState>,
     who: Who,
@@ -110,16 +116,24 @@ pub async fn get_one(
     Ok(Json(stream))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ObservationsQuery {
+    /// Start of the range (inclusive), RFC 3339; default: `to` minus 24 hours.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Page size, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ObservationPage {
     datastream_id: DatastreamId,
     unit: Option<String>,
@@ -129,13 +143,18 @@ pub struct ObservationPage {
 }
 
 /// Raw readings in `[from, to)` (default: the last 24 hours), oldest first.
+#[utoipa::path(get, operation_id = "datastreams_observations", path = "/datastreams/{id}/observations", tag = "data", security((), ("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "datastream id"), ObservationsQuery),
+    responses((status = 200, description = "one page of readings; `Link: rel=\"next\"` when there are more",
+        body = ObservationPage, headers(("link" = String, description = "the next page")))))]
 pub async fn observations(
     State(state): State<AppState>,
     who: Who,
     PathId(id): PathId,
     ApiQuery(query): ApiQuery<ObservationsQuery>,
 ) -> Result<(HeaderMap, Json<ObservationPage>), ApiError> {
-    let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::hours(24))?;
+    let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::hours(24))?
+        .at_most_days(params::MAX_RAW_RANGE_DAYS)?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('t', c)).transpose()?.map(Micros);
     let request = ReadRequest { resolution: Resolution::Raw, from: range.from, to: range.to };
@@ -163,15 +182,22 @@ pub async fn observations(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AggregatesQuery {
+    /// Start of the range (inclusive), RFC 3339; default: `to` minus 7 days.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Bucket width: a number and `s`, `m`, `h` or `d` (1s to 366d); default `15m`.
+    #[param(pattern = "^[0-9]+[smhd]$")]
     interval: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AggregatePage {
     datastream_id: DatastreamId,
     unit: Option<String>,
@@ -180,6 +206,9 @@ pub struct AggregatePage {
 }
 
 /// avg/min/max/count per bucket (default 15m) in `[from, to)` (default: the last 7 days).
+#[utoipa::path(get, operation_id = "datastreams_aggregates", path = "/datastreams/{id}/aggregates", tag = "data", security((), ("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "datastream id"), AggregatesQuery),
+    responses((status = 200, description = "the buckets", body = AggregatePage)))]
 pub async fn aggregates(
     State(state): State<AppState>,
     who: Who,

@@ -16,17 +16,26 @@ use crate::extract::ApiQuery;
 use crate::params::{self, TimeRange};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
+    /// Organisation slug (operator: any; a principal: its own, the default).
     org: Option<String>,
+    /// Start of the range (inclusive), RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range (exclusive), RFC 3339; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Page size, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     id: i64,
     received_at: DateTime<Utc>,
@@ -41,13 +50,16 @@ pub struct DeadLetterView {
     payload_text: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeadLetterPage {
     dead_letters: Vec<DeadLetterView>,
     next_cursor: Option<String>,
 }
 
 /// Dead letters received in `[from, to)` (default: the last 7 days), oldest first.
+#[utoipa::path(get, operation_id = "dead_letters_list", path = "/dead-letters", tag = "data", security(("bearer" = [])),
+    params(DeadLetterQuery),
+    responses((status = 200, description = "one page of dead letters", body = DeadLetterPage)))]
 pub async fn list(
     State(state): State<AppState>,
     who: Who,

@@ -1,4 +1,4 @@
-//! Readiness and the problem+json 404.
+//! Liveness, readiness, metrics and the problem+json 404.
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -7,7 +7,19 @@ use axum::response::{IntoResponse, Response};
 use crate::error::problem;
 use crate::AppState;
 
-/// 200 when the database answers, 503 otherwise.
+/// Liveness: the process answers.
+#[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "ops", security(()),
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    hoheit_core::ops::healthz().await
+}
+
+/// Readiness: 200 when the database answers, 503 otherwise.
+#[utoipa::path(get, operation_id = "health_readyz", path = "/readyz", tag = "ops", security(()),
+    responses(
+        (status = 200, description = "the database answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "the database does not answer", body = String, content_type = "text/plain"),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if hoheit_core::db::is_reachable(&state.pool).await {
         (StatusCode::OK, "database=ok\n").into_response()
@@ -16,7 +28,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "ops", security(()),
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
+pub async fn metrics() -> Response {
+    hoheit_core::ops::metrics().await.into_response()
+}
+
 pub async fn not_found(uri: Uri) -> Response {
     let path: String = uri.path().chars().take(200).collect();
-    problem(StatusCode::NOT_FOUND, format!("no resource at {path}; see /v1/datastreams"))
+    problem(StatusCode::NOT_FOUND, format!("no resource at {path}; see /v1/datastreams or /docs"))
 }

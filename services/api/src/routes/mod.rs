@@ -6,3 +6,4 @@ pub mod datasets;
 pub mod datastreams;
 pub mod dead_letters;
 pub mod health;
+pub mod opendata;

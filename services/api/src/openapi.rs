@@ -1,0 +1,133 @@
+//! The OpenAPI 3.1 document of the API, generated from the code: the
+//! handlers' `#[utoipa::path]` annotations and the request and response
+//! types' `ToSchema` derives, collected by the router in [`crate::router`]
+//! (utoipa-axum), so a route cannot exist without its documentation.
+//!
+//! This module adds what holds for every operation: the `bearer` security
+//! scheme (API key, OIDC token or the operator's token) and the
+//! problem+json error responses.
+
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi, Ref, RefOr};
+use utoipa::{Modify, ToSchema};
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// Where the interactive documentation is served.
+pub const DOCS_PATH: &str = "/docs";
+
+/// An RFC 9457 problem: every error response of the API.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What is wrong and what to change.
+    pub detail: String,
+}
+
+/// The document's frame: info, tags and the modifiers below; the paths come from the router.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Hoheit API",
+        description = "Access-controlled sensor data of a municipality: registry, readings, aggregates, \
+                       dead letters, datasets, grants, the audit log and the transparency report. \
+                       Without credentials a caller is anonymous and sees open data only.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    components(schemas(ProblemDoc)),
+    modifiers(&Security),
+    tags(
+        (name = "ops", description = "liveness, readiness, metrics"),
+        (name = "data", description = "datastreams, readings and aggregates (policy-checked and audited)"),
+        (name = "datasets", description = "dataset metadata, grants, export and erasure"),
+        (name = "audit", description = "the audit log and the public transparency report"),
+        (name = "admin", description = "registry, principals and keys, datasets and grants"),
+        (name = "opendata", description = "open data: the DCAT-AP.de catalog and downloads"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Security scheme name used by the handlers' `security(...)`.
+pub const BEARER: &str = "bearer";
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer <credential>`: a principal's API key (`hoh_…`), an OIDC \
+                         token (JWT) of the configured issuer, or the operator's bootstrap token. \
+                         Without the header the caller is anonymous (open data only).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Error statuses every operation may answer, each as problem+json.
+const ERRORS: &[(&str, &str)] = &[
+    ("400", "the request is not valid: `detail` says what to change"),
+    ("401", "a credential was presented but is not valid (or one is needed)"),
+    ("403", "the policy denies this caller (the reason is in `detail`)"),
+    ("404", "no such resource"),
+    ("429", "rate limit reached; see `Retry-After`"),
+    ("500", "internal error"),
+    ("503", "the database is not available; try again shortly"),
+];
+
+/// Additionally for operations with a JSON body.
+const BODY_ERRORS: &[(&str, &str)] =
+    &[("409", "the resource already exists"), ("422", "the body is well-formed but a value is not acceptable")];
+
+/// Adds the problem+json error responses to every operation that does not
+/// state them itself; called once the router has collected the operations.
+pub fn add_problem_responses(openapi: &mut OpenApi) {
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let extra = if operation.request_body.is_some() { BODY_ERRORS } else { &[] };
+            for (status, description) in ERRORS.iter().chain(extra) {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            }
+        }
+    }
+}

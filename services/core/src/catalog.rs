@@ -1,0 +1,110 @@
+//! What the open data catalog (DCAT-AP.de) says about each open dataset,
+//! with its SQL: the dataset's metadata, its owner organisation, the
+//! bounding box of its things and the time of its first and last reading.
+//!
+//! Only datasets classified `open` are listed here; the catalog is public.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+use crate::datasets::{self, Dataset};
+use crate::policy::Classification;
+use crate::registry::RegistryError;
+
+/// A bounding box in WGS 84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundingBox {
+    pub min_lon: f64,
+    pub min_lat: f64,
+    pub max_lon: f64,
+    pub max_lat: f64,
+}
+
+/// One open dataset as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub dataset: Dataset,
+    /// Name of the owner organisation (the publisher).
+    pub owner_name: String,
+    /// The things' positions; `None` when no thing has a position.
+    pub bbox: Option<BoundingBox>,
+    /// First and last reading; `None` when there are none.
+    pub first: Option<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+    /// Observed properties and thing names (keywords).
+    pub properties: Vec<String>,
+}
+
+/// Every open dataset with its catalog facts, ordered by id.
+pub async fn open_entries(pool: &PgPool) -> Result<Vec<CatalogEntry>, RegistryError> {
+    let mut out = Vec::new();
+    for dataset in datasets::list(pool).await? {
+        if dataset.classification == Classification::Open {
+            out.push(entry(pool, dataset).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The open dataset with this slug, if there is one.
+pub async fn open_dataset(pool: &PgPool, slug: &str) -> Result<Option<Dataset>, RegistryError> {
+    Ok(datasets::list(pool).await?.into_iter().find(|d| d.slug == slug && d.classification == Classification::Open))
+}
+
+async fn entry(pool: &PgPool, dataset: Dataset) -> Result<CatalogEntry, RegistryError> {
+    let row = sqlx::query(
+        "SELECT o.name AS owner_name,
+                (SELECT min(t.longitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS min_lon,
+                (SELECT min(t.latitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS min_lat,
+                (SELECT max(t.longitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS max_lon,
+                (SELECT max(t.latitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS max_lat
+         FROM organisations o WHERE o.id = $2",
+    )
+    .bind(dataset.id)
+    .bind(dataset.owner_org_id)
+    .fetch_one(pool)
+    .await?;
+    let bbox = match (row.get("min_lon"), row.get("min_lat"), row.get("max_lon"), row.get("max_lat")) {
+        (Some(min_lon), Some(min_lat), Some(max_lon), Some(max_lat)) => {
+            Some(BoundingBox { min_lon, min_lat, max_lon, max_lat })
+        }
+        _ => None,
+    };
+    // Per datastream, so each bound is one probe of the (datastream_id, time) index.
+    let span = sqlx::query(
+        "SELECT min(f.first) AS first, max(f.last) AS last FROM datastreams d,
+            LATERAL (SELECT (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time LIMIT 1) AS first,
+                            (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time DESC LIMIT 1) AS last) f
+         WHERE d.dataset_id = $1",
+    )
+    .bind(dataset.id)
+    .fetch_one(pool)
+    .await?;
+    let properties = sqlx::query(
+        "SELECT DISTINCT d.property AS word FROM datastreams d WHERE d.dataset_id = $1
+         UNION SELECT DISTINCT t.name FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1
+         ORDER BY 1",
+    )
+    .bind(dataset.id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| r.get::<String, _>("word"))
+    .collect();
+    Ok(CatalogEntry {
+        owner_name: row.get("owner_name"),
+        bbox,
+        first: span.get("first"),
+        last: span.get("last"),
+        properties,
+        dataset,
+    })
+}
+
+/// The catalog's publisher: the (first) municipality on the platform, as (slug, name).
+pub async fn publisher(pool: &PgPool) -> Result<Option<(String, String)>, RegistryError> {
+    let row = sqlx::query("SELECT slug, name FROM organisations WHERE kind = 'municipality' ORDER BY id LIMIT 1")
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| (r.get("slug"), r.get("name"))))
+}
