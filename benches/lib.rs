@@ -1,5 +1,8 @@
-//! Payload generators shared by Hoheit's benchmarks.
+//! Payload and reading generators shared by Hoheit's benchmarks: the
+//! criterion micro benchmarks (`decode.rs`, `copy.rs`) and the system
+//! benchmarks of `hoheit-bench` (`system/`).
 
+use hoheit_core::domain::{DatastreamId, Micros, Reading};
 use hoheit_proto::v1::{ObservationBatch, SensorReading};
 use prost::Message;
 use serde_json::json;
@@ -33,4 +36,17 @@ pub fn protobuf(n: usize) -> Vec<u8> {
         })
         .collect();
     ObservationBatch { readings }.encode_to_vec()
+}
+
+/// `n` readings spread round-robin over `datastreams` datastreams (ids from
+/// 1), one per second per datastream from [`T0`]: no (datastream, time) twice.
+pub fn readings(n: usize, datastreams: usize) -> Vec<Reading> {
+    let datastreams = datastreams.max(1) as i64;
+    (0..n as i64)
+        .map(|i| Reading {
+            datastream: DatastreamId(i % datastreams + 1),
+            time: Micros(T0 + (i / datastreams) * 1_000_000),
+            value: (i % 1000) as f64 * 0.25,
+        })
+        .collect()
 }

@@ -64,7 +64,6 @@ impl KafkaArgs {
             // 20 ms (was 5): 32k instead of 27k single-reading messages/s through ingest (issue 6);
             // fewer, larger produce requests for the broker, 15 ms more latency.
             .set("linger.ms", "20")
-            .set("socket.nagle.disable", "true")
             .set("queue.buffering.max.messages", "100000")
             // At most 16 MiB queued (a full queue holds back ingest's MQTT loop): bounds ingest's RSS.
             .set("queue.buffering.max.kbytes", "16384");

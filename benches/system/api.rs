@@ -1,0 +1,465 @@
+//! API benchmark: the release `hoheit-api` on a database with readings every
+//! 10 s, loaded in time order (as the writer would store them, so a
+//! datastream's rows are spread over the heap as in production), queried by
+//! concurrent clients with the operator token. Beside each API figure, in the
+//! same run: the same SQL (the `hoheit-core` query functions) straight on a
+//! pool of the API's size, and the audit log's own append rate, since every
+//! audited read appends one hash-chained record under an advisory lock.
+//!
+//! Default scale: 1,000 datastreams × 1 day, plus 20 of them with a whole
+//! month (for the month of 15-minute aggregates). `--full-month` loads the
+//! issue's full month for every datastream (~259M rows: hours and ~25 GB).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_core::{observations, registry};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::harness::{
+    free_port, machine, mib, percent, run_id, thousands, verdict, wait_ready, BenchDb, Infra, Percentiles, Service,
+    Table,
+};
+
+const STEP_SECS: i64 = 10;
+const DAY_STEPS: i64 = 86_400 / STEP_SECS;
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Datastreams with data.
+    #[arg(long, default_value_t = 1_000)]
+    pub api_datastreams: usize,
+    /// Days of readings (one per 10 s) of every datastream.
+    #[arg(long, default_value_t = 1)]
+    pub days: i64,
+    /// Datastreams that also have a whole month (30 days) of readings.
+    #[arg(long, default_value_t = 20)]
+    pub month_datastreams: usize,
+    /// A month for every datastream (the issue's full scale; long and large).
+    #[arg(long)]
+    pub full_month: bool,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds measured per scenario and concurrency (after 2 s of warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+}
+
+/// Loads the readings oldest first, all datastreams interleaved, by binary COPY.
+async fn load(db: &BenchDb, ids: &[i64], month_ids: usize, days: i64, end: i64) -> anyhow::Result<(usize, Duration)> {
+    let total_steps = if month_ids > 0 { (30 * DAY_STEPS).max(days * DAY_STEPS) } else { days * DAY_STEPS };
+    let recent_from = total_steps - days * DAY_STEPS;
+    let mut conn = db.pool.acquire().await?;
+    let mut rows: Vec<Reading> = Vec::with_capacity(600_000);
+    let mut data = Vec::new();
+    let mut loaded = 0usize;
+    let started = Instant::now();
+    for k in 0..total_steps {
+        let time = Micros(end - (total_steps - 1 - k) * STEP_SECS * 1_000_000);
+        let streams = if k >= recent_from { ids } else { &ids[..month_ids] };
+        for (i, id) in streams.iter().enumerate() {
+            let value = 20.0 + 5.0 * ((k as f64) / 360.0 + i as f64).sin();
+            rows.push(Reading { datastream: DatastreamId(*id), time, value });
+        }
+        if rows.len() >= 500_000 || k == total_steps - 1 {
+            data.clear();
+            observations::encode_copy(&rows, &mut data)?;
+            let mut copy = conn
+                .copy_in_raw("COPY observations (datastream_id, time, value) FROM STDIN WITH (FORMAT binary)")
+                .await?;
+            copy.send(data.as_slice()).await?;
+            loaded += copy.finish().await? as usize;
+            rows.clear();
+        }
+    }
+    Ok((loaded, started.elapsed()))
+}
+
+/// What one load run measured.
+struct Measured {
+    latency: Percentiles,
+    per_second: f64,
+    errors: usize,
+}
+
+/// Runs `call(i)` from `concurrency` tasks for 2 s of warm-up plus `secs`;
+/// latencies and the rate count only calls that ended in the measured window.
+async fn drive<F, Fut>(concurrency: usize, secs: u64, call: F) -> Measured
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let warm = Instant::now() + Duration::from_secs(2);
+    let end = warm + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut i = task.wrapping_mul(7_919);
+            loop {
+                let started = Instant::now();
+                if started >= end {
+                    break;
+                }
+                let ok = call(i).await.is_ok();
+                let done = Instant::now();
+                if done >= warm && done < end {
+                    if ok {
+                        latencies.push((done - started).as_secs_f64() * 1000.0);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                i = i.wrapping_add(1);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((latencies, e)) = task.await {
+            all.extend(latencies);
+            errors += e;
+        }
+    }
+    let per_second = all.len() as f64 / secs as f64;
+    Measured { latency: Percentiles::of(&mut all), per_second, errors }
+}
+
+/// GETs `paths[i % len]` with the operator token; an error unless 200.
+fn http_call(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    paths: Arc<Vec<String>>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Clone + Send + Sync {
+    move |i| {
+        let (http, url, token) = (http.clone(), format!("{base}{}", paths[i % paths.len()]), token.clone());
+        Box::pin(async move {
+            let response = http.get(&url).bearer_auth(token).send().await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            if !status.is_success() {
+                bail!("{url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn ms(p: &Percentiles) -> String {
+    format!("{:.1} / {:.1} / {:.1}", p.p50, p.p99, p.max)
+}
+
+fn stamp(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn datetime(micros: i64) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros).context("time out of range")
+}
+
+pub async fn run(infra: &Infra, args: &ApiArgs) -> anyhow::Result<Vec<Table>> {
+    let id = run_id();
+    println!("\n== api benchmark ({}) — {}", id, machine());
+    let db = BenchDb::create(infra, &id).await?;
+    let result = measure(infra, args, &db).await;
+    db.drop().await;
+    result
+}
+
+async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<Vec<Table>> {
+    let properties = 10;
+    let things = args.api_datastreams.div_ceil(properties).max(1);
+    let ids = db.register(things, properties).await?;
+    let ids = &ids[..args.api_datastreams.min(ids.len())];
+    let (days, month) = if args.full_month { (30, 0) } else { (args.days, args.month_datastreams.min(ids.len())) };
+    let month_ids: Vec<i64> = if args.full_month { ids.to_vec() } else { ids[..month].to_vec() };
+    // End of the data: now, on a 10 s step, so "the last day" is what clients ask for.
+    let end = Micros::now().0 / 10_000_000 * 10_000_000;
+    println!(
+        "  loading {} datastreams × {} day(s){} in time order",
+        ids.len(),
+        days,
+        if month > 0 { format!(", {month} of them × 30 days") } else { String::new() }
+    );
+    let (rows, took) = load(db, ids, month, days, end).await?;
+    println!(
+        "  loaded {} rows in {:.1} s ({} rows/s); VACUUM ANALYZE",
+        thousands(rows as f64),
+        took.as_secs_f64(),
+        thousands(rows as f64 / took.as_secs_f64())
+    );
+    sqlx::query("VACUUM ANALYZE observations").execute(&db.pool).await?;
+    db.checkpoint().await?;
+
+    let port = free_port()?;
+    let flags: Vec<String> = vec![
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--token".into(),
+        infra.api_token.clone(),
+        "--database-url".into(),
+        db.url.clone(),
+    ];
+    let mut api = Service::spawn(infra, "hoheit-api", &flags)?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&http, &format!("{base}/readyz"), &mut api, Duration::from_secs(60)).await?;
+    // The API's pool size (its default); the SQL-alone runs get the same.
+    let sql_pool = PgPoolOptions::new().max_connections(8).connect(&db.url).await?;
+
+    let day_from = end - 86_400_000_000 + 1;
+    let to = end + 1;
+    let month_from = end - 30 * 86_400_000_000 + 1;
+    let minute_from = end - 60_000_000 + 1;
+    let (day_from_t, to_t, month_from_t, minute_from_t) =
+        (datetime(day_from)?, datetime(to)?, datetime(month_from)?, datetime(minute_from)?);
+    let path = |id: &i64, kind: &str| match kind {
+        "latest" => format!("/v1/datastreams/{id}"),
+        "minute" => format!("/v1/datastreams/{id}/observations?from={}&to={}", stamp(minute_from), stamp(to)),
+        "day" => format!("/v1/datastreams/{id}/observations?from={}&to={}&limit=10000", stamp(day_from), stamp(to)),
+        _ => format!("/v1/datastreams/{id}/aggregates?from={}&to={}&interval=15m", stamp(month_from), stamp(to)),
+    };
+
+    struct Scenario {
+        name: &'static str,
+        paths: Vec<String>,
+        audited: bool,
+    }
+    let scenarios = vec![
+        Scenario {
+            name: "latest value of a datastream (GET /v1/datastreams/{id})",
+            paths: ids.iter().map(|i| path(i, "latest")).collect(),
+            audited: false,
+        },
+        Scenario {
+            name: "latest values of all datastreams (GET /v1/datastreams)",
+            paths: vec!["/v1/datastreams".into()],
+            audited: true,
+        },
+        Scenario {
+            name: "1 minute of raw readings (6 rows)",
+            paths: ids.iter().map(|i| path(i, "minute")).collect(),
+            audited: true,
+        },
+        Scenario {
+            name: "1 day of raw readings (8,640 rows)",
+            paths: ids.iter().map(|i| path(i, "day")).collect(),
+            audited: true,
+        },
+        Scenario {
+            name: "1 month of 15-minute aggregates (2,880 buckets)",
+            paths: month_ids.iter().map(|i| path(i, "month")).collect(),
+            audited: true,
+        },
+    ];
+
+    let mut table = Table::new(
+        format!(
+            "api: {} datastreams × {} day(s){}, {} rows; {} clients; operator token",
+            ids.len(),
+            days,
+            if month > 0 { format!(" + {month} × 30 days") } else { String::new() },
+            thousands(rows as f64),
+            args.concurrency
+        ),
+        &[
+            "request",
+            "audited",
+            "1 client p50/p99/max ms",
+            "64 clients p50/p99/max ms",
+            "req/s (64)",
+            "SQL alone req/s (64)",
+            "ratio",
+            "target p99 ≤ 25 ms",
+        ],
+    );
+    for scenario in &scenarios {
+        let paths = Arc::new(scenario.paths.clone());
+        let call = http_call(http.clone(), base.clone(), infra.api_token.clone(), paths.clone());
+        if let Err(error) = call(0).await {
+            bail!("{}: {error}", scenario.name);
+        }
+        let single = drive(1, args.secs.div_ceil(2), call.clone()).await;
+        let loaded = drive(args.concurrency, args.secs, call).await;
+        api.check_alive()?;
+        let sql = {
+            let pool = sql_pool.clone();
+            let ids: Arc<Vec<i64>> =
+                Arc::new(if scenario.name.contains("month") { month_ids.clone() } else { ids.to_vec() });
+            let kind = scenario.name;
+            drive(args.concurrency, args.secs, move |i| {
+                let (pool, ids) = (pool.clone(), ids.clone());
+                async move {
+                    let id = DatastreamId(ids[i % ids.len()]);
+                    if kind.starts_with("latest value of") {
+                        registry::get_datastream(&pool, id).await?;
+                    } else if kind.starts_with("latest values") {
+                        registry::list_datastreams(&pool).await?;
+                    } else if kind.starts_with("1 minute") {
+                        observations::range(&pool, id, minute_from_t, to_t, None, 1000).await?;
+                    } else if kind.starts_with("1 day") {
+                        observations::range(&pool, id, day_from_t, to_t, None, 10_000).await?;
+                    } else {
+                        observations::aggregates(&pool, id, month_from_t, to_t, 900).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        };
+        println!(
+            "  {}: 1 client {} ms; {} clients {} ms, {:.0} req/s ({} errors); SQL alone {:.0} req/s",
+            scenario.name,
+            ms(&single.latency),
+            args.concurrency,
+            ms(&loaded.latency),
+            loaded.per_second,
+            loaded.errors + single.errors,
+            sql.per_second
+        );
+        let target = if scenario.name.starts_with("1 day") || scenario.name.starts_with("1 month") {
+            verdict(loaded.latency.p99 <= 25.0 && loaded.errors == 0).to_owned()
+        } else {
+            String::new()
+        };
+        table.row(vec![
+            scenario.name.into(),
+            if scenario.audited { "yes".into() } else { "no".into() },
+            ms(&single.latency),
+            ms(&loaded.latency),
+            if loaded.errors + single.errors > 0 {
+                format!("{:.0} ({} errors)", loaded.per_second, loaded.errors + single.errors)
+            } else {
+                format!("{:.0}", loaded.per_second)
+            },
+            format!("{:.0}", sql.per_second),
+            percent(loaded.per_second, sql.per_second),
+            target,
+        ]);
+    }
+
+    // The audit log alone: appends from the same number of clients.
+    let audit = {
+        let pool = sql_pool.clone();
+        drive(args.concurrency, args.secs, move |i| {
+            let pool = pool.clone();
+            async move {
+                let record = AuditRecord {
+                    at: Utc::now(),
+                    request_id: format!("bench-{i}"),
+                    principal_id: None,
+                    principal_name: "operator".into(),
+                    org_id: None,
+                    grant_id: None,
+                    dataset_id: None,
+                    datastream_id: Some(1),
+                    action: "observations".into(),
+                    range_from: None,
+                    range_to: None,
+                    resolution: "raw".into(),
+                    rows_returned: 6,
+                    allowed: true,
+                    reason: "benchmark".into(),
+                };
+                audit::append(&pool, record).await?;
+                Ok(())
+            }
+        })
+        .await
+    };
+    let single_audit = {
+        let pool = sql_pool.clone();
+        drive(1, args.secs.div_ceil(2), move |i| {
+            let pool = pool.clone();
+            async move {
+                let record = AuditRecord {
+                    at: Utc::now(),
+                    request_id: format!("bench-single-{i}"),
+                    principal_id: None,
+                    principal_name: "operator".into(),
+                    org_id: None,
+                    grant_id: None,
+                    dataset_id: None,
+                    datastream_id: Some(1),
+                    action: "observations".into(),
+                    range_from: None,
+                    range_to: None,
+                    resolution: "raw".into(),
+                    rows_returned: 6,
+                    allowed: true,
+                    reason: "benchmark".into(),
+                };
+                audit::append(&pool, record).await?;
+                Ok(())
+            }
+        })
+        .await
+    };
+    println!(
+        "  audit append alone: 1 client {} ms; {} clients {} ms, {:.0} appends/s",
+        ms(&single_audit.latency),
+        args.concurrency,
+        ms(&audit.latency),
+        audit.per_second
+    );
+    table.row(vec![
+        "audit append alone (SQL, no read)".into(),
+        "—".into(),
+        ms(&single_audit.latency),
+        ms(&audit.latency),
+        format!("{:.0}", audit.per_second),
+        "".into(),
+        "".into(),
+        "".into(),
+    ]);
+
+    // Where a month's aggregate spends its time (pages touched).
+    if let Some(id) = month_ids.first() {
+        let plan: Vec<(String,)> = sqlx::query_as(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT)
+             SELECT time_bucket(make_interval(secs => 900), time, timestamptz 'epoch') AS bucket,
+                    avg(value), min(value), max(value), count(*)
+             FROM observations WHERE datastream_id = $1 AND time >= $2 AND time < $3 GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(id)
+        .bind(month_from_t)
+        .bind(to_t)
+        .fetch_all(&sql_pool)
+        .await?;
+        let lines: Vec<&str> = plan
+            .iter()
+            .map(|(l,)| l.as_str())
+            .filter(|l| l.contains("Buffers") || l.contains("Execution Time"))
+            .take(2)
+            .collect();
+        println!("  a month of 15-minute aggregates, one datastream: {}", lines.join("; ").trim());
+    }
+
+    sql_pool.close().await;
+    let (peak, _) = api.stop(Duration::from_secs(30)).await?;
+    table.row(vec![
+        "hoheit-api peak RSS (VmHWM)".into(),
+        "".into(),
+        "".into(),
+        mib(peak),
+        "".into(),
+        "".into(),
+        "".into(),
+        "".into(),
+    ]);
+    Ok(vec![table])
+}
