@@ -87,6 +87,8 @@ struct Measured {
     latency: Percentiles,
     per_second: f64,
     errors: usize,
+    /// The first error, to say what failed.
+    first_error: Option<String>,
 }
 
 /// Runs `call(i)` from `concurrency` tasks for 2 s of warm-up plus `secs`;
@@ -104,36 +106,41 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
+            let mut first_error = None;
             let mut i = task.wrapping_mul(7_919);
             loop {
                 let started = Instant::now();
                 if started >= end {
                     break;
                 }
-                let ok = call(i).await.is_ok();
+                let result = call(i).await;
                 let done = Instant::now();
                 if done >= warm && done < end {
-                    if ok {
-                        latencies.push((done - started).as_secs_f64() * 1000.0);
-                    } else {
-                        errors += 1;
+                    match result {
+                        Ok(()) => latencies.push((done - started).as_secs_f64() * 1000.0),
+                        Err(error) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| format!("{error:#}"));
+                        }
                     }
                 }
                 i = i.wrapping_add(1);
             }
-            (latencies, errors)
+            (latencies, errors, first_error)
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     for task in tasks {
-        if let Ok((latencies, e)) = task.await {
+        if let Ok((latencies, e, first)) = task.await {
             all.extend(latencies);
             errors += e;
+            first_error = first_error.or(first);
         }
     }
     let per_second = all.len() as f64 / secs as f64;
-    Measured { latency: Percentiles::of(&mut all), per_second, errors }
+    Measured { latency: Percentiles::of(&mut all), per_second, errors, first_error }
 }
 
 /// GETs `paths[i % len]` with the operator token; an error unless 200.
@@ -287,7 +294,8 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
             "target p99 ≤ 25 ms",
         ],
     );
-    for scenario in &scenarios {
+    // (No month scenario without month-long datastreams: `--month-datastreams 0`.)
+    for scenario in scenarios.iter().filter(|s| !s.paths.is_empty()) {
         let paths = Arc::new(scenario.paths.clone());
         let call = http_call(http.clone(), base.clone(), infra.api_token.clone(), paths.clone());
         if let Err(error) = call(0).await {
@@ -331,6 +339,9 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
             loaded.errors + single.errors,
             sql.per_second
         );
+        if let Some(error) = loaded.first_error.as_ref().or(single.first_error.as_ref()) {
+            println!("    first error: {}", error.chars().take(300).collect::<String>());
+        }
         let target = if scenario.name.starts_with("1 day") || scenario.name.starts_with("1 month") {
             verdict(loaded.latency.p99 <= 25.0 && loaded.errors == 0).to_owned()
         } else {

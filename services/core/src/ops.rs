@@ -32,6 +32,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("static bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
+            // Histogram samples wait in the recorder until a scrape or an upkeep
+            // drains them: without a scraper they would grow without bound
+            // (~8 bytes per sample; issue 6 measured ingest's RSS growing by
+            // 23 MiB in 5 minutes at 5,000 messages/s). A thread, not a task,
+            // because no runtime may be running yet.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
             // Another recorder may already be installed (several services in one
             // test process); the handle then renders this one's empty registry,
             // which is harmless.
