@@ -447,6 +447,12 @@ async fn owners_export_everything_streamed_and_erase_a_dataset() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+    let rolled: i64 = sqlx::query_scalar("SELECT count(*) FROM observations_15m WHERE datastream_id = $1")
+        .bind(town.streams["restricted"])
+        .fetch_one(&town.pool)
+        .await
+        .unwrap();
+    assert_eq!(rolled, 0, "erasure empties the 15-minute rollup too");
     let (status, _) = town.get("owner", &format!("/v1/datasets/{dataset}"), "y").await;
     assert_eq!(status, 404);
     let audit: i64 =
@@ -494,9 +500,23 @@ async fn retention_deletes_only_readings_past_their_datasets_retention() {
             rows.push(Reading { datastream: DatastreamId(id), time: Micros(now - age * day), value: age as f64 });
         }
     }
+    // A minute either side of the cut-off: mostly in one 15-minute bucket, which the rollup must split right.
+    let minute = 60_000_000;
+    rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day + minute), value: 6.99 });
+    rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day - minute), value: 7.01 });
     hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
     let deleted = hoheit_core::datasets::enforce_retention(&pool).await.unwrap();
-    assert_eq!(deleted, 2, "8 and 30 days old readings of the 7-day dataset");
+    assert_eq!(deleted, 3, "the 7 days + 1 minute, 8 and 30 days old readings of the 7-day dataset");
+    let mismatches: i64 = sqlx::query_scalar(
+        "WITH raw AS (SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch') AS bucket,
+                             count(*) AS count, sum(value) AS sum FROM observations GROUP BY 1, 2)
+         SELECT count(*) FROM raw FULL JOIN observations_15m r USING (datastream_id, bucket)
+         WHERE raw.count IS DISTINCT FROM r.count OR raw.sum IS DISTINCT FROM r.sum",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(mismatches, 0, "the 15-minute rollup follows the retention");
     let left: Vec<(i64, f64)> = sqlx::query("SELECT datastream_id, value FROM observations ORDER BY 1, 2")
         .fetch_all(&pool)
         .await
@@ -512,7 +532,8 @@ async fn retention_deletes_only_readings_past_their_datasets_retention() {
             (kept_stream, 8.0),
             (kept_stream, 30.0),
             (short_stream, 1.0),
-            (short_stream, 6.0)
+            (short_stream, 6.0),
+            (short_stream, 6.99)
         ]
     );
     running.stop().await.unwrap();

@@ -14,7 +14,7 @@
 //! which `deploy/local/hoheit tools` (and so `deploy/local/hoheit test`) installs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use clap::CommandFactory;
@@ -23,9 +23,7 @@ use hoheit_ingest::IngestConfig;
 use hoheit_simulator::SimulatorConfig;
 use hoheit_writer::WriterConfig;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_owned()
-}
+use hoheit_tests::repo;
 
 /// `deploy/hoheit.env` as a map.
 fn shared_env() -> BTreeMap<String, String> {

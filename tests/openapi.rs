@@ -15,7 +15,7 @@
 //! `/opt/hoheit-tools`), installed by `deploy/local/hoheit tools`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use hoheit_tests::town::small_town;
@@ -24,9 +24,7 @@ use serde_json::Value;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_owned()
-}
+use hoheit_tests::repo;
 
 fn venv() -> PathBuf {
     let dir = std::env::var_os("HOHEIT_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| "/opt/hoheit-tools".into());

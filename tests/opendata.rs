@@ -16,27 +16,14 @@
 //! The validator runs from `$HOHEIT_TOOLS_DIR/venv` (default
 //! `/opt/hoheit-tools`), installed by `deploy/local/hoheit tools`.
 
-use std::path::{Path, PathBuf};
-
 use hoheit_tests::town::small_town;
 use hoheit_tests::{start_api, Isolation};
 use serde_json::Value;
 use sqlx::Row;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_owned()
-}
+use hoheit_tests::repo;
 
-fn python() -> PathBuf {
-    let dir = std::env::var_os("HOHEIT_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| "/opt/hoheit-tools".into());
-    let python = dir.join("venv/bin/python");
-    assert!(
-        python.is_file(),
-        "the Python test tools are not installed in {}: run `deploy/local/hoheit tools`",
-        dir.display()
-    );
-    python
-}
+use hoheit_tests::tools_python as python;
 
 #[tokio::test]
 async fn the_catalog_conforms_to_dcat_ap_de_in_every_format_and_lists_only_open_datasets() {

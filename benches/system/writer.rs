@@ -135,7 +135,7 @@ async fn raw_copy(db: &BenchDb, readings: &[Reading]) -> anyhow::Result<Duration
     for statement in [
         "CREATE TABLE bench_copy (datastream_id bigint NOT NULL, time timestamptz NOT NULL, value double precision NOT NULL)",
         "SELECT create_hypertable('bench_copy', by_range('time', INTERVAL '1 day'), create_default_indexes => false)",
-        "CREATE UNIQUE INDEX bench_copy_datastream_time ON bench_copy (datastream_id, time DESC)",
+        "CREATE UNIQUE INDEX bench_copy_datastream_time ON bench_copy (datastream_id, time DESC) INCLUDE (value)",
     ] {
         sqlx::query(statement).execute(&db.pool).await?;
     }

@@ -506,3 +506,23 @@ pub async fn produce(
     }
     Ok(())
 }
+
+/// The repository's root directory.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_owned()
+}
+
+/// The Python of the test tools' venv (`$HOHEIT_TOOLS_DIR`, default
+/// `/opt/hoheit-tools`), installed by `deploy/local/hoheit tools`.
+pub fn tools_python() -> std::path::PathBuf {
+    let dir = std::env::var_os("HOHEIT_TOOLS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/hoheit-tools".into());
+    let python = dir.join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the Python test tools are not installed in {}: run `deploy/local/hoheit tools`",
+        dir.display()
+    );
+    python
+}

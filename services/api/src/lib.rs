@@ -10,6 +10,7 @@
 
 mod access;
 mod auth;
+mod dashboard;
 pub mod dcat;
 pub mod error;
 mod extract;
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod params;
 mod rate_limit;
 mod routes;
+mod sta;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +64,13 @@ pub struct ApiConfig {
     /// Seconds between runs of the retention job (deletes readings past each dataset's retention).
     #[arg(long, env = "HOHEIT_API_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub retention_interval_secs: u64,
+    /// Directory of the dashboard's built assets (`npm run build` in services/dashboard), served at `/`.
+    #[arg(long, env = "HOHEIT_API_DASHBOARD_DIR", default_value = "services/dashboard/dist")]
+    pub dashboard_dir: std::path::PathBuf,
+    /// OIDC client id of the dashboard (a public client of `HOHEIT_OIDC_ISSUER`, authorization code
+    /// with PKCE, redirect URI: the dashboard's `/`); unset: the dashboard offers API keys only.
+    #[arg(long, env = "HOHEIT_API_DASHBOARD_OIDC_CLIENT_ID")]
+    pub dashboard_oidc_client_id: Option<String>,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
     #[command(flatten)]
@@ -78,6 +87,10 @@ pub struct AppState {
     pub oidc: Option<Arc<oidc::Oidc>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
     pub rate_per_minute: u32,
+    /// The dashboard's built assets, served for paths no route matched, and its sign-in settings.
+    pub(crate) dashboard: Arc<dashboard::Settings>,
+    /// Cancelled at shutdown: ends open live streams, so that shutdown need not wait for them.
+    pub shutdown: CancellationToken,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -107,6 +120,12 @@ impl Api {
             oidc,
             limiter: Arc::new(rate_limit::RateLimiter::default()),
             rate_per_minute: config.rate_per_minute.max(1),
+            dashboard: Arc::new(dashboard::Settings::new(
+                config.dashboard_dir,
+                config.oidc.issuer.as_deref(),
+                config.dashboard_oidc_client_id.as_deref(),
+            )),
+            shutdown: shutdown.clone(),
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
         Ok(Self { listener, router: router(state), pool, retention_every })
@@ -201,12 +220,13 @@ async fn retention_job(pool: PgPool, every: Duration, shutdown: CancellationToke
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, datasets, datastreams, dead_letters, health, opendata};
+    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata};
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
         .routes(routes!(datastreams::observations))
         .routes(routes!(datastreams::aggregates))
+        .routes(routes!(live::stream))
         .routes(routes!(dead_letters::list))
         .routes(routes!(admin::create_organisation))
         .routes(routes!(admin::create_thing))
@@ -231,6 +251,8 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::metrics))
         .routes(routes!(opendata::catalog))
         .routes(routes!(opendata::download))
+        .routes(routes!(sta::root))
+        .routes(routes!(sta::resource))
         .nest("/v1", v1);
     openapi::add_problem_responses(all.get_openapi_mut());
     all
@@ -247,7 +269,7 @@ pub fn router(state: AppState) -> Router {
     let docs = SwaggerUi::new(openapi::DOCS_PATH).url(openapi::OPENAPI_PATH, document);
     routes
         .merge(docs)
-        .fallback(routes::health::not_found)
+        .fallback(dashboard::serve)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
         .layer(hoheit_core::telemetry::http_trace_layer())

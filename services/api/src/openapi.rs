@@ -97,6 +97,14 @@ const BODY_ERRORS: &[(&str, &str)] =
 /// Adds the problem+json error responses to every operation that does not
 /// state them itself; called once the router has collected the operations.
 pub fn add_problem_responses(openapi: &mut OpenApi) {
+    // axum's catch-all segment `{*resource}` (SensorThings resource paths)
+    // is an ordinary path parameter `{resource}` in OpenAPI.
+    let wildcards: Vec<String> = openapi.paths.paths.keys().filter(|p| p.contains("{*")).cloned().collect();
+    for path in wildcards {
+        if let Some(item) = openapi.paths.paths.remove(&path) {
+            openapi.paths.paths.insert(path.replace("{*", "{"), item);
+        }
+    }
     let problem = |description: &str| {
         ResponseBuilder::new()
             .description(description)

@@ -237,13 +237,41 @@ pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, Reg
 
 /// Deletes readings older than each dataset's retention. Returns rows deleted.
 pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    // One transaction (one `now()`): the readings, then the rollup up to and
+    // including the bucket the cut-off falls in, which is rebuilt from the
+    // readings left in it.
+    let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "DELETE FROM observations o USING datastreams d, datasets ds
          WHERE o.datastream_id = d.id AND d.dataset_id = ds.id
            AND o.time < now() - make_interval(days => ds.retention_days)",
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query(
+            "DELETE FROM observations_15m r USING datastreams d, datasets ds
+             WHERE r.datastream_id = d.id AND d.dataset_id = ds.id
+               AND r.bucket <= time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
+             SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
+                    sum(o.value), count(*), min(o.value), max(o.value)
+             FROM observations o JOIN datastreams d ON d.id = o.datastream_id JOIN datasets ds ON ds.id = d.dataset_id
+             WHERE o.time >= time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')
+               AND o.time < time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')
+                            + INTERVAL '15 minutes'
+             GROUP BY 1, 2
+             ON CONFLICT (datastream_id, bucket) DO UPDATE
+             SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -260,6 +288,12 @@ pub async fn erase(pool: &PgPool, dataset_id: i64) -> Result<u64, RegistryError>
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    sqlx::query(
+        "DELETE FROM observations_15m r USING datastreams d WHERE r.datastream_id = d.id AND d.dataset_id = $1",
+    )
+    .bind(dataset_id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM datastreams WHERE dataset_id = $1").bind(dataset_id).execute(&mut *tx).await?;
     sqlx::query("UPDATE grants SET revoked_at = coalesce(revoked_at, now()) WHERE dataset_id = $1")
         .bind(dataset_id)

@@ -8,7 +8,9 @@ use crate::domain::{DatastreamId, Micros, Reading};
 
 /// Writes `readings` and returns the number of rows actually inserted. A
 /// reading whose (datastream, time) is already stored is skipped, so
-/// redelivered batches do not duplicate rows.
+/// redelivered batches do not duplicate rows. The 15-minute rollup
+/// (`observations_15m`) takes exactly the inserted readings, in the same
+/// transaction (a savepoint when the caller has one open).
 ///
 /// Fast path: one binary COPY under a savepoint, which costs about half of
 /// an `INSERT … ON CONFLICT` on a hypertable (no conflict probe per row). A
@@ -20,25 +22,91 @@ pub async fn insert(conn: &mut PgConnection, readings: &[Reading]) -> Result<u64
     if readings.is_empty() {
         return Ok(0);
     }
-    if has_duplicates(readings) {
-        return insert_skipping_stored(conn, readings).await;
-    }
-    let mut data = Vec::new();
-    encode_copy(readings, &mut data)?;
     // Inside a transaction `begin` is a SAVEPOINT; on its own, a transaction.
-    let mut savepoint = conn.begin().await?;
-    let copied = copy_in(&mut savepoint, &data).await;
-    match copied {
-        Ok(rows) => {
-            savepoint.commit().await?;
-            Ok(rows)
+    let mut tx = conn.begin().await?;
+    let inserted = if has_duplicates(readings) {
+        insert_skipping_stored(&mut tx, readings).await?
+    } else {
+        let mut data = Vec::new();
+        encode_copy(readings, &mut data)?;
+        let mut savepoint = tx.begin().await?;
+        match copy_in(&mut savepoint, &data).await {
+            Ok(rows) => {
+                savepoint.commit().await?;
+                add_to_rollup(&mut tx, readings).await?;
+                rows
+            }
+            Err(error) if is_unique_violation(&error) => {
+                savepoint.rollback().await?;
+                insert_skipping_stored(&mut tx, readings).await?
+            }
+            Err(error) => return Err(error),
         }
-        Err(error) if is_unique_violation(&error) => {
-            savepoint.rollback().await?;
-            insert_skipping_stored(conn, readings).await
-        }
-        Err(error) => Err(error),
+    };
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Width of the rollup's buckets.
+pub const ROLLUP_SECS: i64 = 900;
+const ROLLUP_MICROS: i64 = ROLLUP_SECS * 1_000_000;
+
+/// Adds freshly inserted `readings` to the rollup: one upsert of their
+/// (datastream, bucket) groups.
+async fn add_to_rollup(conn: &mut PgConnection, readings: &[Reading]) -> Result<(), sqlx::Error> {
+    let mut groups: std::collections::HashMap<(i64, i64), (f64, i64, f64, f64)> = std::collections::HashMap::new();
+    for r in readings {
+        let bucket = r.time.0.div_euclid(ROLLUP_MICROS) * ROLLUP_MICROS;
+        let g = groups.entry((r.datastream.0, bucket)).or_insert((0.0, 0, f64::INFINITY, f64::NEG_INFINITY));
+        g.0 += r.value;
+        g.1 += 1;
+        g.2 = g.2.min(r.value);
+        g.3 = g.3.max(r.value);
     }
+    let mut ids = Vec::with_capacity(groups.len());
+    let mut buckets = Vec::with_capacity(groups.len());
+    let (mut sums, mut counts, mut mins, mut maxs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((id, bucket), (sum, count, min, max)) in groups {
+        ids.push(id);
+        buckets.push(bucket);
+        sums.push(sum);
+        counts.push(count);
+        mins.push(min);
+        maxs.push(max);
+    }
+    sqlx::query(
+        "INSERT INTO observations_15m AS r (datastream_id, bucket, sum, count, min, max)
+         SELECT d, timestamptz 'epoch' + b * interval '1 microsecond', s, c, mi, ma
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::float8[])
+              AS u(d, b, s, c, mi, ma)
+         ON CONFLICT (datastream_id, bucket) DO UPDATE
+         SET sum = r.sum + excluded.sum, count = r.count + excluded.count,
+             min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)",
+    )
+    .bind(&ids)
+    .bind(&buckets)
+    .bind(&sums)
+    .bind(&counts)
+    .bind(&mins)
+    .bind(&maxs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Rebuilds the rollup from the raw rows (after a bulk load that bypassed [`insert`]).
+pub async fn rebuild_rollup(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("TRUNCATE observations_15m").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
+         SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch'),
+                sum(value), count(*), min(value), max(value)
+         FROM observations GROUP BY 1, 2",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 /// Whether a (datastream, time) pair occurs twice in `readings`.
@@ -72,18 +140,31 @@ async fn insert_skipping_stored(conn: &mut PgConnection, readings: &[Reading]) -
     }
     // Times travel as microseconds and are converted in SQL, which keeps the
     // exact value (no float seconds on the way).
-    let result = sqlx::query(
-        "INSERT INTO observations (datastream_id, time, value)
-         SELECT d, timestamptz 'epoch' + t * interval '1 microsecond', v
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) AS u(d, t, v)
-         ON CONFLICT DO NOTHING",
+    // The rollup takes only the rows actually inserted (RETURNING).
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH inserted AS (
+             INSERT INTO observations (datastream_id, time, value)
+             SELECT d, timestamptz 'epoch' + t * interval '1 microsecond', v
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) AS u(d, t, v)
+             ON CONFLICT DO NOTHING
+             RETURNING datastream_id, time, value
+         ), rolled AS (
+             INSERT INTO observations_15m AS r (datastream_id, bucket, sum, count, min, max)
+             SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch'),
+                    sum(value), count(*), min(value), max(value)
+             FROM inserted GROUP BY 1, 2
+             ON CONFLICT (datastream_id, bucket) DO UPDATE
+             SET sum = r.sum + excluded.sum, count = r.count + excluded.count,
+                 min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)
+         )
+         SELECT count(*) FROM inserted",
     )
     .bind(&ids)
     .bind(&times)
     .bind(&values)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(result.rows_affected())
+    Ok(inserted as u64)
 }
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z).
@@ -161,7 +242,10 @@ pub struct Bucket {
 }
 
 /// Average, minimum, maximum and count per `time_bucket` of `interval_secs`,
-/// buckets aligned to the Unix epoch, oldest first.
+/// buckets aligned to the Unix epoch, oldest first. From the 15-minute rollup
+/// when the interval is a multiple of 15 minutes and the range starts and
+/// ends on 15-minute boundaries (then the result is the same), else from the
+/// raw readings.
 pub async fn aggregates(
     pool: &PgPool,
     datastream: DatastreamId,
@@ -169,19 +253,18 @@ pub async fn aggregates(
     to: DateTime<Utc>,
     interval_secs: i64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT time_bucket(make_interval(secs => $4::float8), time, timestamptz 'epoch') AS bucket,
-                avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS count
-         FROM observations
-         WHERE datastream_id = $1 AND time >= $2 AND time < $3
-         GROUP BY bucket ORDER BY bucket",
-    )
-    .bind(datastream.0)
-    .bind(from)
-    .bind(to)
-    .bind(interval_secs as f64)
-    .fetch_all(pool)
-    .await?;
+    let aligned = |t: DateTime<Utc>| t.timestamp_subsec_micros() == 0 && t.timestamp().rem_euclid(ROLLUP_SECS) == 0;
+    let sql = if interval_secs % ROLLUP_SECS == 0 && aligned(from) && aligned(to) {
+        "SELECT time_bucket(make_interval(secs => $4::float8), bucket, timestamptz 'epoch') AS bucket,
+                sum(sum) / sum(count) AS avg, min(min) AS min, max(max) AS max, sum(count)::bigint AS count
+         FROM observations_15m
+         WHERE datastream_id = $1 AND bucket >= $2 AND bucket < $3
+         GROUP BY 1 ORDER BY 1"
+    } else {
+        AGGREGATES_RAW
+    };
+    let rows =
+        sqlx::query(sql).bind(datastream.0).bind(from).bind(to).bind(interval_secs as f64).fetch_all(pool).await?;
     Ok(rows
         .iter()
         .map(|r| Bucket {
@@ -193,6 +276,14 @@ pub async fn aggregates(
         })
         .collect())
 }
+
+/// Aggregates from the raw readings.
+const AGGREGATES_RAW: &str =
+    "SELECT time_bucket(make_interval(secs => $4::float8), time, timestamptz 'epoch') AS bucket,
+            avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS count
+     FROM observations
+     WHERE datastream_id = $1 AND time >= $2 AND time < $3
+     GROUP BY bucket ORDER BY bucket";
 
 #[cfg(test)]
 mod tests {

@@ -24,7 +24,7 @@ use crate::AppState;
 
 /// What a caller may see of a datastream: its metadata (some read is
 /// allowed) and its latest value (a raw read of the last hour is allowed).
-fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -> (bool, bool) {
+pub(crate) fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -> (bool, bool) {
     let now = chrono::Utc::now();
     let day = ReadRequest {
         resolution: Resolution::Aggregate { interval_secs: 86_400 },

@@ -6,4 +6,5 @@ pub mod datasets;
 pub mod datastreams;
 pub mod dead_letters;
 pub mod health;
+pub mod live;
 pub mod opendata;

@@ -59,7 +59,7 @@ pub struct OpenDataDownload {
 /// The public base URL of this API as the client addressed it (`Host`,
 /// `X-Forwarded-Proto` from a proxy), so the catalog's links work for the
 /// harvester that fetched it.
-fn public_base(headers: &HeaderMap) -> String {
+pub(crate) fn public_base(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -1,0 +1,323 @@
+//! How Hoheit's registry and observations appear as SensorThings entities.
+//!
+//! | SensorThings | Hoheit | `@iot.id` |
+//! | --- | --- | --- |
+//! | Thing | a thing | thing id |
+//! | Location, HistoricalLocation, FeatureOfInterest | a thing's position (things with coordinates only) | thing id |
+//! | Sensor | the device at a thing, measuring all its datastreams | thing id |
+//! | ObservedProperty | a property name (`temperature`) across things | lowest datastream id with that property |
+//! | Datastream | a datastream | datastream id |
+//! | Observation | a stored reading | `'{datastream}-{microseconds since 1970}'` |
+//!
+//! Each entity type is a SQL subquery (`base`) over the tables, limited to
+//! what the caller may see: the datastream ids of the caller's view are bound
+//! as an array. Filters, ordering and navigation work on its columns.
+
+/// The SQL type of a property, for checking filters and binding literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Number,
+    Text,
+    Time,
+    Bool,
+    /// A point (longitude, latitude), as the geometric `point` of PostgreSQL.
+    Point,
+    /// A JSON object; its members are text (`properties/organisation`).
+    Object,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    Things,
+    Locations,
+    HistoricalLocations,
+    Datastreams,
+    Sensors,
+    ObservedProperties,
+    Observations,
+    FeaturesOfInterest,
+}
+
+pub const ALL: [Entity; 8] = [
+    Entity::Things,
+    Entity::Locations,
+    Entity::HistoricalLocations,
+    Entity::Datastreams,
+    Entity::Sensors,
+    Entity::ObservedProperties,
+    Entity::Observations,
+    Entity::FeaturesOfInterest,
+];
+
+/// Which rows of a base query a caller sees: the datastreams whose metadata
+/// it may see, and (for observations) those it may read raw.
+pub enum Scope {
+    /// Bound as `$n::bigint[]`.
+    Datastreams,
+    ReadableDatastreams,
+}
+
+/// One navigation property: from an entity of one type to related ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Navigation {
+    pub name: &'static str,
+    pub target: Entity,
+    /// Column of the source entity whose value finds the targets …
+    pub source_column: &'static str,
+    /// … in this column of the target.
+    pub target_column: &'static str,
+    /// A single entity (`Datastream/Thing`) rather than a collection.
+    pub single: bool,
+}
+
+const fn nav(
+    name: &'static str,
+    target: Entity,
+    source_column: &'static str,
+    target_column: &'static str,
+    single: bool,
+) -> Navigation {
+    Navigation { name, target, source_column, target_column, single }
+}
+
+impl Entity {
+    pub fn plural(self) -> &'static str {
+        match self {
+            Entity::Things => "Things",
+            Entity::Locations => "Locations",
+            Entity::HistoricalLocations => "HistoricalLocations",
+            Entity::Datastreams => "Datastreams",
+            Entity::Sensors => "Sensors",
+            Entity::ObservedProperties => "ObservedProperties",
+            Entity::Observations => "Observations",
+            Entity::FeaturesOfInterest => "FeaturesOfInterest",
+        }
+    }
+
+    pub fn from_plural(name: &str) -> Option<Self> {
+        ALL.into_iter().find(|e| e.plural() == name)
+    }
+
+    /// Whether `@iot.id` is text (observations) rather than a number.
+    pub fn text_id(self) -> bool {
+        self == Entity::Observations
+    }
+
+    /// The subquery of this entity type; `{scope}` is replaced by the bound id array.
+    pub fn base(self) -> (&'static str, Scope) {
+        match self {
+            Entity::Things => (
+                "SELECT t.id, t.name, t.name || ', ' || o.name AS description,
+                        jsonb_build_object('organisation', o.slug, 'thing', t.slug) AS properties
+                 FROM things t JOIN organisations o ON o.id = t.org_id
+                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
+                Scope::Datastreams,
+            ),
+            Entity::Locations | Entity::FeaturesOfInterest => (
+                "SELECT t.id, t.name, 'Position of ' || t.name AS description, 'application/geo+json' AS \"encodingType\",
+                        point(t.longitude, t.latitude) AS geo, t.id AS thing_id
+                 FROM things t
+                 WHERE t.latitude IS NOT NULL AND t.longitude IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
+                Scope::Datastreams,
+            ),
+            Entity::HistoricalLocations => (
+                "SELECT t.id, t.created_at AS time, t.id AS thing_id
+                 FROM things t
+                 WHERE t.latitude IS NOT NULL AND t.longitude IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
+                Scope::Datastreams,
+            ),
+            Entity::Sensors => (
+                "SELECT t.id, t.name || ' (device)' AS name,
+                        'The measuring device at ' || t.name || ', registered by ' || o.name AS description,
+                        'text/plain' AS \"encodingType\", 'hoheit:' || o.slug || '/' || t.slug AS metadata
+                 FROM things t JOIN organisations o ON o.id = t.org_id
+                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
+                Scope::Datastreams,
+            ),
+            Entity::ObservedProperties => (
+                "SELECT min(d.id) AS id, d.property AS name, 'urn:hoheit:property:' || d.property AS definition,
+                        'The property ' || d.property || ' as registered in Hoheit' AS description
+                 FROM datastreams d GROUP BY d.property HAVING bool_or(d.id = ANY({scope}))",
+                Scope::Datastreams,
+            ),
+            Entity::Datastreams => (
+                "SELECT d.id, d.name, d.name || ' at ' || t.name AS description,
+                        coalesce(d.unit, '') AS unit_symbol,
+                        'http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement' AS \"observationType\",
+                        jsonb_strip_nulls(jsonb_build_object('organisation', o.slug, 'thing', t.slug, 'property', d.property,
+                            'dataset', ds.slug, 'classification', ds.classification, 'license', ds.license)) AS properties,
+                        d.thing_id, (SELECT min(p.id) FROM datastreams p WHERE p.property = d.property) AS property_id
+                 FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+                 LEFT JOIN datasets ds ON ds.id = d.dataset_id
+                 WHERE d.id = ANY({scope})",
+                Scope::Datastreams,
+            ),
+            Entity::Observations => (
+                "SELECT ob.datastream_id, ob.time, ob.value, od.thing_id
+                 FROM observations ob JOIN datastreams od ON od.id = ob.datastream_id
+                 WHERE ob.datastream_id = ANY({scope})",
+                Scope::ReadableDatastreams,
+            ),
+        }
+    }
+
+    /// The filterable and selectable properties: name, SQL over the base's alias `e`, type.
+    pub fn properties(self) -> &'static [(&'static str, &'static str, Ty)] {
+        match self {
+            Entity::Things => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("description", "e.description", Ty::Text),
+                ("properties", "e.properties", Ty::Object),
+            ],
+            Entity::Locations => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("description", "e.description", Ty::Text),
+                ("encodingType", "e.\"encodingType\"", Ty::Text),
+                ("location", "e.geo", Ty::Point),
+            ],
+            Entity::FeaturesOfInterest => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("description", "e.description", Ty::Text),
+                ("encodingType", "e.\"encodingType\"", Ty::Text),
+                ("feature", "e.geo", Ty::Point),
+            ],
+            Entity::HistoricalLocations => &[("id", "e.id", Ty::Number), ("time", "e.time", Ty::Time)],
+            Entity::Sensors => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("description", "e.description", Ty::Text),
+                ("encodingType", "e.\"encodingType\"", Ty::Text),
+                ("metadata", "e.metadata", Ty::Text),
+            ],
+            Entity::ObservedProperties => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("definition", "e.definition", Ty::Text),
+                ("description", "e.description", Ty::Text),
+            ],
+            Entity::Datastreams => &[
+                ("id", "e.id", Ty::Number),
+                ("name", "e.name", Ty::Text),
+                ("description", "e.description", Ty::Text),
+                ("unitOfMeasurement/name", "e.unit_symbol", Ty::Text),
+                ("unitOfMeasurement/symbol", "e.unit_symbol", Ty::Text),
+                ("observationType", "e.\"observationType\"", Ty::Text),
+                ("properties", "e.properties", Ty::Object),
+            ],
+            Entity::Observations => &[
+                ("id", OBSERVATION_ID, Ty::Text),
+                ("phenomenonTime", "e.time", Ty::Time),
+                ("resultTime", "e.time", Ty::Time),
+                ("result", "e.value", Ty::Number),
+            ],
+        }
+    }
+
+    /// The entity's own properties as one JSON object (SQL over `e`).
+    pub fn json(self) -> &'static str {
+        match self {
+            Entity::Things => "jsonb_build_object('name', e.name, 'description', e.description, 'properties', e.properties)",
+            Entity::Locations => "jsonb_build_object('name', e.name, 'description', e.description, 'encodingType', e.\"encodingType\",
+                'location', jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(e.geo[0], e.geo[1])))",
+            Entity::FeaturesOfInterest => "jsonb_build_object('name', e.name, 'description', e.description, 'encodingType', e.\"encodingType\",
+                'feature', jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(e.geo[0], e.geo[1])))",
+            Entity::HistoricalLocations => "jsonb_build_object('time', to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))",
+            Entity::Sensors => "jsonb_build_object('name', e.name, 'description', e.description, 'encodingType', e.\"encodingType\", 'metadata', e.metadata)",
+            Entity::ObservedProperties => "jsonb_build_object('name', e.name, 'definition', e.definition, 'description', e.description)",
+            Entity::Datastreams => "jsonb_build_object('name', e.name, 'description', e.description,
+                'unitOfMeasurement', jsonb_build_object('name', e.unit_symbol, 'symbol', e.unit_symbol,
+                    'definition', CASE WHEN e.unit_symbol = '' THEN '' ELSE 'https://ucum.org/ucum#' || e.unit_symbol END),
+                'observationType', e.\"observationType\", 'properties', e.properties)",
+            Entity::Observations => "jsonb_build_object('phenomenonTime', to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                'resultTime', to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'result', e.value)",
+        }
+    }
+
+    /// The SQL of `@iot.id` (text for observations, bigint otherwise).
+    pub fn id_sql(self) -> &'static str {
+        if self.text_id() {
+            OBSERVATION_ID
+        } else {
+            "e.id"
+        }
+    }
+
+    /// The default (and tie-breaking) order: by id.
+    pub fn default_order(self) -> &'static str {
+        if self == Entity::Observations {
+            "e.datastream_id, e.time"
+        } else {
+            "e.id"
+        }
+    }
+
+    pub fn navigations(self) -> &'static [Navigation] {
+        use Entity::*;
+        match self {
+            Things => {
+                const {
+                    &[
+                        nav("Datastreams", Datastreams, "id", "thing_id", false),
+                        nav("Locations", Locations, "id", "id", false),
+                        nav("HistoricalLocations", HistoricalLocations, "id", "id", false),
+                    ]
+                }
+            }
+            Locations => {
+                const {
+                    &[
+                        nav("Things", Things, "id", "id", false),
+                        nav("HistoricalLocations", HistoricalLocations, "id", "id", false),
+                    ]
+                }
+            }
+            HistoricalLocations => {
+                const { &[nav("Thing", Things, "thing_id", "id", true), nav("Locations", Locations, "id", "id", false)] }
+            }
+            Datastreams => {
+                const {
+                    &[
+                        nav("Thing", Things, "thing_id", "id", true),
+                        nav("Sensor", Sensors, "thing_id", "id", true),
+                        nav("ObservedProperty", ObservedProperties, "property_id", "id", true),
+                        nav("Observations", Observations, "id", "datastream_id", false),
+                    ]
+                }
+            }
+            Sensors => const { &[nav("Datastreams", Datastreams, "id", "thing_id", false)] },
+            ObservedProperties => const { &[nav("Datastreams", Datastreams, "id", "property_id", false)] },
+            Observations => {
+                const {
+                    &[
+                        nav("Datastream", Datastreams, "datastream_id", "id", true),
+                        nav("FeatureOfInterest", FeaturesOfInterest, "thing_id", "id", true),
+                    ]
+                }
+            }
+            FeaturesOfInterest => const { &[nav("Observations", Observations, "id", "thing_id", false)] },
+        }
+    }
+
+    pub fn navigation(self, name: &str) -> Option<Navigation> {
+        self.navigations().iter().copied().find(|n| n.name == name)
+    }
+
+    pub fn property(self, name: &str) -> Option<(&'static str, Ty)> {
+        self.properties().iter().find(|(n, _, _)| *n == name).map(|(_, sql, ty)| (*sql, *ty))
+    }
+}
+
+/// `'{datastream}-{microseconds since 1970}'`.
+pub const OBSERVATION_ID: &str =
+    "(e.datastream_id::text || '-' || ((extract(epoch FROM e.time) * 1000000)::numeric(20, 0))::text)";
+
+/// Splits an observation id into datastream and microseconds.
+pub fn parse_observation_id(id: &str) -> Option<(i64, i64)> {
+    let (datastream, micros) = id.split_once('-')?;
+    Some((datastream.parse().ok()?, micros.parse().ok()?))
+}

@@ -1,0 +1,94 @@
+// The API client: every request carries the signed-in credential in the
+// Authorization header. The key lives only in this module's memory: never in
+// a URL, never in localStorage or sessionStorage, gone on reload or sign-out.
+
+let credential = null;
+
+/** An error answer of the API (problem+json), with the reason it gave. */
+export class ApiProblem extends Error {
+  constructor(status, detail, title) {
+    super(detail || title || `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail || title || `HTTP ${status}`;
+  }
+}
+
+export function setCredential(key) {
+  credential = key && key.trim() ? key.trim() : null;
+}
+
+export function signedIn() {
+  return credential !== null;
+}
+
+function headers(extra = {}) {
+  const h = { Accept: 'application/json', ...extra };
+  if (credential) h.Authorization = `Bearer ${credential}`;
+  return h;
+}
+
+async function problemOf(response) {
+  let detail = '';
+  let title = response.statusText;
+  try {
+    const body = await response.json();
+    detail = body.detail || '';
+    title = body.title || title;
+  } catch {
+    /* not problem+json */
+  }
+  return new ApiProblem(response.status, detail, title);
+}
+
+/** GET a JSON resource; throws ApiProblem on an error answer. */
+export async function getJson(path, signal) {
+  const response = await fetch(path, { headers: headers(), signal, credentials: 'omit', cache: 'no-store' });
+  if (!response.ok) throw await problemOf(response);
+  return response.json();
+}
+
+/** Builds a query string from the defined values. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/**
+ * Reads the server-sent event stream at `path` with fetch (EventSource cannot
+ * send the Authorization header) and calls onEvent(name, data) per event.
+ * Resolves when the stream ends; rejects on an error answer.
+ */
+export async function stream(path, onEvent, signal) {
+  const response = await fetch(path, {
+    headers: headers({ Accept: 'text/event-stream' }),
+    signal,
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (!response.ok) throw await problemOf(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n/g, '\n');
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') name = val;
+        else if (field === 'data') data.push(val);
+      }
+      if (data.length) onEvent(name, data.join('\n'));
+    }
+  }
+}

@@ -1,0 +1,246 @@
+// One datastream: a uPlot chart over a range (24 h, 7 d, 30 d or custom),
+// raw readings for short ranges and aggregates with a min/max band for long
+// ones, unit and license, the shown points as a table and as CSV. A denial
+// of the API (403) is shown with the reason it gave.
+
+import uPlot from 'uplot';
+import { ApiProblem, getJson, query } from './api.js';
+import { h, field, table } from './dom.js';
+import { formatNumber, formatTime, locale, t } from './i18n.js';
+
+const HOUR = 3600e3;
+const PRESETS = { h24: 24 * HOUR, d7: 7 * 24 * HOUR, d30: 30 * 24 * HOUR };
+/** Raw readings up to this range; beyond it aggregates. */
+const RAW_UP_TO = 48 * HOUR;
+/** At most this many raw readings are fetched for one view (then: aggregates). */
+const RAW_MAX = 50000;
+const INTERVALS = [
+  ['1m', 60], ['5m', 300], ['15m', 900], ['30m', 1800], ['1h', 3600], ['3h', 10800], ['6h', 21600], ['12h', 43200], ['1d', 86400],
+];
+
+/** The bucket width that gives about 600 buckets over the range, at least `minSeconds`. */
+export function intervalFor(rangeMs, minSeconds = 0) {
+  const wanted = Math.max(rangeMs / 1000 / 600, minSeconds);
+  return (INTERVALS.find(([, s]) => s >= wanted) || INTERVALS[INTERVALS.length - 1])[0];
+}
+
+const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+function localInput(ms) {
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
+  return d.toISOString().slice(0, 16);
+}
+
+async function fetchRaw(id, from, to) {
+  const out = [];
+  let cursor;
+  do {
+    const page = await getJson(`/v1/datastreams/${id}/observations${query({ from: iso(from), to: iso(to), limit: 10000, cursor })}`);
+    out.push(...page.observations);
+    cursor = page.next_cursor;
+  } while (cursor && out.length < RAW_MAX);
+  return out;
+}
+
+async function fetchAggregates(id, from, to, interval) {
+  return getJson(`/v1/datastreams/${id}/aggregates${query({ from: iso(from), to: iso(to), interval })}`);
+}
+
+function csvOf(shown) {
+  const lines = shown.kind === 'raw'
+    ? ['time,value', ...shown.rows.map((r) => `${r.time},${r.value}`)]
+    : ['time,avg,min,max,count', ...shown.rows.map((r) => `${r.time},${r.avg},${r.min},${r.max},${r.count}`)];
+  return `${lines.join('\n')}\n`;
+}
+
+export async function renderDatastream({ state, main, showMessage }, id) {
+  let d = state.streams.get(id);
+  if (!d) {
+    // Not in the snapshot (e.g. opened by link): ask for it, to get the API's reason if it is hidden.
+    const one = await getJson(`/v1/datastreams/${id}`);
+    d = { ...one, id, raw: one.latest_value != null };
+  }
+  const dataset = d.dataset_id ? state.datasets.get(d.dataset_id) : undefined;
+  let range = { preset: 'h24', from: Date.now() - PRESETS.h24, to: Date.now() };
+  let resolution = 'auto';
+
+  const denial = h('div', { class: 'denial', role: 'alert', hidden: true });
+  const status = h('p', { class: 'status', 'aria-live': 'polite' });
+  const chartEl = h('div', { class: 'chart', id: 'chart', role: 'img', 'aria-label': d.name });
+  const tableBox = h('div', { class: 'scroll' });
+  const download = h('a', { class: 'button', id: 'download-csv', download: `datastream-${id}.csv`, href: '#', hidden: true }, t('downloadCsv'));
+  const fromInput = h('input', { type: 'datetime-local', id: 'range-from', value: localInput(range.from) });
+  const toInput = h('input', { type: 'datetime-local', id: 'range-to', value: localInput(range.to) });
+  const custom = h(
+    'form',
+    {
+      class: 'custom-range',
+      hidden: true,
+      onsubmit: (e) => {
+        e.preventDefault();
+        const from = new Date(fromInput.value).getTime();
+        const to = new Date(toInput.value).getTime();
+        if (Number.isFinite(from) && Number.isFinite(to) && from < to) {
+          range = { preset: 'custom', from, to };
+          show();
+        }
+      },
+    },
+    field(t('from'), fromInput),
+    field(t('to'), toInput),
+    h('button', { type: 'submit' }, t('show')),
+  );
+  const presetButtons = ['h24', 'd7', 'd30', 'custom'].map((p) =>
+    h('button', {
+      type: 'button',
+      class: 'preset',
+      'data-preset': p,
+      'aria-pressed': p === range.preset ? 'true' : 'false',
+      onclick: () => {
+        for (const b of presetButtons) b.setAttribute('aria-pressed', b === presetButtons.find((x) => x.dataset.preset === p) ? 'true' : 'false');
+        custom.hidden = p !== 'custom';
+        if (p !== 'custom') {
+          range = { preset: p, from: Date.now() - PRESETS[p], to: Date.now() };
+          show();
+        } else {
+          fromInput.focus();
+        }
+      },
+    }, t(p)),
+  );
+  const resolutionSelect = h(
+    'select',
+    { id: 'resolution', onchange: (e) => { resolution = e.target.value; show(); } },
+    h('option', { value: 'auto' }, t('auto')),
+    h('option', { value: 'raw' }, t('raw')),
+    ...INTERVALS.map(([i]) => h('option', { value: i }, `${t('aggregates')} ${i}`)),
+  );
+
+  main.append(
+    h('p', {}, h('a', { href: '#/list' }, `← ${t('back')}`)),
+    h('h2', {}, d.name),
+    h(
+      'dl',
+      { class: 'facts' },
+      h('dt', {}, t('thing')), h('dd', {}, d.thing_name || d.thing),
+      h('dt', {}, t('unit')), h('dd', { id: 'unit' }, d.unit || t('none')),
+      h('dt', {}, t('dataset')), h('dd', {}, dataset?.title || t('none')),
+      h('dt', {}, t('classification')), h('dd', {}, dataset?.classification || 'internal'),
+      h('dt', {}, t('license')), h('dd', { id: 'license' }, dataset?.license ? h('a', { href: dataset.license, rel: 'license noreferrer' }, dataset.license) : t('none')),
+      h('dt', {}, t('latest')), h('dd', { id: 'latest' }, d.latest_value != null ? `${formatNumber(d.latest_value)} ${d.unit || ''} (${formatTime(d.latest_time)})` : t('none')),
+    ),
+    h('div', { class: 'range', role: 'group', 'aria-label': t('range') }, presetButtons, field(t('resolution'), resolutionSelect)),
+    custom,
+    denial,
+    status,
+    chartEl,
+    download,
+    h('details', { open: true }, h('summary', {}, t('dataTable')), tableBox),
+  );
+
+  let plot = null;
+  let url = null;
+  let generation = 0;
+  const resize = () => plot?.setSize({ width: chartEl.clientWidth || 600, height: 320 });
+  window.addEventListener('resize', resize);
+
+  function draw(shown) {
+    plot?.destroy();
+    plot = null;
+    const times = shown.rows.map((r) => Date.parse(r.time) / 1000);
+    const unit = d.unit ? ` (${d.unit})` : '';
+    let opts;
+    let data;
+    if (shown.kind === 'raw') {
+      data = [times, shown.rows.map((r) => r.value)];
+      opts = { series: [{}, { label: `${t('value')}${unit}`, stroke: '#0b4f8a', width: 2, points: { show: shown.rows.length < 200 } }] };
+    } else {
+      data = [times, shown.rows.map((r) => r.min), shown.rows.map((r) => r.max), shown.rows.map((r) => r.avg)];
+      opts = {
+        series: [
+          {},
+          { label: `${t('min')}${unit}`, stroke: '#7aa7d6', width: 1 },
+          { label: `${t('max')}${unit}`, stroke: '#7aa7d6', width: 1 },
+          { label: `${t('avg')}${unit}`, stroke: '#0b4f8a', width: 2 },
+        ],
+        bands: [{ series: [2, 1], fill: 'rgba(47,128,201,0.18)' }],
+      };
+    }
+    chartEl.replaceChildren();
+    chartEl.dataset.kind = shown.kind;
+    chartEl.dataset.points = String(shown.rows.length);
+    chartEl.dataset.interval = shown.interval || '';
+    if (shown.rows.length) {
+      const long = range.to - range.from > RAW_UP_TO;
+      const tick = long ? { day: '2-digit', month: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+      const axes = [
+        { values: (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleString(locale(), tick)) },
+        { label: d.unit || '' },
+      ];
+      plot = new uPlot({ width: chartEl.clientWidth || 600, height: 320, scales: { x: { time: true } }, axes, ...opts }, data, chartEl);
+    }
+    const head = shown.kind === 'raw' ? [t('time'), t('value')] : [t('time'), t('avg'), t('min'), t('max'), t('count')];
+    const rows = shown.rows.map((r) =>
+      h(
+        'tr',
+        { dataset: { time: r.time, value: shown.kind === 'raw' ? r.value : r.avg } },
+        shown.kind === 'raw'
+          ? [h('td', {}, formatTime(r.time)), h('td', { class: 'num' }, formatNumber(r.value))]
+          : [h('td', {}, formatTime(r.time)), ...[r.avg, r.min, r.max, r.count].map((v) => h('td', { class: 'num' }, formatNumber(v)))],
+      ),
+    );
+    const caption = `${shown.rows.length} ${t('points')} · ${shown.kind === 'raw' ? t('raw') : `${t('aggregates')} ${shown.interval}`}`;
+    tableBox.replaceChildren(table(caption, head, rows, { id: 'points' }));
+    if (url) URL.revokeObjectURL(url);
+    url = URL.createObjectURL(new Blob([csvOf(shown)], { type: 'text/csv' }));
+    download.href = url;
+    download.hidden = shown.rows.length === 0;
+    status.textContent = shown.rows.length ? caption : t('empty');
+  }
+
+  async function show() {
+    const mine = ++generation;
+    showMessage('');
+    denial.hidden = true;
+    denial.replaceChildren();
+    status.textContent = t('loading');
+    const span = range.to - range.from;
+    const wantRaw = resolution === 'raw' || (resolution === 'auto' && span <= RAW_UP_TO);
+    const deny = (e) => {
+      denial.hidden = false;
+      denial.append(h('p', {}, h('strong', {}, `${t('denied')} (${e.status}): `), h('span', { class: 'reason' }, e.detail)));
+    };
+    let shown = null;
+    try {
+      if (wantRaw) {
+        try {
+          shown = { kind: 'raw', rows: await fetchRaw(id, range.from, range.to) };
+        } catch (e) {
+          if (!(e instanceof ApiProblem) || e.status !== 403 || resolution === 'raw') throw e;
+          // Raw readings denied (e.g. a grant of aggregates only): say why, and show what is allowed.
+          deny(e);
+        }
+      }
+      if (!shown) {
+        const interval = resolution !== 'auto' && resolution !== 'raw' ? resolution : intervalFor(span, wantRaw ? 900 : 0);
+        const page = await fetchAggregates(id, range.from, range.to, interval);
+        shown = { kind: 'aggregate', interval, rows: page.buckets };
+      }
+    } catch (e) {
+      if (mine !== generation) return;
+      if (e instanceof ApiProblem) deny(e);
+      else denial.hidden = false, denial.append(h('p', {}, e.message));
+      shown = { kind: wantRaw ? 'raw' : 'aggregate', rows: [] };
+    }
+    if (mine !== generation) return;
+    draw(shown);
+  }
+
+  await show();
+  return () => {
+    generation++;
+    window.removeEventListener('resize', resize);
+    plot?.destroy();
+    if (url) URL.revokeObjectURL(url);
+  };
+}

@@ -1,0 +1,212 @@
+// The map of things and the list of datastreams, with search and filters by
+// theme, organisation and classification; both follow the live values.
+
+import L from 'leaflet';
+import { h, field } from './dom.js';
+import { formatNumber, formatTime, t } from './i18n.js';
+
+const DEFAULT_TILES = import.meta.env.VITE_TILE_URL || 'https://tile.openstreetmap.org/{z}/{x}/{y}.png';
+// The tile URL is a display preference, not a secret: it may stay in localStorage.
+const TILE_KEY = 'hoheit.tiles';
+
+function tileUrl() {
+  try {
+    return localStorage.getItem(TILE_KEY) || DEFAULT_TILES;
+  } catch {
+    return DEFAULT_TILES;
+  }
+}
+
+function datasetOf(state, d) {
+  return d.dataset_id ? state.datasets.get(d.dataset_id) : undefined;
+}
+
+function latestText(d) {
+  if (d.latest_value === null || d.latest_value === undefined) return d.raw ? t('none') : t('noAccessRaw');
+  return `${formatNumber(d.latest_value)} ${d.unit || ''}`.trim();
+}
+
+/** The datastreams that pass the filters. */
+function filtered(state) {
+  const f = state.filters;
+  const needle = f.search.trim().toLowerCase();
+  return [...state.streams.values()].filter((d) => {
+    const ds = datasetOf(state, d);
+    if (f.theme && ds?.theme !== f.theme) return false;
+    if (f.org && (ds?.owner || d.org) !== f.org) return false;
+    if (f.classification && (ds?.classification || 'internal') !== f.classification) return false;
+    if (!needle) return true;
+    return [d.name, d.thing, d.thing_name, d.property, d.org, ds?.title].some((s) => s && s.toLowerCase().includes(needle));
+  });
+}
+
+function options(values, selected) {
+  return [
+    h('option', { value: '' }, t('all')),
+    ...[...values].sort().map((v) => h('option', { value: v, selected: v === selected }, v)),
+  ];
+}
+
+/** Search and filter controls; calls onChange after each change. */
+function filterBar(state, onChange) {
+  const streams = [...state.streams.values()];
+  const themes = new Set();
+  const orgs = new Set();
+  const classes = new Set();
+  for (const d of streams) {
+    const ds = datasetOf(state, d);
+    if (ds?.theme) themes.add(ds.theme);
+    orgs.add(ds?.owner || d.org);
+    classes.add(ds?.classification || 'internal');
+  }
+  const search = h('input', { type: 'search', id: 'filter-search', value: state.filters.search });
+  const theme = h('select', { id: 'filter-theme' }, options(themes, state.filters.theme));
+  const org = h('select', { id: 'filter-org' }, options(orgs, state.filters.org));
+  const cls = h('select', { id: 'filter-classification' }, options(classes, state.filters.classification));
+  const update = () => {
+    Object.assign(state.filters, { search: search.value, theme: theme.value, org: org.value, classification: cls.value });
+    onChange();
+  };
+  search.addEventListener('input', update);
+  for (const s of [theme, org, cls]) s.addEventListener('change', update);
+  return h(
+    'form',
+    { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() },
+    field(t('search'), search),
+    field(t('theme'), theme),
+    field(t('organisation'), org),
+    field(t('classification'), cls),
+  );
+}
+
+export function renderList({ state, main, onLive }) {
+  const body = h('tbody');
+  const count = h('p', { class: 'count', 'aria-live': 'polite' });
+  const fill = () => {
+    const rows = filtered(state).sort((a, b) => a.id - b.id);
+    count.textContent = `${rows.length} ${t('datastreams')} ${t('shown')}`;
+    body.replaceChildren(
+      ...rows.map((d) => {
+        const ds = datasetOf(state, d);
+        return h(
+          'tr',
+          { dataset: { id: d.id } },
+          h('td', {}, h('a', { href: `#/datastream/${d.id}` }, d.name)),
+          h('td', {}, d.thing_name || d.thing),
+          h('td', {}, ds?.title || t('none')),
+          h('td', {}, ds?.theme || t('none')),
+          h('td', {}, ds?.owner || d.org),
+          h('td', {}, h('span', { class: `badge ${ds?.classification || 'internal'}` }, ds?.classification || 'internal')),
+          h('td', { class: 'num latest', dataset: { value: d.latest_value ?? '' } }, latestText(d)),
+          h('td', {}, formatTime(d.latest_time)),
+        );
+      }),
+    );
+  };
+  const head = [t('name'), t('thing'), t('dataset'), t('theme'), t('organisation'), t('classification'), t('latest'), t('time')];
+  main.append(
+    h('h2', {}, t('list')),
+    filterBar(state, fill),
+    count,
+    h(
+      'div',
+      { class: 'scroll' },
+      h('table', { id: 'streams' }, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))), body),
+    ),
+  );
+  fill();
+  return onLive(fill);
+}
+
+export function renderMap({ state, main, onLive }) {
+  const mapEl = h('div', { id: 'map', class: 'map', role: 'region', 'aria-label': t('map') });
+  const notice = h('p', { class: 'notice', hidden: true }, t('tilesFailed'));
+  const tiles = h('input', { type: 'url', id: 'tile-url', value: tileUrl() });
+  const legend = h('ul', { class: 'things', 'aria-label': t('datastreams') });
+  main.append(
+    h('h2', {}, t('map')),
+    filterBar(state, () => draw()),
+    notice,
+    h('div', { class: 'map-layout' }, mapEl, legend),
+    h(
+      'details',
+      { class: 'settings' },
+      h('summary', {}, t('tiles')),
+      h(
+        'form',
+        {
+          onsubmit: (e) => {
+            e.preventDefault();
+            try {
+              localStorage.setItem(TILE_KEY, tiles.value.trim());
+            } catch {
+              /* private mode */
+            }
+            layer.setUrl(tiles.value.trim() || DEFAULT_TILES);
+          },
+        },
+        field(t('tiles'), tiles),
+        h('button', { type: 'submit' }, t('show')),
+      ),
+    ),
+  );
+  const map = L.map(mapEl, { zoomControl: true, keyboard: true, zoomAnimation: false, fadeAnimation: false }).setView([52.83, 13.82], 12);
+  const layer = L.tileLayer(tileUrl(), {
+    maxZoom: 19,
+    attribution: '&copy; OpenStreetMap contributors',
+  }).addTo(map);
+  let failures = 0;
+  layer.on('tileerror', () => {
+    failures += 1;
+    notice.hidden = false;
+  });
+  layer.on('tileload', () => {
+    if (failures === 0) notice.hidden = true;
+  });
+  const markers = L.layerGroup().addTo(map);
+  let fitted = false;
+
+  function draw() {
+    markers.clearLayers();
+    const things = new Map();
+    for (const d of filtered(state)) {
+      const key = `${d.org}/${d.thing}`;
+      if (!things.has(key)) things.set(key, { name: d.thing_name || d.thing, lat: d.latitude, lon: d.longitude, streams: [] });
+      things.get(key).streams.push(d);
+    }
+    const points = [];
+    const items = [];
+    for (const [key, thing] of things) {
+      const lines = thing.streams.map((d) =>
+        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), ': ', h('span', { class: 'latest', dataset: { id: d.id } }, latestText(d))),
+      );
+      items.push(
+        h('li', { dataset: { thing: key } }, h('strong', {}, thing.name), thing.lat == null ? ` (${t('noPosition')})` : '', h('ul', {}, lines)),
+      );
+      if (thing.lat == null || thing.lon == null) continue;
+      const popup = h('div', {}, h('strong', {}, thing.name), h('ul', {}, thing.streams.map((d) =>
+        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), `: ${latestText(d)}`),
+      )));
+      L.circleMarker([thing.lat, thing.lon], { radius: 9, color: '#0b4f8a', weight: 2, fillColor: '#2f80c9', fillOpacity: 0.85 })
+        .bindPopup(popup)
+        .bindTooltip(thing.name)
+        .addTo(markers);
+      points.push([thing.lat, thing.lon]);
+    }
+    legend.replaceChildren(...items);
+    mapEl.dataset.markers = String(points.length);
+    if (!fitted && points.length) {
+      map.fitBounds(L.latLngBounds(points).pad(0.3), { maxZoom: 15, animate: false });
+      fitted = true;
+    }
+  }
+  draw();
+  const off = onLive(draw);
+  return () => {
+    off();
+    // Leaving during a pan or zoom animation must not leave it running on a removed map.
+    map.stop();
+    map.off();
+    map.remove();
+  };
+}

@@ -1,0 +1,416 @@
+//! The dashboard end to end: the API serves the built app (services/dashboard/dist)
+//! and a real browser (Debian's chromium, driven by playwright-core in
+//! `services/dashboard/e2e/dashboard.e2e.mjs`) uses it against readings
+//! published moments before through MQTT → ingest → Kafka → writer:
+//!
+//! - the public sees only open data, on the map (markers although no map tile
+//!   loads) and in the list;
+//! - a department reader signs in with an API key, opens a datastream and sees
+//!   a chart of exactly the published readings (checked on the shown data, the
+//!   CSV download too), aggregates for 7 days, and a value published while the
+//!   list is open arrives through the live stream;
+//! - a third party with a grant of 15-minute aggregates sees those and the
+//!   API's reason why raw readings are denied;
+//! - the owner sees the grant, the audit log and the dead letter; everyone the
+//!   transparency report;
+//! - a department member signs in through OIDC (authorization code with PKCE)
+//!   against an issuer run by the test.
+//!
+//! Screenshots of each screen go to `target/dashboard-screenshots/`.
+//! Needs the built dashboard and chromium: `deploy/local/hoheit test` (or
+//! `tools`) installs and builds both.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::Utc;
+use hoheit_core::domain::Slug;
+use hoheit_tests::{eventually, start_api_with, start_ingest, start_writer, Isolation, Publisher};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const LICENSE: &str = "http://dcat-ap.de/def/licenses/dl-by-de/2.0";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+use hoheit_tests::repo;
+
+fn slug(s: &str) -> Slug {
+    Slug::parse("test", s).unwrap()
+}
+
+/// Runs `services/dashboard/e2e/{script}` with the scenario in `variable`;
+/// on each stdout line `on_line` may act (e.g. publish); returns the output.
+/// Fails the test with the whole output if a check failed.
+async fn run_browser<F, Fut>(base: &str, script: &str, variable: &str, scenario: &Value, mut on_line: F) -> String
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+    let screenshots = target.join("dashboard-screenshots");
+    let mut child = tokio::process::Command::new("node")
+        .arg(repo().join("services/dashboard/e2e").join(script))
+        .current_dir(repo().join("services/dashboard"))
+        .env("HOHEIT_E2E_BASE", base)
+        .env(variable, scenario.to_string())
+        .env("HOHEIT_E2E_SCREENSHOTS", &screenshots)
+        .env("HOHEIT_E2E_CHROMIUM", CHROMIUM)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running node (installed with npm by deploy/local/hoheit)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let mut output = String::new();
+    let driven = tokio::time::timeout(Duration::from_secs(240), async {
+        while let Some(line) = lines.next_line().await? {
+            output.push_str(&line);
+            output.push('\n');
+            on_line(line).await?;
+        }
+        anyhow::Ok(child.wait().await?)
+    })
+    .await;
+    let errors = errors.await.unwrap_or_default();
+    let status = match driven {
+        Ok(Ok(status)) => status,
+        Ok(Err(error)) => panic!("driving {script} failed: {error}\n{output}\n{errors}"),
+        Err(_) => panic!("{script} did not finish in 240 s:\n{output}\n{errors}"),
+    };
+    assert!(
+        status.success(),
+        "{script} failed ({status}); screenshots in {}:\n{output}\n{errors}",
+        screenshots.display()
+    );
+    println!("{output}");
+    output
+}
+
+/// The built app and the browser, or a message that says how to get them.
+fn prerequisites() -> PathBuf {
+    let app = repo().join("services/dashboard");
+    let dist = app.join("dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "the dashboard is not built ({} is missing): run `deploy/local/hoheit tools` or `npm ci && npm run build` in services/dashboard",
+        dist.join("index.html").display()
+    );
+    assert!(
+        app.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `npm ci` in services/dashboard (`deploy/local/hoheit tools` does)"
+    );
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing: run `deploy/local/hoheit tools` (apt-get install chromium)"
+    );
+    dist
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser() -> anyhow::Result<()> {
+    let dist = prerequisites();
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let dist_arg = format!("--dashboard-dir={}", dist.display());
+    let (api_running, api) = start_api_with(&isolation, &[&dist_arg]).await?;
+    let ingest = start_ingest(&isolation).await?;
+    let writer = start_writer(&isolation).await?;
+    let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+
+    // The town: its traffic counter (internal), its air sensor (open), a department, a company with a grant.
+    api.organisation("stadt", "municipality", None).await?;
+    api.organisation("amt-verkehr", "department", Some("stadt")).await?;
+    api.organisation("movi", "third_party", None).await?;
+    let traffic = api.register("stadt", "zaehler-1", "vehicles", Some("count")).await?;
+    let air = api.register("stadt", "luft-1", "temp", Some("Cel")).await?;
+    let mut datasets = Vec::new();
+    for (slug_, class, theme, stream) in [("verkehr", "internal", "TRAN", traffic), ("luft", "open", "ENVI", air)] {
+        let dataset = api
+            .post_ok(
+                "/v1/admin/datasets",
+                json!({"slug": slug_, "owner": "stadt", "title": format!("Daten {slug_}"), "steward_contact": "daten@stadt.example",
+                       "classification": class, "license": LICENSE, "purpose": "Verkehrsplanung", "retention_days": 365, "theme": theme}),
+            )
+            .await?;
+        let id = dataset["id"].as_i64().unwrap();
+        api.post_ok(&format!("/v1/admin/datasets/{id}/datastreams"), json!({"datastream_id": stream})).await?;
+        datasets.push(id);
+    }
+    api.post_ok(
+        "/v1/admin/grants",
+        json!({"dataset_id": datasets[0], "grantee": "movi", "purpose": "Verkehrsprognose", "contract_ref": "V-2026-17",
+               "min_interval_mins": 15, "history_days": 30, "valid_until": (Utc::now() + chrono::Duration::days(365)).to_rfc3339()}),
+    )
+    .await?;
+    let department = api.principal_key("amt-verkehr", "department", "reader").await?;
+    let third_party = api.principal_key("movi", "third-party", "reader").await?;
+    let owner = api.principal_key("stadt", "owner-admin", "admin").await?;
+
+    // Readings of the last half hour, through the real pipeline, and one malformed message.
+    let now = Utc::now();
+    let traffic_values: Vec<f64> = (0..10).map(|i| 10.5 + f64::from(i)).collect();
+    let traffic_topic = scheme.datastream_topic(&slug("stadt"), &slug("zaehler-1"), &slug("vehicles"));
+    let air_topic = scheme.datastream_topic(&slug("stadt"), &slug("luft-1"), &slug("temp"));
+    let mut messages = Vec::new();
+    for (i, v) in traffic_values.iter().enumerate() {
+        let time = now - chrono::Duration::minutes(30 - 3 * i as i64);
+        messages.push((traffic_topic.clone(), json!({"time": time.to_rfc3339(), "value": v}).to_string().into_bytes()));
+    }
+    for i in 0..3i64 {
+        let time = now - chrono::Duration::minutes(20 - 5 * i);
+        messages.push((
+            air_topic.clone(),
+            json!({"time": time.to_rfc3339(), "value": 4.5 + i as f64}).to_string().into_bytes(),
+        ));
+    }
+    messages.push((traffic_topic.clone(), br#"{"value": "#.to_vec()));
+    let mut publisher = Publisher::connect("dashboard").await?;
+    publisher.publish_all(messages).await?;
+    let range = format!(
+        "from={}&to={}",
+        (now - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    eventually(Duration::from_secs(60), "the published readings are stored", || {
+        let api = api.clone();
+        let path = format!("/v1/datastreams/{traffic}/observations?{range}");
+        async move {
+            let body = api.get_json(&path).await?;
+            Ok((body["observations"].as_array().map_or(0, Vec::len) == 10).then_some(()))
+        }
+    })
+    .await?;
+
+    // Over HTTP: the app at `/` and for its own paths, the API's paths untouched.
+    let page = api.get_as(None, "/").send().await?;
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str()?.starts_with("text/html"));
+    assert!(page.headers().contains_key("content-security-policy"));
+    assert!(page.text().await?.contains("id=\"main\""), "the dashboard's page");
+    let deep = api.get_as(None, "/some/view").header("accept", "text/html,*/*").send().await?;
+    assert_eq!(deep.status(), 200, "single-page app: a browser navigating to an unknown path gets the page");
+    let probe = api.get_as(None, "/etc/passwd").send().await?;
+    assert_eq!(probe.status(), 404, "other clients get a 404 for what is no file");
+    assert_eq!(probe.headers()["content-type"], "application/problem+json");
+    let asset = api.get_as(None, "/favicon.ico").send().await?;
+    assert_eq!(asset.status(), 404);
+    for path in ["/v1/no-such-thing", "/sta/v1.1/nothing-here", "/opendata/nothing"] {
+        let response = api.get_as(None, path).send().await?;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{path} stays the API's");
+    }
+    let public: Value = api.get_as(None, "/v1/live").send().await?.json().await?;
+    let ids: Vec<i64> = public["datastreams"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![air], "the public snapshot holds only open data: {public}");
+    assert_eq!(public["datastreams"][0]["latest_value"], json!(6.5));
+    assert_eq!(public["datastreams"][0]["latitude"], json!(52.83), "with the thing's position");
+    let third: Value = api.get_as(Some(&third_party), "/v1/live").send().await?.json().await?;
+    let hidden = third["datastreams"].as_array().unwrap().iter().find(|d| d["id"] == traffic).expect("granted stream");
+    assert_eq!(hidden["latest_value"], Value::Null, "no latest raw value under an aggregates-only grant");
+    // The stream: a snapshot event first, one audit record for the stream.
+    let mut sse = api.get_as(Some(&department), "/v1/live").header("accept", "text/event-stream").send().await?;
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), sse.chunk()).await??.expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: snapshot\n") && text.contains(&format!("\"id\":{traffic}")), "{text}");
+    drop(sse);
+    let streams: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'live_stream'").fetch_one(&pool).await?;
+    assert_eq!(streams, 1, "one audit record per opened stream");
+
+    // The browser.
+    let scenario = json!({
+        "department_key": department, "third_party_key": third_party, "owner_key": owner,
+        "traffic_id": traffic, "open_id": air, "traffic_values": traffic_values, "unit": "count", "license": LICENSE,
+        "live_value": 99.25, "denial_contains": "only aggregates of at least 15 minutes", "contract_ref": "V-2026-17",
+    });
+    let publisher = tokio::sync::Mutex::new(publisher);
+    let output = run_browser(&api.base, "dashboard.e2e.mjs", "HOHEIT_E2E_SCENARIO", &scenario, |line| {
+        let (publisher, topic) = (&publisher, &traffic_topic);
+        async move {
+            if line == "LIVE_READY" {
+                let live = json!({"time": Utc::now().to_rfc3339(), "value": 99.25}).to_string().into_bytes();
+                publisher.lock().await.publish_all(vec![(topic.clone(), live)]).await?;
+            }
+            Ok(())
+        }
+    })
+    .await;
+    assert!(output.contains("the live stream brought 99.25"), "{output}");
+
+    // Not built: the API says so instead of serving nothing.
+    let empty = tempfile::tempdir()?;
+    let (bare_running, bare) =
+        start_api_with(&isolation, &[&format!("--dashboard-dir={}", empty.path().display())]).await?;
+    let response = bare.get_as(None, "/").send().await?;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert!(response.text().await?.contains("the dashboard is not built"));
+    assert_eq!(bare.get_as(None, "/healthz").send().await?.status(), 200, "the API works without it");
+    bare_running.stop().await?;
+
+    drop(publisher);
+    for service in [ingest, writer, api_running] {
+        service.stop().await?;
+    }
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+/// Codes handed out by the test issuer: code → (PKCE challenge, redirect URI).
+type Codes = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
+
+/// An OIDC issuer on loopback whose login needs no user: `/auth` redirects
+/// straight back with a code bound to the PKCE challenge; `/token` checks the
+/// verifier and issues an ES256 access token for `subject`.
+async fn issuer(subject: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Form, Query};
+    use axum::http::header;
+    use axum::response::{IntoResponse, Redirect};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use p256::ecdsa::SigningKey;
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    use sha2::Digest;
+    use std::collections::HashMap;
+
+    let key = SigningKey::random(&mut rand::rngs::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())}]});
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let codes: Codes = Default::default();
+    const CORS: [(header::HeaderName, &str); 1] = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/certs"), "authorization_endpoint": format!("{url}/auth"),
+        "token_endpoint": format!("{url}/token"), "code_challenge_methods_supported": ["S256"]});
+    let (issued, authorize) = (codes.clone(), codes.clone());
+    let iss = url.clone();
+    let app = axum::Router::new()
+        .route("/.well-known/openid-configuration", axum::routing::get(move || async move { (CORS, axum::Json(discovery)) }))
+        .route("/certs", axum::routing::get(move || async move { (CORS, axum::Json(jwks)) }))
+        .route(
+            "/auth",
+            axum::routing::get(move |Query(q): Query<HashMap<String, String>>| async move {
+                let ok = q.get("response_type").map(String::as_str) == Some("code")
+                    && q.get("client_id").map(String::as_str) == Some("hoheit-dashboard")
+                    && q.get("code_challenge_method").map(String::as_str) == Some("S256");
+                let (Some(challenge), Some(redirect), Some(state), true) =
+                    (q.get("code_challenge"), q.get("redirect_uri"), q.get("state"), ok)
+                else {
+                    return (axum::http::StatusCode::BAD_REQUEST, "invalid authorization request").into_response();
+                };
+                let code = uuid::Uuid::new_v4().simple().to_string();
+                authorize.lock().unwrap().insert(code.clone(), (challenge.clone(), redirect.clone()));
+                Redirect::to(&format!("{redirect}?code={code}&state={state}")).into_response()
+            }),
+        )
+        .route(
+            "/token",
+            axum::routing::post(move |Form(f): Form<HashMap<String, String>>| async move {
+                let code = f.get("code").cloned().unwrap_or_default();
+                let Some((challenge, redirect)) = issued.lock().unwrap().remove(&code) else {
+                    return (axum::http::StatusCode::BAD_REQUEST, CORS, axum::Json(json!({"error": "invalid_grant"})));
+                };
+                let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                let proof = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+                if proof != challenge
+                    || f.get("redirect_uri") != Some(&redirect)
+                    || f.get("grant_type").map(String::as_str) != Some("authorization_code")
+                {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        CORS,
+                        axum::Json(json!({"error": "invalid_grant", "error_description": "PKCE verifier or redirect URI does not match"})),
+                    );
+                }
+                let now = Utc::now().timestamp();
+                let claims = json!({"sub": subject, "aud": "hoheit", "iss": iss, "exp": now + 300, "iat": now, "nbf": now - 5});
+                let mut head = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+                head.kid = Some("k1".into());
+                let token =
+                    jsonwebtoken::encode(&head, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap())
+                        .unwrap();
+                (
+                    axum::http::StatusCode::OK,
+                    CORS,
+                    axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 300})),
+                )
+            }),
+        );
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() -> anyhow::Result<()> {
+    let dist = prerequisites();
+    let (issuer_url, issuer_task) = issuer("kc-4711").await;
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let flags = [
+        format!("--dashboard-dir={}", dist.display()),
+        format!("--oidc-issuer={issuer_url}"),
+        "--oidc-audience=hoheit".to_owned(),
+        "--dashboard-oidc-client-id=hoheit-dashboard".to_owned(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (running, api) = start_api_with(&isolation, &flags).await?;
+    api.organisation("stadt", "municipality", None).await?;
+    api.organisation("amt-umwelt", "department", Some("stadt")).await?;
+    // In no dataset: internal to the town, so only its members see it.
+    let stream = api.register("stadt", "luft-1", "no2", Some("ug/m3")).await?;
+    api.post_ok(
+        "/v1/admin/principals",
+        json!({"org": "amt-umwelt", "name": "erika", "kind": "person", "role": "reader", "oidc_subject": "kc-4711"}),
+    )
+    .await?;
+    let now = hoheit_core::domain::Micros::now().0;
+    let values = [21.25, 22.5, 23.75];
+    let rows: Vec<hoheit_core::domain::Reading> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| hoheit_core::domain::Reading {
+            datastream: hoheit_core::domain::DatastreamId(stream),
+            time: hoheit_core::domain::Micros(now - (3 - i as i64) * 600_000_000),
+            value,
+        })
+        .collect();
+    let mut connection = pool.acquire().await?;
+    hoheit_core::observations::insert(&mut connection, &rows).await?;
+    drop(connection);
+
+    let config: Value = api.get_as(None, "/config.json").send().await?.json().await?;
+    assert_eq!(config["oidc"]["client_id"], "hoheit-dashboard");
+    assert_eq!(config["oidc"]["issuer"], issuer_url);
+    let page = api.get_as(None, "/").send().await?;
+    let csp = page.headers()["content-security-policy"].to_str()?.to_owned();
+    assert!(csp.contains(&format!("connect-src 'self' {issuer_url}")), "the page may talk to the issuer only: {csp}");
+
+    let scenario = json!({"stream_id": stream, "values": values, "screenshot_prefix": "oidc-"});
+    run_browser(&api.base, "oidc.e2e.mjs", "HOHEIT_E2E_OIDC", &scenario, |_| async { Ok(()) }).await;
+
+    running.stop().await?;
+    issuer_task.abort();
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}

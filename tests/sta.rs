@@ -1,0 +1,415 @@
+//! The OGC SensorThings API 1.1 (read part) against a seeded small town on
+//! the real database: entity sets, ids, navigation, properties and `$value`,
+//! the query options, server-driven paging, the dataArray format, errors
+//! with reasons, and the same access control and audit as Hoheit's own API.
+//! A real client, the FROST Python client `frost-sta-client` (from
+//! `$HOHEIT_TOOLS_DIR/venv`, installed by `deploy/local/hoheit tools`),
+//! reads through it too.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_tests::town::small_town;
+use hoheit_tests::{start_api, ApiClient, Isolation};
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row};
+
+const STA: &str = "/sta/v1.1";
+
+async fn get(api: &ApiClient, key: Option<&str>, path: &str) -> (u16, Value) {
+    let response = api.get_as(key, &format!("{STA}/{path}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn ok(api: &ApiClient, key: Option<&str>, path: &str) -> Value {
+    let (status, body) = get(api, key, path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["value"].as_array().unwrap().iter().map(|e| e["@iot.id"].as_i64().unwrap()).collect()
+}
+
+fn enc(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+async fn stored(pool: &PgPool, datastream: i64) -> Vec<(DateTime<Utc>, f64)> {
+    sqlx::query("SELECT time, value FROM observations WHERE datastream_id = $1 ORDER BY time")
+        .bind(datastream)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("time"), r.get("value")))
+        .collect()
+}
+
+#[tokio::test]
+async fn entities_navigation_and_query_options_follow_the_standard() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+    let readings = stored(&pool, town.counts).await;
+    assert_eq!(readings.len(), 48);
+
+    // The service root names every entity set.
+    let root: Value = api.get_as(None, STA).send().await.unwrap().json().await.unwrap();
+    let sets: Vec<&str> = root["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    for set in [
+        "Things",
+        "Locations",
+        "HistoricalLocations",
+        "Datastreams",
+        "Sensors",
+        "ObservedProperties",
+        "Observations",
+        "FeaturesOfInterest",
+    ] {
+        assert!(sets.contains(&set), "{set} in {sets:?}");
+    }
+
+    // Entities with @iot.id, absolute @iot.selfLink and navigation links.
+    let things = ok(&api, None, "Things").await;
+    assert_eq!(things["value"].as_array().unwrap().len(), 2);
+    let thing = &things["value"][0];
+    let thing_id = thing["@iot.id"].as_i64().unwrap();
+    assert_eq!(thing["@iot.selfLink"], format!("{}{STA}/Things({thing_id})", api.base));
+    assert_eq!(thing["Datastreams@iot.navigationLink"], format!("{}{STA}/Things({thing_id})/Datastreams", api.base));
+    assert_eq!(thing["properties"]["organisation"], "stadt");
+
+    // Anonymous: only open datastreams (the internal `load` is not there at all).
+    let mut open = ids(&ok(&api, None, "Datastreams").await);
+    open.sort();
+    let mut expected = vec![town.counts, town.temperature];
+    let counts2: i64 = sqlx::query_scalar("SELECT id FROM datastreams WHERE id NOT IN ($1, $2, $3)")
+        .bind(town.counts)
+        .bind(town.temperature)
+        .bind(town.load)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    expected.push(counts2);
+    expected.sort();
+    assert_eq!(open, expected);
+    let (status, problem) = get(&api, None, &format!("Datastreams({})", town.load)).await;
+    assert_eq!(status, 404, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("visible"), "{problem}");
+    let (status, _) = get(&api, None, &format!("Datastreams({})/Observations", town.load)).await;
+    assert_eq!(status, 404);
+    // The department (same municipality) sees the internal one too.
+    let department = ids(&ok(&api, Some(&town.department_key), "Datastreams").await);
+    assert!(department.contains(&town.load), "{department:?}");
+
+    // A datastream as the standard writes it.
+    let ds = ok(&api, None, &format!("Datastreams({})", town.counts)).await;
+    assert_eq!(ds["@iot.id"], town.counts);
+    assert_eq!(ds["unitOfMeasurement"]["symbol"], "count");
+    assert_eq!(ds["observationType"], "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement");
+    assert_eq!(ds["properties"]["classification"], "open");
+    assert!(ds["Observations@iot.navigationLink"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("Datastreams({})/Observations", town.counts)));
+
+    // Navigation, single and collection, and property paths with $value.
+    let owner = ok(&api, None, &format!("Datastreams({})/Thing", town.counts)).await;
+    let owner_id = owner["@iot.id"].as_i64().unwrap();
+    let of_thing = ids(&ok(&api, None, &format!("Things({owner_id})/Datastreams")).await);
+    assert_eq!(of_thing, vec![town.counts], "the internal datastream of the same thing stays hidden");
+    let name = ok(&api, None, &format!("Things({owner_id})/name")).await;
+    assert_eq!(name["name"], owner["name"]);
+    let raw = api.get_as(None, &format!("{STA}/Things({owner_id})/name/$value")).send().await.unwrap();
+    assert!(raw.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(raw.text().await.unwrap(), owner["name"].as_str().unwrap());
+    let property = ok(&api, None, &format!("Datastreams({})/ObservedProperty", town.counts)).await;
+    assert_eq!(property["name"], "vehicles");
+    let same_property = ids(&ok(&api, None, &format!("ObservedProperties({})/Datastreams", property["@iot.id"])).await);
+    assert_eq!(same_property.len(), 2, "both counting stations measure vehicles");
+    let location = ok(&api, None, &format!("Things({owner_id})/Locations")).await;
+    assert_eq!(location["value"][0]["location"]["type"], "Point");
+    assert_eq!(location["value"][0]["encodingType"], "application/geo+json");
+
+    // Observations: ordering, $top/$skip, $count, and server-driven paging.
+    let path = format!("Datastreams({})/Observations?$orderby=phenomenonTime%20desc&$top=10&$count=true", town.counts);
+    let page = ok(&api, None, &path).await;
+    assert_eq!(page["@iot.count"], 48);
+    let values = page["value"].as_array().unwrap();
+    assert_eq!(values.len(), 10);
+    let newest = readings.last().unwrap();
+    assert_eq!(values[0]["result"], newest.1);
+    assert_eq!(DateTime::parse_from_rfc3339(values[0]["phenomenonTime"].as_str().unwrap()).unwrap(), newest.0);
+    assert_eq!(values[0]["resultTime"], values[0]["phenomenonTime"]);
+    let mut seen = values.len();
+    let mut next = page["@iot.nextLink"].as_str().map(str::to_owned);
+    while let Some(link) = next {
+        assert!(link.starts_with(&format!("{}{STA}/Datastreams({})/Observations?", api.base, town.counts)), "{link}");
+        let page: Value =
+            api.get_as(None, link.trim_start_matches(&api.base)).send().await.unwrap().json().await.unwrap();
+        seen += page["value"].as_array().unwrap().len();
+        next = page["@iot.nextLink"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, 48, "paging returns every reading once");
+
+    // $filter: comparison, logic, arithmetic and time, checked against the database.
+    let since = readings[20].0;
+    let filter = format!("result ge 3 and phenomenonTime ge {} and result mul 2 lt 11", iso(since));
+    let page =
+        ok(&api, None, &format!("Datastreams({})/Observations?$filter={}&$top=100", town.counts, enc(&filter))).await;
+    let want = readings.iter().filter(|(t, v)| *v >= 3.0 && *t >= since && v * 2.0 < 11.0).count();
+    assert_eq!(page["value"].as_array().unwrap().len(), want);
+    assert!(want > 0);
+    // Functions on strings, navigation in filters, geography.
+    let page =
+        ok(&api, None, &format!("Things?$filter={}", enc("startswith(name, 'Zählstelle') and endswith(name, '2')")))
+            .await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 1);
+    let page = ok(&api, None, &format!("Datastreams?$filter={}", enc("Thing/name eq 'Zählstelle zaehler-2'"))).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 2);
+    let polygon = "geography'POLYGON((13.81 52.82, 13.83 52.82, 13.83 52.84, 13.81 52.84, 13.81 52.82))'";
+    let page =
+        ok(&api, None, &format!("Locations?$filter={}", enc(&format!("geo.intersects(location, {polygon})")))).await;
+    assert_eq!(ids(&page), vec![owner_id], "only zaehler-1 (13.8203, 52.8301) lies inside");
+    let page = ok(
+        &api,
+        None,
+        &format!(
+            "Observations?$filter={}&$top=1000",
+            enc(&format!("Datastream/id eq {} and result eq 6", town.counts))
+        ),
+    )
+    .await;
+    assert_eq!(page["value"].as_array().unwrap().len(), readings.iter().filter(|(_, v)| *v == 6.0).count());
+
+    // $select and $expand (nested, with options): the latest value per datastream.
+    let page = ok(&api, None, &format!("Datastreams({})/Observations?$select=result&$top=2", town.counts)).await;
+    let keys: Vec<&String> = page["value"][0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec!["result"]);
+    let expand =
+        enc("Datastreams($select=id,name;$expand=Observations($top=1;$orderby=phenomenonTime desc)),Locations");
+    let page = ok(&api, None, &format!("Things({owner_id})?$expand={expand}")).await;
+    let expanded = page["Datastreams"].as_array().unwrap();
+    assert_eq!(expanded.len(), 1);
+    assert_eq!(expanded[0]["Observations"][0]["result"], newest.1);
+    assert!(expanded[0].get("description").is_none(), "$select inside $expand");
+    assert_eq!(page["Locations"].as_array().unwrap().len(), 1);
+    let page = ok(
+        &api,
+        None,
+        &format!(
+            "Observations?$top=3&$expand=Datastream($select=name),FeatureOfInterest&$filter={}",
+            enc(&format!("Datastream/id eq {}", town.counts))
+        ),
+    )
+    .await;
+    assert_eq!(page["value"][0]["Datastream"]["name"], ds["name"]);
+    assert_eq!(page["value"][0]["FeatureOfInterest"]["feature"]["type"], "Point");
+
+    // One observation by its id, and the dataArray format.
+    let first = &ok(&api, None, &format!("Datastreams({})/Observations?$top=1", town.counts)).await["value"][0];
+    let one = ok(&api, None, &format!("Observations('{}')", first["@iot.id"].as_str().unwrap())).await;
+    assert_eq!(one["result"], first["result"]);
+    let array = ok(
+        &api,
+        None,
+        &format!(
+            "Datastreams({})/Observations?$resultFormat=dataArray&$select=phenomenonTime,result&$top=5",
+            town.counts
+        ),
+    )
+    .await;
+    assert_eq!(array["value"][0]["components"], json!(["phenomenonTime", "result"]));
+    assert_eq!(array["value"][0]["dataArray"].as_array().unwrap().len(), 5);
+    assert_eq!(array["value"][0]["dataArray@iot.count"], 5);
+
+    // Errors say what is wrong; injection attempts are only data.
+    for (path, status, says) in [
+        ("Frobs", 404, "no entity set"),
+        ("Things(1)/Frobs", 404, "no navigation or property"),
+        ("Things?$filter=name%20eq", 400, "$filter"),
+        ("Things?$filter=name%20eq%203", 400, "cannot compare"),
+        ("Things?$top=ten", 400, "whole number"),
+        ("Things?$expand=Observations", 400, "no navigation"),
+        ("Things?$orderby=colour", 400, "no property"),
+        ("Things?$frobnicate=1", 400, "unknown query option"),
+        ("Things/Datastreams", 400, "follows a collection"),
+        ("Things(x)", 400, "not an id"),
+        ("Things?$filter=substring(name,%201e20)%20eq%20'x'", 400, "cannot be evaluated"),
+        ("Observations?$filter=year(phenomenonTime)%20eq%20'x'", 400, "cannot compare"),
+    ] {
+        let (got, problem) = get(&api, None, path).await;
+        assert_eq!(got, status, "{path}: {problem}");
+        assert!(problem["detail"].as_str().unwrap_or_default().contains(says), "{path}: {problem}");
+    }
+    let page = ok(&api, None, &format!("Things?$filter={}", enc("name eq 'x'' or 1 eq 1 or name eq ''y'"))).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 0);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM things").fetch_one(&pool).await.unwrap(), 2);
+
+    // Every read of observations is audited, like on Hoheit's own API.
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'sta:observations' AND dataset_id = $1 AND decision = 'allow' AND rows_returned > 0",
+    )
+    .bind(town.verkehr)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(audited >= 8, "observation reads are audited ({audited})");
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+#[tokio::test]
+async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let _town = small_town(&api, &pool).await.unwrap();
+    // Two restricted datasets of the town: parking (raw, last day only) and rides (15-minute aggregates only).
+    api.post_ok(
+        "/v1/admin/things",
+        json!({"org": "stadt", "slug": "parkhaus", "name": "Parkhaus Mitte", "latitude": 52.83, "longitude": 13.82}),
+    )
+    .await
+    .unwrap();
+    let mut streams = Vec::new();
+    for property in ["free", "rides"] {
+        let body = api
+            .post_ok(
+                "/v1/admin/datastreams",
+                json!({"org": "stadt", "thing": "parkhaus", "property": property, "name": property, "unit": "count"}),
+            )
+            .await
+            .unwrap();
+        streams.push(body["id"].as_i64().unwrap());
+    }
+    let (free, rides) = (streams[0], streams[1]);
+    let mut datasets = Vec::new();
+    for (slug, stream) in [("parken", free), ("fahrten", rides)] {
+        let body = api
+            .post_ok(
+                "/v1/admin/datasets",
+                json!({"slug": slug, "owner": "stadt", "title": slug, "steward_contact": "daten@stadt.example",
+                       "classification": "restricted", "license": "http://dcat-ap.de/def/licenses/other-closed",
+                       "purpose": "Parkraum", "retention_days": 365}),
+            )
+            .await
+            .unwrap();
+        let id = body["id"].as_i64().unwrap();
+        api.post_ok(&format!("/v1/admin/datasets/{id}/datastreams"), json!({"datastream_id": stream})).await.unwrap();
+        datasets.push(id);
+    }
+    let now = Utc::now();
+    let rows: Vec<Reading> = (0..72)
+        .flat_map(|h| {
+            let t = Micros::from_datetime(now - Duration::hours(h) - Duration::minutes(5));
+            [
+                Reading { datastream: DatastreamId(free), time: t, value: h as f64 },
+                Reading { datastream: DatastreamId(rides), time: t, value: 1.0 },
+            ]
+        })
+        .collect();
+    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    let until = iso(now + Duration::days(30));
+    api.post_ok("/v1/admin/grants", json!({"dataset_id": datasets[0], "grantee": "movi", "purpose": "Parkleitsystem", "contract_ref": "V-1", "history_days": 1, "valid_until": until})).await.unwrap();
+    api.post_ok("/v1/admin/grants", json!({"dataset_id": datasets[1], "grantee": "movi", "purpose": "Statistik", "contract_ref": "V-2", "min_interval_mins": 15, "valid_until": until})).await.unwrap();
+    let key = api.principal_key("movi", "movi-app", "reader").await.unwrap();
+    let key = Some(key.as_str());
+
+    // Anonymous sees neither.
+    let (status, _) = get(&api, None, &format!("Datastreams({free})")).await;
+    assert_eq!(status, 404);
+    // The third party sees both datastreams' metadata …
+    let visible = ids(&ok(&api, key, "Datastreams").await);
+    assert!(visible.contains(&free) && visible.contains(&rides), "{visible:?}");
+    // … reads raw parking data only within its window, and is told why otherwise.
+    let (status, problem) = get(&api, key, &format!("Datastreams({free})/Observations")).await;
+    assert_eq!(status, 403, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("last 1 days") && detail.contains("phenomenonTime ge"), "{detail}");
+    let filter = enc(&format!("phenomenonTime ge {}", iso(now - Duration::hours(12))));
+    let page = ok(&api, key, &format!("Datastreams({free})/Observations?$filter={filter}")).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 12);
+    // Raw rides are never released: aggregates only.
+    let (status, problem) = get(&api, key, &format!("Datastreams({rides})/Observations?$filter={filter}")).await;
+    assert_eq!(status, 403);
+    assert!(problem["detail"].as_str().unwrap().contains("only aggregates of at least 15 minutes"), "{problem}");
+    // Across datastreams, only what may be read is in the collection.
+    let page = ok(&api, key, &format!("Observations?$filter={filter}&$top=1000")).await;
+    let streams: std::collections::BTreeSet<String> = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["@iot.id"].as_str().unwrap().split('-').next().unwrap().to_owned())
+        .collect();
+    assert!(streams.contains(&free.to_string()) && !streams.contains(&rides.to_string()), "{streams:?}");
+
+    // Denials and reads are audited with the grant.
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE dataset_id = $1 AND decision = 'deny' AND action = 'sta:observations'",
+    )
+    .bind(datasets[1])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(denied, 1);
+    let granted: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE dataset_id = $1 AND decision = 'allow' AND grant_id IS NOT NULL AND rows_returned = 12")
+        .bind(datasets[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(granted, 2, "the path read and the collection read");
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+use hoheit_tests::tools_python as python;
+
+#[tokio::test]
+async fn the_frost_python_client_reads_through_it() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/sta_client.py");
+    let output = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(format!("{}{STA}", api.base))
+        .arg(town.counts.to_string())
+        .env("HOHEIT_KEY", &town.department_key)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "frost-sta-client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(seen["things"], json!(["Zählstelle zaehler-1", "Zählstelle zaehler-2"]));
+    // The department (same municipality) sees the internal datastream as well.
+    let of_first = seen["datastreams_per_thing"]["Zählstelle zaehler-1"].as_array().unwrap().len();
+    assert_eq!(of_first, 2);
+    assert_eq!(seen["datastream"]["id"], town.counts);
+    assert_eq!(seen["datastream"]["unit"], "count");
+    // All 48 readings through 7 pages of nextLinks, in order, as stored.
+    let readings = stored(&pool, town.counts).await;
+    let observations = seen["observations"].as_array().unwrap();
+    assert_eq!(observations.len(), readings.len());
+    for (got, (time, value)) in observations.iter().zip(&readings) {
+        assert_eq!(DateTime::parse_from_rfc3339(got[0].as_str().unwrap()).unwrap(), *time);
+        assert_eq!(got[1].as_f64().unwrap(), *value);
+    }
+    assert_eq!(seen["result_ge_3"], readings.iter().filter(|(_, v)| *v >= 3.0).count());
+    assert_eq!(seen["found"][1].as_f64().unwrap(), readings[0].1);
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
