@@ -149,15 +149,26 @@ fn http_call(
     base: String,
     token: String,
     paths: Arc<Vec<String>>,
+    all_pages: bool,
 ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Clone + Send + Sync {
     move |i| {
         let (http, url, token) = (http.clone(), format!("{base}{}", paths[i % paths.len()]), token.clone());
         Box::pin(async move {
-            let response = http.get(&url).bearer_auth(token).send().await?;
-            let status = response.status();
-            let body = response.bytes().await?;
-            if !status.is_success() {
-                bail!("{url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+            // With `all_pages`, one call follows every @iot.nextLink (SensorThings pages of at most 1,000).
+            let mut next = Some(url);
+            let mut pages = 0;
+            while let Some(url) = next.take() {
+                let response = http.get(&url).bearer_auth(&token).send().await?;
+                let status = response.status();
+                let body = response.bytes().await?;
+                if !status.is_success() {
+                    bail!("{url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+                }
+                pages += 1;
+                if all_pages && pages < 100 {
+                    let page: serde_json::Value = serde_json::from_slice(&body)?;
+                    next = page["@iot.nextLink"].as_str().map(str::to_owned);
+                }
             }
             Ok(())
         })
@@ -247,9 +258,14 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
         "latest" => format!("/v1/datastreams/{id}"),
         "minute" => format!("/v1/datastreams/{id}/observations?from={}&to={}", stamp(minute_from), stamp(to)),
         "day" => format!("/v1/datastreams/{id}/observations?from={}&to={}&limit=10000", stamp(day_from), stamp(to)),
+        "sta-day-array" => format!(
+            "/sta/v1.1/Datastreams({id})/Observations?$filter=phenomenonTime%20ge%20{}%20and%20phenomenonTime%20lt%20{}&$top=1000&$resultFormat=dataArray&$select=phenomenonTime,result",
+            stamp(day_from),
+            stamp(to)
+        ),
         "sta-latest" => format!("/sta/v1.1/Datastreams({id})/Observations?$top=1&$orderby=phenomenonTime%20desc"),
         "sta-day" => format!(
-            "/sta/v1.1/Datastreams({id})/Observations?$filter=phenomenonTime%20ge%20{}%20and%20phenomenonTime%20lt%20{}&$top=10000",
+            "/sta/v1.1/Datastreams({id})/Observations?$filter=phenomenonTime%20ge%20{}%20and%20phenomenonTime%20lt%20{}&$top=1000",
             stamp(day_from).replace('+', "%2B"),
             stamp(to).replace('+', "%2B")
         ),
@@ -261,42 +277,57 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
         name: &'static str,
         paths: Vec<String>,
         audited: bool,
+        /// Follow every `@iot.nextLink` (SensorThings pages) as part of one call.
+        all_pages: bool,
     }
     let scenarios = [
         Scenario {
             name: "latest value of a datastream (GET /v1/datastreams/{id})",
             paths: ids.iter().map(|i| path(i, "latest")).collect(),
             audited: false,
+            all_pages: false,
         },
         Scenario {
             name: "latest values of all datastreams (GET /v1/datastreams)",
             paths: vec!["/v1/datastreams".into()],
             audited: true,
+            all_pages: false,
         },
         Scenario {
             name: "1 minute of raw readings (6 rows)",
             paths: ids.iter().map(|i| path(i, "minute")).collect(),
             audited: true,
+            all_pages: false,
         },
         Scenario {
             name: "1 day of raw readings (8,640 rows)",
             paths: ids.iter().map(|i| path(i, "day")).collect(),
             audited: true,
+            all_pages: false,
         },
         Scenario {
             name: "1 month of 15-minute aggregates (2,880 buckets)",
             paths: month_ids.iter().map(|i| path(i, "month")).collect(),
             audited: true,
+            all_pages: false,
         },
         Scenario {
             name: "SensorThings: latest observation ($top=1, newest first)",
             paths: ids.iter().map(|i| path(i, "sta-latest")).collect(),
             audited: true,
+            all_pages: false,
         },
         Scenario {
-            name: "SensorThings: 1 day of raw observations ($filter on phenomenonTime)",
+            name: "SensorThings: 1 day of raw observations ($filter on phenomenonTime; 9 pages of ≤ 1,000 via @iot.nextLink)",
             paths: ids.iter().map(|i| path(i, "sta-day")).collect(),
             audited: true,
+            all_pages: true,
+        },
+        Scenario {
+            name: "SensorThings: 1 day as dataArray ($resultFormat=dataArray, $select=phenomenonTime,result; 9 pages)",
+            paths: ids.iter().map(|i| path(i, "sta-day-array")).collect(),
+            audited: true,
+            all_pages: true,
         },
     ];
 
@@ -323,7 +354,7 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
     // (No month scenario without month-long datastreams: `--month-datastreams 0`.)
     for scenario in scenarios.iter().filter(|s| !s.paths.is_empty()) {
         let paths = Arc::new(scenario.paths.clone());
-        let call = http_call(http.clone(), base.clone(), infra.api_token.clone(), paths.clone());
+        let call = http_call(http.clone(), base.clone(), infra.api_token.clone(), paths.clone(), scenario.all_pages);
         if let Err(error) = call(0).await {
             bail!("{}: {error}", scenario.name);
         }

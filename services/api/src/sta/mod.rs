@@ -187,8 +187,19 @@ async fn resolve(state: &AppState, gate: &Gate, path: &[Segment]) -> Result<Targ
         }
         if let Some(nav) = target.entity.navigation(&segment.name) {
             // The source entity must exist and be visible; its key finds the targets.
-            let keys = fetch_keys(state, gate, &target).await?;
-            let value = keys.get(nav.source_column).copied().ok_or(ApiError::Internal)?;
+            // (A datastream's own id needs no query: the gate lists the visible ones.)
+            let value = match target.conditions.as_slice() {
+                [Condition::Equals("id", id)] if target.entity == Entity::Datastreams && nav.source_column == "id" => {
+                    if !gate.visible.contains(id) {
+                        return Err(not_found(&target));
+                    }
+                    *id
+                }
+                _ => {
+                    let keys = fetch_keys(state, gate, &target).await?;
+                    keys.get(nav.source_column).copied().ok_or(ApiError::Internal)?
+                }
+            };
             target = Target {
                 entity: nav.target,
                 conditions: vec![Condition::Equals(nav.target_column, value)],
@@ -491,11 +502,18 @@ impl Context<'_> {
                 .push_bind(keys.clone())
                 .push("::bigint[]) AS k(key) CROSS JOIN LATERAL (");
         }
-        sql.push("SELECT ").push(entity.id_sql()).push(" AS iot_id");
+        // Observations, the bulk of what is read, come as typed columns and are
+        // written in Rust; other entities as one JSON object built in SQL.
+        let observations = entity == Entity::Observations;
+        if observations {
+            sql.push("SELECT e.time AS obs_time, e.value AS obs_value");
+        } else {
+            sql.push("SELECT ").push(entity.id_sql()).push(" AS iot_id, ").push(entity.json()).push(" AS body");
+        }
         for column in &columns {
             sql.push(format!(", e.{column} AS k_{column}"));
         }
-        sql.push(", ").push(entity.json()).push(" AS body FROM ");
+        sql.push(" FROM ");
         sql::push_base(&mut sql, entity, view, "e");
         sql.push(" WHERE true");
         push_conditions(&mut sql, conditions);
@@ -519,15 +537,23 @@ impl Context<'_> {
         let rows = sql.build().fetch_all(&self.state.pool).await.map_err(query_error)?;
         let mut fetched = Vec::with_capacity(rows.len());
         for row in rows {
-            let id = if entity.text_id() {
-                json!(row.get::<String, _>("iot_id"))
+            let keys: HashMap<&'static str, i64> =
+                columns.iter().map(|c| (*c, row.get::<i64, _>(format!("k_{c}").as_str()))).collect();
+            let (id, body) = if observations {
+                let time: DateTime<Utc> = row.get("obs_time");
+                let datastream = keys.get("datastream_id").copied().unwrap_or_default();
+                let stamp = json!(time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+                let mut body = Map::with_capacity(3);
+                body.insert("phenomenonTime".into(), stamp.clone());
+                body.insert("resultTime".into(), stamp);
+                body.insert("result".into(), json!(row.get::<f64, _>("obs_value")));
+                (json!(format!("{datastream}-{}", time.timestamp_micros())), body)
             } else {
-                json!(row.get::<i64, _>("iot_id"))
-            };
-            let keys = columns.iter().map(|c| (*c, row.get::<i64, _>(format!("k_{c}").as_str()))).collect();
-            let body = match row.get::<Value, _>("body") {
-                Value::Object(map) => map,
-                _ => Map::new(),
+                let body = match row.get::<Value, _>("body") {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                };
+                (json!(row.get::<i64, _>("iot_id")), body)
             };
             let parent = if lateral { Some(row.get::<i64, _>("parent_key")) } else { None };
             fetched.push(Fetched { id, keys, body, parent });

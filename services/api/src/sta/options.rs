@@ -4,9 +4,11 @@
 use super::expr::{self, Expr, OrderItem};
 use super::model::Entity;
 
-/// The default page size, and the largest a client may ask for.
+/// The default page size, and the largest page served: a larger `$top` is
+/// served in pages of this size with `@iot.nextLink` (server-driven paging,
+/// as FROST-Server's default). It bounds the memory of one response.
 pub const DEFAULT_TOP: i64 = 100;
-pub const MAX_TOP: i64 = 10_000;
+pub const MAX_TOP: i64 = 1_000;
 /// The largest `$skip` (nextLinks of any stored history stay below it).
 const MAX_SKIP: i64 = 1_000_000_000_000;
 /// The deepest `$expand` nesting.
@@ -58,10 +60,10 @@ impl Options {
             "$top" => {
                 let top: i64 =
                     value.trim().parse().map_err(|_| format!("$top must be a whole number, not `{value}`"))?;
-                if !(0..=MAX_TOP).contains(&top) {
-                    return Err(format!("$top must be between 0 and {MAX_TOP}"));
+                if top < 0 {
+                    return Err("$top must be 0 or more".into());
                 }
-                self.top = Some(top);
+                self.top = Some(top.min(MAX_TOP));
             }
             "$skip" => {
                 let skip: i64 =
@@ -209,9 +211,16 @@ mod tests {
     }
 
     #[test]
+    fn a_top_above_the_page_size_is_served_in_pages() {
+        let o = Options::from_pairs(Entity::Observations, &pairs(&[("$top", "5000")])).unwrap();
+        assert_eq!(o.top(), MAX_TOP);
+        assert_eq!(Options::default().top(), DEFAULT_TOP);
+    }
+
+    #[test]
     fn bad_options_are_explained() {
         let err = |list: &[(&str, &str)]| Options::from_pairs(Entity::Things, &pairs(list)).unwrap_err();
-        assert!(err(&[("$top", "-1")]).contains("between 0"));
+        assert!(err(&[("$top", "-1")]).contains("0 or more"));
         assert!(err(&[("$top", "ten")]).contains("whole number"));
         assert!(err(&[("$expand", "Observations")]).contains("no navigation"));
         assert!(err(&[("$select", "colour")]).contains("no property"));
