@@ -252,6 +252,13 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
     .await;
     assert!(output.contains("the live stream brought 99.25"), "{output}");
 
+    // A datastream in no dataset (its organisation's own) has its thing's position too.
+    let humidity = api.register("stadt", "luft-1", "humidity", Some("%")).await?;
+    let all: Value = api.get_json("/v1/live").await?;
+    let own =
+        all["datastreams"].as_array().unwrap().iter().find(|d| d["id"] == humidity).expect("the operator sees it");
+    assert_eq!((own["latitude"].clone(), own["thing_name"].clone()), (json!(52.83), json!("Thing luft-1")), "{own}");
+
     // Not built: the API says so instead of serving nothing.
     let empty = tempfile::tempdir()?;
     let (bare_running, bare) =

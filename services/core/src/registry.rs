@@ -258,6 +258,19 @@ fn datastream_from_row(row: &sqlx::postgres::PgRow) -> Result<Datastream, Regist
 }
 
 /// Every datastream, ordered by id.
+/// Where each datastream is: its thing's name and position (latitude,
+/// longitude), by datastream id; one query for all of them.
+pub async fn places(
+    pool: &PgPool,
+) -> Result<std::collections::HashMap<i64, (String, Option<f64>, Option<f64>)>, RegistryError> {
+    let rows = sqlx::query(
+        "SELECT d.id, t.name, t.latitude, t.longitude FROM datastreams d JOIN things t ON t.id = d.thing_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(|r| (r.get("id"), (r.get("name"), r.get("latitude"), r.get("longitude")))).collect())
+}
+
 pub async fn list_datastreams(pool: &PgPool) -> Result<Vec<Datastream>, RegistryError> {
     let rows = sqlx::query(&format!("{DATASTREAM_SELECT} ORDER BY d.id")).fetch_all(pool).await?;
     rows.iter().map(datastream_from_row).collect()

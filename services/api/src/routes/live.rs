@@ -47,7 +47,7 @@ pub struct LiveDatastream {
     id: i64,
     org: String,
     thing: String,
-    /// The thing's name (where the datastream belongs to a dataset).
+    /// The thing's name.
     thing_name: Option<String>,
     property: String,
     name: String,
@@ -84,9 +84,6 @@ pub struct LiveUpdate {
     withdrawn: Vec<i64>,
 }
 
-/// A thing's name and position (latitude, longitude).
-type Place = (Option<String>, Option<f64>, Option<f64>);
-
 /// A visible datastream and whether the caller may read it raw.
 struct Visible {
     stream: Datastream,
@@ -117,22 +114,16 @@ async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<Visible>, ApiE
         .collect())
 }
 
-/// Adds the things' names and positions (through each visible dataset's datastreams).
+/// Adds the things' names and positions.
 async fn snapshot(state: &AppState, visible: Vec<Visible>) -> Result<LiveSnapshot, ApiError> {
-    let datasets: BTreeSet<i64> = visible.iter().filter_map(|v| v.dataset_id).collect();
-    let mut places: HashMap<i64, Place> = HashMap::new();
-    for dataset in datasets {
-        for row in datasets::datastreams_of(&state.pool, dataset).await? {
-            if let Some(id) = row["id"].as_i64() {
-                let name = row["thing_name"].as_str().map(str::to_owned);
-                places.insert(id, (name, row["latitude"].as_f64(), row["longitude"].as_f64()));
-            }
-        }
-    }
+    let mut places = registry::places(&state.pool).await?;
     let datastreams = visible
         .into_iter()
         .map(|v| {
-            let (thing_name, latitude, longitude) = places.remove(&v.stream.id.0).unwrap_or_default();
+            let (thing_name, latitude, longitude) = match places.remove(&v.stream.id.0) {
+                Some((name, latitude, longitude)) => (Some(name), latitude, longitude),
+                None => (None, None, None),
+            };
             LiveDatastream {
                 id: v.stream.id.0,
                 org: v.stream.org.as_str().to_owned(),
