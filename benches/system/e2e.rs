@@ -19,8 +19,8 @@ use rumqttc::QoS;
 use sqlx::PgPool;
 
 use crate::harness::{
-    forget_mqtt_session, free_port, machine, mib, remember_mqtt_session, run_id, thousands, verdict, wait_ready,
-    BenchDb, BenchTopics, Infra, Percentiles, Service, Table,
+    free_port, mib, thousands, verdict, wait_ready, with_ingest_resources, BenchDb, BenchTopics, Infra, Percentiles,
+    Service, Table,
 };
 use crate::mqtt::Client;
 
@@ -158,23 +158,10 @@ fn ms(value: f64) -> String {
 }
 
 pub async fn run(infra: &Infra, args: &E2eArgs) -> anyhow::Result<Vec<Table>> {
-    let id = run_id();
-    println!("\n== end-to-end benchmark ({}) — {}", id, machine());
-    let db = BenchDb::create(infra, &id).await?;
-    let topics = match BenchTopics::create(infra, &id, 4).await {
-        Ok(topics) => topics,
-        Err(error) => {
-            db.drop().await;
-            return Err(error);
-        }
-    };
-    let client_id = format!("bench-ingest-{id}");
-    remember_mqtt_session(&client_id);
-    let result = measure(infra, args, &id, &client_id, &db, &topics).await;
-    forget_mqtt_session(infra, &client_id).await;
-    topics.keep();
-    db.drop().await;
-    result
+    with_ingest_resources(infra, "end-to-end", async |id, client_id, db, topics| {
+        measure(infra, args, id, client_id, db, topics).await
+    })
+    .await
 }
 
 async fn measure(

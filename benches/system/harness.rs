@@ -481,3 +481,31 @@ pub async fn forget_mqtt_session(infra: &Infra, client_id: &str) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
 }
+
+/// Runs `measure(run id, ingest's MQTT client id, database, topics)` on
+/// resources of its own for a benchmark that runs hoheit-ingest (`name` is
+/// printed), and removes them afterwards whatever `measure` returned (the
+/// topics are kept: see [`BenchTopics::keep`]).
+pub async fn with_ingest_resources<T>(
+    infra: &Infra,
+    name: &str,
+    measure: impl AsyncFnOnce(&str, &str, &BenchDb, &BenchTopics) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let id = run_id();
+    println!("\n== {name} benchmark ({}) — {}", id, machine());
+    let db = BenchDb::create(infra, &id).await?;
+    let topics = match BenchTopics::create(infra, &id, 4).await {
+        Ok(topics) => topics,
+        Err(error) => {
+            db.drop().await;
+            return Err(error);
+        }
+    };
+    let client_id = format!("bench-ingest-{id}");
+    remember_mqtt_session(&client_id);
+    let result = measure(&id, &client_id, &db, &topics).await;
+    forget_mqtt_session(infra, &client_id).await;
+    topics.keep();
+    db.drop().await;
+    result
+}

@@ -16,8 +16,8 @@ use prost::Message as _;
 use serde_json::json;
 
 use crate::harness::{
-    forget_mqtt_session, free_port, machine, mib, percent, remember_mqtt_session, run_id, scrape, thousands, verdict,
-    wait_ready, BenchDb, BenchTopics, Infra, Service, Table,
+    free_port, mib, percent, scrape, thousands, verdict, wait_ready, with_ingest_resources, BenchDb, BenchTopics,
+    Infra, Service, Table,
 };
 use crate::mqtt::{self, Client, Message};
 
@@ -177,23 +177,10 @@ async fn ingest_rate(infra: &Infra, args: &IngestArgs, root: &str, metrics: &str
 }
 
 pub async fn run(infra: &Infra, args: &IngestArgs) -> anyhow::Result<Vec<Table>> {
-    let id = run_id();
-    println!("\n== ingest benchmark ({}) — {}", id, machine());
-    let db = BenchDb::create(infra, &id).await?;
-    let topics = match BenchTopics::create(infra, &id, 4).await {
-        Ok(topics) => topics,
-        Err(error) => {
-            db.drop().await;
-            return Err(error);
-        }
-    };
-    let client_id = format!("bench-ingest-{id}");
-    remember_mqtt_session(&client_id);
-    let result = measure(infra, args, &id, &client_id, &db, &topics).await;
-    forget_mqtt_session(infra, &client_id).await;
-    topics.keep();
-    db.drop().await;
-    result
+    with_ingest_resources(infra, "ingest", async |id, client_id, db, topics| {
+        measure(infra, args, id, client_id, db, topics).await
+    })
+    .await
 }
 
 async fn measure(

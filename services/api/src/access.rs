@@ -42,13 +42,9 @@ pub async fn grants_for(
     }
 }
 
-fn record(
-    who: &Who,
-    dataset: &DatasetAccess,
-    datastream: Option<DatastreamId>,
-    action: &str,
-    request: Option<&ReadRequest>,
-) -> AuditRecord {
+/// An audit record of `who` doing `action`, denied and empty until the
+/// caller fills in what was read; every audit record of the API starts here.
+pub fn audit_record(who: &Who, action: &str) -> AuditRecord {
     let Who(caller, request_id) = who;
     let principal = caller.principal();
     AuditRecord {
@@ -58,15 +54,52 @@ fn record(
         principal_name: caller.name().to_owned(),
         org_id: principal.map(|p| p.org_id),
         grant_id: None,
-        dataset_id: (dataset.id != 0).then_some(dataset.id),
-        datastream_id: datastream.map(|d| d.0),
+        dataset_id: None,
+        datastream_id: None,
         action: action.to_owned(),
-        range_from: request.map(|r| r.from),
-        range_to: request.map(|r| r.to),
-        resolution: request.map(|r| r.resolution.to_string()).unwrap_or_else(|| "export".into()),
+        range_from: None,
+        range_to: None,
+        resolution: String::new(),
         rows_returned: 0,
         allowed: false,
         reason: String::new(),
+    }
+}
+
+fn record(
+    who: &Who,
+    dataset: &DatasetAccess,
+    datastream: Option<DatastreamId>,
+    action: &str,
+    request: Option<&ReadRequest>,
+) -> AuditRecord {
+    AuditRecord {
+        dataset_id: (dataset.id != 0).then_some(dataset.id),
+        datastream_id: datastream.map(|d| d.0),
+        range_from: request.map(|r| r.from),
+        range_to: request.map(|r| r.to),
+        resolution: request.map(|r| r.resolution.to_string()).unwrap_or_else(|| "export".into()),
+        ..audit_record(who, action)
+    }
+}
+
+/// Applies a grant's own rate limit to the credential reading under it.
+pub fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
+    let Some(principal) = who.0.principal() else { return Ok(()) };
+    let credential = principal.key_id.unwrap_or(-principal.id);
+    state.limiter.check(RateKey::Grant { grant: grant.id, credential }, grant.rate_per_minute as u32).map_err(|retry| {
+        ApiError::TooManyRequests(format!(
+            "grant {} allows {} requests per minute; retry in {retry} s",
+            grant.id, grant.rate_per_minute
+        ))
+    })
+}
+
+/// Every grant the caller's organisation holds (none for anonymous callers and the operator).
+pub async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms>, ApiError> {
+    match caller.principal() {
+        Some(p) => Ok(grants::held_by(&state.pool, p.org_id).await?),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -91,16 +124,8 @@ pub async fn authorize(
             Err(ApiError::Forbidden(reason))
         }
         Decision::Allow { via, min_bucket_count } => {
-            if let (Via::Grant(grant), Some(principal)) = (&via, who.0.principal()) {
-                let credential = principal.key_id.unwrap_or(-principal.id);
-                if let Err(retry) =
-                    state.limiter.check(RateKey::Grant { grant: grant.id, credential }, grant.rate_per_minute as u32)
-                {
-                    return Err(ApiError::TooManyRequests(format!(
-                        "grant {} allows {} requests per minute; retry in {retry} s",
-                        grant.id, grant.rate_per_minute
-                    )));
-                }
+            if let Via::Grant(grant) = &via {
+                check_grant_rate(state, who, grant)?;
                 rec.grant_id = Some(grant.id);
             }
             rec.allowed = true;

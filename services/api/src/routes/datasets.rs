@@ -99,23 +99,13 @@ pub struct ExportQuery {
 }
 
 fn owner_action(who: &Who, dataset: &Dataset, action: &str, rows: i64, allowed: bool, reason: String) -> AuditRecord {
-    let principal = who.0.principal();
     AuditRecord {
-        at: Utc::now(),
-        request_id: who.1 .0.clone(),
-        principal_id: principal.map(|p| p.id),
-        principal_name: who.0.name().to_owned(),
-        org_id: principal.map(|p| p.org_id),
-        grant_id: None,
         dataset_id: Some(dataset.id),
-        datastream_id: None,
-        action: action.into(),
-        range_from: None,
-        range_to: None,
         resolution: "raw".into(),
         rows_returned: rows,
         allowed,
         reason,
+        ..crate::access::audit_record(who, action)
     }
 }
 

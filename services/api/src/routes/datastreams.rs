@@ -9,13 +9,12 @@ use chrono::Duration;
 use hoheit_core::audit::{self, AuditRecord};
 use hoheit_core::datasets;
 use hoheit_core::domain::{DatastreamId, Micros};
-use hoheit_core::grants;
 use hoheit_core::observations::{self, Bucket, Observation};
 use hoheit_core::policy::{decide, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
 use hoheit_core::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{authorize_datastream, grants_for};
+use crate::access::{audit_record, authorize_datastream, grants_for, grants_held};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
@@ -45,48 +44,50 @@ pub struct DatastreamList {
 #[utoipa::path(get, operation_id = "datastreams_list", path = "/datastreams", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the datastreams this caller may see", body = DatastreamList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
+    let datastreams: Vec<Datastream> = visible(&state, &who.0).await?.into_iter().map(|v| v.stream).collect();
+    let values = datastreams.iter().filter(|d| d.latest_value.is_some()).count();
+    audit::append(&state.pool, latest_values_read(&who, "datastreams", values)).await?;
+    Ok(Json(DatastreamList { datastreams }))
+}
+
+/// A visible datastream and whether the caller may read it raw.
+pub(crate) struct Visible {
+    pub stream: Datastream,
+    pub dataset_id: Option<i64>,
+    pub raw: bool,
+}
+
+/// The datastreams the caller may see (some read is allowed), the latest
+/// value only where it may read raw data: the rule of this list and of the
+/// live values.
+pub(crate) async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<Visible>, ApiError> {
     let access: HashMap<DatastreamId, DatasetAccess> = datasets::access_all(&state.pool).await?.into_iter().collect();
-    let held = match who.0.principal() {
-        Some(p) => grants::held_by(&state.pool, p.org_id).await?,
-        None => Vec::new(),
-    };
-    let mut values = 0;
-    let datastreams = registry::list_datastreams(&state.pool)
+    let held = grants_held(state, caller).await?;
+    Ok(registry::list_datastreams(&state.pool)
         .await?
         .into_iter()
-        .filter_map(|mut d| {
-            let (meta, raw) = visibility(&who.0, access.get(&d.id)?, &held);
+        .filter_map(|mut stream| {
+            let dataset = access.get(&stream.id)?;
+            let (meta, raw) = visibility(caller, dataset, &held);
             if !raw {
-                d.latest_time = None;
-                d.latest_value = None;
+                stream.latest_time = None;
+                stream.latest_value = None;
             }
-            values += usize::from(d.latest_value.is_some());
-            meta.then_some(d)
+            let dataset_id = (dataset.id != 0).then_some(dataset.id);
+            meta.then_some(Visible { stream, dataset_id, raw })
         })
-        .collect();
-    let principal = who.0.principal();
-    audit::append(
-        &state.pool,
-        AuditRecord {
-            at: chrono::Utc::now(),
-            request_id: who.1 .0.clone(),
-            principal_id: principal.map(|p| p.id),
-            principal_name: who.0.name().to_owned(),
-            org_id: principal.map(|p| p.org_id),
-            grant_id: None,
-            dataset_id: None,
-            datastream_id: None,
-            action: "datastreams".into(),
-            range_from: None,
-            range_to: None,
-            resolution: "latest".into(),
-            rows_returned: values as i64,
-            allowed: true,
-            reason: "latest values of the datastreams the caller may read raw".into(),
-        },
-    )
-    .await?;
-    Ok(Json(DatastreamList { datastreams }))
+        .collect())
+}
+
+/// The audit record of a read of latest values (`values` of them released).
+pub(crate) fn latest_values_read(who: &Who, action: &str, values: usize) -> AuditRecord {
+    AuditRecord {
+        resolution: "latest".into(),
+        rows_returned: values as i64,
+        allowed: true,
+        reason: "latest values of the datastreams the caller may read raw".into(),
+        ..audit_record(who, action)
+    }
 }
 
 /// One datastream; its latest value only where the caller may read raw data.

@@ -23,15 +23,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use hoheit_core::audit::{self, AuditRecord};
-use hoheit_core::datasets;
-use hoheit_core::domain::DatastreamId;
-use hoheit_core::grants;
-use hoheit_core::policy::{Caller, DatasetAccess};
-use hoheit_core::registry::{self, Datastream};
+use hoheit_core::audit;
+use hoheit_core::policy::Caller;
+use hoheit_core::registry;
 use serde::Serialize;
 
-use super::datastreams::visibility;
+use super::datastreams::{latest_values_read, visible, Visible};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::AppState;
@@ -84,36 +81,6 @@ pub struct LiveUpdate {
     withdrawn: Vec<i64>,
 }
 
-/// A visible datastream and whether the caller may read it raw.
-struct Visible {
-    stream: Datastream,
-    dataset_id: Option<i64>,
-    raw: bool,
-}
-
-/// The datastreams the caller may see, under `GET /v1/datastreams`'s rule.
-async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<Visible>, ApiError> {
-    let access: HashMap<DatastreamId, DatasetAccess> = datasets::access_all(&state.pool).await?.into_iter().collect();
-    let held = match caller.principal() {
-        Some(p) => grants::held_by(&state.pool, p.org_id).await?,
-        None => Vec::new(),
-    };
-    Ok(registry::list_datastreams(&state.pool)
-        .await?
-        .into_iter()
-        .filter_map(|mut stream| {
-            let dataset = access.get(&stream.id)?;
-            let (meta, raw) = visibility(caller, dataset, &held);
-            if !raw {
-                stream.latest_time = None;
-                stream.latest_value = None;
-            }
-            let dataset_id = (dataset.id != 0).then_some(dataset.id);
-            meta.then_some(Visible { stream, dataset_id, raw })
-        })
-        .collect())
-}
-
 /// Adds the things' names and positions.
 async fn snapshot(state: &AppState, visible: Vec<Visible>) -> Result<LiveSnapshot, ApiError> {
     let mut places = registry::places(&state.pool).await?;
@@ -158,28 +125,8 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
         .is_some_and(|accept| accept.contains("text/event-stream"));
     let first = snapshot(&state, visible(&state, &who.0).await?).await?;
     let values = first.datastreams.iter().filter(|d| d.latest_value.is_some()).count();
-    let principal = who.0.principal();
-    audit::append(
-        &state.pool,
-        AuditRecord {
-            at: Utc::now(),
-            request_id: who.1 .0.clone(),
-            principal_id: principal.map(|p| p.id),
-            principal_name: who.0.name().to_owned(),
-            org_id: principal.map(|p| p.org_id),
-            grant_id: None,
-            dataset_id: None,
-            datastream_id: None,
-            action: if streaming { "live_stream" } else { "live" }.into(),
-            range_from: None,
-            range_to: None,
-            resolution: "latest".into(),
-            rows_returned: values as i64,
-            allowed: true,
-            reason: "latest values of the datastreams the caller may read raw".into(),
-        },
-    )
-    .await?;
+    let action = if streaming { "live_stream" } else { "live" };
+    audit::append(&state.pool, latest_values_read(&who, action, values)).await?;
     if !streaming {
         return Ok(Json(first).into_response());
     }

@@ -22,7 +22,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use hoheit_core::audit::{self, AuditRecord};
 use hoheit_core::datasets;
 use hoheit_core::domain::DatastreamId;
-use hoheit_core::grants;
 use hoheit_core::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadRequest, Resolution, Via};
 use serde_json::{json, Map, Value};
 use sqlx::Row;
@@ -30,7 +29,6 @@ use sqlx::Row;
 use crate::access::authorize_datastream;
 use crate::auth::Who;
 use crate::error::ApiError;
-use crate::rate_limit::RateKey;
 use crate::routes::datastreams::visibility;
 use crate::AppState;
 use model::{Entity, Navigation};
@@ -290,7 +288,7 @@ fn key_columns(entity: Entity) -> Vec<&'static str> {
 
 /// The key columns of the single entity `target` addresses; 404 if it does not exist or is not visible.
 async fn fetch_keys(state: &AppState, gate: &Gate, target: &Target) -> Result<HashMap<&'static str, i64>, ApiError> {
-    let view = gate.view_for(target, None).await?;
+    let view = gate.view_for(target, None);
     let columns = key_columns(target.entity);
     let mut sql = Sql::new("SELECT ");
     for (i, column) in columns.iter().enumerate() {
@@ -327,10 +325,7 @@ impl Gate {
     async fn load(state: &AppState, who: &Who) -> Result<Self, ApiError> {
         let access: HashMap<i64, DatasetAccess> =
             datasets::access_all(&state.pool).await?.into_iter().map(|(id, a)| (id.0, a)).collect();
-        let grants = match who.0.principal() {
-            Some(p) => grants::held_by(&state.pool, p.org_id).await?,
-            None => Vec::new(),
-        };
+        let grants = crate::access::grants_held(state, &who.0).await?;
         let mut visible: Vec<i64> =
             access.iter().filter(|(_, a)| visibility(&who.0, a, &grants).0).map(|(id, _)| *id).collect();
         visible.sort_unstable();
@@ -346,14 +341,14 @@ impl Gate {
 
     /// The view for a query of `target`; for observations, the datastreams
     /// readable raw over `request`'s range.
-    async fn view_for(&self, target: &Target, request: Option<&ReadRequest>) -> Result<View, ApiError> {
+    fn view_for(&self, target: &Target, request: Option<&ReadRequest>) -> View {
         let readable = if target.entity == Entity::Observations {
             let request = request.copied().unwrap_or_else(|| unbounded(None, None));
             self.visible.iter().copied().filter(|id| self.decide(*id, &request).is_allowed()).collect()
         } else {
             Vec::new()
         };
-        Ok(View { datastreams: self.visible.clone(), readable })
+        View { datastreams: self.visible.clone(), readable }
     }
 }
 
@@ -397,7 +392,7 @@ impl Context<'_> {
         pairs: &[(String, String)],
     ) -> Result<Response, ApiError> {
         let request = read_request(options);
-        let mut view = self.gate.view_for(target, Some(&request)).await?;
+        let mut view = self.gate.view_for(target, Some(&request));
         // Observations of one datastream, addressed by path: the read gate decides and
         // explains a denial (403 with the reason), as on Hoheit's own API.
         let single_stream = match (&target.via, target.conditions.first()) {
@@ -504,12 +499,11 @@ impl Context<'_> {
         }
         // Observations, the bulk of what is read, come as typed columns and are
         // written in Rust; other entities as one JSON object built in SQL.
-        let observations = entity == Entity::Observations;
-        if observations {
-            sql.push("SELECT e.time AS obs_time, e.value AS obs_value");
-        } else {
-            sql.push("SELECT ").push(entity.id_sql()).push(" AS iot_id, ").push(entity.json()).push(" AS body");
-        }
+        let json = entity.json();
+        match json {
+            Some(json) => sql.push("SELECT e.id AS iot_id, ").push(json).push(" AS body"),
+            None => sql.push("SELECT e.time AS obs_time, e.value AS obs_value"),
+        };
         for column in &columns {
             sql.push(format!(", e.{column} AS k_{column}"));
         }
@@ -539,7 +533,7 @@ impl Context<'_> {
         for row in rows {
             let keys: HashMap<&'static str, i64> =
                 columns.iter().map(|c| (*c, row.get::<i64, _>(format!("k_{c}").as_str()))).collect();
-            let (id, body) = if observations {
+            let (id, body) = if json.is_none() {
                 let time: DateTime<Utc> = row.get("obs_time");
                 let datastream = keys.get("datastream_id").copied().unwrap_or_default();
                 let stamp = json!(time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
@@ -604,7 +598,7 @@ impl Context<'_> {
                     property: None,
                     reference: false,
                 };
-                let view = self.gate.view_for(&target, Some(&request)).await?;
+                let view = self.gate.view_for(&target, Some(&request));
                 let limit = if nav.single { 1 } else { expand.options.top() };
                 let mut children = if keys.is_empty() {
                     Vec::new()
@@ -749,52 +743,37 @@ impl Context<'_> {
 
     /// One audit record per dataset whose observations this request returned.
     async fn write_audit(&mut self) -> Result<(), ApiError> {
-        let mut per_dataset: BTreeMap<i64, (usize, Option<ReadRequest>, Option<i64>)> = BTreeMap::new();
+        // dataset → (rows, range decided, the one datastream read or None for several)
+        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>)> = BTreeMap::new();
         for (ds, (rows, request)) in &self.audit {
             let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
-            let entry = per_dataset.entry(dataset).or_insert((0, Some(*request), Some(*ds)));
+            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds)));
             entry.0 += rows;
             if entry.2 != Some(*ds) {
                 entry.2 = None;
             }
         }
         for (dataset, (rows, request, datastream)) in per_dataset {
-            let principal = self.who.0.principal();
-            let via = datastream.zip(request.as_ref()).map(|(ds, r)| self.gate.decide(ds, r)).and_then(|d| match d {
+            let via = datastream.map(|ds| self.gate.decide(ds, &request)).and_then(|d| match d {
                 Decision::Allow { via, .. } => Some(via),
                 Decision::Deny { .. } => None,
             });
-            if let (Some(Via::Grant(grant)), Some(principal)) = (&via, principal) {
-                let credential = principal.key_id.unwrap_or(-principal.id);
-                if let Err(retry) = self
-                    .state
-                    .limiter
-                    .check(RateKey::Grant { grant: grant.id, credential }, grant.rate_per_minute as u32)
-                {
-                    return Err(ApiError::TooManyRequests(format!(
-                        "grant {} allows {} requests per minute; retry in {retry} s",
-                        grant.id, grant.rate_per_minute
-                    )));
-                }
+            if let Some(Via::Grant(grant)) = &via {
+                crate::access::check_grant_rate(self.state, self.who, grant)?;
             }
             let record = AuditRecord {
-                at: Utc::now(),
-                request_id: self.who.1 .0.clone(),
-                principal_id: principal.map(|p| p.id),
-                principal_name: self.who.0.name().to_owned(),
-                org_id: principal.map(|p| p.org_id),
                 grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
                 dataset_id: (dataset != 0).then_some(dataset),
                 datastream_id: datastream.filter(|d| *d != 0),
-                action: "sta:observations".into(),
-                range_from: request.map(|r| r.from),
-                range_to: request.map(|r| r.to),
+                range_from: Some(request.from),
+                range_to: Some(request.to),
                 resolution: "raw".into(),
                 rows_returned: rows as i64,
                 allowed: true,
                 reason: via
                     .map(|v| v.describe())
                     .unwrap_or_else(|| "SensorThings observations of the caller's view".into()),
+                ..crate::access::audit_record(self.who, "sta:observations")
             };
             audit::append(&self.state.pool, record).await?;
         }

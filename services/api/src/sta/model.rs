@@ -218,9 +218,10 @@ impl Entity {
         }
     }
 
-    /// The entity's own properties as one JSON object (SQL over `e`).
-    pub fn json(self) -> &'static str {
-        match self {
+    /// The entity's own properties as one JSON object (SQL over `e`); `None`
+    /// for observations.
+    pub fn json(self) -> Option<&'static str> {
+        Some(match self {
             Entity::Things => "jsonb_build_object('name', e.name, 'description', e.description, 'properties', e.properties)",
             Entity::Locations => "jsonb_build_object('name', e.name, 'description', e.description, 'encodingType', e.\"encodingType\",
                 'location', jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(e.geo[0], e.geo[1])))",
@@ -233,18 +234,9 @@ impl Entity {
                 'unitOfMeasurement', jsonb_build_object('name', e.unit_symbol, 'symbol', e.unit_symbol,
                     'definition', CASE WHEN e.unit_symbol = '' THEN '' ELSE 'https://ucum.org/ucum#' || e.unit_symbol END),
                 'observationType', e.\"observationType\", 'properties', e.properties)",
-            // Written in Rust from typed columns (the bulk of every read): see `Context::fetch`.
-            Entity::Observations => "'{}'::jsonb",
-        }
-    }
-
-    /// The SQL of `@iot.id` (text for observations, bigint otherwise).
-    pub fn id_sql(self) -> &'static str {
-        if self.text_id() {
-            OBSERVATION_ID
-        } else {
-            "e.id"
-        }
+            // Observations, the bulk of every read, are fetched as typed columns and written in Rust.
+            Entity::Observations => return None,
+        })
     }
 
     /// The default (and tie-breaking) order: by id.

@@ -140,16 +140,8 @@ impl Translator<'_> {
                 Piece::StringArray(a) => {
                     sql.push_bind(a).push("::text[]");
                 }
-                Piece::Base(entity) => {
-                    // The alias follows in a Text piece.
-                    let (text, scope) = entity.base();
-                    let ids = match scope {
-                        Scope::Datastreams => self.view.datastreams.clone(),
-                        Scope::ReadableDatastreams => self.view.readable.clone(),
-                    };
-                    let (before, after) = text.split_once("{scope}").expect("one {scope}");
-                    sql.push("(").push(before).push_bind(ids).push("::bigint[]").push(after).push(") ");
-                }
+                // The alias follows in a Text piece.
+                Piece::Base(entity) => push_base(sql, entity, self.view, ""),
             }
         }
     }
