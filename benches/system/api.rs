@@ -420,15 +420,15 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
         ]);
     }
 
-    // The audit log alone: appends from the same number of clients.
-    let audit = {
+    // The audit log alone: appends from the same number of clients, and from one.
+    let append = |clients: usize, secs: u64, tag: &'static str| {
         let pool = sql_pool.clone();
-        drive(args.concurrency, args.secs, move |i| {
+        drive(clients, secs, move |i| {
             let pool = pool.clone();
             async move {
                 let record = AuditRecord {
                     at: Utc::now(),
-                    request_id: format!("bench-{i}"),
+                    request_id: format!("bench-{tag}{i}"),
                     principal_id: None,
                     principal_name: "operator".into(),
                     org_id: None,
@@ -447,36 +447,9 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
                 Ok(())
             }
         })
-        .await
     };
-    let single_audit = {
-        let pool = sql_pool.clone();
-        drive(1, args.secs.div_ceil(2), move |i| {
-            let pool = pool.clone();
-            async move {
-                let record = AuditRecord {
-                    at: Utc::now(),
-                    request_id: format!("bench-single-{i}"),
-                    principal_id: None,
-                    principal_name: "operator".into(),
-                    org_id: None,
-                    grant_id: None,
-                    dataset_id: None,
-                    datastream_id: Some(1),
-                    action: "observations".into(),
-                    range_from: None,
-                    range_to: None,
-                    resolution: "raw".into(),
-                    rows_returned: 6,
-                    allowed: true,
-                    reason: "benchmark".into(),
-                };
-                audit::append(&pool, record).await?;
-                Ok(())
-            }
-        })
-        .await
-    };
+    let audit = append(args.concurrency, args.secs, "").await;
+    let single_audit = append(1, args.secs.div_ceil(2), "single-").await;
     println!(
         "  audit append alone: 1 client {} ms; {} clients {} ms, {:.0} appends/s",
         ms(&single_audit.latency),
