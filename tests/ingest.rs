@@ -1,13 +1,15 @@
 //! Ingest against the real MQTT broker, Kafka-API broker and database: what
-//! reaches Kafka, keyed per datastream; what becomes a dead letter; and that
-//! messages published while ingest is down are delivered when it is back.
+//! reaches Kafka, each datastream in its own partition and several messages
+//! per record; what becomes a dead letter; and that messages published while
+//! ingest is down are delivered when it is back.
 
 use std::time::Duration;
 
 use hoheit_core::domain::{Slug, Unit};
+use hoheit_core::kafka::partition_of;
 use hoheit_core::registry::{self, NewDatastream, NewOrganisation, NewThing};
-use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
-use hoheit_tests::{consume, start_ingest, Isolation, Publisher};
+use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
+use hoheit_tests::{consume, consume_until, start_ingest, Consumed, Isolation, Publisher};
 use prost::Message;
 
 fn slug(s: &str) -> Slug {
@@ -35,6 +37,24 @@ async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, u
     registry::create_datastream(pool, &new).await.unwrap().id.0
 }
 
+/// The partitions ingest creates the test topics with (`Isolation::kafka_args`).
+const PARTITIONS: i32 = 2;
+
+/// The datastream batches of observation records, with their record's partition.
+fn batches(records: &[Consumed]) -> Vec<(i32, DatastreamBatch)> {
+    records
+        .iter()
+        .flat_map(|r| {
+            let record = ObservationRecord::decode(r.payload.as_slice()).expect("an ObservationRecord");
+            record.batches.into_iter().map(|b| (r.partition, b))
+        })
+        .collect()
+}
+
+fn readings(records: &[Consumed]) -> usize {
+    batches(records).iter().map(|(_, b)| b.value.len()).sum()
+}
+
 fn topics(isolation: &Isolation) -> hoheit_core::kafka::Topics {
     hoheit_core::kafka::KafkaArgs {
         bootstrap: hoheit_tests::kafka_bootstrap(),
@@ -46,7 +66,8 @@ fn topics(isolation: &Isolation) -> hoheit_core::kafka::Topics {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_readings_reach_kafka_keyed_by_datastream_and_rejects_become_dead_letters() -> anyhow::Result<()> {
+async fn accepted_readings_reach_kafka_in_their_datastreams_partition_and_rejects_become_dead_letters(
+) -> anyhow::Result<()> {
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
     let no2 = register(&pool, "stadt", "luft-1", "no2", Some("ug/m3")).await;
@@ -74,23 +95,39 @@ async fn accepted_readings_reach_kafka_keyed_by_datastream_and_rejects_become_de
         .await?;
 
     let t = |s: i64| 1_795_132_800_000_000 + s * 1_000_000;
-    let mut records = consume(&topics(&isolation).observations, 3, Duration::from_secs(30)).await?;
-    records.sort();
-    let decoded: Vec<(String, DatastreamBatch)> =
-        records.iter().map(|(k, v)| (k.clone(), DatastreamBatch::decode(v.as_slice()).unwrap())).collect();
+    let records =
+        consume_until(&topics(&isolation).observations, Duration::from_secs(30), |r| readings(r) >= 4).await?;
+    let decoded = batches(&records);
+    assert_eq!(decoded.len(), 3, "one batch per datastream of each message: {decoded:?}");
+    assert!(records.iter().all(|r| r.key.is_none()), "observation records have no key");
     let by_id = |id: i64| {
-        decoded.iter().find(|(_, b)| b.datastream_id == id).unwrap_or_else(|| panic!("no record for datastream {id}"))
+        let (partition, b) = decoded
+            .iter()
+            .find(|(_, b)| b.datastream_id == id)
+            .unwrap_or_else(|| panic!("no batch of datastream {id}"));
+        assert_eq!(
+            *partition,
+            partition_of(id, PARTITIONS),
+            "datastream {id} in its own partition, so it stays ordered"
+        );
+        b
     };
-    let (key, b) = by_id(no2);
-    assert_eq!(key, &no2.to_string(), "keyed by datastream id, so a datastream stays in one partition");
+    let b = by_id(no2);
     assert_eq!((b.time_unix_us.clone(), b.value.clone()), (vec![t(0), t(60)], vec![12.5, 13.5]));
-    let (_, b) = by_id(temp);
+    let b = by_id(temp);
     assert_eq!((b.time_unix_us.clone(), b.value.clone()), (vec![t(1)], vec![3.25]));
-    let (_, b) = by_id(late);
+    let b = by_id(late);
     assert_eq!((b.time_unix_us.clone(), b.value.clone()), (vec![t(0)], vec![77.0]));
 
     let letters = consume(&topics(&isolation).dead_letters, 2, Duration::from_secs(30)).await?;
-    let letters: Vec<DeadLetter> = letters.iter().map(|(_, v)| DeadLetter::decode(v.as_slice()).unwrap()).collect();
+    let letters: Vec<DeadLetter> = letters
+        .iter()
+        .map(|l| {
+            let letter = DeadLetter::decode(l.payload.as_slice()).unwrap();
+            assert_eq!(l.key.as_deref(), Some(letter.org.as_str()), "a dead letter is keyed by its organisation");
+            letter
+        })
+        .collect();
     let foreign = letters.iter().find(|l| l.org == "andere-stadt").expect("dead letter of the foreign org");
     assert_eq!(
         foreign.rejections[0].code, "unknown_datastream",
@@ -128,12 +165,17 @@ async fn messages_published_while_ingest_is_down_are_delivered_after_restart() -
     Publisher::connect("offline").await?.publish_all(messages).await?;
 
     let ingest = start_ingest(&isolation).await?;
-    let records = consume(&topics(&isolation).observations, 200, Duration::from_secs(60)).await?;
-    let mut values: Vec<f64> =
-        records.iter().flat_map(|(_, v)| DatastreamBatch::decode(v.as_slice()).unwrap().value).collect();
-    values.sort_by(f64::total_cmp);
-    assert_eq!(values, (0..200).map(f64::from).collect::<Vec<_>>());
-    assert!(records.iter().all(|(k, _)| k == &id.to_string()));
+    let records =
+        consume_until(&topics(&isolation).observations, Duration::from_secs(60), |r| readings(r) >= 200).await?;
+    let decoded = batches(&records);
+    let values: Vec<f64> = decoded.iter().flat_map(|(_, b)| b.value.clone()).collect();
+    assert_eq!(values, (0..200).map(f64::from).collect::<Vec<_>>(), "every reading once, in publish order");
+    assert!(decoded.iter().all(|(p, b)| b.datastream_id == id && *p == partition_of(id, PARTITIONS)));
+    assert!(
+        records.len() < 200,
+        "a backlog of single-reading messages shares records ({} records for 200 messages)",
+        records.len()
+    );
     ingest.stop().await?;
     pool.close().await;
     isolation.drop_database().await;

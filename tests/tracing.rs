@@ -1,6 +1,6 @@
 //! Traces against the real brokers and database: a reading's trace starts at
-//! ingest (a span per MQTT message), crosses Kafka in the record headers (W3C
-//! `traceparent`) and ends in the writer with a span that lasts until the
+//! ingest (a span per MQTT message), crosses Kafka inside the record beside
+//! the message's readings (W3C `traceparent`) and ends in the writer with a span that lasts until the
 //! database commit; an API request continues its caller's trace and carries
 //! its SQL.
 //!
@@ -13,14 +13,13 @@ use std::time::Duration;
 
 use hoheit_core::domain::Slug;
 use hoheit_core::telemetry::{self, LogArgs, LogFormat};
-use hoheit_tests::{eventually, kafka_bootstrap, Platform, Publisher};
+use hoheit_proto::v1::ObservationRecord;
+use hoheit_tests::{consume, eventually, Platform, Publisher};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
-use rdkafka::Message;
+use prost::Message;
 
 /// Keeps every exported span in memory.
 #[derive(Debug, Clone, Default)]
@@ -71,30 +70,12 @@ fn parse_traceparent(value: &str) -> (TraceId, SpanId, u8) {
     (trace_id, span_id, u8::from_str_radix(parts[3], 16).expect("hex flags"))
 }
 
-/// The headers of the first record on `topic`, read from the beginning.
-async fn first_record_headers(topic: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("group.id", format!("test-headers-{}", uuid::Uuid::new_v4().simple()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let message = loop {
-        match tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await? {
-            Ok(message) => break message,
-            Err(_) => continue, // transient; librdkafka reconnects
-        }
-    };
-    Ok(message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                .collect()
-        })
-        .unwrap_or_default())
+/// The trace context fields of the first observation record's batches on
+/// `topic`, read from the beginning.
+async fn first_record_traces(topic: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let records = consume(topic, 1, Duration::from_secs(60)).await?;
+    let record = ObservationRecord::decode(records[0].payload.as_slice())?;
+    Ok(record.batches.into_iter().map(|b| (b.traceparent, b.tracestate)).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,15 +104,11 @@ async fn a_readings_trace_crosses_kafka_and_ends_at_the_database_commit() -> any
     })
     .await?;
 
-    // The Kafka record carries a valid W3C trace context ...
+    // The Kafka record carries the message's valid W3C trace context beside its readings ...
     let kafka_topic = format!("{}.observations", platform.isolation.kafka_prefix);
-    let headers = first_record_headers(&kafka_topic).await?;
-    let traceparent = headers
-        .iter()
-        .find(|(k, _)| k == "traceparent")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no traceparent among the record headers {headers:?}"));
-    let (trace_id, parent_id, flags) = parse_traceparent(&traceparent);
+    let traces = first_record_traces(&kafka_topic).await?;
+    assert_eq!(traces.len(), 1, "one message, one batch: {traces:?}");
+    let (trace_id, parent_id, flags) = parse_traceparent(&traces[0].0);
     assert_eq!(flags & 1, 1, "the default sampler samples every trace");
 
     // ... which is the context of the span ingest made for the MQTT message ...
@@ -143,8 +120,8 @@ async fn a_readings_trace_crosses_kafka_and_ends_at_the_database_commit() -> any
     let ingest = spans.named("ingest message");
     assert_eq!(ingest.len(), 1, "one span per MQTT message");
     let ingest = &ingest[0];
-    assert_eq!(ingest.span_context.trace_id(), trace_id, "the header's trace id is ingest's");
-    assert_eq!(ingest.span_context.span_id(), parent_id, "the header's parent id is ingest's message span");
+    assert_eq!(ingest.span_context.trace_id(), trace_id, "the record's trace id is ingest's");
+    assert_eq!(ingest.span_context.span_id(), parent_id, "the record's parent id is ingest's message span");
     assert_eq!(attribute(ingest, "messaging.destination.name"), Some(&Value::from(topic.clone())));
     assert_eq!(attribute(ingest, "hoheit.readings.accepted"), Some(&Value::I64(1)));
 
@@ -153,7 +130,7 @@ async fn a_readings_trace_crosses_kafka_and_ends_at_the_database_commit() -> any
     let store = &store[0];
     assert_eq!(store.span_context.trace_id(), trace_id, "the writer continues the reading's trace");
     assert_eq!(store.parent_span_id, parent_id, "as a child of ingest's message span");
-    assert!(store.parent_span_is_remote, "whose context came from another process (the record headers)");
+    assert!(store.parent_span_is_remote, "whose context came from another process (the record)");
     assert_eq!(attribute(store, "hoheit.readings"), Some(&Value::I64(1)));
 
     // ... and links it to the batch write, whose statements have spans of their own.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hoheit_proto::v1::{DatastreamBatch, DeadLetter, Rejection};
+use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord, Rejection};
 use hoheit_tests::{eventually, produce, producer, start_writer, Isolation};
 use prost::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,14 +14,19 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query(sql).fetch_one(pool).await.unwrap().get::<i64, _>(0)
 }
 
-fn batch(id: i64, start: i64, n: i64) -> (String, Vec<u8>) {
-    let record = DatastreamBatch {
+fn segment(id: i64, start: i64, n: i64) -> DatastreamBatch {
+    DatastreamBatch {
         datastream_id: id,
         time_unix_us: (start..start + n).map(|i| 1_795_132_800_000_000 + i * 1_000_000).collect(),
         value: (start..start + n).map(|i| i as f64).collect(),
         received_unix_us: 1_795_132_800_000_000,
-    };
-    (id.to_string(), record.encode_to_vec())
+        ..Default::default()
+    }
+}
+
+/// A record of one datastream's readings.
+fn batch(id: i64, start: i64, n: i64) -> (String, Vec<u8>) {
+    (id.to_string(), ObservationRecord { batches: vec![segment(id, start, n)] }.encode_to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,8 +43,14 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
     .topics();
     let producer = producer()?;
 
-    // 3 datastreams × 2,000 readings, then the first 500 of one again (a redelivery).
-    let mut records: Vec<_> = (0..20).flat_map(|chunk| (1..=3).map(move |id| batch(id, chunk * 100, 100))).collect();
+    // 3 datastreams × 2,000 readings (the first half in records of one
+    // datastream, the second in records that hold all three, as ingest gathers
+    // them), then the first 500 of one again (a redelivery).
+    let mut records: Vec<_> = (0..10).flat_map(|chunk| (1..=3).map(move |id| batch(id, chunk * 100, 100))).collect();
+    records.extend((10..20).map(|chunk| {
+        let batches = (1..=3).map(|id| segment(id, chunk * 100, 100)).collect();
+        (format!("all-{chunk}"), ObservationRecord { batches }.encode_to_vec())
+    }));
     records.push(batch(2, 0, 500));
     records.push(("poison".into(), b"\x08\x01\x12\xff definitely not a batch".to_vec()));
     produce(&producer, &topics.observations, &records).await?;
@@ -53,6 +64,7 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
             code: "malformed_payload".into(),
             reason: "payload is not valid JSON".into(),
         }],
+        ..Default::default()
     };
     produce(&producer, &topics.dead_letters, &[("stadt".into(), letter.encode_to_vec())]).await?;
 

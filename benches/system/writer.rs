@@ -1,5 +1,5 @@
-//! Writer benchmark: N readings pre-loaded into Kafka as `DatastreamBatch`
-//! records (as ingest writes them) → rows stored per second by the release
+//! Writer benchmark: N readings pre-loaded into Kafka as `ObservationRecord`s
+//! in the partitions ingest would choose → rows stored per second by the release
 //! `hoheit-writer`. Beside it, in the same run: the broker's own consume rate
 //! for the same records (rdkafka, no database) and a binary COPY of the same
 //! rows straight into a hypertable of the same shape (one connection, one
@@ -13,7 +13,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hoheit_benches::T0;
 use hoheit_core::domain::{DatastreamId, Micros, Reading};
-use hoheit_proto::v1::DatastreamBatch;
+use hoheit_core::kafka::partition_of;
+use hoheit_proto::v1::{DatastreamBatch, ObservationRecord};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -30,7 +31,7 @@ pub struct WriterArgs {
     /// Readings pre-loaded into Kafka.
     #[arg(long, default_value_t = 2_000_000)]
     pub readings: usize,
-    /// Readings per Kafka record (ingest writes one record per datastream and MQTT message).
+    /// Readings per Kafka record (one datastream's batch per record).
     #[arg(long, default_value_t = 100)]
     pub per_record: usize,
     /// Datastreams the readings are spread over.
@@ -47,9 +48,9 @@ pub struct WriterArgs {
     pub no_redelivery: bool,
 }
 
-/// The records of the run: one `DatastreamBatch` per `per_record` readings,
-/// datastreams round-robin, one reading per second per datastream.
-fn records(args: &WriterArgs) -> Vec<(String, Vec<u8>, Vec<Reading>)> {
+/// The records of the run: one `DatastreamBatch` of `per_record` readings per
+/// record, datastreams round-robin, one reading per second per datastream.
+fn records(args: &WriterArgs) -> Vec<(i32, Vec<u8>, Vec<Reading>)> {
     let per = args.per_record.max(1);
     let datastreams = args.datastreams.max(1);
     let total = args.readings.div_ceil(per);
@@ -65,15 +66,21 @@ fn records(args: &WriterArgs) -> Vec<(String, Vec<u8>, Vec<Reading>)> {
                 .zip(&values)
                 .map(|(&t, &value)| Reading { datastream: DatastreamId(id), time: Micros(t), value })
                 .collect();
-            let record =
-                DatastreamBatch { datastream_id: id, time_unix_us: times, value: values, received_unix_us: T0 };
-            (id.to_string(), record.encode_to_vec(), readings)
+            let batch = DatastreamBatch {
+                datastream_id: id,
+                time_unix_us: times,
+                value: values,
+                received_unix_us: T0,
+                ..Default::default()
+            };
+            let record = ObservationRecord { batches: vec![batch] };
+            (partition_of(id, args.partitions), record.encode_to_vec(), readings)
         })
         .collect()
 }
 
 /// Produces every record (idempotent producer, as ingest) and waits for all confirmations.
-async fn produce(infra: &Infra, topic: &str, records: &[(String, Vec<u8>, Vec<Reading>)]) -> anyhow::Result<Duration> {
+async fn produce(infra: &Infra, topic: &str, records: &[(i32, Vec<u8>, Vec<Reading>)]) -> anyhow::Result<Duration> {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &infra.kafka_bootstrap)
         .set("enable.idempotence", "true")
@@ -84,9 +91,9 @@ async fn produce(infra: &Infra, topic: &str, records: &[(String, Vec<u8>, Vec<Re
         .create()?;
     let started = Instant::now();
     let mut pending: std::collections::VecDeque<DeliveryFuture> = Default::default();
-    for (key, value, _) in records {
+    for (partition, value, _) in records {
         loop {
-            match producer.send_result(FutureRecord::to(topic).key(key).payload(value)) {
+            match producer.send_result(FutureRecord::<(), _>::to(topic).partition(*partition).payload(value)) {
                 Ok(delivery) => {
                     pending.push_back(delivery);
                     break;

@@ -454,9 +454,21 @@ impl Platform {
     }
 }
 
-/// Reads `count` records (key, value) from `topic` from the beginning, in a
-/// group of its own.
-pub async fn consume(topic: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: Option<String>,
+    pub partition: i32,
+    pub payload: Vec<u8>,
+}
+
+/// Reads records from `topic` from the beginning, in a group of its own,
+/// until `done` says what was read is complete (or `timeout` passes: an error).
+pub async fn consume_until(
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Consumed]) -> bool,
+) -> anyhow::Result<Vec<Consumed>> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::Message;
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
@@ -468,19 +480,27 @@ pub async fn consume(topic: &str, count: usize, timeout: Duration) -> anyhow::Re
     consumer.subscribe(&[topic])?;
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while out.len() < count {
+    while !done(&out) {
         let message = match tokio::time::timeout_at(deadline, consumer.recv())
             .await
-            .with_context(|| format!("only {} of {count} records arrived on {topic}", out.len()))?
+            .with_context(|| format!("{} records arrived on {topic}, not all that were expected", out.len()))?
         {
             Ok(message) => message,
             // Transient (e.g. a connection the broker closed); librdkafka reconnects.
             Err(_) => continue,
         };
-        let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        out.push((key, message.payload().unwrap_or_default().to_vec()));
+        out.push(Consumed {
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            partition: message.partition(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
     }
     Ok(out)
+}
+
+/// Reads `count` records from `topic` from the beginning.
+pub async fn consume(topic: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
+    consume_until(topic, timeout, |read| read.len() >= count).await
 }
 
 /// An idempotent producer for feeding the writer directly.

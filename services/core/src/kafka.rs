@@ -6,9 +6,10 @@
 //! writer consumes in a group with auto-commit off and commits offsets only
 //! after the database commit.
 //!
-//! A record's trace context travels in its headers as W3C trace context
-//! (`traceparent`, `tracestate`): [`trace_headers`] writes them, and
-//! [`trace_context`] reads them back.
+//! An observation record holds several MQTT messages' readings, each
+//! datastream in the partition [`partition_of`] gives it. Each message's
+//! trace context travels with its readings inside the record, as W3C trace
+//! context fields ([`TraceFields`]): one record, many traces.
 
 use std::time::Duration;
 
@@ -20,7 +21,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
 
 /// Kafka settings shared by ingest and writer.
@@ -117,45 +117,70 @@ pub struct Topics {
     pub dead_letters: String,
 }
 
-/// Record headers that carry `cx`'s trace context, or `None` when `cx` holds
-/// no valid span (tracing off): then records go out without headers.
-pub fn trace_headers(cx: &opentelemetry::Context) -> Option<OwnedHeaders> {
-    struct Carrier(Vec<(String, String)>);
-    impl Injector for Carrier {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.push((key.to_owned(), value));
-        }
-    }
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier = Carrier(Vec::with_capacity(2));
-    TraceContextPropagator::new().inject_context(cx, &mut carrier);
-    let headers = carrier.0.iter().fold(OwnedHeaders::new_with_capacity(carrier.0.len()), |headers, (key, value)| {
-        headers.insert(Header { key, value: Some(value.as_bytes()) })
-    });
-    Some(headers)
+/// A W3C trace context as it travels inside Hoheit's Kafka records (the
+/// `traceparent` and `tracestate` fields of `DatastreamBatch` and
+/// `DeadLetter`): empty strings when there is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceFields {
+    pub traceparent: String,
+    pub tracestate: String,
 }
 
-/// The trace context in a record's headers, if they hold a valid one; header
-/// names are matched without regard to case, other headers are ignored.
-pub fn trace_context<H: Headers>(headers: &H) -> Option<SpanContext> {
-    struct Carrier<'a, H>(&'a H);
-    impl<H: Headers> Extractor for Carrier<'_, H> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0
-                .iter()
-                .find(|h| h.key.eq_ignore_ascii_case(key))
-                .and_then(|h| h.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
+impl TraceFields {
+    /// The fields of `cx`'s span, or empty ones when `cx` holds no valid span
+    /// (tracing off): then records carry nothing.
+    pub fn of(cx: &opentelemetry::Context) -> Self {
+        let mut fields = Self::default();
+        if cx.span().span_context().is_valid() {
+            TraceContextPropagator::new().inject_context(cx, &mut fields);
         }
-        fn keys(&self) -> Vec<&str> {
-            self.0.iter().map(|h| h.key).collect()
+        fields
+    }
+
+    /// The span context the fields hold, if they hold a valid one.
+    pub fn span_context(traceparent: &str, tracestate: &str) -> Option<SpanContext> {
+        struct Carrier<'a>(&'a str, &'a str);
+        impl Extractor for Carrier<'_> {
+            fn get(&self, key: &str) -> Option<&str> {
+                match key {
+                    "traceparent" if !self.0.is_empty() => Some(self.0),
+                    "tracestate" if !self.1.is_empty() => Some(self.1),
+                    _ => None,
+                }
+            }
+            fn keys(&self) -> Vec<&str> {
+                vec!["traceparent", "tracestate"]
+            }
+        }
+        if traceparent.is_empty() {
+            return None;
+        }
+        let cx = TraceContextPropagator::new().extract(&Carrier(traceparent, tracestate));
+        let span_context = cx.span().span_context().clone();
+        span_context.is_valid().then_some(span_context)
+    }
+}
+
+impl Injector for TraceFields {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = value,
+            "tracestate" => self.tracestate = value,
+            _ => {}
         }
     }
-    let cx = TraceContextPropagator::new().extract(&Carrier(headers));
-    let span_context = cx.span().span_context().clone();
-    span_context.is_valid().then_some(span_context)
+}
+
+/// The partition of Hoheit's observations topic that holds `datastream`'s
+/// readings, among `partitions` (ingest chooses it, so that one record can
+/// carry several datastreams of one partition). A fixed mix of the id
+/// (splitmix64's finaliser) spreads consecutive ids evenly.
+pub fn partition_of(datastream: i64, partitions: i32) -> i32 {
+    let mut x = datastream as u64;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % partitions.max(1) as u64) as i32
 }
 
 #[cfg(test)]
@@ -165,37 +190,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trace_context_survives_the_record_headers() {
+    fn a_trace_context_survives_the_record_fields() {
         let sent = SpanContext::new(
             TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
             SpanId::from(0x00f0_67aa_0ba9_02b7),
             TraceFlags::SAMPLED,
             false,
-            TraceState::default(),
+            TraceState::from_key_value([("hoheit", "1")]).unwrap(),
         );
         let cx = opentelemetry::Context::new().with_remote_span_context(sent.clone());
-        let headers = trace_headers(&cx).expect("a valid context gives headers");
-        let traceparent = headers.iter().find(|h| h.key == "traceparent").and_then(|h| h.value).unwrap();
-        assert_eq!(traceparent, b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let received = trace_context(&headers).expect("headers give a context back");
+        let fields = TraceFields::of(&cx);
+        assert_eq!(fields.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(fields.tracestate, "hoheit=1");
+        let received = TraceFields::span_context(&fields.traceparent, &fields.tracestate).expect("a context back");
         assert_eq!((received.trace_id(), received.span_id()), (sent.trace_id(), sent.span_id()));
         assert!(received.is_sampled() && received.is_remote());
+        assert_eq!(received.trace_state().get("hoheit"), Some("1"));
     }
 
     #[test]
-    fn no_context_no_headers_and_bad_headers_no_context() {
-        assert!(trace_headers(&opentelemetry::Context::new()).is_none());
-        let bad = OwnedHeaders::new().insert(Header {
-            key: "traceparent",
-            value: Some(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-        });
-        assert!(trace_context(&bad).is_none());
-        let other = OwnedHeaders::new().insert(Header { key: "content-type", value: Some(b"application/x-protobuf") });
-        assert!(trace_context(&other).is_none());
-        let upper = OwnedHeaders::new().insert(Header {
-            key: "Traceparent",
-            value: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
-        });
-        assert!(trace_context(&upper).is_some_and(|c| !c.is_sampled()));
+    fn no_context_no_fields_and_bad_fields_no_context() {
+        assert_eq!(TraceFields::of(&opentelemetry::Context::new()), TraceFields::default());
+        assert!(TraceFields::span_context("", "").is_none());
+        assert!(TraceFields::span_context("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "").is_none());
+        assert!(TraceFields::span_context("not a traceparent", "a=b").is_none());
+        let unsampled = TraceFields::span_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "");
+        assert!(unsampled.is_some_and(|c| !c.is_sampled()));
+    }
+
+    #[test]
+    fn datastreams_spread_evenly_over_partitions_and_stay_put() {
+        let mut counts = [0usize; 4];
+        for id in 1..=10_000 {
+            let p = partition_of(id, 4);
+            assert_eq!(p, partition_of(id, 4));
+            counts[p as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (2_300..=2_700).contains(&c)), "{counts:?}");
+        assert_eq!(partition_of(7, 1), 0);
+        assert_eq!(partition_of(7, 0), 0, "a missing partition count never divides by zero");
+        assert!((0..12).contains(&partition_of(i64::MIN, 12)));
     }
 }

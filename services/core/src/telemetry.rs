@@ -11,13 +11,14 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `..._TIMEOUT` and `..._COMPRESSION`; the SDK
 //! reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`
 //! (`..._ARG`) and `OTEL_BSP_*`. Without them no OpenTelemetry layer is
-//! installed at all: nothing is exported, nothing is logged about it, and no
-//! trace headers are written.
+//! installed at all: nothing is exported, nothing is logged about it, and
+//! records carry no trace context.
 //!
 //! What the spans are: ingest opens one per MQTT message, whose W3C trace
-//! context travels in the Kafka record headers ([`crate::kafka`]); the writer
-//! opens one per batch, linked to the records' contexts, and continues each
-//! record's trace with a span that ends at the database commit; the API opens
+//! context travels in the Kafka record beside the message's readings
+//! ([`crate::kafka::TraceFields`]); the writer opens one per batch, linked to
+//! the messages' contexts, and continues each message's trace with a span that
+//! ends at the database commit; the API opens
 //! one per request ([`http_trace_layer`]), continuing an incoming
 //! `traceparent`, and the SQL statements it runs appear on it as events
 //! (sqlx's `sqlx::query` events, with statement, rows and time).

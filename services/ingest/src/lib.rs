@@ -2,12 +2,14 @@
 //! every message, and writes accepted readings and dead letters to Kafka.
 //!
 //! Data flow: MQTT publish → [`decode`] → [`check`] (against the registry
-//! cache) → Kafka records → acknowledgement. A QoS 1 message is acknowledged
-//! to the broker only after Kafka has confirmed every record made from it, so
-//! if ingest dies the broker redelivers and nothing is lost.
+//! cache) → gathered with the messages that arrived together into Kafka
+//! records (one per partition) → acknowledgement. A QoS 1 message is
+//! acknowledged to the broker only after Kafka has confirmed every record it
+//! was sent in, so if ingest dies the broker redelivers and nothing is lost.
 
 pub mod check;
 pub mod decode;
+mod gather;
 mod pipeline;
 mod registry_cache;
 mod service;

@@ -1,11 +1,11 @@
-//! One MQTT message in, Kafka records out: decode, check, route, encode.
+//! One MQTT message in, what goes to Kafka out: decode, check, route.
+//! (The service gathers the outcomes of several messages into records.)
 
 use hoheit_core::domain::Micros;
 use hoheit_core::ops::Readiness;
 use hoheit_core::rejection::{RejectCode, Rejection};
 use hoheit_core::topic::{TopicAddress, TopicScheme};
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Clock};
@@ -16,18 +16,12 @@ use crate::registry_cache::{RegistryCache, Stopped};
 /// says how many more there were. Keeps records far below Kafka's size limit.
 const MAX_REASONS_PER_DEAD_LETTER: usize = 100;
 
-/// A Kafka record to produce: key and encoded value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub key: String,
-    pub value: Vec<u8>,
-}
-
-/// What one MQTT message turns into.
+/// What one MQTT message turns into: one batch per datastream it holds
+/// readings of, and a dead letter when some (or all) were rejected.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
-    pub observations: Vec<Record>,
-    pub dead_letter: Option<Record>,
+    pub observations: Vec<DatastreamBatch>,
+    pub dead_letter: Option<DeadLetter>,
     pub accepted: usize,
     pub rejected: Vec<RejectCode>,
 }
@@ -73,10 +67,12 @@ impl Pipeline {
         let observations = routed
             .batches
             .into_iter()
-            .map(|(id, (time_unix_us, value))| Record {
-                key: id.to_string(),
-                value: DatastreamBatch { datastream_id: id.0, time_unix_us, value, received_unix_us: received.0 }
-                    .encode_to_vec(),
+            .map(|(id, (time_unix_us, value))| DatastreamBatch {
+                datastream_id: id.0,
+                time_unix_us,
+                value,
+                received_unix_us: received.0,
+                ..Default::default()
             })
             .collect();
         let mut rejections = decoded.rejections;
@@ -104,17 +100,13 @@ impl Pipeline {
         }
         let org = self.scheme.org_segment(topic).unwrap_or_default().chars().take(64).collect::<String>();
         let letter = DeadLetter {
-            org: org.clone(),
+            org,
             mqtt_topic: topic.chars().take(1024).collect(),
             payload: payload.to_vec(),
             received_unix_us: received.0,
             rejections: rejections.iter().map(Rejection::to_proto).collect(),
+            ..Default::default()
         };
-        Outcome {
-            observations: Vec::new(),
-            dead_letter: Some(Record { key: org, value: letter.encode_to_vec() }),
-            accepted: 0,
-            rejected,
-        }
+        Outcome { observations: Vec::new(), dead_letter: Some(letter), accepted: 0, rejected }
     }
 }

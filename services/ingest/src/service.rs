@@ -1,25 +1,32 @@
 //! The ingest service: configuration, the MQTT loop, the Kafka producer and
 //! the acknowledger that answers the broker once Kafka has confirmed.
 //!
+//! Messages that arrive together are gathered into shared Kafka records (see
+//! `gather`): while the next message is already there, ingest keeps
+//! gathering; when it would have to wait (or the gather is full), it hands
+//! the records to the producer. So batches grow with the load and a lone
+//! message is sent at once.
+//!
 //! Each MQTT message gets a span (`ingest message`, debug level: recorded when
 //! traces are exported, free otherwise) that lasts from its arrival to its
-//! acknowledgement; its W3C trace context goes into the headers of every
-//! Kafka record made from the message, where the writer picks it up.
+//! acknowledgement; its W3C trace context travels with its readings in the
+//! Kafka record, where the writer picks it up.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use hoheit_core::config::{ConfigFileArg, DatabaseArgs, Secret};
-use hoheit_core::kafka::{KafkaArgs, Topics};
+use hoheit_core::kafka::{KafkaArgs, Topics, TraceFields};
 use hoheit_core::ops::{self, Readiness};
 use hoheit_core::telemetry::LogArgs;
 use hoheit_core::topic::TopicScheme;
 use hoheit_core::{db, topic};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +35,8 @@ use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::decode::Limits;
-use crate::pipeline::{Outcome, Pipeline, Record};
+use crate::gather::{Gather, Gathered, Record, RecordKind};
+use crate::pipeline::{Outcome, Pipeline};
 use crate::registry_cache::RegistryCache;
 
 /// Configuration of the ingest service.
@@ -83,29 +91,19 @@ pub struct Ingest {
     readiness: Readiness,
 }
 
-/// A message waiting for Kafka's confirmation before the broker gets its ack.
-struct Pending {
+/// An MQTT message waiting for Kafka's confirmation before the broker gets its ack.
+#[derive(Debug)]
+struct Waiting {
     publish: Publish,
-    deliveries: Vec<(RecordKind, DeliveryFuture)>,
     /// The message's span; it ends when the message is acknowledged.
     span: Span,
     received: Instant,
 }
 
-/// Which of Hoheit's topics a record goes to (a metric label).
-#[derive(Debug, Clone, Copy)]
-enum RecordKind {
-    Observation,
-    DeadLetter,
-}
-
-impl RecordKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Observation => "observations",
-            Self::DeadLetter => "dead_letters",
-        }
-    }
+/// Messages sent together, and the deliveries of their records.
+struct Pending {
+    messages: Vec<Waiting>,
+    deliveries: Vec<(RecordKind, DeliveryFuture)>,
 }
 
 impl Ingest {
@@ -147,6 +145,10 @@ impl Ingest {
         let producer: FutureProducer =
             config.kafka.producer_config().create().context("creating the Kafka producer")?;
         let topics = config.kafka.topics();
+        let Some(partitions) = partition_count(&producer, &topics.observations, &shutdown).await else {
+            return Ok(());
+        };
+        let mut gather = Gather::<Waiting>::new(partitions);
 
         let scheme = TopicScheme::new(&config.topic_root);
         let mut pipeline = Pipeline {
@@ -182,9 +184,33 @@ impl Ingest {
         let mut backoff = Duration::from_millis(200);
         loop {
             write_overflowing_acks(&mut eventloop, &mut overflow_rx);
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                event = eventloop.poll() => event,
+            let event = {
+                let poll = eventloop.poll();
+                tokio::pin!(poll);
+                // The next event already there: keep gathering. Otherwise send
+                // what is gathered before waiting (the poll stays pending meanwhile).
+                let ready = match gather.is_empty() {
+                    true => None,
+                    false => {
+                        std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
+                            Poll::Ready(event) => Poll::Ready(Some(event)),
+                            Poll::Pending => Poll::Ready(None),
+                        })
+                        .await
+                    }
+                };
+                match ready {
+                    Some(event) => event,
+                    None => {
+                        if !gather.is_empty() && !send(&mut gather, &producer, &topics, &pending_tx, &shutdown).await? {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            event = &mut poll => event,
+                        }
+                    }
+                }
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -209,19 +235,10 @@ impl Ingest {
                     record_metrics(&outcome);
                     span.record("hoheit.readings.accepted", outcome.accepted as i64);
                     span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
-                    let headers = hoheit_core::kafka::trace_headers(&span.context());
-                    let Some(deliveries) =
-                        produce(&producer, &topics, outcome, headers, &shutdown).instrument(span.clone()).await
-                    else {
+                    let trace = TraceFields::of(&span.context());
+                    gather.add(outcome, &trace, Waiting { publish, span, received });
+                    if gather.is_full() && !send(&mut gather, &producer, &topics, &pending_tx, &shutdown).await? {
                         break;
-                    };
-                    tokio::select! {
-                        sent = pending_tx.send(Pending { publish, deliveries, span, received }) => {
-                            if sent.is_err() {
-                                anyhow::bail!("the acknowledger stopped");
-                            }
-                        }
-                        _ = shutdown.cancelled() => break,
                     }
                 }
                 Ok(_) => {}
@@ -238,8 +255,9 @@ impl Ingest {
         }
 
         // Shutdown: let the acknowledger finish what Kafka confirms, while the
-        // event loop keeps running to carry the acks out. Messages that arrive
-        // now are not acknowledged; the broker keeps them for the next start.
+        // event loop keeps running to carry the acks out. Messages gathered but
+        // not sent, and those that arrive now, are not acknowledged; the
+        // broker keeps them for the next start.
         drop(pending_tx);
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
@@ -287,6 +305,61 @@ async fn ensure_topics(kafka: &KafkaArgs, shutdown: &CancellationToken) -> bool 
     }
 }
 
+/// The number of partitions of the observations topic, as the broker has it
+/// (it may differ from `--kafka-partitions` when the topic existed before);
+/// `None` when shutdown interrupts the wait. Read once at start: partitions
+/// added later stay unused until ingest restarts.
+async fn partition_count(producer: &FutureProducer, topic: &str, shutdown: &CancellationToken) -> Option<i32> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let (producer, name) = (producer.clone(), topic.to_owned());
+        let fetched = tokio::task::spawn_blocking(move || {
+            let metadata = producer.client().fetch_metadata(Some(&name), Duration::from_secs(10))?;
+            let count = metadata.topics().iter().find(|t| t.name() == name).map_or(0, |t| t.partitions().len());
+            Ok::<_, KafkaError>(count)
+        })
+        .await;
+        match fetched {
+            Ok(Ok(count)) if count > 0 => return Some(i32::try_from(count).unwrap_or(i32::MAX)),
+            Ok(Ok(_)) => tracing::warn!(%topic, retry_in = ?delay, "the observations topic has no partitions yet"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, %topic, retry_in = ?delay, "reading the topic's partitions failed")
+            }
+            Err(error) => tracing::warn!(%error, "reading the topic's partitions failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Hands the gathered records to the producer and their messages to the
+/// acknowledger. `Ok(false)` when shutdown interrupts (the messages stay
+/// unacknowledged, the broker redelivers them).
+async fn send(
+    gather: &mut Gather<Waiting>,
+    producer: &FutureProducer,
+    topics: &Topics,
+    pending_tx: &mpsc::Sender<Pending>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let Gathered { records, messages } = gather.take();
+    let Some(deliveries) = produce(producer, topics, records, shutdown).await else {
+        return Ok(false);
+    };
+    tokio::select! {
+        sent = pending_tx.send(Pending { messages, deliveries }) => {
+            if sent.is_err() {
+                anyhow::bail!("the acknowledger stopped");
+            }
+            Ok(true)
+        }
+        _ = shutdown.cancelled() => Ok(false),
+    }
+}
+
 /// The span of one MQTT message (OpenTelemetry messaging conventions).
 fn message_span(publish: &Publish) -> Span {
     tracing::debug_span!(
@@ -313,31 +386,32 @@ fn record_metrics(outcome: &Outcome) {
     }
 }
 
-/// Hands every record of `outcome` to the producer, waiting while its queue
-/// is full (back-pressure up to the MQTT in-flight window). `None` when
-/// shutdown interrupts the wait.
+/// Hands every record to the producer, waiting while its queue is full
+/// (back-pressure up to the MQTT in-flight window). `None` when shutdown
+/// interrupts the wait, or the producer refuses a record for good.
 async fn produce(
     producer: &FutureProducer,
     topics: &Topics,
-    outcome: Outcome,
-    headers: Option<OwnedHeaders>,
+    records: Vec<Record>,
     shutdown: &CancellationToken,
 ) -> Option<Vec<(RecordKind, DeliveryFuture)>> {
-    let records = outcome
-        .observations
-        .iter()
-        .map(|r| (RecordKind::Observation, topics.observations.as_str(), r))
-        .chain(outcome.dead_letter.iter().map(|r| (RecordKind::DeadLetter, topics.dead_letters.as_str(), r)));
-    let mut deliveries = Vec::new();
-    for (kind, topic, Record { key, value }) in records {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for Record { kind, partition, key, value } in &records {
+        let topic = match kind {
+            RecordKind::Observation => topics.observations.as_str(),
+            RecordKind::DeadLetter => topics.dead_letters.as_str(),
+        };
         loop {
-            let mut record = FutureRecord::to(topic).key(key).payload(value);
-            if let Some(headers) = &headers {
-                record = record.headers(headers.clone());
+            let mut record = FutureRecord::<str, _>::to(topic).payload(value);
+            if let Some(partition) = partition {
+                record = record.partition(*partition);
+            }
+            if let Some(key) = key {
+                record = record.key(key);
             }
             match producer.send_result(record) {
                 Ok(delivery) => {
-                    deliveries.push((kind, delivery));
+                    deliveries.push((*kind, delivery));
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -371,8 +445,8 @@ fn write_overflowing_acks(eventloop: &mut rumqttc::EventLoop, overflow: &mut mps
     }
 }
 
-/// Acknowledges each MQTT message, in arrival order, once Kafka has confirmed
-/// all of its records. It never waits for room in the MQTT request channel:
+/// Acknowledges MQTT messages, in arrival order, once Kafka has confirmed
+/// all the records they were sent in. It never waits for room in the MQTT request channel:
 /// the event loop that drains it runs in the main loop, which may itself be
 /// waiting for this task (`pending` full) — acks that do not fit go to
 /// `overflow`, which the main loop writes out (a deadlock under load before).
@@ -382,7 +456,7 @@ async fn acknowledge(
     mut pending: mpsc::Receiver<Pending>,
     readiness: Readiness,
 ) {
-    while let Some(Pending { publish, deliveries, span, received }) = pending.recv().await {
+    while let Some(Pending { messages, deliveries }) = pending.recv().await {
         let mut confirmed = true;
         for (kind, mut delivery) in deliveries {
             let result = match tokio::time::timeout(Duration::from_secs(5), &mut delivery).await {
@@ -399,7 +473,7 @@ async fn acknowledge(
                 }
                 Ok(Err((error, _))) => {
                     metrics::counter!("hoheit_ingest_kafka_errors_total", "topic" => kind.as_str()).increment(1);
-                    tracing::error!(parent: &span, %error, "Kafka rejected a record; the MQTT message stays unacknowledged");
+                    tracing::error!(%error, messages = messages.len(), "Kafka rejected a record; its MQTT messages stay unacknowledged");
                     confirmed = false;
                 }
                 Err(_) => confirmed = false,
@@ -407,14 +481,17 @@ async fn acknowledge(
         }
         if confirmed {
             readiness.set("kafka", true);
+        }
+        for Waiting { publish, span, received } in messages {
+            if !confirmed {
+                span.record("otel.status_code", "ERROR");
+                continue;
+            }
             if publish.qos == QoS::AtLeastOnce && client.try_ack(&publish).is_err() {
                 let _ = overflow.send(publish.pkid);
             }
             metrics::counter!("hoheit_ingest_messages_acknowledged_total").increment(1);
             metrics::histogram!("hoheit_ingest_message_seconds").record(received.elapsed().as_secs_f64());
-        } else {
-            span.record("otel.status_code", "ERROR");
         }
-        drop(span);
     }
 }

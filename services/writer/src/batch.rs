@@ -1,8 +1,9 @@
 //! A batch of Kafka records decoded into rows, and its database write.
 //!
-//! The batch also keeps the sampled trace contexts its records carried (see
-//! `hoheit_core::kafka::trace_context`): the write's statements get spans of
-//! their own, and [`Batch::continue_traces`] ends each record's trace with a
+//! An observation record holds the readings of several MQTT messages, each
+//! with its message's trace context (see `hoheit_core::kafka::TraceFields`).
+//! The batch keeps the sampled ones: the write's statements get spans of
+//! their own, and [`Batch::continue_traces`] ends each message's trace with a
 //! span that lasts until the database commit.
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,9 +11,10 @@ use std::time::SystemTime;
 
 use hoheit_core::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
 use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_core::kafka::TraceFields;
 use hoheit_core::observations;
 use hoheit_core::rejection::RejectCode;
-use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
+use hoheit_proto::v1::{DeadLetter, ObservationRecord};
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId, Tracer};
 use opentelemetry::KeyValue;
 use prost::Message;
@@ -34,8 +36,8 @@ pub struct Batch {
     /// Highest offset seen per (topic, partition).
     pub offsets: BTreeMap<(String, i32), i64>,
     pub records: usize,
-    /// Sampled trace contexts of the records, each once, with the number of
-    /// readings its records brought.
+    /// Sampled trace contexts of the messages in the records, each once,
+    /// with the number of readings that came with it.
     pub traces: Vec<(SpanContext, usize)>,
     trace_index: HashMap<(TraceId, SpanId), usize>,
 }
@@ -53,57 +55,63 @@ impl Batch {
     }
 
     /// Adds one record. A record that cannot be decoded (a poison message)
-    /// becomes a dead letter itself instead of stopping the stream.
+    /// becomes a dead letter itself instead of stopping the stream; so does
+    /// an observation record with any malformed batch (none of its readings
+    /// are taken: the record is kept whole).
     pub fn add(&mut self, source: Source, position: SourcePosition, payload: &[u8]) {
-        self.add_traced(source, position, payload, None);
-    }
-
-    /// Adds one record with the trace context from its headers; contexts that
-    /// are not sampled are not kept (nothing would be exported for them).
-    pub fn add_traced(&mut self, source: Source, position: SourcePosition, payload: &[u8], trace: Option<SpanContext>) {
-        let readings_before = self.readings.len();
-        self.add_record(source, position, payload);
-        if let Some(trace) = trace.filter(SpanContext::is_sampled) {
-            let added = self.readings.len() - readings_before;
-            match self.trace_index.get(&(trace.trace_id(), trace.span_id())) {
-                Some(&i) => self.traces[i].1 += added,
-                None => {
-                    self.trace_index.insert((trace.trace_id(), trace.span_id()), self.traces.len());
-                    self.traces.push((trace, added));
-                }
-            }
-        }
-    }
-
-    fn add_record(&mut self, source: Source, position: SourcePosition, payload: &[u8]) {
         self.records += 1;
         let slot = self.offsets.entry((position.topic.clone(), position.partition)).or_insert(position.offset);
         *slot = (*slot).max(position.offset);
         match source {
-            Source::Observations => match DatastreamBatch::decode(payload) {
-                Ok(batch) if batch.time_unix_us.len() == batch.value.len() => {
-                    let id = DatastreamId(batch.datastream_id);
-                    self.readings.extend(batch.time_unix_us.iter().zip(&batch.value).map(|(&t, &value)| Reading {
-                        datastream: id,
-                        time: Micros(t),
-                        value,
-                    }));
+            Source::Observations => match ObservationRecord::decode(payload) {
+                Ok(record) if record.batches.iter().all(|b| b.time_unix_us.len() == b.value.len()) => {
+                    for batch in record.batches {
+                        let id = DatastreamId(batch.datastream_id);
+                        self.readings.extend(batch.time_unix_us.iter().zip(&batch.value).map(|(&t, &value)| Reading {
+                            datastream: id,
+                            time: Micros(t),
+                            value,
+                        }));
+                        self.keep_trace(&batch.traceparent, &batch.tracestate, batch.value.len());
+                    }
                 }
-                Ok(_) => self.poison(position, payload, "observation record has different numbers of times and values"),
+                Ok(_) => self.poison(
+                    position,
+                    payload,
+                    "observation record has a batch with different numbers of times and values",
+                ),
                 Err(error) => self.poison(
                     position,
                     payload,
-                    &format!("observation record is not a hoheit.v1.DatastreamBatch: {error}"),
+                    &format!("observation record is not a hoheit.v1.ObservationRecord: {error}"),
                 ),
             },
             Source::DeadLetters => match DeadLetter::decode(payload) {
-                Ok(letter) => self.dead_letters.push(NewDeadLetter::from_proto(letter, position)),
+                Ok(letter) => {
+                    self.keep_trace(&letter.traceparent, &letter.tracestate, 0);
+                    self.dead_letters.push(NewDeadLetter::from_proto(letter, position));
+                }
                 Err(error) => self.poison(
                     position,
                     payload,
                     &format!("dead-letter record is not a hoheit.v1.DeadLetter: {error}"),
                 ),
             },
+        }
+    }
+
+    /// Counts `readings` for the trace context in the fields, if it is a
+    /// sampled one (nothing would be exported for the others).
+    fn keep_trace(&mut self, traceparent: &str, tracestate: &str, readings: usize) {
+        let Some(trace) = TraceFields::span_context(traceparent, tracestate).filter(SpanContext::is_sampled) else {
+            return;
+        };
+        match self.trace_index.get(&(trace.trace_id(), trace.span_id())) {
+            Some(&i) => self.traces[i].1 += readings,
+            None => {
+                self.trace_index.insert((trace.trace_id(), trace.span_id()), self.traces.len());
+                self.traces.push((trace, readings));
+            }
         }
     }
 
@@ -157,8 +165,8 @@ impl Batch {
         Ok(Written { readings_inserted, dead_letters_inserted })
     }
 
-    /// Ends the trace of every sampled record with a `writer store` span, a
-    /// child of the span that produced the record (ingest's message span),
+    /// Ends the trace of every sampled message with a `writer store` span, a
+    /// child of ingest's span of the message,
     /// from `started` (the write began) to `committed` (the database commit),
     /// linked to the batch's span `batch`. Nothing happens without tracing.
     pub fn continue_traces(&self, batch: &SpanContext, started: SystemTime, committed: SystemTime) {
@@ -188,42 +196,59 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
+    use hoheit_proto::v1::DatastreamBatch;
+
     use super::*;
 
     fn at(offset: i64) -> SourcePosition {
         SourcePosition { topic: "hoheit.observations".into(), partition: 2, offset }
     }
 
+    fn segment(datastream_id: i64, traceparent: &str) -> DatastreamBatch {
+        DatastreamBatch {
+            datastream_id,
+            time_unix_us: vec![1, 2],
+            value: vec![0.5, 1.5],
+            received_unix_us: 3,
+            traceparent: traceparent.into(),
+            ..Default::default()
+        }
+    }
+
+    fn record(batches: Vec<DatastreamBatch>) -> Vec<u8> {
+        ObservationRecord { batches }.encode_to_vec()
+    }
+
     #[test]
     fn records_decode_into_readings_and_track_the_highest_offset() {
         let mut batch = Batch::default();
-        let record =
-            DatastreamBatch { datastream_id: 9, time_unix_us: vec![1, 2], value: vec![0.5, 1.5], received_unix_us: 3 };
-        batch.add(Source::Observations, at(7), &record.encode_to_vec());
-        batch.add(Source::Observations, at(5), &record.encode_to_vec());
-        assert_eq!(batch.readings.len(), 4);
+        batch.add(Source::Observations, at(7), &record(vec![segment(9, ""), segment(4, "")]));
+        batch.add(Source::Observations, at(5), &record(vec![segment(9, "")]));
+        assert_eq!(batch.readings.len(), 6);
         assert_eq!(batch.readings[1], Reading { datastream: DatastreamId(9), time: Micros(2), value: 1.5 });
+        assert_eq!(batch.readings[2], Reading { datastream: DatastreamId(4), time: Micros(1), value: 0.5 });
         assert_eq!(batch.offsets[&("hoheit.observations".to_owned(), 2)], 7);
+        assert_eq!(batch.records, 2);
         assert!(batch.dead_letters.is_empty());
     }
 
     #[test]
     fn sampled_trace_contexts_are_kept_once_with_their_readings() {
-        use opentelemetry::trace::{TraceFlags, TraceState};
-        let context = |span: u64, flags: TraceFlags| {
-            SpanContext::new(TraceId::from(7u128), SpanId::from(span), flags, true, TraceState::default())
-        };
+        let sampled = "00-00000000000000000000000000000007-0000000000000001-01";
+        let other = "00-00000000000000000000000000000007-0000000000000003-01";
+        let unsampled = "00-00000000000000000000000000000007-0000000000000002-00";
         let mut batch = Batch::default();
-        let record =
-            DatastreamBatch { datastream_id: 9, time_unix_us: vec![1, 2], value: vec![0.5, 1.5], received_unix_us: 3 };
-        batch.add_traced(Source::Observations, at(1), &record.encode_to_vec(), Some(context(1, TraceFlags::SAMPLED)));
-        batch.add_traced(Source::Observations, at(2), &record.encode_to_vec(), Some(context(1, TraceFlags::SAMPLED)));
-        batch.add_traced(Source::Observations, at(3), &record.encode_to_vec(), Some(context(2, TraceFlags::default())));
-        batch.add_traced(Source::Observations, at(4), &record.encode_to_vec(), None);
-        assert_eq!(batch.records, 4);
-        assert_eq!(batch.traces.len(), 1, "one sampled context, kept once");
-        assert_eq!(batch.traces[0].0.span_id(), SpanId::from(1));
-        assert_eq!(batch.traces[0].1, 4, "readings of both of its records");
+        batch.add(Source::Observations, at(1), &record(vec![segment(9, sampled), segment(8, other), segment(7, "")]));
+        batch.add(Source::Observations, at(2), &record(vec![segment(9, sampled), segment(6, unsampled)]));
+        let letter = DeadLetter { org: "stadt".into(), traceparent: other.into(), ..Default::default() };
+        batch.add(Source::DeadLetters, at(3), &letter.encode_to_vec());
+        assert_eq!(batch.records, 3);
+        let kept: Vec<(SpanId, usize)> = batch.traces.iter().map(|(c, n)| (c.span_id(), *n)).collect();
+        assert_eq!(
+            kept,
+            [(SpanId::from(1), 4), (SpanId::from(3), 2)],
+            "sampled contexts, once each, with their readings"
+        );
     }
 
     #[test]
@@ -231,12 +256,14 @@ mod tests {
         let mut batch = Batch::default();
         batch.add(Source::Observations, at(1), b"\xff\xff not protobuf");
         let uneven =
-            DatastreamBatch { datastream_id: 1, time_unix_us: vec![1, 2], value: vec![0.5], received_unix_us: 0 };
-        batch.add(Source::Observations, at(2), &uneven.encode_to_vec());
-        assert!(batch.readings.is_empty());
+            DatastreamBatch { datastream_id: 1, time_unix_us: vec![1, 2], value: vec![0.5], ..Default::default() };
+        let payload = record(vec![segment(2, ""), uneven]);
+        batch.add(Source::Observations, at(2), &payload);
+        assert!(batch.readings.is_empty(), "no reading of a record with a malformed batch is taken");
         assert_eq!(batch.dead_letters.len(), 2);
         assert_eq!(batch.dead_letters[0].rejections[0].code, "undecodable_record");
         assert!(batch.dead_letters[1].rejections[0].reason.contains("different numbers"));
+        assert_eq!(batch.dead_letters[1].payload, payload, "the record is kept whole");
         assert_eq!(batch.records, 2);
     }
 }

@@ -157,8 +157,7 @@ impl Writer {
                             partition: message.partition(),
                             offset: message.offset(),
                         };
-                        let trace = message.headers().and_then(hoheit_core::kafka::trace_context);
-                        batch.add_traced(source, position, message.payload().unwrap_or_default(), trace);
+                        batch.add(source, position, message.payload().unwrap_or_default());
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_wait);
                     }
                     Err(error) => {
