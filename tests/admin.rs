@@ -311,6 +311,60 @@ fn record(n: i64) -> AuditRecord {
     }
 }
 
+/// Appends records `ns` through `log` concurrently; each record's result.
+async fn append_concurrently(
+    log: &audit::AuditLog,
+    ns: impl Iterator<Item = i64>,
+) -> Vec<(i64, Result<i64, sqlx::Error>)> {
+    let mut appends = tokio::task::JoinSet::new();
+    for n in ns {
+        let log = log.clone();
+        let record = match n {
+            // A record the database cannot store (U+0000 in text).
+            999 => AuditRecord { reason: "nul \u{0} inside".into(), ..record(n) },
+            n => record(n),
+        };
+        appends.spawn(async move { (n, log.append(record).await) });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = appends.join_next().await {
+        results.push(joined.expect("an append task"));
+    }
+    results
+}
+
+#[tokio::test]
+async fn concurrent_audit_records_share_transactions_and_keep_one_intact_chain() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    audit::append(&pool, record(0)).await?;
+    let log = audit::AuditLog::start(pool.clone());
+
+    let mut ids = Vec::new();
+    for (n, id) in append_concurrently(&log, 1..=200).await {
+        ids.push((id.with_context(|| format!("record {n}"))?, n));
+    }
+    ids.sort();
+    let stored: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, datastream_id FROM audit_log ORDER BY id OFFSET 1").fetch_all(&pool).await?;
+    assert_eq!(stored, ids.iter().map(|&(id, n)| (id, Some(n))).collect::<Vec<_>>(), "each caller got its record's id");
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM audit_log").fetch_one(&pool).await?;
+    assert!(transactions < 201, "201 records in {transactions} transactions: concurrent records share them");
+
+    // A record the database refuses fails alone; the others of its group are stored.
+    let results = append_concurrently(&log, (1_001..=1_020).chain([999])).await;
+    for (n, result) in &results {
+        assert_eq!(result.is_ok(), *n != 999, "record {n}: {result:?}");
+    }
+    let check = audit::verify(&pool).await?;
+    assert_eq!((check.records_checked, check.first_broken_id), (221, None), "{check:?}");
+    drop(log);
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn audit_verify_passes_an_intact_chain_and_names_the_first_tampered_record() -> anyhow::Result<()> {
     let isolation = Isolation::new();

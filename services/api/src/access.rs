@@ -3,7 +3,7 @@
 //! writes exactly one audit record per read, allowed or denied.
 
 use chrono::Utc;
-use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::DatastreamId;
 use hoheit_core::grants;
@@ -25,7 +25,7 @@ impl ReadPermit {
     /// Writes the audit record of the read; the data goes out only if it was written.
     pub async fn finish(mut self, state: &AppState, rows: usize) -> Result<(), ApiError> {
         self.record.rows_returned = rows as i64;
-        audit::append(&state.pool, self.record).await?;
+        state.audit.append(self.record).await?;
         Ok(())
     }
 }
@@ -120,7 +120,7 @@ pub async fn authorize(
         Decision::Deny { reason } => {
             metrics::counter!("hoheit_api_policy_denied_total", "action" => action.to_owned()).increment(1);
             rec.reason = reason.clone();
-            audit::append(&state.pool, rec).await?;
+            state.audit.append(rec).await?;
             Err(ApiError::Forbidden(reason))
         }
         Decision::Allow { via, min_bucket_count } => {

@@ -83,6 +83,8 @@ pub struct ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Every audit record goes through here (group commit, see `audit::AuditLog`).
+    pub audit: hoheit_core::audit::AuditLog,
     pub token: Arc<auth::TokenCheck>,
     pub oidc: Option<Arc<oidc::Oidc>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
@@ -116,6 +118,7 @@ impl Api {
         let oidc = oidc::Oidc::new(&config.oidc).map(Arc::new);
         let state = AppState {
             pool: pool.clone(),
+            audit: hoheit_core::audit::AuditLog::start(pool.clone()),
             token: Arc::new(auth::TokenCheck::new(&config.token)),
             oidc,
             limiter: Arc::new(rate_limit::RateLimiter::default()),

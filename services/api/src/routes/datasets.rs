@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::Json;
 use chrono::{Duration, Utc};
 use futures::StreamExt;
-use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets::{self, Dataset, ExportRow};
 use hoheit_core::grants;
 use hoheit_core::policy::{decide, Caller, GrantTerms, ReadRequest, Resolution};
@@ -150,11 +150,11 @@ pub async fn export(
     let dataset = datasets::get(&state.pool, id).await?;
     if !who.0.owns_data_of(dataset.owner_org_id) {
         let reason = format!("only admins and data owners of {} may export dataset {}", dataset.owner, dataset.slug);
-        audit::append(&state.pool, owner_action(&who, &dataset, "export", 0, false, reason.clone())).await?;
+        state.audit.append(owner_action(&who, &dataset, "export", 0, false, reason.clone())).await?;
         return Err(ApiError::Forbidden(reason));
     }
     let rows = datasets::count_readings(&state.pool, id).await?;
-    audit::append(&state.pool, owner_action(&who, &dataset, "export", rows, true, "owner export".into())).await?;
+    state.audit.append(owner_action(&who, &dataset, "export", rows, true, "owner export".into())).await?;
     let csv = format == "csv";
     let (content_type, head) = if csv {
         ("text/csv; charset=utf-8", vec!["datastream_id,thing,property,unit,time,value\n".to_owned()])
@@ -211,10 +211,9 @@ pub async fn erase(
         )));
     }
     let readings_deleted = datasets::erase(&state.pool, id).await?;
-    audit::append(
-        &state.pool,
-        owner_action(&who, &dataset, "erase", readings_deleted as i64, true, "owner erasure".into()),
-    )
-    .await?;
+    state
+        .audit
+        .append(owner_action(&who, &dataset, "erase", readings_deleted as i64, true, "owner erasure".into()))
+        .await?;
     Ok((StatusCode::OK, Json(Erased { dataset_id: id, readings_deleted })))
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::Duration;
-use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::{DatastreamId, Micros};
 use hoheit_core::observations::{self, Bucket, Observation};
@@ -46,7 +46,7 @@ pub struct DatastreamList {
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
     let datastreams: Vec<Datastream> = visible(&state, &who.0).await?.into_iter().map(|v| v.stream).collect();
     let values = datastreams.iter().filter(|d| d.latest_value.is_some()).count();
-    audit::append(&state.pool, latest_values_read(&who, "datastreams", values)).await?;
+    state.audit.append(latest_values_read(&who, "datastreams", values)).await?;
     Ok(Json(DatastreamList { datastreams }))
 }
 

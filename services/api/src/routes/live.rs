@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use hoheit_core::audit;
 use hoheit_core::policy::Caller;
 use hoheit_core::registry;
 use serde::Serialize;
@@ -126,7 +125,7 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
     let first = snapshot(&state, visible(&state, &who.0).await?).await?;
     let values = first.datastreams.iter().filter(|d| d.latest_value.is_some()).count();
     let action = if streaming { "live_stream" } else { "live" };
-    audit::append(&state.pool, latest_values_read(&who, action, values)).await?;
+    state.audit.append(latest_values_read(&who, action, values)).await?;
     if !streaming {
         return Ok(Json(first).into_response());
     }

@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
-use hoheit_core::audit::{self, AuditRecord};
+use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::DatastreamId;
 use hoheit_core::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadRequest, Resolution, Via};
@@ -775,7 +775,7 @@ impl Context<'_> {
                     .unwrap_or_else(|| "SensorThings observations of the caller's view".into()),
                 ..crate::access::audit_record(self.who, "sta:observations")
             };
-            audit::append(&self.state.pool, record).await?;
+            self.state.audit.append(record).await?;
         }
         Ok(())
     }
