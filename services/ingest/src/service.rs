@@ -189,15 +189,14 @@ impl Ingest {
                 tokio::pin!(poll);
                 // The next event already there: keep gathering. Otherwise send
                 // what is gathered before waiting (the poll stays pending meanwhile).
-                let ready = match gather.is_empty() {
-                    true => None,
-                    false => {
-                        std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
-                            Poll::Ready(event) => Poll::Ready(Some(event)),
-                            Poll::Pending => Poll::Ready(None),
-                        })
-                        .await
-                    }
+                let ready = if gather.is_empty() {
+                    None
+                } else {
+                    std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
+                        Poll::Ready(event) => Poll::Ready(Some(event)),
+                        Poll::Pending => Poll::Ready(None),
+                    })
+                    .await
                 };
                 match ready {
                     Some(event) => event,
