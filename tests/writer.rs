@@ -52,6 +52,9 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
         (format!("all-{chunk}"), ObservationRecord { batches }.encode_to_vec())
     }));
     records.push(batch(2, 0, 500));
+    // A record of the format before ingest gathered messages (a bare batch), as
+    // an upgrade finds it in Kafka: still stored.
+    records.push(("4".into(), segment(4, 0, 50).encode_to_vec()));
     records.push(("poison".into(), b"\x08\x01\x12\xff definitely not a batch".to_vec()));
     produce(&producer, &topics.observations, &records).await?;
     let letter = DeadLetter {
@@ -68,19 +71,24 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
     };
     produce(&producer, &topics.dead_letters, &[("stadt".into(), letter.encode_to_vec())]).await?;
 
-    eventually(Duration::from_secs(60), "6,000 rows and 2 dead letters", || {
+    eventually(Duration::from_secs(60), "6,050 rows and 2 dead letters", || {
         let pool = pool.clone();
         async move {
             let rows = count(&pool, "SELECT count(*) FROM observations").await;
             let letters = count(&pool, "SELECT count(*) FROM dead_letters").await;
-            Ok((rows >= 6_000 && letters >= 2).then_some(()))
+            Ok((rows >= 6_050 && letters >= 2).then_some(()))
         }
     })
     .await?;
     assert_eq!(
         count(&pool, "SELECT count(*) FROM observations").await,
-        6_000,
+        6_050,
         "the redelivered 500 are not duplicated"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM observations WHERE datastream_id = 4").await,
+        50,
+        "the old-format record"
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM observations WHERE datastream_id = 2 AND value = 499").await, 1);
     let poison = sqlx::query("SELECT reason_code, reason FROM dead_letters WHERE source_topic = $1")
@@ -128,7 +136,7 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
     produce(&producer, &topics.observations, &[batch(1, 5_000, 10)]).await?;
     eventually(Duration::from_secs(60), "the 10 new rows", || {
         let pool = pool.clone();
-        async move { Ok((count(&pool, "SELECT count(*) FROM observations").await == 6_010).then_some(())) }
+        async move { Ok((count(&pool, "SELECT count(*) FROM observations").await == 6_060).then_some(())) }
     })
     .await?;
     writer.stop().await?;

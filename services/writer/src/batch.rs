@@ -14,7 +14,7 @@ use hoheit_core::domain::{DatastreamId, Micros, Reading};
 use hoheit_core::kafka::TraceFields;
 use hoheit_core::observations;
 use hoheit_core::rejection::RejectCode;
-use hoheit_proto::v1::{DeadLetter, ObservationRecord};
+use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId, Tracer};
 use opentelemetry::KeyValue;
 use prost::Message;
@@ -42,6 +42,23 @@ pub struct Batch {
     trace_index: HashMap<(TraceId, SpanId), usize>,
 }
 
+/// The batches of an observation record. A record of the format before
+/// ingest gathered messages (one bare `DatastreamBatch`) is read too, so that
+/// an upgrade stores the backlog the previous version left in Kafka. The two
+/// cannot be mistaken for each other: field 1 is a message in one and a
+/// number (the datastream id, never 0) in the other. A record that holds no
+/// batch at all is refused, so nothing is dropped silently.
+fn observation_batches(payload: &[u8]) -> Result<Vec<DatastreamBatch>, String> {
+    match ObservationRecord::decode(payload) {
+        Ok(record) if !record.batches.is_empty() => Ok(record.batches),
+        Ok(_) => Err("holds no datastream batch".into()),
+        Err(error) => match DatastreamBatch::decode(payload) {
+            Ok(batch) if batch.datastream_id != 0 => Ok(vec![batch]),
+            _ => Err(format!("is not a hoheit.v1.ObservationRecord: {error}")),
+        },
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -63,9 +80,9 @@ impl Batch {
         let slot = self.offsets.entry((position.topic.clone(), position.partition)).or_insert(position.offset);
         *slot = (*slot).max(position.offset);
         match source {
-            Source::Observations => match ObservationRecord::decode(payload) {
-                Ok(record) if record.batches.iter().all(|b| b.time_unix_us.len() == b.value.len()) => {
-                    for batch in record.batches {
+            Source::Observations => match observation_batches(payload) {
+                Ok(batches) if batches.iter().all(|b| b.time_unix_us.len() == b.value.len()) => {
+                    for batch in batches {
                         let id = DatastreamId(batch.datastream_id);
                         self.readings.extend(batch.time_unix_us.iter().zip(&batch.value).map(|(&t, &value)| Reading {
                             datastream: id,
@@ -80,11 +97,7 @@ impl Batch {
                     payload,
                     "observation record has a batch with different numbers of times and values",
                 ),
-                Err(error) => self.poison(
-                    position,
-                    payload,
-                    &format!("observation record is not a hoheit.v1.ObservationRecord: {error}"),
-                ),
+                Err(error) => self.poison(position, payload, &format!("observation record {error}")),
             },
             Source::DeadLetters => match DeadLetter::decode(payload) {
                 Ok(letter) => {
@@ -196,8 +209,6 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
-    use hoheit_proto::v1::DatastreamBatch;
-
     use super::*;
 
     fn at(offset: i64) -> SourcePosition {
@@ -249,6 +260,25 @@ mod tests {
             [(SpanId::from(1), 4), (SpanId::from(3), 2)],
             "sampled contexts, once each, with their readings"
         );
+    }
+
+    #[test]
+    fn records_of_the_previous_format_are_still_read() {
+        let mut batch = Batch::default();
+        // Before ingest gathered messages, a record was one bare DatastreamBatch.
+        batch.add(Source::Observations, at(1), &segment(9, "").encode_to_vec());
+        batch.add(Source::Observations, at(2), &record(vec![segment(4, "")]));
+        let stored: Vec<(i64, i64)> = batch.readings.iter().map(|r| (r.datastream.0, r.time.0)).collect();
+        assert_eq!(stored, [(9, 1), (9, 2), (4, 1), (4, 2)]);
+        assert!(batch.dead_letters.is_empty());
+
+        // Neither format: an empty record, and an id-less bare batch, are refused, not dropped.
+        batch.add(Source::Observations, at(3), b"");
+        batch.add(Source::Observations, at(4), &segment(0, "").encode_to_vec());
+        assert_eq!(batch.readings.len(), 4);
+        let reasons: Vec<&str> = batch.dead_letters.iter().map(|d| d.rejections[0].reason.as_str()).collect();
+        assert!(reasons[0].contains("holds no datastream batch"), "{reasons:?}");
+        assert!(reasons[1].contains("holds no datastream batch"), "{reasons:?}");
     }
 
     #[test]
