@@ -215,36 +215,25 @@ impl BenchTopics {
     }
 
     /// Records and readings in the observations topic, read from the
-    /// beginning of every partition up to its high watermark.
+    /// beginning of every partition.
     pub fn observation_readings(&self) -> anyhow::Result<(i64, i64)> {
         use prost::Message as _;
         use rdkafka::Message as _;
+        let total = self.observation_records()?;
         let consumer: BaseConsumer = self.args.consumer_config(&format!("hoheit-bench-count-{}", run_id())).create()?;
-        let topic = self.observations();
         let mut list = rdkafka::TopicPartitionList::new();
-        let mut ends = Vec::new();
         for partition in 0..self.args.partitions {
-            let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
-            if high > low {
-                list.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(low))?;
-                ends.push((partition, high));
-            }
+            list.add_partition_offset(&self.observations(), partition, rdkafka::Offset::Beginning)?;
         }
         consumer.assign(&list)?;
         let (mut records, mut readings) = (0i64, 0i64);
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        let mut done = std::collections::HashMap::<i32, bool>::new();
-        while done.len() < ends.len() {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "reading the observations topic back timed out");
+        while records < total {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "read back {records} of {total} records in 300 s");
             let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
-            let message = message?;
+            let record = hoheit_proto::v1::ObservationRecord::decode(message?.payload().unwrap_or_default())?;
             records += 1;
-            let record = hoheit_proto::v1::ObservationRecord::decode(message.payload().unwrap_or_default())?;
             readings += record.batches.iter().map(|b| b.value.len() as i64).sum::<i64>();
-            let end = ends.iter().find(|(p, _)| *p == message.partition()).map_or(0, |(_, h)| *h);
-            if message.offset() + 1 >= end {
-                done.insert(message.partition(), true);
-            }
         }
         Ok((records, readings))
     }

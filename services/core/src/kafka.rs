@@ -22,6 +22,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use tokio_util::sync::CancellationToken;
 
 /// Kafka settings shared by ingest and writer.
 #[derive(Debug, Clone, Args)]
@@ -88,8 +89,10 @@ impl KafkaArgs {
         config
     }
 
-    /// Creates Hoheit's topics if they do not exist yet.
-    pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
+    /// Creates Hoheit's topics if they do not exist yet; returns the number
+    /// of partitions of the observations topic as the broker has it (it may
+    /// differ from `partitions` when the topic existed before).
+    pub async fn ensure_topics(&self) -> Result<i32, KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self.base_config().create()?;
         let topics = self.topics();
         let new_topics = [
@@ -106,7 +109,36 @@ impl KafkaArgs {
                 }
             }
         }
-        Ok(())
+        let observations = topics.observations;
+        let count = tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(Some(&observations), Duration::from_secs(10))?;
+            let count = metadata.topics().iter().find(|t| t.name() == observations).map_or(0, |t| t.partitions().len());
+            Ok::<_, KafkaError>(count)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        match i32::try_from(count) {
+            Ok(count) if count > 0 => Ok(count),
+            // Just created, the broker may not list the partitions yet.
+            _ => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)),
+        }
+    }
+
+    /// [`Self::ensure_topics`] until it succeeds, backing off from 0.2 to 5 s
+    /// (services start before Kafka does); `None` when `shutdown` fires first.
+    pub async fn await_topics(&self, shutdown: &CancellationToken) -> Option<i32> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.ensure_topics().await {
+                Ok(partitions) => return Some(partitions),
+                Err(error) => tracing::warn!(%error, retry_in = ?delay, "Kafka not reachable yet"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => return None,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use hoheit_core::telemetry::LogArgs;
 use hoheit_core::topic::TopicScheme;
 use hoheit_core::{db, topic};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -138,16 +138,14 @@ impl Ingest {
             Err(error) => return Err(error.into()),
         };
         readiness.set("database", true);
-        if !ensure_topics(&config.kafka, &shutdown).await {
+        // Read once: partitions added to the topic later stay unused until ingest restarts.
+        let Some(partitions) = config.kafka.await_topics(&shutdown).await else {
             return Ok(());
-        }
+        };
         readiness.set("kafka", true);
         let producer: FutureProducer =
             config.kafka.producer_config().create().context("creating the Kafka producer")?;
         let topics = config.kafka.topics();
-        let Some(partitions) = partition_count(&producer, &topics.observations, &shutdown).await else {
-            return Ok(());
-        };
         let mut gather = Gather::<Waiting>::new(partitions);
 
         let scheme = TopicScheme::new(&config.topic_root);
@@ -284,53 +282,6 @@ impl Ingest {
         let _ = tokio::task::spawn_blocking(hoheit_core::telemetry::flush).await;
         tracing::info!("ingest stopped");
         Ok(())
-    }
-}
-
-async fn ensure_topics(kafka: &KafkaArgs, shutdown: &CancellationToken) -> bool {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match kafka.ensure_topics().await {
-            Ok(()) => return true,
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?delay, "Kafka not reachable yet");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return false,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// The number of partitions of the observations topic, as the broker has it
-/// (it may differ from `--kafka-partitions` when the topic existed before);
-/// `None` when shutdown interrupts the wait. Read once at start: partitions
-/// added later stay unused until ingest restarts.
-async fn partition_count(producer: &FutureProducer, topic: &str, shutdown: &CancellationToken) -> Option<i32> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let (producer, name) = (producer.clone(), topic.to_owned());
-        let fetched = tokio::task::spawn_blocking(move || {
-            let metadata = producer.client().fetch_metadata(Some(&name), Duration::from_secs(10))?;
-            let count = metadata.topics().iter().find(|t| t.name() == name).map_or(0, |t| t.partitions().len());
-            Ok::<_, KafkaError>(count)
-        })
-        .await;
-        match fetched {
-            Ok(Ok(count)) if count > 0 => return Some(i32::try_from(count).unwrap_or(i32::MAX)),
-            Ok(Ok(_)) => tracing::warn!(%topic, retry_in = ?delay, "the observations topic has no partitions yet"),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, %topic, retry_in = ?delay, "reading the topic's partitions failed")
-            }
-            Err(error) => tracing::warn!(%error, "reading the topic's partitions failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return None,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

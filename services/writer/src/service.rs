@@ -99,14 +99,8 @@ impl Writer {
             Err(error) => return Err(error.into()),
         };
         readiness.set("database", true);
-        let mut delay = Duration::from_millis(200);
-        while let Err(error) = config.kafka.ensure_topics().await {
-            tracing::warn!(%error, retry_in = ?delay, "Kafka not reachable yet");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => return Ok(()),
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if config.kafka.await_topics(&shutdown).await.is_none() {
+            return Ok(());
         }
         let topics = config.kafka.topics();
         let consumer: Arc<WriterConsumer> = Arc::new(
