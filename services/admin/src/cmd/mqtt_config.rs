@@ -1,6 +1,7 @@
 //! `mqtt-config --out DIR`: writes Mosquitto's `password_file`
 //! (`DIR/mosquitto.passwd`) and `acl_file` (`DIR/mosquitto.acl`) from the
-//! registry's usable API keys plus the ingest service's user (see
+//! registry's usable API keys plus the ingest service's user and, optionally,
+//! a gateway user that publishes for every organisation (see
 //! [`crate::broker`] for the rules). Both files are replaced atomically with
 //! mode 0600; the broker reads them again on SIGHUP.
 
@@ -14,7 +15,7 @@ use hoheit_core::topic;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::broker::{self, BrokerUser, KeyUser, ServiceUserName, TopicRoot};
+use crate::broker::{self, BrokerUser, KeyUser, ServiceUserName, ServiceUsers, TopicRoot};
 use crate::files::{self, Owner};
 use crate::output::time;
 use crate::{AdminError, Output};
@@ -36,6 +37,13 @@ pub struct MqttConfigArgs {
     /// MQTT password of the ingest service (prefer the environment variable to the flag).
     #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
     pub ingest_password: Secret,
+    /// MQTT user name of a gateway that publishes for every organisation (the simulator, a
+    /// multi-tenant gateway); it may write every organisation's topics and read none. Optional.
+    #[arg(long, env = "HOHEIT_MQTT_GATEWAY_USERNAME")]
+    pub gateway_username: Option<String>,
+    /// MQTT password of the gateway user (prefer the environment variable to the flag).
+    #[arg(long, env = "HOHEIT_MQTT_GATEWAY_PASSWORD", hide_env_values = true)]
+    pub gateway_password: Option<Secret>,
     /// Give the files to this numeric UID[:GID] (the user the broker runs as; needs root).
     #[arg(long)]
     pub owner: Option<Owner>,
@@ -48,6 +56,7 @@ pub struct Written {
     pub acl_file: PathBuf,
     pub topic_root: String,
     pub ingest_user: String,
+    pub gateway_user: Option<String>,
     /// Key users and their organisations.
     pub key_users: Vec<KeyUserSummary>,
 }
@@ -58,13 +67,33 @@ pub struct KeyUserSummary {
     pub org: String,
 }
 
+/// A service user's name and password, checked.
+pub struct ServiceLogin {
+    pub name: ServiceUserName,
+    pub password: Secret,
+}
+
+impl ServiceLogin {
+    fn parse(what: &str, name: &str, password: Secret, variable: &str) -> Result<Self, AdminError> {
+        let name = ServiceUserName::parse(name)?;
+        if password.expose().is_empty() {
+            return Err(AdminError::Input(format!("the {what}'s MQTT password is empty ({variable})")));
+        }
+        Ok(Self { name, password })
+    }
+
+    fn broker_user(&self) -> BrokerUser {
+        BrokerUser { name: self.name.as_str().to_owned(), hash: principals::mosquitto_hash(self.password.expose()) }
+    }
+}
+
 /// Renders the files from the registry and writes them into `dir`.
 pub async fn write(
     pool: &PgPool,
     dir: &Path,
     root: &TopicRoot,
-    ingest_name: &ServiceUserName,
-    ingest_password: &Secret,
+    ingest: &ServiceLogin,
+    gateway: Option<&ServiceLogin>,
     owner: Option<Owner>,
 ) -> Result<Written, AdminError> {
     if !dir.is_dir() {
@@ -75,11 +104,8 @@ pub async fn write(
         .into_iter()
         .map(KeyUser::from_credential)
         .collect::<Result<Vec<_>, _>>()?;
-    let ingest = BrokerUser {
-        name: ingest_name.as_str().to_owned(),
-        hash: principals::mosquitto_hash(ingest_password.expose()),
-    };
-    let rendered = broker::render(root, &ingest, &keys, &time(Utc::now()));
+    let services = ServiceUsers { ingest: ingest.broker_user(), gateway: gateway.map(ServiceLogin::broker_user) };
+    let rendered = broker::render(root, &services, &keys, &time(Utc::now()));
     let password_file = dir.join(PASSWORD_FILE);
     let acl_file = dir.join(ACL_FILE);
     // Passwords first: a reload between the two writes then sees new users
@@ -90,28 +116,37 @@ pub async fn write(
         password_file,
         acl_file,
         topic_root: root.as_str().to_owned(),
-        ingest_user: ingest.name,
+        ingest_user: services.ingest.name,
+        gateway_user: services.gateway.map(|g| g.name),
         key_users: keys.iter().map(|k| KeyUserSummary { user: k.user.name.clone(), org: k.org.to_string() }).collect(),
     })
 }
 
 pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> Result<(), AdminError> {
     let root = TopicRoot::parse(&args.topic_root)?;
-    let ingest_name = ServiceUserName::parse(&args.ingest_username)?;
-    if args.ingest_password.expose().is_empty() {
-        return Err(AdminError::Input("the ingest service's MQTT password is empty (HOHEIT_MQTT_PASSWORD)".into()));
+    let ingest = ServiceLogin::parse("ingest service", &args.ingest_username, args.ingest_password, "HOHEIT_MQTT_PASSWORD")?;
+    let gateway = match (args.gateway_username, args.gateway_password) {
+        (Some(name), Some(password)) => {
+            Some(ServiceLogin::parse("gateway", &name, password, "HOHEIT_MQTT_GATEWAY_PASSWORD")?)
+        }
+        (Some(_), None) => return Err(AdminError::Input("the gateway user needs HOHEIT_MQTT_GATEWAY_PASSWORD".into())),
+        (None, _) => None,
+    };
+    if gateway.as_ref().is_some_and(|g| g.name == ingest.name) {
+        return Err(AdminError::Input("the gateway and the ingest service need different MQTT users".into()));
     }
-    let written = write(pool, &args.out, &root, &ingest_name, &args.ingest_password, args.owner).await?;
+    let written = write(pool, &args.out, &root, &ingest, gateway.as_ref(), args.owner).await?;
     out.show(&written, |out| {
         let mut orgs: Vec<&str> = written.key_users.iter().map(|k| k.org.as_str()).collect();
         orgs.sort_unstable();
         orgs.dedup();
         out.line(format!(
-            "wrote {} and {}: ingest user {} (read {root}/#) and {} key user(s) of {} organisation(s) \
+            "wrote {} and {}: ingest user {} (read {root}/#){} and {} key user(s) of {} organisation(s) \
              (each writes {root}/<its org>/#)",
             written.password_file.display(),
             written.acl_file.display(),
             written.ingest_user,
+            written.gateway_user.as_ref().map(|g| format!(", gateway user {g} (write {root}/#)", root = written.topic_root)).unwrap_or_default(),
             written.key_users.len(),
             orgs.len(),
             root = written.topic_root
