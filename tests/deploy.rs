@@ -7,7 +7,11 @@
 //!   Kubernetes JSON schemas and hang together, for the default values and for
 //!   `ci/external-values.yaml` (`deploy/check/check_deploy.py helm`);
 //! - the local set-up and the services' own defaults use the ports and names
-//!   of `deploy/hoheit.env`, the one place they are kept.
+//!   of `deploy/hoheit.env`, the one place they are kept;
+//! - no Mosquitto that a set-up ships (local, compose, chart) admits anonymous
+//!   clients: each reads the password and ACL files `hoheit-admin mqtt-config`
+//!   writes, and ingest and the simulator log in as different users (both
+//!   checkers).
 //!
 //! The checkers need helm and a Python environment with PyYAML, jsonschema and
 //! kubernetes-validate in `$HOHEIT_TOOLS_DIR` (default `/opt/hoheit-tools`),

@@ -3,11 +3,17 @@
 
     check_deploy.py compose   compose.yaml against the compose-spec JSON schema, and its agreement
                               with deploy/hoheit.env, the Dockerfile, Prometheus, Mosquitto (local
-                              and compose), the Grafana dashboard and the code's metric names
-    check_deploy.py helm      helm lint --strict; helm template with the default values and with
-                              ci/external-values.yaml; every object validated against the Kubernetes
-                              JSON schemas (kubernetes-validate, strict, KUBERNETES_VERSION), plus
-                              the structural checks listed in helm/hoheit/README.md
+                              and compose), the Grafana dashboard and the code's metric names; the
+                              MQTT logins init-secrets.sh makes (run in a temporary directory)
+    check_deploy.py helm      helm lint --strict; helm template with the default values, with the
+                              simulator on and with ci/external-values.yaml; every object validated
+                              against the Kubernetes JSON schemas (kubernetes-validate, strict,
+                              KUBERNETES_VERSION), plus the structural checks listed in
+                              helm/hoheit/README.md
+
+Both check that no shipped Mosquitto configuration (local, compose, chart) admits anonymous
+clients: each names a password_file and an acl_file, which `hoheit-admin mqtt-config` writes, and
+ingest and the simulator log in as different users.
 
 Needs PyYAML, jsonschema and kubernetes-validate (deploy/local/hoheit tools installs them) and,
 for `helm`, the helm binary in $HELM. Prints one line per failed check and exits 1 if any failed.
@@ -18,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -27,6 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_ENV = REPO / "deploy" / "hoheit.env"
 COMPOSE_DIR = REPO / "deploy" / "compose"
 CHART = REPO / "helm" / "hoheit"
+MQTT_CONFIG_RS = REPO / "services" / "admin" / "src" / "cmd" / "mqtt_config.rs"
+# The uid the eclipse-mosquitto image runs the broker as once it has dropped root; it must own the
+# password and ACL files (mode 0600).
+MOSQUITTO_UID = 1883
 KUBERNETES_VERSION = os.environ.get("KUBERNETES_VERSION", "1.30.0")
 
 failures: list[str] = []
@@ -65,6 +76,137 @@ def mosquitto_settings(text: str) -> dict[str, str]:
         if parts and not parts[0].startswith("#") and parts[0] != "log_type":
             settings[parts[0]] = " ".join(parts[1:])
     return settings
+
+
+def env_lines(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (a HOHEIT_CONFIG file), comments and blank lines skipped."""
+    values = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value
+    return values
+
+
+# --------------------------------------------------------------------------------- MQTT broker auth
+
+
+def mqtt_config_file_names() -> tuple[str, str]:
+    """The names of the files `hoheit-admin mqtt-config --out DIR` writes into DIR."""
+    names = dict(re.findall(r'pub const (PASSWORD_FILE|ACL_FILE): &str = "([^"]+)";', MQTT_CONFIG_RS.read_text()))
+    if not check(set(names) == {"PASSWORD_FILE", "ACL_FILE"}, f"{MQTT_CONFIG_RS.name}: PASSWORD_FILE or ACL_FILE not found"):
+        return "mosquitto.passwd", "mosquitto.acl"
+    return names["PASSWORD_FILE"], names["ACL_FILE"]
+
+
+def check_broker_auth(label: str, text: str) -> str | None:
+    """A Mosquitto configuration refuses anonymous clients and reads the password and ACL files
+    of `hoheit-admin mqtt-config` from one directory, which it returns."""
+    password, acl = mqtt_config_file_names()
+    settings = mosquitto_settings(text)
+    check(
+        re.search(r"^\s*allow_anonymous\s+true\b", text, re.M) is None and settings.get("allow_anonymous") == "false",
+        f"{label}: anonymous clients are not refused (allow_anonymous must be false)",
+    )
+    check(settings.get("per_listener_settings", "false") == "false", f"{label}: per_listener_settings would bypass the global auth settings")
+    password_file, acl_file = settings.get("password_file", ""), settings.get("acl_file", "")
+    ok = check(password_file.endswith(f"/{password}"), f"{label}: password_file {password_file!r} is not the {password} of hoheit-admin mqtt-config")
+    ok &= check(acl_file.endswith(f"/{acl}"), f"{label}: acl_file {acl_file!r} is not the {acl} of hoheit-admin mqtt-config")
+    directory = password_file.rsplit("/", 1)[0]
+    ok &= check(acl_file.rsplit("/", 1)[0] == directory, f"{label}: password_file and acl_file are in different directories")
+    return directory if ok else None
+
+
+def check_local_broker() -> None:
+    """The local set-up: its template reads mqtt-config's files from $MOSQ_DIR/auth, which the
+    script fills."""
+    directory = check_broker_auth("deploy/local/mosquitto.conf.in", (REPO / "deploy" / "local" / "mosquitto.conf.in").read_text())
+    check(directory in (None, "@MOSQ_DIR@/auth"), f"deploy/local/mosquitto.conf.in: the broker's files are in {directory}, not @MOSQ_DIR@/auth")
+    script = (REPO / "deploy" / "local" / "hoheit").read_text()
+    check("mqtt-config" in script and "--out" in script, "deploy/local/hoheit does not render the broker's files with hoheit-admin mqtt-config --out")
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """A compose service's volumes: target -> (source, read-only)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        parts = volume.split(":")
+        found[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    return found
+
+
+def check_compose_broker(services: dict, dockerfile: str) -> None:
+    """Mosquitto refuses anonymous clients and reads the files the one-shot service running
+    `hoheit-admin mqtt-config` wrote into a volume they share, before it starts."""
+    directory = check_broker_auth("compose mosquitto.conf", (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text())
+    broker = services.get("mosquitto", {})
+    renderers = [n for n, s in services.items() if "mqtt-config" in (s.get("command") or [])]
+    if not check(len(renderers) == 1, f"compose: {len(renderers)} services run hoheit-admin mqtt-config, not one") or directory is None:
+        return
+    name = renderers[0]
+    renderer = services[name]
+    command = renderer["command"]
+    check(str(renderer.get("entrypoint", [""])[0]).endswith("/hoheit-admin"), f"compose: {name} does not run hoheit-admin")
+    target = renderer.get("build", {}).get("target")
+    stage = dockerfile.split(f"AS {target}\n", 1)[-1].split("\nFROM ", 1)[0]
+    check(target is not None and "/hoheit-admin /usr/local/bin/hoheit-admin" in stage, f"compose: {name} builds target {target!r}, which has no hoheit-admin")
+    out = command[command.index("--out") + 1] if "--out" in command[:-1] else None
+    source, read_only = mounts(broker).get(directory, (None, False))
+    check(source is not None and read_only, f"compose: mosquitto does not mount its files' directory {directory} read-only")
+    check(out is not None and mounts(renderer).get(out) == (source, False), f"compose: {name} does not write into the volume mosquitto reads ({source} at {directory})")
+    owner = command[command.index("--owner") + 1] if "--owner" in command[:-1] else str(renderer.get("user", ""))
+    check(owner.split(":")[0] == str(MOSQUITTO_UID), f"compose: {name} does not give the files to Mosquitto's uid {MOSQUITTO_UID}")
+    if renderer.get("cap_drop") == ["ALL"] and "--owner" in command:
+        check("CHOWN" in renderer.get("cap_add", []), f"compose: {name} may not chown (cap_add CHOWN)")
+    condition = lambda service, dependency: ((service.get("depends_on") or {}).get(dependency) or {}).get("condition")
+    check(condition(broker, name) == "service_completed_successfully", f"compose: mosquitto does not wait for {name} to complete")
+    check(condition(renderer, "timescaledb") == "service_healthy", f"compose: {name} does not wait for the database")
+    probe = " ".join(broker.get("healthcheck", {}).get("test", []))
+    check("not authorised" in probe or " -u " in probe, "compose: mosquitto's healthcheck publishes anonymously (the broker must refuse that)")
+
+
+def check_compose_logins(services: dict) -> None:
+    """init-secrets.sh, run twice in a temporary directory, gives ingest and the simulator
+    different MQTT logins, mqtt-config both, the others none, and keeps the passwords."""
+    runs = []
+    with tempfile.TemporaryDirectory() as directory:
+        for _ in range(2):
+            result = subprocess.run(
+                ["bash", str(COMPOSE_DIR / "init-secrets.sh")],
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOHEIT_SECRETS_DIR": directory,
+                     "HOHEIT_DATABASE_USER": "hoheit", "HOHEIT_DATABASE_NAME": "hoheit", "HOHEIT_PG_PORT": "5432"},
+                capture_output=True, text=True,
+            )
+            if not check(result.returncode == 0, f"init-secrets.sh failed: {result.stderr.strip()}"):
+                return
+            configs = {}
+            for name, service in services.items():
+                path = (service.get("environment") or {}).get("HOHEIT_CONFIG")
+                if path is None:
+                    continue
+                if check(path.startswith("/run/secrets/hoheit/") and "secrets" in {s for s, _ in mounts(service).values()},
+                         f"compose: {name}'s HOHEIT_CONFIG {path} is not in the volume secrets"):
+                    file = Path(directory) / path.removeprefix("/run/secrets/hoheit/")
+                    if check(file.is_file(), f"compose: {name}'s HOHEIT_CONFIG {path} is not made by init-secrets.sh"):
+                        configs[name] = env_lines(file.read_text())
+            runs.append(configs)
+    first, second = runs
+    check(first == second, "init-secrets.sh changes secrets on a second run")
+    login = lambda name, prefix="HOHEIT_MQTT": (first.get(name, {}).get(f"{prefix}_USERNAME"), first.get(name, {}).get(f"{prefix}_PASSWORD"))
+    ingest, simulator = login("hoheit-ingest"), login("hoheit-simulator")
+    check(all(ingest) and all(simulator), "compose: ingest or the simulator has no MQTT login")
+    check(ingest[0] != simulator[0] and ingest[1] != simulator[1], "compose: the simulator logs in to MQTT as ingest's user")
+    check(login("mqtt-config") == ingest, "compose: mqtt-config's ingest login is not ingest's")
+    check(login("mqtt-config", "HOHEIT_MQTT_GATEWAY") == simulator, "compose: mqtt-config's gateway login is not the simulator's")
+    check("HOHEIT_DATABASE_URL" in first.get("mqtt-config", {}), "compose: mqtt-config has no database URL")
+    for name in ("hoheit-api", "hoheit-writer"):
+        check("HOHEIT_MQTT_PASSWORD" not in first.get(name, {}), f"compose: {name} gets an MQTT password it does not need")
+    # The environment wins over a HOHEIT_CONFIG file: a login set there would be everyone's.
+    is_login = lambda key: key.startswith("HOHEIT_MQTT_") and key.endswith(("_USERNAME", "_PASSWORD"))
+    check(not any(map(is_login, shared_env())), "hoheit.env sets an MQTT login, which would override every service's own")
+    for name, service in services.items():
+        for key in filter(is_login, service.get("environment") or {}):
+            check(False, f"compose: {name} sets {key} outside its HOHEIT_CONFIG file")
 
 
 # ------------------------------------------------------------------------------------------ compose
@@ -165,6 +307,9 @@ def check_compose() -> None:
     for key in ["persistence", "autosave_interval", "max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size"]:
         check(key in demo and demo.get(key) == local.get(key), f"mosquitto.conf: {key} differs from the local set-up")
     check(demo.get("listener", "").split()[0] == env["HOHEIT_MQTT_PORT"], "mosquitto.conf: listener port is not HOHEIT_MQTT_PORT")
+    check_local_broker()
+    check_compose_broker(services, dockerfile)
+    check_compose_logins(services)
 
     dashboard = json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "hoheit.json").read_text())
     known = code_metric_names()
@@ -271,17 +416,89 @@ def check_render(label: str, objects: list[dict], env: dict[str, str]) -> None:
         check(config.get(key) == f"0.0.0.0:{env[port]}", f"{label}: ConfigMap {key} is not on port {env[port]}")
 
 
+def env_of(container: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in container.get("env", [])}
+
+
+def login_of(container: dict, prefix: str = "HOHEIT_MQTT") -> tuple:
+    """(user name, (Secret, key) of the password) of an MQTT login in a container's environment."""
+    env = env_of(container)
+    ref = env.get(f"{prefix}_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    return env.get(f"{prefix}_USERNAME", {}).get("value"), (ref.get("name"), ref.get("key"))
+
+
+def check_chart_broker(label: str, objects: list[dict], text: str) -> None:
+    """No rendered Mosquitto admits anonymous clients; the bundled one reads the files its init
+    container renders with `hoheit-admin mqtt-config` (API image, as Mosquitto's uid) into a volume
+    they share, with ingest's login and, with the simulator, the simulator's as the gateway; the
+    simulator and ingest log in as different users."""
+    check(re.search(r"^\s*allow_anonymous\s+true\b", text, re.M) is None, f"{label}: a rendered Mosquitto configuration admits anonymous clients")
+    deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"}
+    first = lambda component: deployments[component]["containers"][0] if component in deployments else {}
+    ingest, simulator = login_of(first("ingest")), login_of(first("simulator"))
+    check(ingest[0] is not None and None not in ingest[1], f"{label}: ingest has no MQTT login")
+    if "simulator" in deployments:
+        check(simulator[0] is not None and None not in simulator[1], f"{label}: the simulator has no MQTT login")
+        check(simulator[0] != ingest[0] and simulator[1] != ingest[1], f"{label}: the simulator logs in to MQTT as ingest's user or with its password")
+
+    configs = [(o["metadata"]["name"], v) for o in objects if o["kind"] == "ConfigMap" for k, v in o.get("data", {}).items() if k == "mosquitto.conf"]
+    brokers = [o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "mosquitto"]
+    check(len(configs) == len(brokers), f"{label}: {len(configs)} Mosquitto configurations for {len(brokers)} brokers")
+    for (name, conf), broker in zip(configs, brokers):
+        where = f"{label}: {name}"
+        directory = check_broker_auth(f"{where} mosquitto.conf", conf)
+        spec = broker["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounted = lambda container: {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+        mosquitto = next((c for c in spec["containers"] if c["name"] == "mosquitto"), {})
+        auth = mounted(mosquitto).get(directory)
+        if not check(auth is not None and auth.get("readOnly") is True, f"{where}: the broker does not mount {directory} read-only"):
+            continue
+        check("emptyDir" in volumes.get(auth["name"], {}), f"{where}: the broker's files are not in an emptyDir of the pod")
+        renderers = [c for c in spec.get("initContainers", []) if "mqtt-config" in c.get("command", [])]
+        if not check(len(renderers) == 1, f"{where}: no init container runs hoheit-admin mqtt-config"):
+            continue
+        renderer = renderers[0]
+        command = renderer["command"]
+        check(command[0].endswith("/hoheit-admin") and command[command.index("--out") + 1] == directory, f"{where}: mqtt-config does not write into {directory}")
+        check(mounted(renderer).get(directory, {}).get("name") == auth["name"] and not mounted(renderer)[directory].get("readOnly"), f"{where}: mqtt-config does not write into the broker's volume")
+        check(renderer["image"] == first("api").get("image"), f"{where}: mqtt-config does not run the API image (which has hoheit-admin)")
+        security = renderer.get("securityContext", {})
+        check(security.get("runAsUser") == MOSQUITTO_UID and security.get("runAsNonRoot") is True, f"{where}: mqtt-config does not run as Mosquitto's uid {MOSQUITTO_UID}")
+        check(security.get("readOnlyRootFilesystem") is True and security.get("allowPrivilegeEscalation") is False, f"{where}: mqtt-config's security context")
+        check("memory" in renderer.get("resources", {}).get("limits", {}), f"{where}: mqtt-config has no memory limit")
+        check("HOHEIT_DATABASE_URL" in env_of(renderer), f"{where}: mqtt-config has no database URL")
+        check(login_of(renderer) == ingest, f"{where}: mqtt-config's ingest login is not ingest's")
+        gateway = login_of(renderer, "HOHEIT_MQTT_GATEWAY")
+        if "simulator" in deployments:
+            check(gateway == simulator, f"{where}: mqtt-config's gateway login is not the simulator's")
+        else:
+            check(gateway == (None, (None, None)), f"{where}: a gateway user without the simulator")
+        policies = [o for o in objects if o["kind"] == "NetworkPolicy" and selects(o["spec"]["podSelector"]["matchLabels"], broker["spec"]["template"]["metadata"]["labels"])]
+        database_port = int(env_of(first("api")).get("HOHEIT_DATABASE_URL", {}).get("value", ":5432/").rsplit(":", 1)[1].split("/")[0])
+        for policy in policies:
+            ports = {p["port"] for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])}
+            check(database_port in ports, f"{label}: NetworkPolicy {policy['metadata']['name']} keeps mqtt-config from the database")
+
+
 def check_helm() -> None:
     env = shared_env()
     external = CHART / "ci" / "external-values.yaml"
     helm("lint", "--strict", str(CHART))
     helm("lint", "--strict", str(CHART), "-f", str(external))
+    helm("lint", "--strict", str(CHART), "--set", "simulator.enabled=true")
     renders = {}
-    for label, extra in (("default", []), ("external", ["-f", str(external)])):
+    for label, extra in (("default", []), ("simulator", ["--set", "simulator.enabled=true"]), ("external", ["-f", str(external)])):
         text = helm("template", "hoheit", str(CHART), "--namespace", "hoheit", *extra)
         renders[label] = [o for o in yaml.safe_load_all(text) if o]
         check(len(renders[label]) > 10, f"{label}: only {len(renders[label])} objects rendered")
         check_render(label, renders[label], env)
+        check_chart_broker(label, renders[label], text)
+    refused = subprocess.run(
+        [os.environ.get("HELM", "helm"), "template", "hoheit", str(CHART), "--set", "simulator.enabled=true", "--set", "mqtt.gateway.username=hoheit-ingest"],
+        capture_output=True, text=True,
+    )
+    check(refused.returncode != 0 and "must differ" in refused.stderr, "helm: the simulator may log in as ingest's user (mqtt.gateway.username = mqtt.username)")
 
     default, ext = renders["default"], renders["external"]
     components = lambda objects, kind: {o["metadata"]["labels"].get("app.kubernetes.io/component") for o in objects if o["kind"] == kind}

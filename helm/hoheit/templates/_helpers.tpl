@@ -80,7 +80,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret the chart makes (API token, database password, MQTT password). */}}
+{{/* The Secret the chart makes (API token, database password, MQTT passwords). */}}
 {{- define "hoheit.secretName" -}}
 {{- printf "%s-secrets" (include "hoheit.fullname" .) -}}
 {{- end -}}
@@ -108,18 +108,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* MQTT credentials, for ingest and the simulator. */}}
-{{- define "hoheit.mqttCredentials" -}}
-{{- $m := .Values.mqtt -}}
-{{- if $m.username -}}
-- name: HOHEIT_MQTT_USERNAME
-  value: {{ $m.username | quote }}
-- name: HOHEIT_MQTT_PASSWORD
+{{/*
+An MQTT login as the variables PREFIX_USERNAME and PREFIX_PASSWORD: (dict "root" $ "login" "ingest"
+"prefix" "HOHEIT_MQTT"). Logins: "ingest" (mqtt.*, reads every organisation's topics) and "gateway"
+(mqtt.gateway.*, the simulator, writes them). The password comes from the given existingSecret or
+from the chart's Secret (key mqtt-password or mqtt-gateway-password).
+*/}}
+{{- define "hoheit.mqttLogin" -}}
+{{- $m := .root.Values.mqtt -}}
+{{- $login := $m -}}
+{{- $key := "mqtt-password" -}}
+{{- if eq .login "gateway" }}{{ $login = $m.gateway }}{{ $key = "mqtt-gateway-password" }}{{ end -}}
+{{- if $login.existingSecret.name }}{{ $key = $login.existingSecret.passwordKey }}{{ end -}}
+- name: {{ .prefix }}_USERNAME
+  value: {{ required (printf "the MQTT user name of the %s login is required (mqtt.username, mqtt.gateway.username)" .login) $login.username | quote }}
+- name: {{ .prefix }}_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ default (include "hoheit.secretName" .) $m.existingSecret.name }}
-      key: {{ ternary $m.existingSecret.passwordKey "mqtt-password" (not (empty $m.existingSecret.name)) }}
-{{- end }}
+      name: {{ default (include "hoheit.secretName" .root) $login.existingSecret.name }}
+      key: {{ $key }}
 {{- end -}}
 
 {{/* The API token, for the API and the simulator. */}}
