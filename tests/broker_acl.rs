@@ -217,10 +217,24 @@ fn message(p: &Publish) -> (String, String) {
 }
 
 /// Generates the files into `files` as the operator would.
+/// The gateway user's password in these tests (the simulator's login in the set-ups).
+const GATEWAY_PASSWORD: &str = "gateway-password-of-the-test";
+
 async fn generate(db: &str, files: &Path, password: &str, owner: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let dir = files.to_str().context("temporary path is not UTF-8")?;
-    let mut args =
-        vec!["mqtt-config", "--out", dir, "--ingest-username", "hoheit-ingest", "--ingest-password", password];
+    let mut args = vec![
+        "mqtt-config",
+        "--out",
+        dir,
+        "--ingest-username",
+        "hoheit-ingest",
+        "--ingest-password",
+        password,
+        "--gateway-username",
+        "hoheit-gateway",
+        "--gateway-password",
+        GATEWAY_PASSWORD,
+    ];
     if let Some(owner) = owner {
         args.extend(["--owner", owner]);
     }
@@ -287,6 +301,14 @@ async fn a_key_publishes_only_into_its_own_organisations_topics_and_a_revoked_ke
     b.publish("hoheit/v1/stadt-b/t/p", "b's own").await?;
     assert_eq!(message(&ingest.next_message().await?), ("hoheit/v1/stadt-b/t/p".into(), "b's own".into()));
 
+    // The gateway publishes for every organisation.
+    let mut gateway = must_connect(port, "hoheit-gateway", GATEWAY_PASSWORD).await?;
+    gateway.publish("hoheit/v1/stadt-a/t/p", "via the gateway").await?;
+    assert_eq!(message(&ingest.next_message().await?), ("hoheit/v1/stadt-a/t/p".into(), "via the gateway".into()));
+    gateway.publish("hoheit/v1/stadt-b/t/p", "via the gateway").await?;
+    assert_eq!(message(&ingest.next_message().await?), ("hoheit/v1/stadt-b/t/p".into(), "via the gateway".into()));
+    drop(gateway);
+
     assert_eq!(refusal(connect(port, Some((&a_user, "not-the-key"))).await?), Some(ConnectReturnCode::NotAuthorized));
     assert_eq!(refusal(connect(port, Some((&a_user, &b_key))).await?), Some(ConnectReturnCode::NotAuthorized));
     assert_eq!(refusal(connect(port, None).await?), Some(ConnectReturnCode::NotAuthorized), "anonymous");
@@ -316,5 +338,24 @@ async fn a_key_publishes_only_into_its_own_organisations_topics_and_a_revoked_ke
 
     broker.stop().await;
     isolation.drop_database().await;
+    Ok(())
+}
+
+/// The shared broker of the local set-up (and so of this test run) admits no
+/// anonymous client, while the login the tests were given works.
+#[tokio::test]
+async fn the_local_broker_refuses_anonymous_clients() -> anyhow::Result<()> {
+    let port = hoheit_tests::mqtt_port();
+    assert_eq!(
+        refusal(connect(port, None).await?),
+        Some(ConnectReturnCode::NotAuthorized),
+        "an anonymous client connected to the shared broker on 127.0.0.1:{port}"
+    );
+    let (user, password) = hoheit_tests::mqtt_login().context("HOHEIT_MQTT_USERNAME and _PASSWORD are not set")?;
+    must_connect(port, &user, &password).await?;
+    assert_eq!(
+        refusal(connect(port, Some((&user, "not-the-password"))).await?),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
     Ok(())
 }

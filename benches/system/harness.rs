@@ -24,6 +24,8 @@ pub struct Infra {
     pub admin_database_url: String,
     pub mqtt_host: String,
     pub mqtt_port: u16,
+    /// `HOHEIT_MQTT_USERNAME`/`_PASSWORD`: the local broker admits no anonymous client.
+    pub mqtt_login: Option<(String, String)>,
     pub kafka_bootstrap: String,
     /// The operator token the benchmark's API is started with.
     pub api_token: String,
@@ -32,6 +34,15 @@ pub struct Infra {
 }
 
 impl Infra {
+    /// Options of an MQTT client of the benchmarks, logged in where the broker wants it.
+    pub fn mqtt_options(&self, client_id: impl Into<String>) -> rumqttc::MqttOptions {
+        let mut options = rumqttc::MqttOptions::new(client_id, &self.mqtt_host, self.mqtt_port);
+        if let Some((user, password)) = &self.mqtt_login {
+            options.set_credentials(user, password);
+        }
+        options
+    }
+
     pub fn from_env(bin_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let bin_dir = match bin_dir {
             Some(dir) => dir,
@@ -46,6 +57,7 @@ impl Infra {
             admin_database_url: env_or("HOHEIT_DATABASE_URL", "postgres://hoheit:hoheit@127.0.0.1:5432/hoheit"),
             mqtt_host: env_or("HOHEIT_MQTT_HOST", "127.0.0.1"),
             mqtt_port: env_or("HOHEIT_MQTT_PORT", "1883").parse().context("HOHEIT_MQTT_PORT")?,
+            mqtt_login: std::env::var("HOHEIT_MQTT_USERNAME").ok().zip(std::env::var("HOHEIT_MQTT_PASSWORD").ok()),
             kafka_bootstrap: env_or("HOHEIT_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             api_token: if token.len() >= 16 { token } else { format!("bench-{}", uuid::Uuid::new_v4().simple()) },
             bin_dir,
@@ -489,7 +501,7 @@ pub fn load() -> String {
 /// session, then disconnect), so the broker stops queueing for it.
 pub async fn forget_mqtt_session(infra: &Infra, client_id: &str) {
     forget(&Leftover::MqttSession(client_id.to_owned()));
-    let mut options = rumqttc::MqttOptions::new(client_id, &infra.mqtt_host, infra.mqtt_port);
+    let mut options = infra.mqtt_options(client_id);
     options.set_clean_session(true);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
     let done = async {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::task::JoinHandle;
 
 use crate::harness::{run_id, Infra};
@@ -29,7 +29,7 @@ pub struct Client {
 
 impl Client {
     async fn connect(infra: &Infra, client_id: String, clean: bool) -> anyhow::Result<Self> {
-        let mut options = MqttOptions::new(client_id, &infra.mqtt_host, infra.mqtt_port);
+        let mut options = infra.mqtt_options(client_id);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(clean);
         options.set_inflight(INFLIGHT);

@@ -38,6 +38,12 @@ pub fn mqtt_port() -> u16 {
     env_or("HOHEIT_MQTT_PORT", "1883").parse().unwrap_or(1883)
 }
 
+/// The MQTT login of the tests (`HOHEIT_MQTT_USERNAME`/`_PASSWORD`; the local set-up admits no
+/// anonymous client and exports its development user), if any.
+pub fn mqtt_login() -> Option<(String, String)> {
+    Some((std::env::var("HOHEIT_MQTT_USERNAME").ok()?, std::env::var("HOHEIT_MQTT_PASSWORD").ok()?))
+}
+
 pub fn kafka_bootstrap() -> String {
     env_or("HOHEIT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 }
@@ -355,6 +361,9 @@ impl Publisher {
     pub async fn connect(id: &str) -> anyhow::Result<Self> {
         let mut options =
             MqttOptions::new(format!("pub-{id}-{}", uuid::Uuid::new_v4().simple()), mqtt_host(), mqtt_port());
+        if let Some((user, password)) = mqtt_login() {
+            options.set_credentials(user, password);
+        }
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
         options.set_inflight(1000);

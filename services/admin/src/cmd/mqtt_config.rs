@@ -124,7 +124,8 @@ pub async fn write(
 
 pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> Result<(), AdminError> {
     let root = TopicRoot::parse(&args.topic_root)?;
-    let ingest = ServiceLogin::parse("ingest service", &args.ingest_username, args.ingest_password, "HOHEIT_MQTT_PASSWORD")?;
+    let ingest =
+        ServiceLogin::parse("ingest service", &args.ingest_username, args.ingest_password, "HOHEIT_MQTT_PASSWORD")?;
     let gateway = match (args.gateway_username, args.gateway_password) {
         (Some(name), Some(password)) => {
             Some(ServiceLogin::parse("gateway", &name, password, "HOHEIT_MQTT_GATEWAY_PASSWORD")?)
@@ -146,7 +147,11 @@ pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> R
             written.password_file.display(),
             written.acl_file.display(),
             written.ingest_user,
-            written.gateway_user.as_ref().map(|g| format!(", gateway user {g} (write {root}/#)", root = written.topic_root)).unwrap_or_default(),
+            written
+                .gateway_user
+                .as_ref()
+                .map(|g| format!(", gateway user {g} (write {root}/#)", root = written.topic_root))
+                .unwrap_or_default(),
             written.key_users.len(),
             orgs.len(),
             root = written.topic_root
