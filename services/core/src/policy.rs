@@ -259,11 +259,6 @@ impl Release {
         }
     }
 
-    /// Whether the minimum and maximum of a bucket may be released (they are single readings).
-    pub fn releases_extremes(self) -> bool {
-        !matches!(self, Release::Personal { .. })
-    }
-
     /// Why `request` does not fit the grid; `None` when it does.
     fn misfit(self, request: &ReadRequest) -> Option<String> {
         let grid = self.grid_secs()?;
@@ -590,8 +585,7 @@ mod tests {
         let release = Release::Personal { min_count: 5 };
         assert_eq!(release.grid_secs(), Some(900));
         assert_eq!(release.min_count(), Some(5));
-        assert!(!release.releases_extremes());
-        assert!(Release::Grid { grid_secs: 900 }.releases_extremes());
+        assert_eq!(Release::Grid { grid_secs: 900 }.min_count(), None);
     }
 
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
