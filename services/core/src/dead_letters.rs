@@ -182,7 +182,7 @@ pub async fn list(
         .collect())
 }
 
-/// What [`erase_for_dataset`] removed.
+/// What an erasure removed of the dead letters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadLettersErased {
     /// Dead letters of the dataset's datastreams (their topics) and of things whose datastreams all belong to it.
