@@ -153,6 +153,7 @@ fn the_services_built_in_defaults_are_those_of_the_shared_file() {
     assert_eq!(port_of(default_of(&writer, "ops_listen")), shared["HOHEIT_WRITER_OPS_PORT"]);
     let api = ApiConfig::command();
     assert_eq!(port_of(default_of(&api, "listen")), shared["HOHEIT_API_PORT"]);
+    assert_eq!(default_of(&api, "topic_root"), shared["HOHEIT_MQTT_TOPIC_ROOT"]);
     let simulator = SimulatorConfig::command();
     assert_eq!(default_of(&simulator, "topic_root"), shared["HOHEIT_MQTT_TOPIC_ROOT"]);
     assert_eq!(port_of(default_of(&simulator, "api_url")), shared["HOHEIT_API_PORT"]);

@@ -150,6 +150,7 @@ impl Isolation {
     pub fn api_config_with(&self, extra: &[&str]) -> ApiConfig {
         let mut args =
             vec!["hoheit-api", "--listen", "127.0.0.1:0", "--token", TOKEN, "--database-url", &self.database_url];
+        args.extend_from_slice(&["--topic-root", &self.topic_root]);
         args.extend_from_slice(extra);
         ApiConfig::parse_from(args)
     }

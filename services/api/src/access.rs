@@ -1,13 +1,15 @@
 //! The read gate every data path goes through: it asks the policy
 //! (`hoheit_core::policy::decide`), applies a grant's own rate limit, and
-//! writes exactly one audit record per read, allowed or denied.
+//! writes exactly one audit record per read, allowed or denied. An allowed
+//! read leaves with the policy's [`Release`] and the range it may release
+//! (whole buckets of the grid, for aggregate-only grants and personal data).
 
 use chrono::Utc;
 use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::DatastreamId;
 use hoheit_core::grants;
-use hoheit_core::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Via};
+use hoheit_core::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Release, Via};
 
 use crate::auth::Who;
 use crate::error::ApiError;
@@ -18,7 +20,10 @@ use crate::AppState;
 #[must_use = "a permitted read must be finished so that it is audited"]
 pub struct ReadPermit {
     record: AuditRecord,
-    pub min_bucket_count: Option<i32>,
+    /// What may leave: the route answers under this rule.
+    pub release: Release,
+    /// The request as it may be answered (`Release::snap`): the range to query.
+    pub range: ReadRequest,
 }
 
 impl ReadPermit {
@@ -114,7 +119,8 @@ pub async fn authorize(
     request: ReadRequest,
 ) -> Result<ReadPermit, ApiError> {
     let grants = grants_for(state, &who.0, &dataset).await?;
-    let decision = hoheit_core::policy::decide(&who.0, &dataset, &grants, &request, Utc::now());
+    let now = Utc::now();
+    let decision = hoheit_core::policy::decide(&who.0, &dataset, &grants, &request, now);
     let mut rec = record(who, &dataset, datastream, action, Some(&request));
     match decision {
         Decision::Deny { reason } => {
@@ -123,14 +129,17 @@ pub async fn authorize(
             state.audit.append(rec).await?;
             Err(ApiError::Forbidden(reason))
         }
-        Decision::Allow { via, min_bucket_count } => {
+        Decision::Allow { via, release } => {
             if let Via::Grant(grant) = &via {
                 check_grant_rate(state, who, grant)?;
                 rec.grant_id = Some(grant.id);
             }
+            let range = release.snap(&request, now);
+            rec.range_from = Some(range.from);
+            rec.range_to = Some(range.to);
             rec.allowed = true;
             rec.reason = via.describe();
-            Ok(ReadPermit { record: rec, min_bucket_count })
+            Ok(ReadPermit { record: rec, release, range })
         }
     }
 }

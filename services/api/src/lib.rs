@@ -71,6 +71,9 @@ pub struct ApiConfig {
     /// with PKCE, redirect URI: the dashboard's `/`); unset: the dashboard offers API keys only.
     #[arg(long, env = "HOHEIT_API_DASHBOARD_OIDC_CLIENT_ID")]
     pub dashboard_oidc_client_id: Option<String>,
+    /// MQTT topic root the ingest service reads (its `--topic-root`): erasure finds a dataset's dead letters by topic.
+    #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = hoheit_core::topic::DEFAULT_ROOT)]
+    pub topic_root: String,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
     #[command(flatten)]
@@ -93,6 +96,8 @@ pub struct AppState {
     pub(crate) dashboard: Arc<dashboard::Settings>,
     /// Cancelled at shutdown: ends open live streams, so that shutdown need not wait for them.
     pub shutdown: CancellationToken,
+    /// The MQTT topic scheme (matches dead letters to datastreams).
+    pub topics: hoheit_core::topic::TopicScheme,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -129,6 +134,7 @@ impl Api {
                 config.dashboard_oidc_client_id.as_deref(),
             )),
             shutdown: shutdown.clone(),
+            topics: hoheit_core::topic::TopicScheme::new(&config.topic_root),
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
         Ok(Self { listener, router: router(state), pool, retention_every })

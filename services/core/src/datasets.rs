@@ -11,10 +11,12 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 
+use crate::dead_letters::{self, DeadLettersErased};
 use crate::domain::{DatastreamId, Slug};
 use crate::policy::{Classification, DatasetAccess, OrgKind};
 use crate::principals::municipality_of;
 use crate::registry::RegistryError;
+use crate::topic::TopicScheme;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -275,11 +277,18 @@ pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Erases a dataset: its readings and its datastreams are deleted, the
-/// dataset is marked erased. Returns the number of readings deleted. Grants
-/// on it are revoked and kept (with the audit log) as the record of what was
-/// agreed.
-pub async fn erase(pool: &PgPool, dataset_id: i64) -> Result<u64, RegistryError> {
+/// What an erasure deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erasure {
+    pub readings: u64,
+    pub dead_letters: DeadLettersErased,
+}
+
+/// Erases a dataset: its readings, the raw payloads of its dead letters
+/// ([`dead_letters::erase_for_dataset`], topics under `scheme`) and its
+/// datastreams are deleted, the dataset is marked erased. Grants on it are
+/// revoked and kept (with the audit log) as the record of what was agreed.
+pub async fn erase(pool: &PgPool, dataset_id: i64, scheme: &TopicScheme) -> Result<Erasure, RegistryError> {
     let mut tx = pool.begin().await?;
     let readings = sqlx::query(
         "DELETE FROM observations o USING datastreams d WHERE o.datastream_id = d.id AND d.dataset_id = $1",
@@ -294,6 +303,7 @@ pub async fn erase(pool: &PgPool, dataset_id: i64) -> Result<u64, RegistryError>
     .bind(dataset_id)
     .execute(&mut *tx)
     .await?;
+    let dead_letters = dead_letters::erase_for_dataset(&mut tx, dataset_id, scheme).await?;
     sqlx::query("DELETE FROM datastreams WHERE dataset_id = $1").bind(dataset_id).execute(&mut *tx).await?;
     sqlx::query("UPDATE grants SET revoked_at = coalesce(revoked_at, now()) WHERE dataset_id = $1")
         .bind(dataset_id)
@@ -307,7 +317,7 @@ pub async fn erase(pool: &PgPool, dataset_id: i64) -> Result<u64, RegistryError>
         return Err(RegistryError::NotFound(format!("dataset {dataset_id}")));
     }
     tx.commit().await?;
-    Ok(readings)
+    Ok(Erasure { readings, dead_letters })
 }
 
 /// One exported reading.

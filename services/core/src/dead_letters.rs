@@ -1,11 +1,13 @@
 //! The dead-letter table: rejected messages kept with their reasons, so their
-//! owners can see what was not accepted and why.
+//! owners can see what was not accepted and why; and what an erasure removes
+//! of them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::{Micros, Slug};
+use crate::topic::TopicScheme;
 
 /// Where the writer read a dead letter from; makes storing it idempotent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,4 +180,69 @@ pub async fn list(
             payload: r.get("payload"),
         })
         .collect())
+}
+
+/// What an erasure removed of the dead letters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeadLettersErased {
+    /// Dead letters of the dataset's datastreams (their topics) and of things whose datastreams all belong to it.
+    pub deleted: u64,
+    /// Dead letters of a thing with datastreams in this and other datasets: their payload (which may hold
+    /// readings of both) is removed, their reasons stay for the other datasets' owner.
+    pub payloads_removed: u64,
+}
+
+/// Removes the raw payloads of a dataset being erased from the dead letters,
+/// matched exactly by topic under `scheme` (the dead letters carry no
+/// datastream): a datastream's topic `{root}/{org}/{thing}/{property}`, and a
+/// thing's topic `{root}/{org}/{thing}`, which may carry readings of every
+/// datastream of the thing. Runs inside the erasure's transaction, before its
+/// datastreams are deleted.
+pub async fn erase_for_dataset(
+    conn: &mut PgConnection,
+    dataset_id: i64,
+    scheme: &TopicScheme,
+) -> Result<DeadLettersErased, sqlx::Error> {
+    let deleted = sqlx::query(
+        "WITH things_of AS (
+             SELECT t.id, o.slug AS org, t.slug AS thing,
+                    bool_and(d.dataset_id IS NOT DISTINCT FROM $1) AS only_this
+             FROM things t JOIN organisations o ON o.id = t.org_id JOIN datastreams d ON d.thing_id = t.id
+             WHERE t.id IN (SELECT thing_id FROM datastreams WHERE dataset_id = $1)
+             GROUP BY t.id, o.slug, t.slug
+         ), topics AS (
+             SELECT o.slug AS org, $2 || '/' || o.slug || '/' || t.slug || '/' || d.property AS topic
+             FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+             WHERE d.dataset_id = $1
+             UNION
+             SELECT org, $2 || '/' || org || '/' || thing FROM things_of WHERE only_this
+         )
+         DELETE FROM dead_letters dl USING topics
+         WHERE dl.org = topics.org AND dl.mqtt_topic = topics.topic",
+    )
+    .bind(dataset_id)
+    .bind(scheme.root())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let payloads_removed = sqlx::query(
+        "WITH shared AS (
+             SELECT o.slug AS org, $2 || '/' || o.slug || '/' || t.slug AS topic
+             FROM things t JOIN organisations o ON o.id = t.org_id JOIN datastreams d ON d.thing_id = t.id
+             WHERE t.id IN (SELECT thing_id FROM datastreams WHERE dataset_id = $1)
+             GROUP BY o.slug, t.slug
+             HAVING NOT bool_and(d.dataset_id IS NOT DISTINCT FROM $1)
+         )
+         UPDATE dead_letters dl
+         SET payload = ''::bytea,
+             reason = dl.reason || ' (payload removed: it may hold readings of erased dataset ' || $1::bigint::text || ')'
+         FROM shared
+         WHERE dl.org = shared.org AND dl.mqtt_topic = shared.topic AND length(dl.payload) > 0",
+    )
+    .bind(dataset_id)
+    .bind(scheme.root())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(DeadLettersErased { deleted, payloads_removed })
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::domain::{DatastreamId, Micros, Reading};
+use crate::policy::{ReadRequest, Release, Resolution};
 
 /// Writes `readings` and returns the number of rows actually inserted. A
 /// reading whose (datastream, time) is already stored is skipped, so
@@ -236,9 +237,33 @@ pub async fn range(
 pub struct Bucket {
     pub time: DateTime<Utc>,
     pub avg: f64,
-    pub min: f64,
-    pub max: f64,
+    /// Absent for personal data: an extreme is one person's reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Absent for personal data: an extreme is one person's reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
     pub count: i64,
+}
+
+/// The aggregates a read may release: `request` as the policy's `release`
+/// snapped it ([`Release::snap`]), personal data under its rule
+/// ([`personal_aggregates`]), everything else exactly ([`aggregates`]).
+pub async fn released_aggregates(
+    pool: &PgPool,
+    datastream: DatastreamId,
+    request: &ReadRequest,
+    release: Release,
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    let Resolution::Aggregate { interval_secs } = request.resolution else {
+        return Err(sqlx::Error::Protocol("aggregates asked for with a raw read request".into()));
+    };
+    match release.min_count() {
+        Some(min_count) => {
+            personal_aggregates(pool, datastream, request.from, request.to, interval_secs, min_count).await
+        }
+        None => aggregates(pool, datastream, request.from, request.to, interval_secs).await,
+    }
 }
 
 /// Average, minimum, maximum and count per `time_bucket` of `interval_secs`,
@@ -253,8 +278,7 @@ pub async fn aggregates(
     to: DateTime<Utc>,
     interval_secs: i64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    let aligned = |t: DateTime<Utc>| t.timestamp_subsec_micros() == 0 && t.timestamp().rem_euclid(ROLLUP_SECS) == 0;
-    let sql = if interval_secs % ROLLUP_SECS == 0 && aligned(from) && aligned(to) {
+    let sql = if interval_secs % ROLLUP_SECS == 0 && on_rollup_grid(from) && on_rollup_grid(to) {
         "SELECT time_bucket(make_interval(secs => $4::float8), bucket, timestamptz 'epoch') AS bucket,
                 sum(sum) / sum(count) AS avg, min(min) AS min, max(max) AS max, sum(count)::bigint AS count
          FROM observations_15m
@@ -270,10 +294,54 @@ pub async fn aggregates(
         .map(|r| Bucket {
             time: r.get("bucket"),
             avg: r.get("avg"),
-            min: r.get("min"),
-            max: r.get("max"),
+            min: Some(r.get("min")),
+            max: Some(r.get("max")),
             count: r.get("count"),
         })
+        .collect())
+}
+
+fn on_rollup_grid(t: DateTime<Utc>) -> bool {
+    t.timestamp_subsec_micros() == 0 && t.timestamp().rem_euclid(ROLLUP_SECS) == 0
+}
+
+/// Personal data's aggregates, built from the 15-minute rollup only: a cell
+/// of fewer than `min_count` readings is left out (it counts in no bucket),
+/// a bucket of fewer than `min_count` readings is withheld, and there is no
+/// minimum or maximum. So every released bucket is a sum of released cells,
+/// and a difference of two answers is a sum of released cells too.
+/// `from`, `to` and `interval_secs` lie on the 15-minute grid
+/// ([`Release::snap`] makes them so); a range off it is narrowed to it.
+pub async fn personal_aggregates(
+    pool: &PgPool,
+    datastream: DatastreamId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    interval_secs: i64,
+    min_count: i32,
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    if interval_secs <= 0 || interval_secs % ROLLUP_SECS != 0 {
+        return Err(sqlx::Error::Protocol(format!(
+            "personal aggregates need an interval on the 15-minute grid, not {interval_secs} s"
+        )));
+    }
+    let rows = sqlx::query(
+        "SELECT time_bucket(make_interval(secs => $4::float8), bucket, timestamptz 'epoch') AS bucket,
+                sum(sum) / sum(count) AS avg, sum(count)::bigint AS count
+         FROM observations_15m
+         WHERE datastream_id = $1 AND bucket >= $2 AND bucket + INTERVAL '15 minutes' <= $3 AND count >= $5
+         GROUP BY 1 HAVING sum(count) >= $5 ORDER BY 1",
+    )
+    .bind(datastream.0)
+    .bind(from)
+    .bind(to)
+    .bind(interval_secs as f64)
+    .bind(i64::from(min_count))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Bucket { time: r.get("bucket"), avg: r.get("avg"), min: None, max: None, count: r.get("count") })
         .collect())
 }
 

@@ -57,7 +57,7 @@ async function fetchAggregates(id, from, to, interval) {
 function csvOf(shown) {
   const lines = shown.kind === 'raw'
     ? ['time,value', ...shown.rows.map((r) => `${r.time},${r.value}`)]
-    : ['time,avg,min,max,count', ...shown.rows.map((r) => `${r.time},${r.avg},${r.min},${r.max},${r.count}`)];
+    : ['time,avg,min,max,count', ...shown.rows.map((r) => `${r.time},${r.avg},${r.min ?? ''},${r.max ?? ''},${r.count}`)];
   return `${lines.join('\n')}\n`;
 }
 
@@ -163,7 +163,8 @@ export async function renderDatastream({ state, main, showMessage }, id) {
       data = [times, shown.rows.map((r) => r.value)];
       opts = { series: [{}, { label: `${t('value')}${unit}`, stroke: '#0b4f8a', width: 2, points: { show: shown.rows.length < 200 } }] };
     } else {
-      data = [times, shown.rows.map((r) => r.min), shown.rows.map((r) => r.max), shown.rows.map((r) => r.avg)];
+      // Personal data has no min/max (each would be one person's reading): the band is left out.
+      data = [times, shown.rows.map((r) => r.min ?? null), shown.rows.map((r) => r.max ?? null), shown.rows.map((r) => r.avg)];
       opts = {
         series: [
           {},

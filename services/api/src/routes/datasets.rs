@@ -1,20 +1,24 @@
 //! Datasets: the catalogue a caller may see, grants on a dataset (for its
-//! owner), streamed export (CSV or JSON Lines, any size) and erasure.
+//! owner), streamed export (CSV or JSON Lines, any size; through the read
+//! gate like every read) and erasure.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets::{self, Dataset, ExportRow};
-use hoheit_core::grants;
-use hoheit_core::policy::{decide, Caller, GrantTerms, ReadRequest, Resolution};
+use hoheit_core::dead_letters::DeadLettersErased;
+use hoheit_core::domain::DatastreamId;
+use hoheit_core::policy::{self, decide, Caller, GrantTerms, ReadRequest, Release, Resolution};
+use hoheit_core::{grants, observations};
 use serde::{Deserialize, Serialize};
 
-use crate::access::grants_for;
+use crate::access::{authorize, grants_for};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
@@ -129,12 +133,18 @@ pub(crate) fn csv_line(row: &ExportRow) -> String {
     )
 }
 
-/// Every reading and the metadata of a dataset, streamed: `format=csv`
-/// (readings; the license in a header) or `format=jsonl` (the dataset, its
-/// datastreams, then one line per reading). For the owner: no lock-in.
+/// A dataset's metadata and what the policy releases of its data, streamed:
+/// every reading, or for personal data (raw personal readings leave for
+/// nobody, the operator and the owner included) the 15-minute aggregates
+/// under the personal rule (cells of fewer than the dataset's minimum count
+/// withheld, no min/max). `format=csv` (the data; the license in a header) or
+/// `format=jsonl` (the dataset, its datastreams, then one line per reading or
+/// bucket). For the owner's admins and data owners: no lock-in. Goes through
+/// the read gate and is audited as one read.
 #[utoipa::path(get, operation_id = "datasets_export", path = "/datasets/{id}/export", tag = "datasets", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "dataset id"), ExportQuery),
-    responses((status = 200, description = "every reading, streamed; the license in `x-hoheit-license`",
+    responses((status = 200, description = "every reading (personal data: every released 15-minute aggregate), streamed; \
+        the license in `x-hoheit-license`",
         headers(("x-hoheit-license" = String, description = "the dataset's license")),
         content((String = "text/csv"), (String = "application/jsonl")))))]
 pub async fn export(
@@ -153,28 +163,36 @@ pub async fn export(
         state.audit.append(owner_action(&who, &dataset, "export", 0, false, reason.clone())).await?;
         return Err(ApiError::Forbidden(reason));
     }
-    let rows = datasets::count_readings(&state.pool, id).await?;
-    state.audit.append(owner_action(&who, &dataset, "export", rows, true, "owner export".into())).await?;
+    let access = datasets::access(&state.pool, id).await?;
+    let request = ReadRequest { resolution: policy::export_resolution(&access), from: earliest(), to: latest() };
+    let permit = authorize(&state, &who, access, None, "export", request).await?;
     let csv = format == "csv";
+    let streams = datasets::datastreams_of(&state.pool, id).await?;
+    let (rows, lines) = match permit.range.resolution {
+        Resolution::Raw => (datasets::count_readings(&state.pool, id).await?, raw_lines(&state, id, csv)),
+        Resolution::Aggregate { .. } => {
+            let (release, range) = (permit.release, permit.range);
+            let mut rows = 0;
+            for stream in &streams {
+                rows += observations::released_aggregates(&state.pool, stream_id(stream), &range, release).await?.len();
+            }
+            (rows as i64, aggregate_lines(&state, streams.clone(), range, release, csv))
+        }
+    };
+    permit.finish(&state, rows as usize).await?;
     let (content_type, head) = if csv {
-        ("text/csv; charset=utf-8", vec!["datastream_id,thing,property,unit,time,value\n".to_owned()])
+        let columns = match request.resolution {
+            Resolution::Raw => "datastream_id,thing,property,unit,time,value\n",
+            Resolution::Aggregate { .. } => "datastream_id,thing,property,unit,time,interval_seconds,avg,count\n",
+        };
+        ("text/csv; charset=utf-8", vec![columns.to_owned()])
     } else {
         let mut head = vec![format!("{}\n", serde_json::json!({"type": "dataset", "dataset": &dataset}))];
-        for stream in datasets::datastreams_of(&state.pool, id).await? {
+        for stream in streams {
             head.push(format!("{}\n", serde_json::json!({"type": "datastream", "datastream": stream})));
         }
         ("application/jsonl", head)
     };
-    let lines = datasets::export_rows(&state.pool, id).map(move |r| {
-        r.map(|row| {
-            if csv {
-                csv_line(&row)
-            } else {
-                let line = serde_json::json!({"type": "observation", "datastream_id": row.datastream_id, "time": row.time, "value": row.value});
-                format!("{line}\n")
-            }
-        })
-    });
     let body = Body::from_stream(futures::stream::iter(head.into_iter().map(Ok::<String, sqlx::Error>)).chain(lines));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -188,13 +206,95 @@ pub async fn export(
     Ok(response)
 }
 
+/// The start of the time axis an export reads (year 1, as SensorThings' open ranges).
+fn earliest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().expect("year 1 exists")
+}
+
+/// The end of the time axis an export reads.
+fn latest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().expect("year 9999 exists")
+}
+
+fn stream_id(stream: &serde_json::Value) -> DatastreamId {
+    DatastreamId(stream["id"].as_i64().unwrap_or_default())
+}
+
+type Lines = BoxStream<'static, Result<String, sqlx::Error>>;
+
+/// Every reading of the dataset, one line each.
+fn raw_lines(state: &AppState, dataset_id: i64, csv: bool) -> Lines {
+    datasets::export_rows(&state.pool, dataset_id)
+        .map(move |r| {
+            r.map(|row| {
+                if csv {
+                    csv_line(&row)
+                } else {
+                    let line = serde_json::json!({"type": "observation", "datastream_id": row.datastream_id, "time": row.time, "value": row.value});
+                    format!("{line}\n")
+                }
+            })
+        })
+        .boxed()
+}
+
+/// The released aggregates of each datastream over `range`, one line per bucket.
+fn aggregate_lines(
+    state: &AppState,
+    streams: Vec<serde_json::Value>,
+    range: ReadRequest,
+    release: Release,
+    csv: bool,
+) -> Lines {
+    let pool = state.pool.clone();
+    let interval = match range.resolution {
+        Resolution::Aggregate { interval_secs } => interval_secs,
+        Resolution::Raw => 0,
+    };
+    futures::stream::iter(streams)
+        .then(move |stream| {
+            let pool = pool.clone();
+            async move {
+                let buckets = observations::released_aggregates(&pool, stream_id(&stream), &range, release).await?;
+                let text = |key: &str| stream[key].as_str().unwrap_or_default().to_owned();
+                let lines: Vec<Result<String, sqlx::Error>> = buckets
+                    .into_iter()
+                    .map(|b| {
+                        Ok(if csv {
+                            format!(
+                                "{},{},{},{},{},{interval},{},{}\n",
+                                stream_id(&stream),
+                                csv_field(&text("thing")),
+                                csv_field(&text("property")),
+                                csv_field(&text("unit")),
+                                b.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                                b.avg,
+                                b.count
+                            )
+                        } else {
+                            let line = serde_json::json!({"type": "aggregate", "datastream_id": stream_id(&stream).0,
+                                "time": b.time, "interval_seconds": interval, "avg": b.avg, "min": b.min, "max": b.max, "count": b.count});
+                            format!("{line}\n")
+                        })
+                    })
+                    .collect();
+                Ok::<_, sqlx::Error>(lines)
+            }
+        })
+        .flat_map(|page| futures::stream::iter(page.unwrap_or_else(|e| vec![Err(e)])))
+        .boxed()
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Erased {
     dataset_id: i64,
     readings_deleted: u64,
+    /// The dead letters whose raw payloads could hold the dataset's readings.
+    dead_letters: DeadLettersErased,
 }
 
-/// Erases a dataset's readings and datastreams: its owner's admins (or the operator).
+/// Erases a dataset's readings, the raw payloads of its dead letters and its
+/// datastreams: its owner's admins (or the operator).
 #[utoipa::path(delete, operation_id = "datasets_erase", path = "/datasets/{id}", tag = "datasets", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "dataset id")),
     responses((status = 200, description = "the dataset is erased", body = Erased)))]
@@ -210,10 +310,13 @@ pub async fn erase(
             dataset.owner, dataset.slug
         )));
     }
-    let readings_deleted = datasets::erase(&state.pool, id).await?;
+    let erasure = datasets::erase(&state.pool, id, &state.topics).await?;
     state
         .audit
-        .append(owner_action(&who, &dataset, "erase", readings_deleted as i64, true, "owner erasure".into()))
+        .append(owner_action(&who, &dataset, "erase", erasure.readings as i64, true, "owner erasure".into()))
         .await?;
-    Ok((StatusCode::OK, Json(Erased { dataset_id: id, readings_deleted })))
+    Ok((
+        StatusCode::OK,
+        Json(Erased { dataset_id: id, readings_deleted: erasure.readings, dead_letters: erasure.dead_letters }),
+    ))
 }

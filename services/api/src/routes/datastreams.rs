@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::{DatastreamId, Micros};
 use hoheit_core::observations::{self, Bucket, Observation};
-use hoheit_core::policy::{decide, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
+use hoheit_core::policy::{decide, may_read_aggregates, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
 use hoheit_core::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
 
@@ -25,14 +25,9 @@ use crate::AppState;
 /// allowed) and its latest value (a raw read of the last hour is allowed).
 pub(crate) fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -> (bool, bool) {
     let now = chrono::Utc::now();
-    let day = ReadRequest {
-        resolution: Resolution::Aggregate { interval_secs: 86_400 },
-        from: now - Duration::days(1),
-        to: now,
-    };
     let hour = ReadRequest { resolution: Resolution::Raw, from: now - Duration::hours(1), to: now };
     let raw = decide(caller, dataset, grants, &hour, now).is_allowed();
-    (raw || decide(caller, dataset, grants, &day, now).is_allowed(), raw)
+    (raw || may_read_aggregates(caller, dataset, grants, now), raw)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -161,7 +156,7 @@ pub async fn observations(
     let request = ReadRequest { resolution: Resolution::Raw, from: range.from, to: range.to };
     let permit = authorize_datastream(&state, &who, DatastreamId(id), "observations", request).await?;
     let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
-    let rows = observations::range(&state.pool, stream.id, range.from, range.to, after, limit).await?;
+    let rows = observations::range(&state.pool, stream.id, permit.range.from, permit.range.to, after, limit).await?;
     permit.finish(&state, rows.len()).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|last| params::encode_cursor('t', Micros::from_datetime(last.time).0)))
@@ -203,10 +198,23 @@ pub struct AggregatePage {
     datastream_id: DatastreamId,
     unit: Option<String>,
     interval_seconds: i64,
+    /// Start of the range answered: `from`, or for aggregate-only grants and
+    /// personal data `from` rounded up to the interval's epoch-aligned grid.
+    from: DateTime<Utc>,
+    /// End of the range answered: `to`, or for aggregate-only grants and
+    /// personal data `to` (at most now) rounded down to that grid; equal to
+    /// `from` when no whole bucket remains.
+    to: DateTime<Utc>,
     buckets: Vec<Bucket>,
 }
 
 /// avg/min/max/count per bucket (default 15m) in `[from, to)` (default: the last 7 days).
+///
+/// Under an aggregate-only grant of N minutes the interval must be a whole
+/// multiple of N minutes and only whole, ended buckets of the epoch-aligned
+/// grid are answered. Personal data: the same on the 15-minute grid, from
+/// 15-minute cells of at least the dataset's minimum count only (smaller
+/// cells count nowhere), buckets below the minimum withheld, no min/max.
 #[utoipa::path(get, operation_id = "datastreams_aggregates", path = "/datastreams/{id}/aggregates", tag = "data", security((), ("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "datastream id"), AggregatesQuery),
     responses((status = 200, description = "the buckets", body = AggregatePage)))]
@@ -232,11 +240,15 @@ pub async fn aggregates(
     };
     let permit = authorize_datastream(&state, &who, DatastreamId(id), "aggregates", request).await?;
     let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
-    let mut buckets = observations::aggregates(&state.pool, stream.id, range.from, range.to, interval_seconds).await?;
-    if let Some(min) = permit.min_bucket_count {
-        // Personal data: buckets of few readings could single out a person.
-        buckets.retain(|b| b.count >= i64::from(min));
-    }
+    let (release, answered) = (permit.release, permit.range);
+    let buckets = observations::released_aggregates(&state.pool, stream.id, &answered, release).await?;
     permit.finish(&state, buckets.len()).await?;
-    Ok(Json(AggregatePage { datastream_id: stream.id, unit: stream.unit, interval_seconds, buckets }))
+    Ok(Json(AggregatePage {
+        datastream_id: stream.id,
+        unit: stream.unit,
+        interval_seconds,
+        from: answered.from,
+        to: answered.to,
+        buckets,
+    }))
 }
