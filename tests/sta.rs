@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use hoheit_core::domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::town::small_town;
-use hoheit_tests::{start_api, ApiClient, Isolation};
+use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 
@@ -411,5 +411,71 @@ async fn the_frost_python_client_reads_through_it() {
     assert_eq!(seen["found"][1].as_f64().unwrap(), readings[0].1);
 
     running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+#[tokio::test]
+async fn links_start_with_the_configured_public_base_url_whatever_the_host_header() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let public = "https://daten.stadt.example/hoheit";
+    let (running, api) =
+        start_api_with(&isolation, &["--public-base-url", "https://daten.stadt.example/hoheit/"]).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+    let evil = |path: &str| {
+        api.get_as(None, path)
+            .header("host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.example")
+    };
+    let json = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+
+    let root = json(evil(STA).send().await.unwrap()).await;
+    let page =
+        json(evil(&format!("{STA}/Datastreams({})/Observations?$top=5", town.counts)).send().await.unwrap()).await;
+    let thing = json(evil(&format!("{STA}/Things?$top=1")).send().await.unwrap()).await;
+    let mut links: Vec<String> =
+        root["value"].as_array().unwrap().iter().map(|s| s["url"].as_str().unwrap().to_owned()).collect();
+    links.push(page["@iot.nextLink"].as_str().unwrap().to_owned());
+    links.push(page["value"][0]["@iot.selfLink"].as_str().unwrap().to_owned());
+    links.push(page["value"][0]["Datastream@iot.navigationLink"].as_str().unwrap().to_owned());
+    links.push(thing["value"][0]["Datastreams@iot.navigationLink"].as_str().unwrap().to_owned());
+    assert_eq!(links.len(), 8 + 4);
+    for link in &links {
+        assert!(link.starts_with(&format!("{public}{STA}/")), "{link}");
+    }
+    assert_eq!(links[0], format!("{public}{STA}/Things"));
+
+    // The open data catalog and downloads name the same base.
+    let catalog = evil("/opendata/catalog").send().await.unwrap().text().await.unwrap();
+    assert!(!catalog.contains("evil.example"), "{catalog}");
+    assert!(catalog.contains(&format!("<{public}/opendata/datasets/verkehrszaehlung>")), "{catalog}");
+    assert!(catalog.contains(&format!("{public}{STA}")), "{catalog}");
+    let download = json(evil("/opendata/datasets/verkehrszaehlung.json").send().await.unwrap()).await;
+    assert_eq!(download["catalog"], format!("{public}/opendata/datasets/verkehrszaehlung"));
+
+    running.stop().await.unwrap();
+
+    // Unset, the base is the address the API listens on, not the Host header.
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let root: Value = api.get_as(None, STA).header("host", "evil.example").send().await.unwrap().json().await.unwrap();
+    assert_eq!(root["value"][0]["url"], format!("{}{STA}/Things", api.base));
+    running.stop().await.unwrap();
+
+    // A base URL that is not an http(s) URL without a query is refused at start.
+    for bad in ["daten.stadt.example", "ftp://daten.stadt.example", "https://daten.stadt.example/?a=1"] {
+        let parsed = <hoheit_api::ApiConfig as clap::Parser>::try_parse_from([
+            "hoheit-api",
+            "--token",
+            "token-for-the-config-test-0123",
+            "--public-base-url",
+            bad,
+        ]);
+        let error = parsed.err().unwrap_or_else(|| panic!("{bad} accepted")).to_string();
+        assert!(error.contains("public base URL") || error.contains("absolute URL"), "{error}");
+    }
     isolation.drop_database().await;
 }

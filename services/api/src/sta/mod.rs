@@ -15,7 +15,7 @@ mod sql;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
@@ -41,8 +41,8 @@ pub const STA_PATH: &str = crate::dcat::STA_PATH;
 /// The service root: the entity sets and the conformance classes served.
 #[utoipa::path(get, operation_id = "sta_root", path = "/sta/v1.1", tag = "sensorthings", security((), ("bearer" = [])),
     responses((status = 200, description = "the SensorThings service root: entity sets and conformance classes")))]
-pub async fn root(headers: HeaderMap) -> Json<Value> {
-    let base = format!("{}{STA_PATH}", crate::routes::opendata::public_base(&headers));
+pub async fn root(State(state): State<AppState>) -> Json<Value> {
+    let base = format!("{}{STA_PATH}", state.public_base);
     let value: Vec<Value> =
         model::ALL.iter().map(|e| json!({"name": e.plural(), "url": format!("{base}/{}", e.plural())})).collect();
     Json(json!({
@@ -70,11 +70,10 @@ pub async fn root(headers: HeaderMap) -> Json<Value> {
 pub async fn resource(
     State(state): State<AppState>,
     who: Who,
-    headers: HeaderMap,
     Path(resource): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let base = format!("{}{STA_PATH}", crate::routes::opendata::public_base(&headers));
+    let base = format!("{}{STA_PATH}", state.public_base);
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
