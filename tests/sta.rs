@@ -414,6 +414,97 @@ async fn the_frost_python_client_reads_through_it() {
     isolation.drop_database().await;
 }
 
+/// The problem of a refused request: status and reason.
+async fn refused(api: &ApiClient, key: Option<&str>, path: &str) -> (u16, String) {
+    let (status, problem) = get(api, key, path).await;
+    (status, problem["detail"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn expansion_and_expressions_are_bounded_before_any_query_runs() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+
+    // The worst case, anonymous: 1,000 things × 1,000 datastreams × 1,000 readings, each with its
+    // datastream again (2·10⁹ entities had the data been there): refused with the limit, not built.
+    let worst = enc("Datastreams($top=1000;$expand=Observations($top=1000;$expand=Datastream)),Locations($top=1000)");
+    let (status, detail) = refused(&api, None, &format!("Things?$top=1000&$expand={worst}")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 10000 entities") && detail.contains("2002001"), "{detail}");
+    // Deeper nesting than three levels is refused whatever the $top.
+    let (status, detail) =
+        refused(&api, None, &format!("Datastreams?$expand={}", enc("Thing/Datastreams/Thing/Datastreams"))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 3 levels"), "{detail}");
+
+    // A reasonable expansion still works: things with their latest readings and positions
+    // (up to 1 + 100 × 2 + 100 entities each, so 33 things a page).
+    let latest = enc("Datastreams($expand=Observations($top=1;$orderby=phenomenonTime desc)),Locations");
+    let page = ok(&api, None, &format!("Things?$expand={latest}")).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 2);
+    assert!(page.get("@iot.nextLink").is_none(), "{page}");
+    let newest = stored(&pool, town.counts).await.last().unwrap().1;
+    let streams: Vec<&Value> =
+        page["value"].as_array().unwrap().iter().flat_map(|t| t["Datastreams"].as_array().unwrap()).collect();
+    let counts = streams.iter().find(|d| d["@iot.id"] == town.counts).unwrap();
+    assert_eq!(counts["Observations"][0]["result"], newest);
+    // A page whose expansion could pass the bound is served in smaller pages, with nextLinks that
+    // keep the client's $top: each reading with up to 1 + 1 + 1,000 entities is 9 a page.
+    let expand = enc("Datastream($expand=Observations($top=1000))");
+    let page = ok(&api, None, &format!("Observations?$top=100&$expand={expand}")).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 9, "10000 / 1002");
+    assert_eq!(page["value"][0]["Datastream"]["Observations"].as_array().unwrap().len(), 48);
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = Some(format!("{}{STA}/Observations?$top=100&$expand={expand}", api.base));
+    while let Some(link) = next {
+        let page = ok(&api, None, link.trim_start_matches(&format!("{}{STA}/", api.base))).await;
+        seen.extend(page["value"].as_array().unwrap().iter().map(|o| o["@iot.id"].as_str().unwrap().to_owned()));
+        next = page["@iot.nextLink"].as_str().map(str::to_owned);
+        if let Some(link) = &next {
+            assert!(link.contains("%24top=100&"), "{link}");
+        }
+    }
+    let readable = 48 + 4;
+    assert_eq!(seen.len(), readable, "every reading once, in pages of 9");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), readable);
+
+    // $filter: 8 navigations (each a subquery per row) are refused before running, 6 still run.
+    let path_of = |n: usize| vec!["Datastream/Thing/name eq 'x'"; n].join(" or ");
+    let (status, detail) = refused(&api, None, &format!("Observations?$filter={}", enc(&path_of(4)))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("8 navigations") && detail.contains("at most 6"), "{detail}");
+    ok(&api, None, &format!("Observations?$filter={}", enc(&path_of(3)))).await;
+    // … inside $expand too, and expressions of more than 100 parts.
+    let (status, detail) =
+        refused(&api, None, &format!("Datastreams?$expand=Observations($filter={})", enc(&path_of(4)))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 6"), "{detail}");
+    let long = vec!["result eq 1"; 26].join(" or ");
+    let (status, detail) = refused(&api, None, &format!("Observations?$filter={}", enc(&long))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 100"), "{detail}");
+    // $orderby: at most 5 terms, and the same bound on navigations.
+    let (status, detail) = refused(
+        &api,
+        None,
+        &format!("Observations?$orderby={}", enc("result, phenomenonTime, resultTime, id, result desc, id desc")),
+    )
+    .await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 5 terms"), "{detail}");
+    let order = enc("Datastream/Thing/name, Datastream/Thing/id, Datastream/Thing/description, Datastream/name");
+    let (status, detail) = refused(&api, None, &format!("Observations?$orderby={order}")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 6"), "{detail}");
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
 #[tokio::test]
 async fn links_start_with_the_configured_public_base_url_whatever_the_host_header() {
     let isolation = Isolation::new();

@@ -6,6 +6,12 @@
 //! its caller see: metadata of datastreams it may read at all, observations
 //! only of datastreams it may read raw for the requested time range, and every
 //! read of observations is audited, exactly as on Hoheit's own API.
+//!
+//! One request does bounded work: `$filter`/`$orderby` are limited in size and
+//! navigations when the options are read, and a response in entities
+//! ([`options::MAX_ENTITIES`]) before any query runs and again while it is
+//! built. Links start with the configured public base URL, never with the
+//! request's `Host`.
 
 mod expr;
 mod model;
@@ -32,7 +38,7 @@ use crate::error::ApiError;
 use crate::routes::datastreams::visibility;
 use crate::AppState;
 use model::{Entity, Navigation};
-use options::{Expand, Options};
+use options::{Expand, Options, MAX_ENTITIES};
 use sql::{Sql, Translator, View};
 
 /// Where the service lives, below the API's base URL.
@@ -81,7 +87,7 @@ pub async fn resource(
     let gate = Gate::load(&state, &who).await?;
     let target = resolve(&state, &gate, &path).await?;
     let options = Options::from_pairs(target.entity, &pairs).map_err(ApiError::BadRequest)?;
-    let mut ctx = Context { state: &state, who: &who, gate: &gate, base, audit: BTreeMap::new() };
+    let mut ctx = Context { state: &state, who: &who, gate: &gate, base, audit: BTreeMap::new(), fetched: 0 };
     let response = ctx.answer(&target, &options, &pairs).await?;
     ctx.write_audit().await?;
     Ok(response)
@@ -372,6 +378,9 @@ struct Context<'a> {
     base: String,
     /// Observations returned, per datastream, with the range decided: audited at the end.
     audit: BTreeMap<i64, (usize, ReadRequest)>,
+    /// Entities fetched so far; each is written at least once, so this never
+    /// passes [`MAX_ENTITIES`] in a response that keeps the bound.
+    fetched: u64,
 }
 
 /// One fetched entity.
@@ -381,6 +390,16 @@ struct Fetched {
     body: Map<String, Value>,
     /// For expansion: the value of the source column it was found by.
     parent: Option<i64>,
+    /// The entities it writes: itself and everything expanded under it.
+    entities: u64,
+}
+
+/// A response beyond [`MAX_ENTITIES`], found while building it (the bound
+/// checked before building, `Options::page_size`, normally prevents this).
+fn too_many_entities() -> ApiError {
+    ApiError::BadRequest(format!(
+        "the response would hold more than {MAX_ENTITIES} entities; lower $top inside $expand or expand fewer levels"
+    ))
 }
 
 impl Context<'_> {
@@ -390,6 +409,10 @@ impl Context<'_> {
         options: &Options,
         pairs: &[(String, String)],
     ) -> Result<Response, ApiError> {
+        let top = if target.single { 1 } else { options.top() };
+        // The bound of the response, before any query: pages small enough
+        // that the expansion cannot pass it, or 400 if one entity can.
+        let page_size = options.page_size(target.entity, top).map_err(ApiError::BadRequest)?;
         let request = read_request(options);
         let mut view = self.gate.view_for(target, Some(&request));
         // Observations of one datastream, addressed by path: the read gate decides and
@@ -418,11 +441,11 @@ impl Context<'_> {
             view.readable = vec![datastream];
             permit = Some(p);
         }
-        let top = if target.single { 1 } else { options.top() };
-        let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, top + 1).await?;
+        let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, page_size + 1).await?;
         // `$top=0` asks for the count alone: no next page to follow.
-        let more = top > 0 && rows.len() as i64 > top;
-        rows.truncate(top as usize);
+        let more = page_size > 0 && rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        self.fetched += rows.len() as u64;
         let count = if options.count && !target.single {
             Some(self.count(target.entity, &view, &target.conditions, options).await?)
         } else {
@@ -462,7 +485,7 @@ impl Context<'_> {
             page.insert("@iot.count".into(), json!(count));
         }
         if more {
-            page.insert("@iot.nextLink".into(), json!(self.next_link(target, pairs, options)));
+            page.insert("@iot.nextLink".into(), json!(self.next_link(target, pairs, options, page_size)));
         }
         let value: Vec<Value> = if target.reference {
             rows.iter().map(|r| json!({"@iot.selfLink": self.self_link(target.entity, &r.id)})).collect()
@@ -525,7 +548,9 @@ impl Context<'_> {
             .map_err(|e| ApiError::BadRequest(format!("$orderby: {e}")))?;
         sql.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(options.skip);
         if lateral {
-            sql.push(") x");
+            // One row past the entities the response has left is enough to refuse it.
+            let left = MAX_ENTITIES.saturating_sub(self.fetched) as i64;
+            sql.push(") x LIMIT ").push_bind(left + 1);
         }
         let rows = sql.build().fetch_all(&self.state.pool).await.map_err(query_error)?;
         let mut fetched = Vec::with_capacity(rows.len());
@@ -549,7 +574,7 @@ impl Context<'_> {
                 (json!(row.get::<i64, _>("iot_id")), body)
             };
             let parent = if lateral { Some(row.get::<i64, _>("parent_key")) } else { None };
-            fetched.push(Fetched { id, keys, body, parent });
+            fetched.push(Fetched { id, keys, body, parent, entities: 1 });
         }
         Ok(fetched)
     }
@@ -604,6 +629,10 @@ impl Context<'_> {
                 } else {
                     self.fetch(nav.target, &view, &[], Some((nav.target_column, keys)), &expand.options, limit).await?
                 };
+                self.fetched += children.len() as u64;
+                if self.fetched > MAX_ENTITIES {
+                    return Err(too_many_entities());
+                }
                 self.expand(nav.target, &mut children, &expand.options.expand, &request).await?;
                 if nav.target == Entity::Observations {
                     for child in &children {
@@ -612,17 +641,27 @@ impl Context<'_> {
                         }
                     }
                 }
-                let mut by_parent: HashMap<i64, Vec<Value>> = HashMap::new();
+                // The children of each parent key, and the entities they write.
+                let mut by_parent: HashMap<i64, (Vec<Value>, u64)> = HashMap::new();
                 for child in children {
-                    let parent = child.parent.unwrap_or_default();
-                    let rendered = Value::Object(self.render(nav.target, child, &expand.options));
-                    by_parent.entry(parent).or_default().push(rendered);
+                    let parent = by_parent.entry(child.parent.unwrap_or_default()).or_default();
+                    parent.1 += child.entities;
+                    parent.0.push(Value::Object(self.render(nav.target, child, &expand.options)));
+                }
+                // Every parent gets its own copy: count the copies before making them.
+                let found = |row: &Fetched| row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
+                let written: u64 = rows.iter().map(|r| r.entities + found(r).map_or(0, |(_, n)| *n)).sum();
+                if written > MAX_ENTITIES {
+                    return Err(too_many_entities());
                 }
                 for row in rows.iter_mut() {
-                    let found =
-                        row.keys.get(nav.source_column).and_then(|k| by_parent.get(k)).cloned().unwrap_or_default();
-                    let value =
-                        if nav.single { found.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(found) };
+                    let (children, entities) = found(&*row).cloned().unwrap_or_default();
+                    row.entities += entities;
+                    let value = if nav.single {
+                        children.into_iter().next().unwrap_or(Value::Null)
+                    } else {
+                        Value::Array(children)
+                    };
                     row.body.insert(nav.name.to_owned(), value);
                 }
             }
@@ -723,7 +762,8 @@ impl Context<'_> {
             .collect()
     }
 
-    fn next_link(&self, target: &Target, pairs: &[(String, String)], options: &Options) -> String {
+    /// The next page after this one of `page_size` entities, with the client's own `$top`.
+    fn next_link(&self, target: &Target, pairs: &[(String, String)], options: &Options, page_size: i64) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (key, value) in pairs {
             if key != "$skip" && key != "$top" {
@@ -731,7 +771,7 @@ impl Context<'_> {
             }
         }
         query.append_pair("$top", &options.top().to_string());
-        query.append_pair("$skip", &(options.skip + options.top()).to_string());
+        query.append_pair("$skip", &(options.skip + page_size).to_string());
         let path = match &target.via {
             // Collections are reached from their source's id: `Things(1)/Datastreams`.
             Some((source, nav, value)) => format!("{}/{}({value})/{}", self.base, source.plural(), nav.name),
