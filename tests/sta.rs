@@ -506,6 +506,110 @@ async fn expansion_and_expressions_are_bounded_before_any_query_runs() {
 }
 
 #[tokio::test]
+async fn collections_read_under_a_grant_keep_its_rate_and_are_audited_with_it() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let _town = small_town(&api, &pool).await.unwrap();
+    // A restricted parking dataset of two datastreams, granted raw to the third party at 3 requests a minute.
+    api.post_ok(
+        "/v1/admin/things",
+        json!({"org": "stadt", "slug": "parkhaus", "name": "Parkhaus Mitte", "latitude": 52.83, "longitude": 13.82}),
+    )
+    .await
+    .unwrap();
+    let mut streams = Vec::new();
+    for property in ["free", "occupied"] {
+        let body = api
+            .post_ok(
+                "/v1/admin/datastreams",
+                json!({"org": "stadt", "thing": "parkhaus", "property": property, "name": property, "unit": "count"}),
+            )
+            .await
+            .unwrap();
+        streams.push(body["id"].as_i64().unwrap());
+    }
+    let body = api
+        .post_ok(
+            "/v1/admin/datasets",
+            json!({"slug": "parken", "owner": "stadt", "title": "Parken", "steward_contact": "daten@stadt.example",
+                   "classification": "restricted", "license": "http://dcat-ap.de/def/licenses/other-closed",
+                   "purpose": "Parkraum", "retention_days": 365}),
+        )
+        .await
+        .unwrap();
+    let dataset = body["id"].as_i64().unwrap();
+    for stream in &streams {
+        api.post_ok(&format!("/v1/admin/datasets/{dataset}/datastreams"), json!({"datastream_id": stream}))
+            .await
+            .unwrap();
+    }
+    let now = Utc::now();
+    let rows: Vec<Reading> = (0..6)
+        .flat_map(|h| {
+            let t = Micros::from_datetime(now - Duration::hours(h) - Duration::minutes(5));
+            streams.iter().map(move |s| Reading { datastream: DatastreamId(*s), time: t, value: h as f64 })
+        })
+        .collect();
+    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    let until = iso(now + Duration::days(30));
+    let grant = api
+        .post_ok(
+            "/v1/admin/grants",
+            json!({"dataset_id": dataset, "grantee": "movi", "purpose": "Parkleitsystem", "contract_ref": "V-7",
+                   "rate_per_minute": 3, "valid_until": until}),
+        )
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let key = api.principal_key("movi", "movi-app", "reader").await.unwrap();
+    let key = Some(key.as_str());
+
+    // Metadata is not a read under the grant.
+    for _ in 0..4 {
+        ok(&api, key, "Datastreams").await;
+    }
+    // Collections spanning both datastreams count against the grant's rate: three, then 429.
+    let filter = enc(&format!("phenomenonTime ge {}", iso(now - Duration::days(1))));
+    let collection = format!("Observations?$filter={filter}&$top=1000");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = get(&api, key, &collection).await;
+        if status == 200 {
+            let read: std::collections::BTreeSet<i64> = body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["@iot.id"].as_str().unwrap().split('-').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(streams.iter().all(|s| read.contains(s)), "both datastreams of the dataset: {read:?}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // An expansion into observations is a read under the grant too.
+    let (status, detail) =
+        refused(&api, key, &format!("Things?$expand=Datastreams/Observations($filter={filter};$top=10)")).await;
+    assert_eq!(status, 429, "{detail}");
+    assert!(detail.contains(&format!("grant {grant} allows 3 requests per minute")), "{detail}");
+
+    // Each allowed read is audited once for the dataset, with the grant, although it spans two datastreams.
+    let audited: Vec<(Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT grant_id, datastream_id, rows_returned FROM audit_log
+         WHERE dataset_id = $1 AND action = 'sta:observations' AND decision = 'allow' ORDER BY id",
+    )
+    .bind(dataset)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, vec![(Some(grant), None, 12); 3]);
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+#[tokio::test]
 async fn links_start_with_the_configured_public_base_url_whatever_the_host_header() {
     let isolation = Isolation::new();
     let pool = isolation.create_database().await.unwrap();

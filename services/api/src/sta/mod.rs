@@ -5,7 +5,8 @@
 //! options are in [`options`]. Every request sees only what the policy lets
 //! its caller see: metadata of datastreams it may read at all, observations
 //! only of datastreams it may read raw for the requested time range, and every
-//! read of observations is audited, exactly as on Hoheit's own API.
+//! read of observations is audited, exactly as on Hoheit's own API (a read
+//! under a grant counts against the grant's rate before its query runs).
 //!
 //! One request does bounded work: `$filter`/`$orderby` are limited in size and
 //! navigations when the options are read, and a response in entities
@@ -32,7 +33,7 @@ use hoheit_core::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadReque
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
-use crate::access::authorize_datastream;
+use crate::access::{authorize_datastream, check_grant_rate};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::routes::datastreams::visibility;
@@ -87,7 +88,16 @@ pub async fn resource(
     let gate = Gate::load(&state, &who).await?;
     let target = resolve(&state, &gate, &path).await?;
     let options = Options::from_pairs(target.entity, &pairs).map_err(ApiError::BadRequest)?;
-    let mut ctx = Context { state: &state, who: &who, gate: &gate, base, audit: BTreeMap::new(), fetched: 0 };
+    let mut ctx = Context {
+        state: &state,
+        who: &who,
+        gate: &gate,
+        base,
+        audit: BTreeMap::new(),
+        charged: HashSet::new(),
+        granted: BTreeMap::new(),
+        fetched: 0,
+    };
     let response = ctx.answer(&target, &options, &pairs).await?;
     ctx.write_audit().await?;
     Ok(response)
@@ -355,6 +365,19 @@ impl Gate {
         };
         View { datastreams: self.visible.clone(), readable }
     }
+
+    /// The grants that let the caller read `datastreams` over `request`'s range, each once.
+    fn grants_used(&self, datastreams: &[i64], request: &ReadRequest) -> Vec<GrantTerms> {
+        let mut used: Vec<GrantTerms> = Vec::new();
+        for id in datastreams {
+            if let Decision::Allow { via: Via::Grant(grant), .. } = self.decide(*id, request) {
+                if !used.iter().any(|g| g.id == grant.id) {
+                    used.push(grant);
+                }
+            }
+        }
+        used
+    }
 }
 
 /// A raw read over `[from, to)`; an open end is the whole time axis.
@@ -378,6 +401,11 @@ struct Context<'a> {
     base: String,
     /// Observations returned, per datastream, with the range decided: audited at the end.
     audit: BTreeMap<i64, (usize, ReadRequest)>,
+    /// Grants whose rate this request was charged (once per grant and request).
+    charged: HashSet<i64>,
+    /// Per dataset, the grant a query of this request read its observations
+    /// under and the range: audited with the grant even if no row came back.
+    granted: BTreeMap<i64, (GrantTerms, ReadRequest)>,
     /// Entities fetched so far; each is written at least once, so this never
     /// passes [`MAX_ENTITIES`] in a response that keeps the bound.
     fetched: u64,
@@ -440,7 +468,10 @@ impl Context<'_> {
                 })?;
             view.readable = vec![datastream];
             permit = Some(p);
+            // The read gate charged its grant already.
+            self.charged.extend(self.gate.grants_used(&view.readable, &request).iter().map(|g| g.id));
         }
+        self.charge_grants(&view.readable, &request)?;
         let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, page_size + 1).await?;
         // `$top=0` asks for the count alone: no next page to follow.
         let more = page_size > 0 && rows.len() as i64 > page_size;
@@ -623,6 +654,7 @@ impl Context<'_> {
                     reference: false,
                 };
                 let view = self.gate.view_for(&target, Some(&request));
+                self.charge_grants(&view.readable, &request)?;
                 let limit = if nav.single { 1 } else { expand.options.top() };
                 let mut children = if keys.is_empty() {
                     Vec::new()
@@ -780,30 +812,51 @@ impl Context<'_> {
         format!("{path}?{}", query.finish())
     }
 
-    /// One audit record per dataset whose observations this request returned.
-    async fn write_audit(&mut self) -> Result<(), ApiError> {
-        // dataset → (rows, range decided, the one datastream read or None for several)
-        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>)> = BTreeMap::new();
-        for (ds, (rows, request)) in &self.audit {
-            let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
-            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds)));
-            entry.0 += rows;
-            if entry.2 != Some(*ds) {
-                entry.2 = None;
+    /// Applies the rate of every grant under which a query of `readable`
+    /// would read observations, before it runs, once per grant and request
+    /// (a collection spans datastreams of several datasets and grants).
+    fn charge_grants(&mut self, readable: &[i64], request: &ReadRequest) -> Result<(), ApiError> {
+        for grant in self.gate.grants_used(readable, request) {
+            if self.charged.insert(grant.id) {
+                check_grant_rate(self.state, self.who, &grant)?;
+                self.granted.entry(grant.dataset_id).or_insert((grant, *request));
             }
         }
-        for (dataset, (rows, request, datastream)) in per_dataset {
-            let via = datastream.map(|ds| self.gate.decide(ds, &request)).and_then(|d| match d {
-                Decision::Allow { via, .. } => Some(via),
-                Decision::Deny { .. } => None,
-            });
-            if let Some(Via::Grant(grant)) = &via {
-                crate::access::check_grant_rate(self.state, self.who, grant)?;
+        Ok(())
+    }
+
+    /// One audit record per dataset whose observations this request returned
+    /// or read under a grant, with the grant that allowed it.
+    async fn write_audit(&mut self) -> Result<(), ApiError> {
+        // dataset → (rows, range decided, a datastream read, whether it was the only one)
+        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>, bool)> = BTreeMap::new();
+        for (ds, (rows, request)) in &self.audit {
+            let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
+            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds), true));
+            entry.0 += rows;
+            if entry.2 != Some(*ds) {
+                entry.3 = false;
             }
+        }
+        // A grant's dataset queried without a row coming back is audited too: its rate was charged.
+        for (dataset, (_, request)) in &self.granted {
+            per_dataset.entry(*dataset).or_insert((0, *request, None, false));
+        }
+        // The record of an empty read (dataset 0) is needed only if there is no other.
+        if per_dataset.len() > 1 && per_dataset.get(&0).is_some_and(|(rows, ..)| *rows == 0) {
+            per_dataset.remove(&0);
+        }
+        for (dataset, (rows, request, datastream, only)) in per_dataset {
+            // The datastreams of one dataset share its access: any of them tells the way.
+            let decided = datastream.map(|ds| self.gate.decide(ds, &request));
+            let via = match decided {
+                Some(Decision::Allow { via, .. }) => Some(via),
+                _ => self.granted.get(&dataset).map(|(grant, _)| Via::Grant(grant.clone())),
+            };
             let record = AuditRecord {
                 grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
                 dataset_id: (dataset != 0).then_some(dataset),
-                datastream_id: datastream.filter(|d| *d != 0),
+                datastream_id: datastream.filter(|d| *d != 0 && only),
                 range_from: Some(request.from),
                 range_to: Some(request.to),
                 resolution: "raw".into(),
