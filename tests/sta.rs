@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use hoheit_core::domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::town::small_town;
-use hoheit_tests::{start_api, ApiClient, Isolation};
+use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 
@@ -411,5 +411,266 @@ async fn the_frost_python_client_reads_through_it() {
     assert_eq!(seen["found"][1].as_f64().unwrap(), readings[0].1);
 
     running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+/// The problem of a refused request: status and reason.
+async fn refused(api: &ApiClient, key: Option<&str>, path: &str) -> (u16, String) {
+    let (status, problem) = get(api, key, path).await;
+    (status, problem["detail"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn expansion_and_expressions_are_bounded_before_any_query_runs() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+
+    // The worst case, anonymous: 1,000 things × 1,000 datastreams × 1,000 readings, each with its
+    // datastream again (2·10⁹ entities had the data been there): refused with the limit, not built.
+    let worst = enc("Datastreams($top=1000;$expand=Observations($top=1000;$expand=Datastream)),Locations($top=1000)");
+    let (status, detail) = refused(&api, None, &format!("Things?$top=1000&$expand={worst}")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 10000 entities") && detail.contains("2002001"), "{detail}");
+    // Deeper nesting than three levels is refused whatever the $top.
+    let (status, detail) =
+        refused(&api, None, &format!("Datastreams?$expand={}", enc("Thing/Datastreams/Thing/Datastreams"))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 3 levels"), "{detail}");
+
+    // A reasonable expansion still works: things with their latest readings and positions
+    // (up to 1 + 100 × 2 + 100 entities each, so 33 things a page).
+    let latest = enc("Datastreams($expand=Observations($top=1;$orderby=phenomenonTime desc)),Locations");
+    let page = ok(&api, None, &format!("Things?$expand={latest}")).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 2);
+    assert!(page.get("@iot.nextLink").is_none(), "{page}");
+    let newest = stored(&pool, town.counts).await.last().unwrap().1;
+    let streams: Vec<&Value> =
+        page["value"].as_array().unwrap().iter().flat_map(|t| t["Datastreams"].as_array().unwrap()).collect();
+    let counts = streams.iter().find(|d| d["@iot.id"] == town.counts).unwrap();
+    assert_eq!(counts["Observations"][0]["result"], newest);
+    // A page whose expansion could pass the bound is served in smaller pages, with nextLinks that
+    // keep the client's $top: each reading with up to 1 + 1 + 1,000 entities is 9 a page.
+    let expand = enc("Datastream($expand=Observations($top=1000))");
+    let page = ok(&api, None, &format!("Observations?$top=100&$expand={expand}")).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 9, "10000 / 1002");
+    assert_eq!(page["value"][0]["Datastream"]["Observations"].as_array().unwrap().len(), 48);
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = Some(format!("{}{STA}/Observations?$top=100&$expand={expand}", api.base));
+    while let Some(link) = next {
+        let page = ok(&api, None, link.trim_start_matches(&format!("{}{STA}/", api.base))).await;
+        seen.extend(page["value"].as_array().unwrap().iter().map(|o| o["@iot.id"].as_str().unwrap().to_owned()));
+        next = page["@iot.nextLink"].as_str().map(str::to_owned);
+        if let Some(link) = &next {
+            assert!(link.contains("%24top=100&"), "{link}");
+        }
+    }
+    let readable = 48 + 4;
+    assert_eq!(seen.len(), readable, "every reading once, in pages of 9");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), readable);
+
+    // $filter: 8 navigations (each a subquery per row) are refused before running, 6 still run.
+    let path_of = |n: usize| vec!["Datastream/Thing/name eq 'x'"; n].join(" or ");
+    let (status, detail) = refused(&api, None, &format!("Observations?$filter={}", enc(&path_of(4)))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("8 navigations") && detail.contains("at most 6"), "{detail}");
+    ok(&api, None, &format!("Observations?$filter={}", enc(&path_of(3)))).await;
+    // … inside $expand too, and expressions of more than 100 parts.
+    let (status, detail) =
+        refused(&api, None, &format!("Datastreams?$expand=Observations($filter={})", enc(&path_of(4)))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 6"), "{detail}");
+    let long = vec!["result eq 1"; 26].join(" or ");
+    let (status, detail) = refused(&api, None, &format!("Observations?$filter={}", enc(&long))).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 100"), "{detail}");
+    // $orderby: at most 5 terms, and the same bound on navigations.
+    let (status, detail) = refused(
+        &api,
+        None,
+        &format!("Observations?$orderby={}", enc("result, phenomenonTime, resultTime, id, result desc, id desc")),
+    )
+    .await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 5 terms"), "{detail}");
+    let order = enc("Datastream/Thing/name, Datastream/Thing/id, Datastream/Thing/description, Datastream/name");
+    let (status, detail) = refused(&api, None, &format!("Observations?$orderby={order}")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("at most 6"), "{detail}");
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+#[tokio::test]
+async fn collections_read_under_a_grant_keep_its_rate_and_are_audited_with_it() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let _town = small_town(&api, &pool).await.unwrap();
+    // A restricted parking dataset of two datastreams, granted raw to the third party at 3 requests a minute.
+    api.post_ok(
+        "/v1/admin/things",
+        json!({"org": "stadt", "slug": "parkhaus", "name": "Parkhaus Mitte", "latitude": 52.83, "longitude": 13.82}),
+    )
+    .await
+    .unwrap();
+    let mut streams = Vec::new();
+    for property in ["free", "occupied"] {
+        let body = api
+            .post_ok(
+                "/v1/admin/datastreams",
+                json!({"org": "stadt", "thing": "parkhaus", "property": property, "name": property, "unit": "count"}),
+            )
+            .await
+            .unwrap();
+        streams.push(body["id"].as_i64().unwrap());
+    }
+    let body = api
+        .post_ok(
+            "/v1/admin/datasets",
+            json!({"slug": "parken", "owner": "stadt", "title": "Parken", "steward_contact": "daten@stadt.example",
+                   "classification": "restricted", "license": "http://dcat-ap.de/def/licenses/other-closed",
+                   "purpose": "Parkraum", "retention_days": 365}),
+        )
+        .await
+        .unwrap();
+    let dataset = body["id"].as_i64().unwrap();
+    for stream in &streams {
+        api.post_ok(&format!("/v1/admin/datasets/{dataset}/datastreams"), json!({"datastream_id": stream}))
+            .await
+            .unwrap();
+    }
+    let now = Utc::now();
+    let rows: Vec<Reading> = (0..6)
+        .flat_map(|h| {
+            let t = Micros::from_datetime(now - Duration::hours(h) - Duration::minutes(5));
+            streams.iter().map(move |s| Reading { datastream: DatastreamId(*s), time: t, value: h as f64 })
+        })
+        .collect();
+    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    let until = iso(now + Duration::days(30));
+    let grant = api
+        .post_ok(
+            "/v1/admin/grants",
+            json!({"dataset_id": dataset, "grantee": "movi", "purpose": "Parkleitsystem", "contract_ref": "V-7",
+                   "rate_per_minute": 3, "valid_until": until}),
+        )
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let key = api.principal_key("movi", "movi-app", "reader").await.unwrap();
+    let key = Some(key.as_str());
+
+    // Metadata is not a read under the grant.
+    for _ in 0..4 {
+        ok(&api, key, "Datastreams").await;
+    }
+    // Collections spanning both datastreams count against the grant's rate: three, then 429.
+    let filter = enc(&format!("phenomenonTime ge {}", iso(now - Duration::days(1))));
+    let collection = format!("Observations?$filter={filter}&$top=1000");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = get(&api, key, &collection).await;
+        if status == 200 {
+            let read: std::collections::BTreeSet<i64> = body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["@iot.id"].as_str().unwrap().split('-').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(streams.iter().all(|s| read.contains(s)), "both datastreams of the dataset: {read:?}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // An expansion into observations is a read under the grant too.
+    let (status, detail) =
+        refused(&api, key, &format!("Things?$expand=Datastreams/Observations($filter={filter};$top=10)")).await;
+    assert_eq!(status, 429, "{detail}");
+    assert!(detail.contains(&format!("grant {grant} allows 3 requests per minute")), "{detail}");
+
+    // Each allowed read is audited once for the dataset, with the grant, although it spans two datastreams.
+    let audited: Vec<(Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT grant_id, datastream_id, rows_returned FROM audit_log
+         WHERE dataset_id = $1 AND action = 'sta:observations' AND decision = 'allow' ORDER BY id",
+    )
+    .bind(dataset)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, vec![(Some(grant), None, 12); 3]);
+
+    running.stop().await.unwrap();
+    isolation.drop_database().await;
+}
+
+#[tokio::test]
+async fn links_start_with_the_configured_public_base_url_whatever_the_host_header() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let public = "https://daten.stadt.example/hoheit";
+    let (running, api) =
+        start_api_with(&isolation, &["--public-base-url", "https://daten.stadt.example/hoheit/"]).await.unwrap();
+    let town = small_town(&api, &pool).await.unwrap();
+    let evil = |path: &str| {
+        api.get_as(None, path)
+            .header("host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.example")
+    };
+    let json = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+
+    let root = json(evil(STA).send().await.unwrap()).await;
+    let page =
+        json(evil(&format!("{STA}/Datastreams({})/Observations?$top=5", town.counts)).send().await.unwrap()).await;
+    let thing = json(evil(&format!("{STA}/Things?$top=1")).send().await.unwrap()).await;
+    let mut links: Vec<String> =
+        root["value"].as_array().unwrap().iter().map(|s| s["url"].as_str().unwrap().to_owned()).collect();
+    links.push(page["@iot.nextLink"].as_str().unwrap().to_owned());
+    links.push(page["value"][0]["@iot.selfLink"].as_str().unwrap().to_owned());
+    links.push(page["value"][0]["Datastream@iot.navigationLink"].as_str().unwrap().to_owned());
+    links.push(thing["value"][0]["Datastreams@iot.navigationLink"].as_str().unwrap().to_owned());
+    assert_eq!(links.len(), 8 + 4);
+    for link in &links {
+        assert!(link.starts_with(&format!("{public}{STA}/")), "{link}");
+    }
+    assert_eq!(links[0], format!("{public}{STA}/Things"));
+
+    // The open data catalog and downloads name the same base.
+    let catalog = evil("/opendata/catalog").send().await.unwrap().text().await.unwrap();
+    assert!(!catalog.contains("evil.example"), "{catalog}");
+    assert!(catalog.contains(&format!("<{public}/opendata/datasets/verkehrszaehlung>")), "{catalog}");
+    assert!(catalog.contains(&format!("{public}{STA}")), "{catalog}");
+    let download = json(evil("/opendata/datasets/verkehrszaehlung.json").send().await.unwrap()).await;
+    assert_eq!(download["catalog"], format!("{public}/opendata/datasets/verkehrszaehlung"));
+
+    running.stop().await.unwrap();
+
+    // Unset, the base is the address the API listens on, not the Host header.
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let root: Value = api.get_as(None, STA).header("host", "evil.example").send().await.unwrap().json().await.unwrap();
+    assert_eq!(root["value"][0]["url"], format!("{}{STA}/Things", api.base));
+    running.stop().await.unwrap();
+
+    // A base URL that is not an http(s) URL without a query is refused at start.
+    for bad in ["daten.stadt.example", "ftp://daten.stadt.example", "https://daten.stadt.example/?a=1"] {
+        let parsed = <hoheit_api::ApiConfig as clap::Parser>::try_parse_from([
+            "hoheit-api",
+            "--token",
+            "token-for-the-config-test-0123",
+            "--public-base-url",
+            bad,
+        ]);
+        let error = parsed.err().unwrap_or_else(|| panic!("{bad} accepted")).to_string();
+        assert!(error.contains("public base URL") || error.contains("absolute URL"), "{error}");
+    }
     isolation.drop_database().await;
 }

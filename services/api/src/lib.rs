@@ -17,6 +17,7 @@ mod extract;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod public_url;
 mod rate_limit;
 mod routes;
 mod sta;
@@ -74,6 +75,11 @@ pub struct ApiConfig {
     /// MQTT topic root the ingest service reads (its `--topic-root`): erasure finds a dataset's dead letters by topic.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = hoheit_core::topic::DEFAULT_ROOT)]
     pub topic_root: String,
+    /// The URL clients reach the API at (http or https, no query; a path prefix is allowed), e.g.
+    /// `https://daten.stadt.example`: every absolute link the API writes (SensorThings, DCAT catalog,
+    /// downloads) starts with it, never with the request's `Host`. Unset: `http://` and the listen address.
+    #[arg(long, env = "HOHEIT_API_PUBLIC_BASE_URL", value_parser = public_url::PublicBaseUrl::parse)]
+    pub public_base_url: Option<public_url::PublicBaseUrl>,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
     #[command(flatten)]
@@ -98,6 +104,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The MQTT topic scheme (matches dead letters to datastreams).
     pub topics: hoheit_core::topic::TopicScheme,
+    /// Where clients reach the API: the start of every absolute link it writes.
+    pub public_base: public_url::PublicBaseUrl,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -121,6 +129,11 @@ impl Api {
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let oidc = oidc::Oidc::new(&config.oidc).map(Arc::new);
+        let public_base = match config.public_base_url {
+            Some(base) => base,
+            // The bound address, so that port 0 (tests) becomes the real port.
+            None => public_url::PublicBaseUrl::for_listen(listener.local_addr().context("the listen address")?),
+        };
         let state = AppState {
             pool: pool.clone(),
             audit: hoheit_core::audit::AuditLog::start(pool.clone()),
@@ -135,6 +148,7 @@ impl Api {
             )),
             shutdown: shutdown.clone(),
             topics: hoheit_core::topic::TopicScheme::new(&config.topic_root),
+            public_base,
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
         Ok(Self { listener, router: router(state), pool, retention_every })

@@ -56,26 +56,6 @@ pub struct OpenDataDownload {
     observations: Vec<DownloadedReading>,
 }
 
-/// The public base URL of this API as the client addressed it (`Host`,
-/// `X-Forwarded-Proto` from a proxy), so the catalog's links work for the
-/// harvester that fetched it.
-pub(crate) fn public_base(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
-}
-
 /// The catalog of open datasets (DCAT-AP.de 3.0), by the `Accept` header:
 /// `text/turtle` (the default), `application/rdf+xml` or `application/ld+json`.
 #[utoipa::path(get, operation_id = "opendata_catalog", path = "/opendata/catalog", tag = "opendata", security(()),
@@ -92,13 +72,13 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> Resul
             "the catalog is offered as text/turtle, application/rdf+xml or application/ld+json".into(),
         )
     })?;
-    let base = public_base(&headers);
+    let base = state.public_base.as_str();
     let entries = catalog::open_entries(&state.pool).await?;
     let publisher = match catalog::publisher(&state.pool).await? {
         Some((slug, name)) => CatalogPublisher { slug, name },
         None => CatalogPublisher { slug: "hoheit".into(), name: "Hoheit".into() },
     };
-    let graph = dcat::catalog_graph(&base, &publisher, &entries, Utc::now());
+    let graph = dcat::catalog_graph(base, &publisher, &entries, Utc::now());
     let body = dcat::serialize(&graph, format).map_err(|error| {
         tracing::error!(%error, "catalog serialisation failed");
         ApiError::Internal
@@ -124,12 +104,7 @@ pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> Resul
         headers(("x-hoheit-license" = String, description = "the dataset's license"),
                 ("link" = String, description = "`<license>; rel=\"license\"`")),
         content((String = "text/csv"), (OpenDataDownload = "application/json")))))]
-pub async fn download(
-    State(state): State<AppState>,
-    who: Who,
-    headers: HeaderMap,
-    Path(file): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn download(State(state): State<AppState>, who: Who, Path(file): Path<String>) -> Result<Response, ApiError> {
     let (slug, csv) = match (file.strip_suffix(".csv"), file.strip_suffix(".json")) {
         (Some(slug), _) => (slug, true),
         (_, Some(slug)) => (slug, false),
@@ -148,7 +123,7 @@ pub async fn download(
     let rows = datasets::count_readings(&state.pool, dataset.id).await?;
     permit.finish(&state, rows as usize).await?;
 
-    let base = public_base(&headers);
+    let base = &state.public_base;
     let lines = datasets::export_rows(&state.pool, dataset.id);
     let body = if csv {
         let head = futures::stream::once(async {

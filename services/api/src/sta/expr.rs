@@ -95,6 +95,36 @@ enum Token {
 /// The longest expression text accepted, and the deepest nesting.
 pub const MAX_EXPRESSION_CHARS: usize = 4_096;
 const MAX_DEPTH: usize = 64;
+/// The most nodes (values, properties, operators, function calls) of one
+/// `$filter` or `$orderby`. Each node is SQL evaluated for every candidate
+/// row, so the size of an expression multiplies the work of its query; 100
+/// is about 30 comparisons joined by `and`/`or`, more than a hand-written or
+/// generated query of a SensorThings client needs.
+pub const MAX_NODES: usize = 100;
+/// The most terms of one `$orderby`: every term after the first only breaks
+/// ties, so more than a few order nothing and only cost a sort key each.
+pub const MAX_ORDER_TERMS: usize = 5;
+
+impl Expr {
+    /// The number of nodes of the expression tree.
+    pub fn nodes(&self) -> usize {
+        1 + match self {
+            Expr::Not(inner) | Expr::Negate(inner) => inner.nodes(),
+            Expr::Binary(_, left, right) => left.nodes() + right.nodes(),
+            Expr::Call(_, args) => args.iter().map(Expr::nodes).sum(),
+            _ => 0,
+        }
+    }
+}
+
+fn check_nodes(nodes: usize) -> Result<(), String> {
+    if nodes > MAX_NODES {
+        return Err(format!(
+            "the expression has {nodes} parts (values, properties, operators, functions); at most {MAX_NODES} are accepted"
+        ));
+    }
+    Ok(())
+}
 
 fn lex(text: &str) -> Result<Vec<Token>, String> {
     if text.len() > MAX_EXPRESSION_CHARS {
@@ -253,10 +283,11 @@ pub fn parse_filter(text: &str) -> Result<Expr, String> {
     let tokens = lex(text)?;
     let mut parser = Parser { tokens, at: 0, depth: 0 };
     let expr = parser.expression(0)?;
-    match parser.peek() {
-        None => Ok(expr),
-        Some(token) => Err(format!("unexpected {} after the end of the expression", describe(token))),
+    if let Some(token) = parser.peek() {
+        return Err(format!("unexpected {} after the end of the expression", describe(token)));
     }
+    check_nodes(expr.nodes())?;
+    Ok(expr)
 }
 
 /// One `$orderby` item.
@@ -285,8 +316,14 @@ pub fn parse_orderby(text: &str) -> Result<Vec<OrderItem>, String> {
             _ => false,
         };
         items.push(OrderItem { expr, descending });
+        if items.len() > MAX_ORDER_TERMS {
+            return Err(format!("$orderby takes at most {MAX_ORDER_TERMS} terms"));
+        }
         match parser.next() {
-            None => return Ok(items),
+            None => {
+                check_nodes(items.iter().map(|i| i.expr.nodes()).sum())?;
+                return Ok(items);
+            }
             Some(Token::Comma) => {}
             Some(token) => return Err(format!("$orderby: unexpected {}", describe(&token))),
         }
@@ -478,6 +515,20 @@ mod tests {
         assert!(parse_filter("name ; drop").unwrap_err().contains("unexpected character"));
         assert!(parse_filter(&"(".repeat(200)).unwrap_err().contains("nested"));
         assert!(parse_filter("geo.intersects(location, geography'LINESTRING(1 2, 3 4)')").is_err());
+    }
+
+    #[test]
+    fn expressions_are_bounded_in_size() {
+        let comparisons = |n: usize| vec!["result eq 1"; n].join(" or ");
+        // Three nodes a comparison, one an `or`.
+        assert!(parse_filter(&comparisons(25)).is_ok());
+        let error = parse_filter(&comparisons(26)).unwrap_err();
+        assert!(error.contains("103 parts") && error.contains("at most 100"), "{error}");
+        assert!(parse_orderby("id, name, result, phenomenonTime, resultTime").is_ok());
+        assert!(parse_orderby("id, name, result, phenomenonTime, resultTime, id")
+            .unwrap_err()
+            .contains("at most 5 terms"));
+        assert_eq!(parse_filter("not startswith(name, 'a') and -result lt 2").unwrap().nodes(), 9);
     }
 
     #[test]

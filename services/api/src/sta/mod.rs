@@ -5,7 +5,14 @@
 //! options are in [`options`]. Every request sees only what the policy lets
 //! its caller see: metadata of datastreams it may read at all, observations
 //! only of datastreams it may read raw for the requested time range, and every
-//! read of observations is audited, exactly as on Hoheit's own API.
+//! read of observations is audited, exactly as on Hoheit's own API (a read
+//! under a grant counts against the grant's rate before its query runs).
+//!
+//! One request does bounded work: `$filter`/`$orderby` are limited in size and
+//! navigations when the options are read, and a response in entities
+//! ([`options::MAX_ENTITIES`]) before any query runs and again while it is
+//! built. Links start with the configured public base URL, never with the
+//! request's `Host`.
 
 mod expr;
 mod model;
@@ -15,7 +22,7 @@ mod sql;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,13 +33,13 @@ use hoheit_core::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadReque
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
-use crate::access::authorize_datastream;
+use crate::access::{authorize_datastream, check_grant_rate};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::routes::datastreams::visibility;
 use crate::AppState;
 use model::{Entity, Navigation};
-use options::{Expand, Options};
+use options::{Expand, Options, MAX_ENTITIES};
 use sql::{Sql, Translator, View};
 
 /// Where the service lives, below the API's base URL.
@@ -41,8 +48,8 @@ pub const STA_PATH: &str = crate::dcat::STA_PATH;
 /// The service root: the entity sets and the conformance classes served.
 #[utoipa::path(get, operation_id = "sta_root", path = "/sta/v1.1", tag = "sensorthings", security((), ("bearer" = [])),
     responses((status = 200, description = "the SensorThings service root: entity sets and conformance classes")))]
-pub async fn root(headers: HeaderMap) -> Json<Value> {
-    let base = format!("{}{STA_PATH}", crate::routes::opendata::public_base(&headers));
+pub async fn root(State(state): State<AppState>) -> Json<Value> {
+    let base = format!("{}{STA_PATH}", state.public_base);
     let value: Vec<Value> =
         model::ALL.iter().map(|e| json!({"name": e.plural(), "url": format!("{base}/{}", e.plural())})).collect();
     Json(json!({
@@ -70,11 +77,10 @@ pub async fn root(headers: HeaderMap) -> Json<Value> {
 pub async fn resource(
     State(state): State<AppState>,
     who: Who,
-    headers: HeaderMap,
     Path(resource): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let base = format!("{}{STA_PATH}", crate::routes::opendata::public_base(&headers));
+    let base = format!("{}{STA_PATH}", state.public_base);
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -82,7 +88,16 @@ pub async fn resource(
     let gate = Gate::load(&state, &who).await?;
     let target = resolve(&state, &gate, &path).await?;
     let options = Options::from_pairs(target.entity, &pairs).map_err(ApiError::BadRequest)?;
-    let mut ctx = Context { state: &state, who: &who, gate: &gate, base, audit: BTreeMap::new() };
+    let mut ctx = Context {
+        state: &state,
+        who: &who,
+        gate: &gate,
+        base,
+        audit: BTreeMap::new(),
+        charged: HashSet::new(),
+        granted: BTreeMap::new(),
+        fetched: 0,
+    };
     let response = ctx.answer(&target, &options, &pairs).await?;
     ctx.write_audit().await?;
     Ok(response)
@@ -350,6 +365,19 @@ impl Gate {
         };
         View { datastreams: self.visible.clone(), readable }
     }
+
+    /// The grants that let the caller read `datastreams` over `request`'s range, each once.
+    fn grants_used(&self, datastreams: &[i64], request: &ReadRequest) -> Vec<GrantTerms> {
+        let mut used: Vec<GrantTerms> = Vec::new();
+        for id in datastreams {
+            if let Decision::Allow { via: Via::Grant(grant), .. } = self.decide(*id, request) {
+                if !used.iter().any(|g| g.id == grant.id) {
+                    used.push(grant);
+                }
+            }
+        }
+        used
+    }
 }
 
 /// A raw read over `[from, to)`; an open end is the whole time axis.
@@ -373,6 +401,14 @@ struct Context<'a> {
     base: String,
     /// Observations returned, per datastream, with the range decided: audited at the end.
     audit: BTreeMap<i64, (usize, ReadRequest)>,
+    /// Grants whose rate this request was charged (once per grant and request).
+    charged: HashSet<i64>,
+    /// Per dataset, the grant a query of this request read its observations
+    /// under and the range: audited with the grant even if no row came back.
+    granted: BTreeMap<i64, (GrantTerms, ReadRequest)>,
+    /// Entities fetched so far; each is written at least once, so this never
+    /// passes [`MAX_ENTITIES`] in a response that keeps the bound.
+    fetched: u64,
 }
 
 /// One fetched entity.
@@ -382,6 +418,16 @@ struct Fetched {
     body: Map<String, Value>,
     /// For expansion: the value of the source column it was found by.
     parent: Option<i64>,
+    /// The entities it writes: itself and everything expanded under it.
+    entities: u64,
+}
+
+/// A response beyond [`MAX_ENTITIES`], found while building it (the bound
+/// checked before building, `Options::page_size`, normally prevents this).
+fn too_many_entities() -> ApiError {
+    ApiError::BadRequest(format!(
+        "the response would hold more than {MAX_ENTITIES} entities; lower $top inside $expand or expand fewer levels"
+    ))
 }
 
 impl Context<'_> {
@@ -391,6 +437,10 @@ impl Context<'_> {
         options: &Options,
         pairs: &[(String, String)],
     ) -> Result<Response, ApiError> {
+        let top = if target.single { 1 } else { options.top() };
+        // The bound of the response, before any query: pages small enough
+        // that the expansion cannot pass it, or 400 if one entity can.
+        let page_size = options.page_size(target.entity, top).map_err(ApiError::BadRequest)?;
         let request = read_request(options);
         let mut view = self.gate.view_for(target, Some(&request));
         // Observations of one datastream, addressed by path: the read gate decides and
@@ -418,12 +468,15 @@ impl Context<'_> {
                 })?;
             view.readable = vec![datastream];
             permit = Some(p);
+            // The read gate charged its grant already.
+            self.charged.extend(self.gate.grants_used(&view.readable, &request).iter().map(|g| g.id));
         }
-        let top = if target.single { 1 } else { options.top() };
-        let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, top + 1).await?;
+        self.charge_grants(&view.readable, &request)?;
+        let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, page_size + 1).await?;
         // `$top=0` asks for the count alone: no next page to follow.
-        let more = top > 0 && rows.len() as i64 > top;
-        rows.truncate(top as usize);
+        let more = page_size > 0 && rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        self.fetched += rows.len() as u64;
         let count = if options.count && !target.single {
             Some(self.count(target.entity, &view, &target.conditions, options).await?)
         } else {
@@ -463,7 +516,7 @@ impl Context<'_> {
             page.insert("@iot.count".into(), json!(count));
         }
         if more {
-            page.insert("@iot.nextLink".into(), json!(self.next_link(target, pairs, options)));
+            page.insert("@iot.nextLink".into(), json!(self.next_link(target, pairs, options, page_size)));
         }
         let value: Vec<Value> = if target.reference {
             rows.iter().map(|r| json!({"@iot.selfLink": self.self_link(target.entity, &r.id)})).collect()
@@ -526,7 +579,9 @@ impl Context<'_> {
             .map_err(|e| ApiError::BadRequest(format!("$orderby: {e}")))?;
         sql.push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(options.skip);
         if lateral {
-            sql.push(") x");
+            // One row past the entities the response has left is enough to refuse it.
+            let left = MAX_ENTITIES.saturating_sub(self.fetched) as i64;
+            sql.push(") x LIMIT ").push_bind(left + 1);
         }
         let rows = sql.build().fetch_all(&self.state.pool).await.map_err(query_error)?;
         let mut fetched = Vec::with_capacity(rows.len());
@@ -550,7 +605,7 @@ impl Context<'_> {
                 (json!(row.get::<i64, _>("iot_id")), body)
             };
             let parent = if lateral { Some(row.get::<i64, _>("parent_key")) } else { None };
-            fetched.push(Fetched { id, keys, body, parent });
+            fetched.push(Fetched { id, keys, body, parent, entities: 1 });
         }
         Ok(fetched)
     }
@@ -599,12 +654,17 @@ impl Context<'_> {
                     reference: false,
                 };
                 let view = self.gate.view_for(&target, Some(&request));
+                self.charge_grants(&view.readable, &request)?;
                 let limit = if nav.single { 1 } else { expand.options.top() };
                 let mut children = if keys.is_empty() {
                     Vec::new()
                 } else {
                     self.fetch(nav.target, &view, &[], Some((nav.target_column, keys)), &expand.options, limit).await?
                 };
+                self.fetched += children.len() as u64;
+                if self.fetched > MAX_ENTITIES {
+                    return Err(too_many_entities());
+                }
                 self.expand(nav.target, &mut children, &expand.options.expand, &request).await?;
                 if nav.target == Entity::Observations {
                     for child in &children {
@@ -613,17 +673,27 @@ impl Context<'_> {
                         }
                     }
                 }
-                let mut by_parent: HashMap<i64, Vec<Value>> = HashMap::new();
+                // The children of each parent key, and the entities they write.
+                let mut by_parent: HashMap<i64, (Vec<Value>, u64)> = HashMap::new();
                 for child in children {
-                    let parent = child.parent.unwrap_or_default();
-                    let rendered = Value::Object(self.render(nav.target, child, &expand.options));
-                    by_parent.entry(parent).or_default().push(rendered);
+                    let parent = by_parent.entry(child.parent.unwrap_or_default()).or_default();
+                    parent.1 += child.entities;
+                    parent.0.push(Value::Object(self.render(nav.target, child, &expand.options)));
+                }
+                // Every parent gets its own copy: count the copies before making them.
+                let found = |row: &Fetched| row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
+                let written: u64 = rows.iter().map(|r| r.entities + found(r).map_or(0, |(_, n)| *n)).sum();
+                if written > MAX_ENTITIES {
+                    return Err(too_many_entities());
                 }
                 for row in rows.iter_mut() {
-                    let found =
-                        row.keys.get(nav.source_column).and_then(|k| by_parent.get(k)).cloned().unwrap_or_default();
-                    let value =
-                        if nav.single { found.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(found) };
+                    let (children, entities) = found(&*row).cloned().unwrap_or_default();
+                    row.entities += entities;
+                    let value = if nav.single {
+                        children.into_iter().next().unwrap_or(Value::Null)
+                    } else {
+                        Value::Array(children)
+                    };
                     row.body.insert(nav.name.to_owned(), value);
                 }
             }
@@ -724,7 +794,8 @@ impl Context<'_> {
             .collect()
     }
 
-    fn next_link(&self, target: &Target, pairs: &[(String, String)], options: &Options) -> String {
+    /// The next page after this one of `page_size` entities, with the client's own `$top`.
+    fn next_link(&self, target: &Target, pairs: &[(String, String)], options: &Options, page_size: i64) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (key, value) in pairs {
             if key != "$skip" && key != "$top" {
@@ -732,7 +803,7 @@ impl Context<'_> {
             }
         }
         query.append_pair("$top", &options.top().to_string());
-        query.append_pair("$skip", &(options.skip + options.top()).to_string());
+        query.append_pair("$skip", &(options.skip + page_size).to_string());
         let path = match &target.via {
             // Collections are reached from their source's id: `Things(1)/Datastreams`.
             Some((source, nav, value)) => format!("{}/{}({value})/{}", self.base, source.plural(), nav.name),
@@ -741,30 +812,51 @@ impl Context<'_> {
         format!("{path}?{}", query.finish())
     }
 
-    /// One audit record per dataset whose observations this request returned.
-    async fn write_audit(&mut self) -> Result<(), ApiError> {
-        // dataset → (rows, range decided, the one datastream read or None for several)
-        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>)> = BTreeMap::new();
-        for (ds, (rows, request)) in &self.audit {
-            let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
-            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds)));
-            entry.0 += rows;
-            if entry.2 != Some(*ds) {
-                entry.2 = None;
+    /// Applies the rate of every grant under which a query of `readable`
+    /// would read observations, before it runs, once per grant and request
+    /// (a collection spans datastreams of several datasets and grants).
+    fn charge_grants(&mut self, readable: &[i64], request: &ReadRequest) -> Result<(), ApiError> {
+        for grant in self.gate.grants_used(readable, request) {
+            if self.charged.insert(grant.id) {
+                check_grant_rate(self.state, self.who, &grant)?;
+                self.granted.entry(grant.dataset_id).or_insert((grant, *request));
             }
         }
-        for (dataset, (rows, request, datastream)) in per_dataset {
-            let via = datastream.map(|ds| self.gate.decide(ds, &request)).and_then(|d| match d {
-                Decision::Allow { via, .. } => Some(via),
-                Decision::Deny { .. } => None,
-            });
-            if let Some(Via::Grant(grant)) = &via {
-                crate::access::check_grant_rate(self.state, self.who, grant)?;
+        Ok(())
+    }
+
+    /// One audit record per dataset whose observations this request returned
+    /// or read under a grant, with the grant that allowed it.
+    async fn write_audit(&mut self) -> Result<(), ApiError> {
+        // dataset → (rows, range decided, a datastream read, whether it was the only one)
+        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>, bool)> = BTreeMap::new();
+        for (ds, (rows, request)) in &self.audit {
+            let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
+            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds), true));
+            entry.0 += rows;
+            if entry.2 != Some(*ds) {
+                entry.3 = false;
             }
+        }
+        // A grant's dataset queried without a row coming back is audited too: its rate was charged.
+        for (dataset, (_, request)) in &self.granted {
+            per_dataset.entry(*dataset).or_insert((0, *request, None, false));
+        }
+        // The record of an empty read (dataset 0) is needed only if there is no other.
+        if per_dataset.len() > 1 && per_dataset.get(&0).is_some_and(|(rows, ..)| *rows == 0) {
+            per_dataset.remove(&0);
+        }
+        for (dataset, (rows, request, datastream, only)) in per_dataset {
+            // The datastreams of one dataset share its access: any of them tells the way.
+            let decided = datastream.map(|ds| self.gate.decide(ds, &request));
+            let via = match decided {
+                Some(Decision::Allow { via, .. }) => Some(via),
+                _ => self.granted.get(&dataset).map(|(grant, _)| Via::Grant(grant.clone())),
+            };
             let record = AuditRecord {
                 grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
                 dataset_id: (dataset != 0).then_some(dataset),
-                datastream_id: datastream.filter(|d| *d != 0),
+                datastream_id: datastream.filter(|d| *d != 0 && only),
                 range_from: Some(request.from),
                 range_to: Some(request.to),
                 resolution: "raw".into(),

@@ -3,6 +3,7 @@
 
 use super::expr::{self, Expr, OrderItem};
 use super::model::Entity;
+use super::sql;
 
 /// The default page size, and the largest page served: a larger `$top` is
 /// served in pages of this size with `@iot.nextLink` (server-driven paging,
@@ -11,8 +12,23 @@ pub const DEFAULT_TOP: i64 = 100;
 pub const MAX_TOP: i64 = 1_000;
 /// The largest `$skip` (nextLinks of any stored history stay below it).
 const MAX_SKIP: i64 = 1_000_000_000_000;
-/// The deepest `$expand` nesting.
-const MAX_EXPAND_DEPTH: usize = 4;
+/// The deepest `$expand` nesting. Three reach from any entity to the
+/// readings of its context (`Locations` → `Things` → `Datastreams` →
+/// `Observations`); a deeper chain only walks back into entity types already
+/// expanded (`Datastreams/Thing/Datastreams/Thing`), while every level
+/// multiplies the response.
+pub const MAX_EXPAND_DEPTH: usize = 3;
+/// The most entities one response holds, counted where they are written: an
+/// expanded entity under each of 100 parents counts 100 times. Expansion
+/// copies children into every parent, so without this bound `$top` × `$top`
+/// × … objects (10⁹ and more) could be asked for by anyone. 10,000 is ten
+/// full pages of a plain collection, e.g. 1,000 observations each with its
+/// Datastream and FeatureOfInterest, or 100 datastreams with their latest 99
+/// readings; it keeps one response to about 10 MB of JSON (an expanded
+/// datastream writes ~1 KB). A larger request is served in smaller pages
+/// (server-driven paging) as long as one entity with its expansion fits,
+/// and refused with the limit otherwise.
+pub const MAX_ENTITIES: u64 = 10_000;
 
 /// The options of one level: the request's, or those inside `$expand=X(…)`.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +56,34 @@ impl Options {
         self.top.unwrap_or(DEFAULT_TOP)
     }
 
+    /// The most entities one `entity` with these options can write: itself
+    /// and, for each `$expand`, the most children (1 for a single
+    /// navigation, else the level's `$top`) times what each of them can write.
+    pub fn entities_per_item(&self, entity: Entity) -> u64 {
+        let mut total: u64 = 1;
+        for expand in &self.expand {
+            let Some(nav) = entity.navigation(&expand.navigation) else { continue };
+            let children = if nav.single { 1 } else { expand.options.top().max(0) as u64 };
+            total = total.saturating_add(children.saturating_mul(expand.options.entities_per_item(nav.target)));
+        }
+        total
+    }
+
+    /// How many entities of `entity` one page may hold, at most `top`, so
+    /// that the page stays within [`MAX_ENTITIES`] however many children the
+    /// data has; an error naming the limit if not even one entity fits.
+    pub fn page_size(&self, entity: Entity, top: i64) -> Result<i64, String> {
+        let per_item = self.entities_per_item(entity);
+        if per_item > MAX_ENTITIES {
+            return Err(format!(
+                "this $expand can write up to {per_item} entities for each of the {}; a response holds at most \
+                 {MAX_ENTITIES} entities: lower $top inside $expand (e.g. Observations($top=10)) or expand fewer levels",
+                entity.plural()
+            ));
+        }
+        Ok(top.min((MAX_ENTITIES / per_item) as i64))
+    }
+
     /// Parses the raw (percent-decoded) pairs of a request's query string.
     pub fn from_pairs(entity: Entity, pairs: &[(String, String)]) -> Result<Self, String> {
         let mut options = Options::default();
@@ -55,8 +99,18 @@ impl Options {
 
     fn set(&mut self, entity: Entity, key: &str, value: &str, depth: usize) -> Result<(), String> {
         match key {
-            "$filter" => self.filter = Some(expr::parse_filter(value).map_err(|e| format!("$filter: {e}"))?),
-            "$orderby" => self.orderby = expr::parse_orderby(value).map_err(|e| format!("$orderby: {e}"))?,
+            // Translated here already, so that errors (and expressions too
+            // costly to run) are refused before any query of the request runs.
+            "$filter" => {
+                let filter = expr::parse_filter(value).map_err(|e| format!("$filter: {e}"))?;
+                sql::check_filter(entity, &filter).map_err(|e| format!("$filter: {e}"))?;
+                self.filter = Some(filter);
+            }
+            "$orderby" => {
+                let orderby = expr::parse_orderby(value).map_err(|e| format!("$orderby: {e}"))?;
+                sql::check_order(entity, &orderby).map_err(|e| format!("$orderby: {e}"))?;
+                self.orderby = orderby;
+            }
             "$top" => {
                 let top: i64 =
                     value.trim().parse().map_err(|_| format!("$top must be a whole number, not `{value}`"))?;
@@ -211,6 +265,33 @@ mod tests {
     }
 
     #[test]
+    fn expansion_is_bounded_in_depth_and_entities() {
+        let options = |expand: &str| Options::from_pairs(Entity::Things, &pairs(&[("$expand", expand)]));
+        assert!(options("Datastreams/Observations/FeatureOfInterest").is_ok());
+        assert!(options("Datastreams/Thing/Datastreams/Thing").unwrap_err().contains("at most 3 levels"));
+        assert!(options("Datastreams($expand=Thing($expand=Datastreams($expand=Thing)))")
+            .unwrap_err()
+            .contains("at most 3 levels"));
+
+        // Things, each with up to 100 datastreams and their latest reading: 1 + 100 × 2.
+        let latest = options("Datastreams($expand=Observations($top=1)),Locations($top=1)").unwrap();
+        assert_eq!(latest.entities_per_item(Entity::Things), 1 + 100 * 2 + 1);
+        assert_eq!(latest.page_size(Entity::Things, 100), Ok(49), "served in pages of 49");
+        // Single navigations bring one each.
+        let o = Options::from_pairs(Entity::Observations, &pairs(&[("$expand", "Datastream/Thing,FeatureOfInterest")]))
+            .unwrap();
+        assert_eq!(o.entities_per_item(Entity::Observations), 4);
+        assert_eq!(o.page_size(Entity::Observations, 1_000), Ok(1_000));
+        // 1,000 datastreams of 1,000 readings each with its datastream, per thing.
+        let worst =
+            options("Datastreams($top=1000;$expand=Observations($top=1000;$expand=Datastream)),Locations($top=1000)")
+                .unwrap();
+        assert_eq!(worst.entities_per_item(Entity::Things), 1 + 1_000 * (1 + 1_000 * 2) + 1_000);
+        let error = worst.page_size(Entity::Things, 1_000).unwrap_err();
+        assert!(error.contains("at most 10000 entities"), "{error}");
+    }
+
+    #[test]
     fn a_top_above_the_page_size_is_served_in_pages() {
         let o = Options::from_pairs(Entity::Observations, &pairs(&[("$top", "5000")])).unwrap();
         assert_eq!(o.top(), MAX_TOP);
@@ -227,5 +308,8 @@ mod tests {
         assert!(err(&[("$frobnicate", "1")]).contains("unknown query option"));
         assert!(err(&[("$expand", "Datastreams($top=1")]).contains("unbalanced"));
         assert!(err(&[("$resultFormat", "dataArray")]).contains("Observations"));
+        // Expressions are translated while the options are read, inside $expand too.
+        assert!(err(&[("$filter", "name eq 3")]).contains("cannot compare"));
+        assert!(err(&[("$expand", "Datastreams($filter=colour eq 'red')")]).contains("no property `colour`"));
     }
 }
