@@ -20,7 +20,9 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::AppState;
 
-/// Whether the caller may see that the dataset exists and what it holds.
+/// Whether the caller may see that the dataset exists and what it holds:
+/// some read is allowed, it owns the data, or its organisation holds a grant
+/// in force or still to come (a revoked or expired grant shows nothing).
 async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result<bool, ApiError> {
     let access = datasets::access(&state.pool, dataset.id).await?;
     let grants = grants_for(state, caller, &access).await?;
@@ -31,7 +33,7 @@ async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result
         to: now,
     };
     Ok(decide(caller, &access, &grants, &day, now).is_allowed()
-        || !grants.is_empty()
+        || grants.iter().any(|g| g.revoked_at.is_none() && now < g.valid_until)
         || caller.owns_data_of(dataset.owner_org_id))
 }
 
@@ -194,7 +196,8 @@ pub struct Erased {
     readings_deleted: u64,
 }
 
-/// Erases a dataset's readings and datastreams: its owner's admins (or the operator).
+/// Erases a dataset's readings and datastreams: its owner's admins (or the
+/// operator); audited as the administrative change `dataset.erase`.
 #[utoipa::path(delete, operation_id = "datasets_erase", path = "/datasets/{id}", tag = "datasets", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "dataset id")),
     responses((status = 200, description = "the dataset is erased", body = Erased)))]
@@ -210,10 +213,6 @@ pub async fn erase(
             dataset.owner, dataset.slug
         )));
     }
-    let readings_deleted = datasets::erase(&state.pool, id).await?;
-    state
-        .audit
-        .append(owner_action(&who, &dataset, "erase", readings_deleted as i64, true, "owner erasure".into()))
-        .await?;
+    let readings_deleted = datasets::erase(&state.pool, id, &super::admin::actor(&who)).await?;
     Ok((StatusCode::OK, Json(Erased { dataset_id: id, readings_deleted })))
 }
