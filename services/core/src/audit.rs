@@ -648,3 +648,57 @@ pub async fn transparency(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn read() -> AuditRecord {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        AuditRecord {
+            at,
+            request_id: "r-1".into(),
+            principal_id: Some(7),
+            principal_name: "leser".into(),
+            org_id: Some(3),
+            grant_id: None,
+            dataset_id: Some(11),
+            datastream_id: Some(42),
+            action: "aggregates".into(),
+            range_from: Some(at),
+            range_to: None,
+            resolution: "aggregate:900s".into(),
+            rows_returned: 96,
+            allowed: true,
+            reason: "owner organisation".into(),
+        }
+    }
+
+    #[test]
+    fn a_read_records_canonical_form_is_what_existing_hashes_cover() {
+        // Changing this breaks the verification of every stored read record.
+        assert_eq!(
+            String::from_utf8(read().canonical()).unwrap(),
+            r#"[1767323045000000,"r-1",7,"leser",3,null,11,42,"aggregates",1767323045000000,null,"aggregate:900s",96,"allow","owner organisation"]"#
+        );
+    }
+
+    #[test]
+    fn an_administrative_records_canonical_form_appends_the_change_with_before_and_after_as_text() {
+        let change = AdminChange::new("grant.revoke", "grant", 5, 3)
+            .states(Some(&serde_json::json!({"revoked_at": null})), Some(&serde_json::json!({"revoked_at": "x"})));
+        let stored = StoredChange::of(&change);
+        let plain = String::from_utf8(read().canonical()).unwrap();
+        let admin = String::from_utf8(stored.canonical(&read())).unwrap();
+        assert_eq!(
+            admin,
+            format!(
+                r#"{},"admin","grant",5,3,"{{\"revoked_at\":null}}","{{\"revoked_at\":\"x\"}}"]"#,
+                plain.strip_suffix(']').unwrap()
+            )
+        );
+        let created = StoredChange::of(&AdminChange::new("grant.create", "grant", 5, 3));
+        assert!(String::from_utf8(created.canonical(&read())).unwrap().ends_with(r#"5,3,null,null]"#));
+    }
+}

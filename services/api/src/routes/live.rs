@@ -138,7 +138,7 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
     let opening = Event::default().event("snapshot").json_data(&first).map_err(|_| ApiError::Internal)?;
     let ticks = futures::stream::unfold(
         Some((state, who.0.clone(), seen, Instant::now())),
-        |open: Option<(AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant)>| async move {
+        |open: Option<Ticking>| async move {
             let (state, caller, mut seen, opened) = open?;
             tokio::select! {
                 _ = tokio::time::sleep(EVERY) => {}
@@ -165,6 +165,9 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
     let events = futures::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(ticks);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
+
+/// A stream between two ticks: the state, the caller, the latest times sent, when it opened.
+type Ticking = (AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant);
 
 /// Why the stream must end, if the caller's credential is no longer good
 /// (the operator's token and anonymous callers have nothing to revoke; a
