@@ -119,7 +119,8 @@ async fn snapshot(state: &AppState, visible: Vec<Visible>) -> Result<LiveSnapsho
 /// events every 3 s, for at most 15 minutes; then reconnect).
 #[utoipa::path(get, operation_id = "live_stream", path = "/live", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the snapshot (JSON), or with `Accept: text/event-stream` the stream: \
-        a `snapshot` event (LiveSnapshot) and then `latest` events (LiveUpdate)",
+        a `snapshot` event (LiveSnapshot), then `latest` events (LiveUpdate); an `end` event with the reason \
+        when the credential is revoked, expires or its principal is disabled",
         content((LiveSnapshot = "application/json"), (String = "text/event-stream")))))]
 pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap) -> Result<Response, ApiError> {
     let streaming = headers
