@@ -455,12 +455,13 @@ async fn owners_export_everything_streamed_and_erase_a_dataset() {
     assert_eq!(rolled, 0, "erasure empties the 15-minute rollup too");
     let (status, _) = town.get("owner", &format!("/v1/datasets/{dataset}"), "y").await;
     assert_eq!(status, 404);
-    let audit: i64 =
-        sqlx::query("SELECT count(*) FROM audit_log WHERE action IN ('export', 'erase') AND decision = 'allow'")
-            .fetch_one(&town.pool)
-            .await
-            .unwrap()
-            .get(0);
+    let audit: i64 = sqlx::query(
+        "SELECT count(*) FROM audit_log WHERE action IN ('export', 'dataset.erase') AND decision = 'allow'",
+    )
+    .fetch_one(&town.pool)
+    .await
+    .unwrap()
+    .get(0);
     assert_eq!(audit, 4, "three exports and one erasure are audited");
     let denied: i64 = sqlx::query("SELECT count(*) FROM audit_log WHERE action = 'export' AND decision = 'deny'")
         .fetch_one(&town.pool)

@@ -10,6 +10,10 @@
 //! - [`output`]: tables for people, `--json` for scripts, on stdout;
 //! - [`AdminError`]: one-line reasons and exit codes (2: bad input, 1: other).
 //!
+//! Every change a command makes is audited like the API's, with the actor
+//! `hoheit-admin (USER)` (the operating-system user) and one request id per
+//! command.
+//!
 //! Tests run commands in-process: `run(Cli::try_parse_from(args)?, &mut buffer)`.
 
 pub mod broker;
@@ -22,6 +26,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hoheit_core::audit::Actor;
 use hoheit_core::config::{ConfigFileArg, DatabaseArgs};
 use hoheit_core::db::DbError;
 use sqlx::postgres::PgConnectOptions;
@@ -89,19 +94,28 @@ pub enum Command {
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
     let pool = connect(&cli.database, cli.connect_timeout_secs).await?;
     let mut output = Output::new(out, cli.json);
+    let actor = Actor::command_line(&operating_system_user());
     let result = match cli.command {
-        Command::Organisations(c) => cmd::organisations::run(&pool, c, &mut output).await,
-        Command::Principals(c) => cmd::principals::run(&pool, c, &mut output).await,
-        Command::Keys(c) => cmd::keys::run(&pool, c, &mut output).await,
-        Command::Datasets(c) => cmd::datasets::run(&pool, c, &mut output).await,
-        Command::Grants(c) => cmd::grants::run(&pool, c, &mut output).await,
+        Command::Organisations(c) => cmd::organisations::run(&pool, c, &actor, &mut output).await,
+        Command::Principals(c) => cmd::principals::run(&pool, c, &actor, &mut output).await,
+        Command::Keys(c) => cmd::keys::run(&pool, c, &actor, &mut output).await,
+        Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
+        Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
         Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
         Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
         Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,
-        Command::Demo(args) => cmd::demo::run(&pool, args, &mut output).await,
+        Command::Demo(args) => cmd::demo::run(&pool, args, &actor, &mut output).await,
     };
     pool.close().await;
     result
+}
+
+/// Who runs the command, for the audit log: `$USER` or `$LOGNAME`.
+fn operating_system_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown user".into())
 }
 
 /// [`hoheit_core::db::connect`] (which waits for the database and applies the

@@ -161,9 +161,11 @@ impl Api {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
         let retention = tokio::spawn(retention_job(self.pool.clone(), self.retention_every, shutdown.clone()));
+        let chain_head = tokio::spawn(chain_head_job(self.pool.clone(), shutdown.clone()));
         serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();
         let _ = retention.await;
+        let _ = chain_head.await;
         Ok(())
     }
 }
@@ -239,6 +241,28 @@ async fn retention_job(pool: PgPool, every: Duration, shutdown: CancellationToke
     }
 }
 
+/// How often the audit chain's head is logged (besides at start).
+const CHAIN_HEAD_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Logs the audit chain's head (newest id and hash) at start and daily: an
+/// anchor outside the database, so that a rewrite of the whole audit table
+/// shows as a logged head that no longer matches.
+async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
+    loop {
+        match hoheit_core::audit::head(&pool).await {
+            Ok(Some(head)) => {
+                tracing::info!(id = head.id, hash = %head.hash, at = %head.at, "audit chain head");
+            }
+            Ok(None) => tracing::info!("audit chain head: the audit log is empty"),
+            Err(error) => tracing::warn!(%error, "reading the audit chain head failed; retrying next time"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CHAIN_HEAD_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Every route with its documentation: a route is registered only through
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
@@ -255,6 +279,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_thing))
         .routes(routes!(admin::create_datastream))
         .routes(routes!(admin::create_principal))
+        .routes(routes!(admin::disable_principal))
         .routes(routes!(admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::create_dataset))

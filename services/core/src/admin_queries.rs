@@ -1,7 +1,7 @@
 //! Queries for the operators' command-line tool (`hoheit-admin`): listings
 //! and look-ups by name across organisations, principals, keys, datasets and
 //! grants, and the one change the demo set-up needs (an existing
-//! organisation's kind and parent).
+//! organisation's kind and parent, audited like every administrative change).
 //!
 //! Creating and changing the registry stays in the modules beside each table
 //! ([`crate::registry`], [`crate::principals`], [`crate::datasets`],
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
+use crate::audit::{self, Actor, AdminChange};
 use crate::datasets::{self, Dataset};
 use crate::domain::{DatastreamId, Slug};
 use crate::policy::{GrantTerms, OrgKind};
@@ -58,12 +59,14 @@ pub async fn organisation(pool: &PgPool, slug: &Slug) -> Result<Option<Organisat
 /// Changes an existing organisation's kind and parent, with the rules of
 /// [`crate::registry::create_organisation`]: departments and municipal
 /// companies name their municipality as parent, the others have none. A
-/// municipality that others name as parent cannot stop being one.
+/// municipality that others name as parent cannot stop being one. Audited
+/// as `organisation.update`.
 pub async fn set_organisation_kind(
     pool: &PgPool,
     slug: &Slug,
     kind: OrgKind,
     parent: Option<&Slug>,
+    actor: &Actor,
 ) -> Result<Organisation, RegistryError> {
     let needs_parent = matches!(kind, OrgKind::Department | OrgKind::MunicipalCompany);
     if needs_parent != parent.is_some() {
@@ -81,12 +84,13 @@ pub async fn set_organisation_kind(
         });
     }
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query("SELECT id FROM organisations WHERE slug = $1 FOR UPDATE")
+    let before = sqlx::query(&format!("{ORGANISATION_SELECT} WHERE o.slug = $1 FOR UPDATE OF o"))
         .bind(slug.as_str())
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))?
-        .get("id");
+        .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))?;
+    let before = organisation_from_row(&before)?;
+    let id = before.id;
     let parent_id: Option<i64> = match parent {
         None => None,
         Some(parent) => Some(
@@ -117,11 +121,16 @@ pub async fn set_organisation_kind(
         .bind(parent_id)
         .execute(&mut *tx)
         .await?;
+    let after = sqlx::query(&format!("{ORGANISATION_SELECT} WHERE o.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+    let after = organisation_from_row(&after)?;
+    let change = AdminChange::new("organisation.update", "organisation", id, id);
+    audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
     tx.commit().await?;
-    organisation(pool, slug).await?.ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))
+    Ok(after)
 }
 
-const PRINCIPAL_SELECT: &str = "SELECT p.id, o.slug AS org, p.name, p.kind, p.role, p.oidc_subject, p.created_at
+const PRINCIPAL_SELECT: &str = "SELECT p.id, o.slug AS org, p.name, p.kind, p.role, p.oidc_subject, p.created_at,
+            p.disabled_at
      FROM principals p JOIN organisations o ON o.id = p.org_id";
 
 fn principal_from_row(row: &sqlx::postgres::PgRow) -> Result<PrincipalView, RegistryError> {
@@ -133,6 +142,7 @@ fn principal_from_row(row: &sqlx::postgres::PgRow) -> Result<PrincipalView, Regi
         role: stored("role", row.get::<&str, _>("role").parse())?,
         oidc_subject: row.get("oidc_subject"),
         created_at: row.get("created_at"),
+        disabled_at: row.get("disabled_at"),
     })
 }
 

@@ -1,11 +1,22 @@
-//! The audit log: every data read, allowed or denied, as an append-only,
-//! hash-chained record; verification; the owners' view and the public
+//! The audit log: every data read, allowed or denied, and every
+//! administrative change, as an append-only, hash-chained record;
+//! verification; the chain head; the owners' view and the public
 //! transparency report.
 //!
 //! `hash = SHA-256(prev_hash || canonical JSON of the record)`, the first
 //! record chaining to 32 zero bytes. Appends take a transaction-scoped
 //! advisory lock so the chain stays linear across API replicas; a trigger
 //! refuses UPDATE, DELETE and TRUNCATE.
+//!
+//! The canonical form of a read record is the JSON array of its 15 fields
+//! ([`AuditRecord`]). An administrative change ([`AdminChange`], written by
+//! [`record_change`] in the transaction of the change itself) is a row with
+//! the same fields (who, the action, the dataset, datastream or grant
+//! concerned) and five more: the object's kind and id, the organisation it
+//! belongs to, and the object before and after as JSON. Its canonical form is
+//! the read record's array followed by `"admin"` and those five, `before` and
+//! `after` as the exact JSON text stored. Rows written before administrative
+//! changes were audited have no such columns and keep their hash.
 //!
 //! Because the lock serialises appends including their commit, one record per
 //! transaction caps audited reads at the rate of commits (~2,000/s here).
@@ -16,8 +27,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::Micros;
@@ -49,8 +61,12 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The bytes the hash covers: a fixed field order, times in microseconds.
     fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.canonical_fields()).unwrap_or_default()
+    }
+
+    fn canonical_fields(&self) -> Value {
         let micros = |t: Option<DateTime<Utc>>| t.map(|t| Micros::from_datetime(t).0);
-        serde_json::to_vec(&serde_json::json!([
+        serde_json::json!([
             Micros::from_datetime(self.at).0,
             self.request_id,
             self.principal_id,
@@ -66,15 +82,18 @@ impl AuditRecord {
             self.rows_returned,
             if self.allowed { "allow" } else { "deny" },
             self.reason,
-        ]))
-        .unwrap_or_default()
+        ])
     }
 }
 
 fn chain(prev: &[u8], record: &AuditRecord) -> Vec<u8> {
+    link(prev, &record.canonical())
+}
+
+fn link(prev: &[u8], canonical: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev);
-    hasher.update(record.canonical());
+    hasher.update(canonical);
     hasher.finalize().to_vec()
 }
 
@@ -225,6 +244,215 @@ fn shared(error: &sqlx::Error) -> sqlx::Error {
     }
 }
 
+/// Who made an administrative change: a caller of the API, or an operator
+/// at the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The API's request id, or `cli-…` for a command.
+    pub request_id: String,
+    pub principal_id: Option<i64>,
+    /// The principal's name, "operator", or `hoheit-admin (USER)`.
+    pub principal_name: String,
+    /// The actor's organisation (none for the operator and the command line).
+    pub org_id: Option<i64>,
+}
+
+impl Actor {
+    /// The operators' command-line tool, run by the operating-system user
+    /// `user`; one request id per command.
+    pub fn command_line(user: &str) -> Self {
+        let id: u64 = rand::random();
+        Self {
+            request_id: format!("cli-{id:016x}"),
+            principal_id: None,
+            principal_name: format!("hoheit-admin ({user})"),
+            org_id: None,
+        }
+    }
+}
+
+/// One administrative change: what was done to which object of which
+/// organisation, and the object before and after (never a secret or a hash).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AdminChange {
+    /// E.g. `grant.create`, `key.revoke`, `principal.disable`, `dataset.assign`, `dataset.erase`
+    /// (shown as the record's `action`).
+    #[serde(skip)]
+    pub action: String,
+    /// `organisation`, `thing`, `datastream`, `principal`, `api_key`, `dataset` or `grant`.
+    pub object_kind: String,
+    pub object_id: i64,
+    /// The organisation the object belongs to: its admins and data owners see the record.
+    pub concerns_org_id: i64,
+    #[serde(skip)]
+    pub dataset_id: Option<i64>,
+    #[serde(skip)]
+    pub datastream_id: Option<i64>,
+    #[serde(skip)]
+    pub grant_id: Option<i64>,
+    /// The object before the change; absent when it was created.
+    pub before: Option<Value>,
+    /// The object after the change; absent when it was deleted.
+    pub after: Option<Value>,
+}
+
+impl AdminChange {
+    /// A change of `kind` `id` of organisation `org`, without before and after yet.
+    pub fn new(action: &str, kind: &str, id: i64, org: i64) -> Self {
+        Self {
+            action: action.to_owned(),
+            object_kind: kind.to_owned(),
+            object_id: id,
+            concerns_org_id: org,
+            dataset_id: None,
+            datastream_id: None,
+            grant_id: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    /// Before and after, as JSON of a serialisable view of the object.
+    pub fn states(mut self, before: Option<&impl Serialize>, after: Option<&impl Serialize>) -> Self {
+        self.before = before.and_then(|b| serde_json::to_value(b).ok());
+        self.after = after.and_then(|a| serde_json::to_value(a).ok());
+        self
+    }
+}
+
+/// The administrative part of a stored row, `before` and `after` as their
+/// stored text (the hash covers exactly that text).
+struct StoredChange {
+    object_kind: String,
+    object_id: i64,
+    concerns_org_id: i64,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl StoredChange {
+    fn of(change: &AdminChange) -> Self {
+        Self {
+            object_kind: change.object_kind.clone(),
+            object_id: change.object_id,
+            concerns_org_id: change.concerns_org_id,
+            before: change.before.as_ref().map(Value::to_string),
+            after: change.after.as_ref().map(Value::to_string),
+        }
+    }
+
+    fn from_row(r: &sqlx::postgres::PgRow) -> Option<Self> {
+        Some(Self {
+            object_kind: r.get::<Option<String>, _>("object_kind")?,
+            object_id: r.get::<Option<i64>, _>("object_id")?,
+            concerns_org_id: r.get::<Option<i64>, _>("concerns_org_id")?,
+            before: r.get("before_text"),
+            after: r.get("after_text"),
+        })
+    }
+
+    /// The record's canonical fields, then `"admin"` and the five of the change.
+    fn canonical(&self, record: &AuditRecord) -> Vec<u8> {
+        let mut fields = match record.canonical_fields() {
+            Value::Array(fields) => fields,
+            _ => Vec::new(),
+        };
+        fields.extend([
+            Value::from("admin"),
+            Value::from(self.object_kind.as_str()),
+            Value::from(self.object_id),
+            Value::from(self.concerns_org_id),
+            Value::from(self.before.clone()),
+            Value::from(self.after.clone()),
+        ]);
+        serde_json::to_vec(&fields).unwrap_or_default()
+    }
+}
+
+/// Appends the audit record of an administrative change inside `tx`, the
+/// transaction that makes the change: neither is committed without the
+/// other. Call it last in the transaction: it takes the chain's lock, which
+/// is held until the commit.
+pub async fn record_change(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: &Actor,
+    change: &AdminChange,
+) -> Result<i64, sqlx::Error> {
+    let record = AuditRecord {
+        at: truncate_to_micros(Utc::now()),
+        request_id: actor.request_id.clone(),
+        principal_id: actor.principal_id,
+        principal_name: actor.principal_name.clone(),
+        org_id: actor.org_id,
+        grant_id: change.grant_id,
+        dataset_id: change.dataset_id,
+        datastream_id: change.datastream_id,
+        action: change.action.clone(),
+        range_from: None,
+        range_to: None,
+        resolution: String::new(),
+        rows_returned: 0,
+        allowed: true,
+        reason: "administrative change".into(),
+    };
+    let stored = StoredChange::of(change);
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut **tx).await?;
+    let prev: Vec<u8> = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.get("hash"))
+        .unwrap_or_else(|| vec![0; 32]);
+    let hash = link(&prev, &stored.canonical(&record));
+    sqlx::query_scalar(
+        "INSERT INTO audit_log (at, request_id, principal_id, principal_name, org_id, grant_id, dataset_id, datastream_id,
+                                action, range_from, range_to, resolution, rows_returned, decision, reason, prev_hash, hash,
+                                object_kind, object_id, concerns_org_id, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, '', 0, 'allow', $10, $11, $12, $13, $14, $15,
+                 $16::json, $17::json)
+         RETURNING id",
+    )
+    .bind(record.at)
+    .bind(&record.request_id)
+    .bind(record.principal_id)
+    .bind(&record.principal_name)
+    .bind(record.org_id)
+    .bind(record.grant_id)
+    .bind(record.dataset_id)
+    .bind(record.datastream_id)
+    .bind(&record.action)
+    .bind(&record.reason)
+    .bind(&prev)
+    .bind(&hash)
+    .bind(&stored.object_kind)
+    .bind(stored.object_id)
+    .bind(stored.concerns_org_id)
+    .bind(&stored.before)
+    .bind(&stored.after)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// [`record_change`] in a transaction of its own, for a change that was
+/// committed by code that cannot take part in a transaction.
+pub async fn record_change_alone(pool: &PgPool, actor: &Actor, change: &AdminChange) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = record_change(&mut tx, actor, change).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// The hash a stored row must have, from its content and the previous hash.
+fn row_hash(prev: &[u8], row: &sqlx::postgres::PgRow) -> Vec<u8> {
+    let record = record_from_row(row);
+    match StoredChange::from_row(row) {
+        Some(change) => link(prev, &change.canonical(&record)),
+        None => chain(prev, &record),
+    }
+}
+
+/// Every column of `audit_log`, and `before` and `after` as their stored text.
+const AUDIT_SELECT: &str = "SELECT *, before::text AS before_text, after::text AS after_text FROM audit_log";
+
 fn record_from_row(r: &sqlx::postgres::PgRow) -> AuditRecord {
     AuditRecord {
         at: r.get("at"),
@@ -260,7 +488,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
     let mut after = 0i64;
     let mut checked = 0i64;
     loop {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE id > $1 ORDER BY id LIMIT 5000")
+        let rows = sqlx::query(&format!("{AUDIT_SELECT} WHERE id > $1 ORDER BY id LIMIT 5000"))
             .bind(after)
             .fetch_all(pool)
             .await?;
@@ -281,7 +509,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
                     "its previous-hash does not match the record before it (a record was removed or inserted)",
                 ));
             }
-            if chain(&prev, &record_from_row(row)) != stored_hash {
+            if row_hash(&prev, row) != stored_hash {
                 return Ok(broken("its content does not match its hash (the record was changed)"));
             }
             prev = stored_hash;
@@ -297,30 +525,75 @@ pub struct AuditEntry {
     pub id: i64,
     #[serde(flatten)]
     pub record: AuditRecord,
+    /// For an administrative change: the object, its organisation, and the object before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<AdminChange>,
 }
 
-/// Records about datasets in `dataset_ids` (None: all), oldest first.
+fn entry_from_row(r: &sqlx::postgres::PgRow) -> AuditEntry {
+    let record = record_from_row(r);
+    let change = StoredChange::from_row(r).map(|c| AdminChange {
+        action: record.action.clone(),
+        object_kind: c.object_kind,
+        object_id: c.object_id,
+        concerns_org_id: c.concerns_org_id,
+        dataset_id: record.dataset_id,
+        datastream_id: record.datastream_id,
+        grant_id: record.grant_id,
+        before: c.before.and_then(|t| serde_json::from_str(&t).ok()),
+        after: c.after.and_then(|t| serde_json::from_str(&t).ok()),
+    });
+    AuditEntry { id: r.get("id"), record, change }
+}
+
+/// Records oldest first: with neither `dataset_ids` nor `org_id` all of
+/// them; else the records about datasets in `dataset_ids` and the
+/// administrative changes of organisation `org_id`.
 pub async fn list(
     pool: &PgPool,
     dataset_ids: Option<&[i64]>,
+    org_id: Option<i64>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_log
-         WHERE ($1::bigint[] IS NULL OR dataset_id = ANY($1)) AND at >= $2 AND at < $3 AND id > $4
-         ORDER BY id LIMIT $5",
-    )
+    let rows = sqlx::query(&format!(
+        "{AUDIT_SELECT}
+         WHERE (($1::bigint[] IS NULL AND $6::bigint IS NULL) OR dataset_id = ANY($1) OR concerns_org_id = $6)
+           AND at >= $2 AND at < $3 AND id > $4
+         ORDER BY id LIMIT $5"
+    ))
     .bind(dataset_ids)
     .bind(from)
     .bind(to)
     .bind(after_id)
     .bind(limit)
+    .bind(org_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(|r| AuditEntry { id: r.get("id"), record: record_from_row(r) }).collect())
+    Ok(rows.iter().map(entry_from_row).collect())
+}
+
+/// The newest record of the chain: publishing it (transparency report,
+/// logs) lets anyone who kept it detect a rewrite of the whole table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ChainHead {
+    /// Id (sequence number) of the newest record.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// Its hash, hex.
+    pub hash: String,
+}
+
+/// The chain's newest record; `None` while the log is empty.
+pub async fn head(pool: &PgPool) -> Result<Option<ChainHead>, sqlx::Error> {
+    let row = sqlx::query("SELECT id, at, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(pool).await?;
+    Ok(row.map(|r| ChainHead {
+        id: r.get("id"),
+        at: r.get("at"),
+        hash: r.get::<Vec<u8>, _>("hash").iter().map(|b| format!("{b:02x}")).collect(),
+    }))
 }
 
 /// One line of the public transparency report.
@@ -352,7 +625,7 @@ pub async fn transparency(
                 count(*) FILTER (WHERE a.decision = 'deny') AS denied
          FROM audit_log a JOIN datasets ds ON ds.id = a.dataset_id
          LEFT JOIN organisations o ON o.id = a.org_id LEFT JOIN grants g ON g.id = a.grant_id
-         WHERE a.at >= $1 AND a.at < $2
+         WHERE a.at >= $1 AND a.at < $2 AND a.object_kind IS NULL
          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 4, 1, 5",
     )
     .bind(from)
@@ -374,4 +647,58 @@ pub async fn transparency(
             denied: r.get("denied"),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn read() -> AuditRecord {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        AuditRecord {
+            at,
+            request_id: "r-1".into(),
+            principal_id: Some(7),
+            principal_name: "leser".into(),
+            org_id: Some(3),
+            grant_id: None,
+            dataset_id: Some(11),
+            datastream_id: Some(42),
+            action: "aggregates".into(),
+            range_from: Some(at),
+            range_to: None,
+            resolution: "aggregate:900s".into(),
+            rows_returned: 96,
+            allowed: true,
+            reason: "owner organisation".into(),
+        }
+    }
+
+    #[test]
+    fn a_read_records_canonical_form_is_what_existing_hashes_cover() {
+        // Changing this breaks the verification of every stored read record.
+        assert_eq!(
+            String::from_utf8(read().canonical()).unwrap(),
+            r#"[1767323045000000,"r-1",7,"leser",3,null,11,42,"aggregates",1767323045000000,null,"aggregate:900s",96,"allow","owner organisation"]"#
+        );
+    }
+
+    #[test]
+    fn an_administrative_records_canonical_form_appends_the_change_with_before_and_after_as_text() {
+        let change = AdminChange::new("grant.revoke", "grant", 5, 3)
+            .states(Some(&serde_json::json!({"revoked_at": null})), Some(&serde_json::json!({"revoked_at": "x"})));
+        let stored = StoredChange::of(&change);
+        let plain = String::from_utf8(read().canonical()).unwrap();
+        let admin = String::from_utf8(stored.canonical(&read())).unwrap();
+        assert_eq!(
+            admin,
+            format!(
+                r#"{},"admin","grant",5,3,"{{\"revoked_at\":null}}","{{\"revoked_at\":\"x\"}}"]"#,
+                plain.strip_suffix(']').unwrap()
+            )
+        );
+        let created = StoredChange::of(&AdminChange::new("grant.create", "grant", 5, 3));
+        assert!(String::from_utf8(created.canonical(&read())).unwrap().ends_with(r#"5,3,null,null]"#));
+    }
 }

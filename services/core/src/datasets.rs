@@ -4,13 +4,17 @@
 //!
 //! A datastream not (yet) assigned to a dataset is treated as an `internal`
 //! dataset of its thing's organisation: nothing becomes public by omission.
+//!
+//! Creating a dataset, assigning a datastream to one and erasing one write
+//! their audit record in the same transaction.
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
+use crate::audit::{self, Actor, AdminChange};
 use crate::dead_letters::{self, DeadLettersErased};
 use crate::domain::{DatastreamId, Slug};
 use crate::policy::{Classification, DatasetAccess, OrgKind};
@@ -61,7 +65,8 @@ fn invalid(field: &'static str, reason: &str) -> RegistryError {
     RegistryError::Invalid { field, reason: reason.into() }
 }
 
-pub async fn create(pool: &PgPool, new: &NewDataset) -> Result<Dataset, RegistryError> {
+/// Registers a dataset; audited as `dataset.create`.
+pub async fn create(pool: &PgPool, new: &NewDataset, actor: &Actor) -> Result<Dataset, RegistryError> {
     for (field, value) in [
         ("title", &new.title),
         ("steward_contact", &new.steward_contact),
@@ -78,6 +83,7 @@ pub async fn create(pool: &PgPool, new: &NewDataset) -> Result<Dataset, Registry
     if new.min_bucket_count.is_some_and(|n| n <= 0) {
         return Err(invalid("min_bucket_count", "must be at least 1"));
     }
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO datasets (slug, owner_org_id, title, description, steward_contact, classification, license,
                                purpose, retention_days, theme, min_bucket_count)
@@ -95,7 +101,7 @@ pub async fn create(pool: &PgPool, new: &NewDataset) -> Result<Dataset, Registry
     .bind(new.retention_days)
     .bind(&new.theme)
     .bind(new.min_bucket_count)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
@@ -104,7 +110,14 @@ pub async fn create(pool: &PgPool, new: &NewDataset) -> Result<Dataset, Registry
         _ => e.into(),
     })?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.owner)))?;
-    get(pool, row.get("id")).await
+    let dataset = fetch(&mut *tx, row.get("id")).await?;
+    let change = AdminChange {
+        dataset_id: Some(dataset.id),
+        ..AdminChange::new("dataset.create", "dataset", dataset.id, dataset.owner_org_id)
+    };
+    audit::record_change(&mut tx, actor, &change.states(None::<&Dataset>, Some(&dataset))).await?;
+    tx.commit().await?;
+    Ok(dataset)
 }
 
 const DATASET_SELECT: &str =
@@ -133,9 +146,13 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Dataset, RegistryError> {
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Dataset, RegistryError> {
+    fetch(pool, id).await
+}
+
+async fn fetch<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<Dataset, RegistryError> {
     let row = sqlx::query(&format!("{DATASET_SELECT} AND ds.id = $1"))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await?
         .ok_or_else(|| RegistryError::NotFound(format!("dataset {id}")))?;
     from_row(&row)
@@ -146,22 +163,46 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Dataset>, RegistryError> {
     rows.iter().map(from_row).collect()
 }
 
-/// Puts a datastream into a dataset of the same owner organisation.
-pub async fn assign(pool: &PgPool, dataset_id: i64, datastream: DatastreamId) -> Result<(), RegistryError> {
-    let done = sqlx::query(
-        "UPDATE datastreams d SET dataset_id = ds.id
-         FROM datasets ds, things t
-         WHERE d.id = $2 AND ds.id = $1 AND t.id = d.thing_id AND t.org_id = ds.owner_org_id",
+/// Puts a datastream into a dataset of the same owner organisation; audited
+/// as `dataset.assign` (before and after: the datastream's dataset) when it
+/// changes anything.
+pub async fn assign(
+    pool: &PgPool,
+    dataset_id: i64,
+    datastream: DatastreamId,
+    actor: &Actor,
+) -> Result<(), RegistryError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT d.dataset_id, ds.owner_org_id FROM datastreams d
+         JOIN things t ON t.id = d.thing_id
+         JOIN datasets ds ON ds.id = $1 AND ds.erased_at IS NULL AND ds.owner_org_id = t.org_id
+         WHERE d.id = $2 FOR UPDATE OF d",
     )
     .bind(dataset_id)
     .bind(datastream.0)
-    .execute(pool)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(RegistryError::NotFound(format!(
-            "dataset {dataset_id} and datastream {datastream} of the same organisation"
-        )));
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        RegistryError::NotFound(format!("dataset {dataset_id} and datastream {datastream} of the same organisation"))
+    })?;
+    let before: Option<i64> = row.get("dataset_id");
+    if before == Some(dataset_id) {
+        return Ok(());
     }
+    sqlx::query("UPDATE datastreams SET dataset_id = $1 WHERE id = $2")
+        .bind(dataset_id)
+        .bind(datastream.0)
+        .execute(&mut *tx)
+        .await?;
+    let change = AdminChange {
+        dataset_id: Some(dataset_id),
+        datastream_id: Some(datastream.0),
+        ..AdminChange::new("dataset.assign", "datastream", datastream.0, row.get("owner_org_id"))
+    };
+    let state = |dataset: Option<i64>| serde_json::json!({ "dataset_id": dataset });
+    audit::record_change(&mut tx, actor, &change.states(Some(&state(before)), Some(&state(Some(dataset_id))))).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -288,8 +329,16 @@ pub struct Erasure {
 /// ([`dead_letters::erase_for_dataset`], topics under `scheme`) and its
 /// datastreams are deleted, the dataset is marked erased. Grants on it are
 /// revoked and kept (with the audit log) as the record of what was agreed.
-pub async fn erase(pool: &PgPool, dataset_id: i64, scheme: &TopicScheme) -> Result<Erasure, RegistryError> {
+/// Audited as `dataset.erase`: before, the dataset; after, when it was erased
+/// and what was deleted and revoked.
+pub async fn erase(
+    pool: &PgPool,
+    dataset_id: i64,
+    scheme: &TopicScheme,
+    actor: &Actor,
+) -> Result<Erasure, RegistryError> {
     let mut tx = pool.begin().await?;
+    let before = fetch(&mut *tx, dataset_id).await?;
     let readings = sqlx::query(
         "DELETE FROM observations o USING datastreams d WHERE o.datastream_id = d.id AND d.dataset_id = $1",
     )
@@ -304,18 +353,38 @@ pub async fn erase(pool: &PgPool, dataset_id: i64, scheme: &TopicScheme) -> Resu
     .execute(&mut *tx)
     .await?;
     let dead_letters = dead_letters::erase_for_dataset(&mut tx, dataset_id, scheme).await?;
-    sqlx::query("DELETE FROM datastreams WHERE dataset_id = $1").bind(dataset_id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE grants SET revoked_at = coalesce(revoked_at, now()) WHERE dataset_id = $1")
+    let datastreams: Vec<i64> = sqlx::query_scalar("DELETE FROM datastreams WHERE dataset_id = $1 RETURNING id")
         .bind(dataset_id)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-    let gone = sqlx::query("UPDATE datasets SET erased_at = now() WHERE id = $1 AND erased_at IS NULL")
-        .bind(dataset_id)
-        .execute(&mut *tx)
-        .await?;
-    if gone.rows_affected() == 0 {
+    let revoked: Vec<i64> = sqlx::query_scalar(
+        "UPDATE grants SET revoked_at = now() WHERE dataset_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(dataset_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let erased_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE datasets SET erased_at = now() WHERE id = $1 AND erased_at IS NULL RETURNING erased_at",
+    )
+    .bind(dataset_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(erased_at) = erased_at else {
         return Err(RegistryError::NotFound(format!("dataset {dataset_id}")));
-    }
+    };
+    let after = serde_json::json!({
+        "erased_at": erased_at,
+        "readings_deleted": readings,
+        "datastreams_deleted": datastreams,
+        "grants_revoked": revoked,
+        "dead_letters_deleted": dead_letters.deleted,
+        "dead_letter_payloads_removed": dead_letters.payloads_removed,
+    });
+    let change = AdminChange {
+        dataset_id: Some(dataset_id),
+        ..AdminChange::new("dataset.erase", "dataset", dataset_id, before.owner_org_id)
+    };
+    audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
     tx.commit().await?;
     Ok(Erasure { readings, dead_letters })
 }

@@ -1,10 +1,12 @@
 //! Grants (contracts) from a dataset's owner to another organisation, with
-//! their SQL. The terms are enforced by [`crate::policy`].
+//! their SQL. The terms are enforced by [`crate::policy`]. Creating and
+//! revoking a grant writes its audit record in the same transaction.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
+use crate::audit::{self, Actor, AdminChange};
 use crate::domain::Slug;
 use crate::policy::GrantTerms;
 use crate::registry::RegistryError;
@@ -48,7 +50,9 @@ fn from_row(r: &sqlx::postgres::PgRow) -> GrantTerms {
     }
 }
 
-pub async fn create(pool: &PgPool, new: &NewGrant) -> Result<GrantTerms, RegistryError> {
+/// Creates a grant on a dataset of the actor's choosing (the caller checked
+/// that the actor may); audited as `grant.create`.
+pub async fn create(pool: &PgPool, new: &NewGrant, actor: &Actor) -> Result<GrantTerms, RegistryError> {
     for (field, value) in [("purpose", &new.purpose), ("contract_ref", &new.contract_ref)] {
         if value.trim().is_empty() || value.chars().count() > 500 {
             return Err(invalid(field, "must be 1 to 500 characters"));
@@ -67,6 +71,7 @@ pub async fn create(pool: &PgPool, new: &NewGrant) -> Result<GrantTerms, Registr
             return Err(invalid(field, "must be at least 1"));
         }
     }
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO grants (dataset_id, grantee_org_id, purpose, contract_ref, min_interval_mins, history_days,
                              valid_from, valid_until, rate_per_minute)
@@ -83,10 +88,38 @@ pub async fn create(pool: &PgPool, new: &NewGrant) -> Result<GrantTerms, Registr
     .bind(valid_from)
     .bind(new.valid_until)
     .bind(new.rate_per_minute)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("dataset {} or organisation {}", new.dataset_id, new.grantee)))?;
-    get(pool, row.get("id")).await
+    let (grant, owner) = fetch(&mut *tx, row.get("id")).await?;
+    audit::record_change(
+        &mut tx,
+        actor,
+        &change("grant.create", &grant, owner).states(None::<&GrantTerms>, Some(&grant)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(grant)
+}
+
+fn change(action: &str, grant: &GrantTerms, owner: i64) -> AdminChange {
+    AdminChange {
+        dataset_id: Some(grant.dataset_id),
+        grant_id: Some(grant.id),
+        ..AdminChange::new(action, "grant", grant.id, owner)
+    }
+}
+
+/// A grant and the organisation that owns its dataset.
+async fn fetch<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<(GrantTerms, i64), RegistryError> {
+    let row = sqlx::query(
+        "SELECT g.*, ds.owner_org_id FROM grants g JOIN datasets ds ON ds.id = g.dataset_id WHERE g.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("grant {id}")))?;
+    Ok((from_row(&row), row.get("owner_org_id")))
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<GrantTerms, RegistryError> {
@@ -98,14 +131,21 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<GrantTerms, RegistryError> {
     Ok(from_row(&row))
 }
 
-pub async fn revoke(pool: &PgPool, id: i64) -> Result<(), RegistryError> {
+/// Revokes an active grant; audited as `grant.revoke`.
+pub async fn revoke(pool: &PgPool, id: i64, actor: &Actor) -> Result<(), RegistryError> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query("UPDATE grants SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(RegistryError::NotFound(format!("active grant {id}")));
     }
+    let (after, owner) = fetch(&mut *tx, id).await?;
+    let before = GrantTerms { revoked_at: None, ..after.clone() };
+    audit::record_change(&mut tx, actor, &change("grant.revoke", &after, owner).states(Some(&before), Some(&after)))
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -6,6 +6,10 @@
 //! SHA-256. The key is shown once and never stored. For MQTT sign-in the key
 //! doubles as the password of user `hoh_<lookup>`; the broker's PBKDF2-SHA512
 //! hash of it is kept for generating the broker's password file.
+//!
+//! Creating and disabling a principal, issuing and revoking a key each write
+//! their audit record in the same transaction (metadata only: never a key or
+//! a hash). [`still_valid`] re-checks a credential for long-lived requests.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -13,8 +17,9 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
+use crate::audit::{self, Actor, AdminChange};
 use crate::domain::Slug;
 use crate::policy::{OrgKind, Principal, Role};
 use crate::registry::RegistryError;
@@ -58,6 +63,8 @@ pub struct PrincipalView {
     pub role: Role,
     pub oidc_subject: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When the principal was disabled (it can no longer sign in); absent while active.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// A key's metadata (never the key).
@@ -104,22 +111,28 @@ fn unique_violation(error: sqlx::Error, what: String) -> RegistryError {
     }
 }
 
-pub async fn create_principal(pool: &PgPool, new: &NewPrincipal) -> Result<PrincipalView, RegistryError> {
+/// Registers a principal; audited as `principal.create`.
+pub async fn create_principal(
+    pool: &PgPool,
+    new: &NewPrincipal,
+    actor: &Actor,
+) -> Result<PrincipalView, RegistryError> {
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO principals (org_id, name, kind, role, oidc_subject)
          SELECT id, $2, $3, $4, $5 FROM organisations WHERE slug = $1
-         RETURNING id, created_at",
+         RETURNING id, org_id, created_at",
     )
     .bind(new.org.as_str())
     .bind(new.name.as_str())
     .bind(new.kind.as_str())
     .bind(new.role.as_str())
     .bind(&new.oidc_subject)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(|e| unique_violation(e, format!("principal {} (or its OIDC subject)", new.name)))?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
-    Ok(PrincipalView {
+    let view = PrincipalView {
         id: row.get("id"),
         org: new.org.to_string(),
         name: new.name.to_string(),
@@ -127,7 +140,56 @@ pub async fn create_principal(pool: &PgPool, new: &NewPrincipal) -> Result<Princ
         role: new.role,
         oidc_subject: new.oidc_subject.clone(),
         created_at: row.get("created_at"),
-    })
+        disabled_at: None,
+    };
+    let change = AdminChange::new("principal.create", "principal", view.id, row.get("org_id"));
+    audit::record_change(&mut tx, actor, &change.states(None::<&PrincipalView>, Some(&view))).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// A principal's view and organisation id.
+async fn principal_view<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<(PrincipalView, i64), RegistryError> {
+    let row = sqlx::query(
+        "SELECT p.id, o.slug AS org, p.org_id, p.name, p.kind, p.role, p.oidc_subject, p.created_at, p.disabled_at
+         FROM principals p JOIN organisations o ON o.id = p.org_id WHERE p.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("principal {id}")))?;
+    let role =
+        row.get::<&str, _>("role").parse().map_err(|e: String| RegistryError::Invalid { field: "role", reason: e })?;
+    let view = PrincipalView {
+        id: row.get("id"),
+        org: row.get("org"),
+        name: row.get("name"),
+        kind: row.get("kind"),
+        role,
+        oidc_subject: row.get("oidc_subject"),
+        created_at: row.get("created_at"),
+        disabled_at: row.get("disabled_at"),
+    };
+    Ok((view, row.get("org_id")))
+}
+
+/// Disables a principal: none of its keys or tokens is accepted any more;
+/// audited as `principal.disable`.
+pub async fn disable(pool: &PgPool, principal_id: i64, actor: &Actor) -> Result<PrincipalView, RegistryError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query("UPDATE principals SET disabled_at = now() WHERE id = $1 AND disabled_at IS NULL")
+        .bind(principal_id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(RegistryError::NotFound(format!("active principal {principal_id}")));
+    }
+    let (after, org_id) = principal_view(&mut *tx, principal_id).await?;
+    let before = PrincipalView { disabled_at: None, ..after.clone() };
+    let change = AdminChange::new("principal.disable", "principal", principal_id, org_id);
+    audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
 /// The organisation id a principal belongs to.
@@ -150,11 +212,13 @@ pub fn mosquitto_hash(password: &str) -> String {
     format!("$7${ITERATIONS}${}${}", STANDARD.encode(salt), STANDARD.encode(hash))
 }
 
-/// Issues a new key for `principal_id`, valid until `expires_at`.
+/// Issues a new key for `principal_id`, valid until `expires_at`; audited
+/// as `key.issue` (with the key's metadata only).
 pub async fn create_key(
     pool: &PgPool,
     principal_id: i64,
     expires_at: DateTime<Utc>,
+    actor: &Actor,
 ) -> Result<IssuedKey, RegistryError> {
     if expires_at <= Utc::now() {
         return Err(RegistryError::Invalid { field: "expires_at", reason: "must be in the future".into() });
@@ -167,41 +231,59 @@ pub async fn create_key(
     let secret = URL_SAFE_NO_PAD.encode(secret);
     let key = format!("{KEY_PREFIX}{lookup}_{secret}");
     let secret_hash = Sha256::digest(secret.as_bytes()).to_vec();
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO api_keys (principal_id, lookup, secret_hash, mqtt_hash, expires_at)
          SELECT id, $2, $3, $4, $5 FROM principals WHERE id = $1
-         RETURNING id, created_at",
+         RETURNING id, created_at, (SELECT org_id FROM principals WHERE id = $1) AS org_id",
     )
     .bind(principal_id)
     .bind(&lookup)
     .bind(&secret_hash)
     .bind(mosquitto_hash(&key))
     .bind(expires_at)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("principal {principal_id}")))?;
-    Ok(IssuedKey {
-        view: ApiKeyView {
-            id: row.get("id"),
-            principal_id,
-            lookup: format!("{KEY_PREFIX}{lookup}"),
-            created_at: row.get("created_at"),
-            expires_at,
-            revoked_at: None,
-        },
-        key,
-    })
+    let view = ApiKeyView {
+        id: row.get("id"),
+        principal_id,
+        lookup: format!("{KEY_PREFIX}{lookup}"),
+        created_at: row.get("created_at"),
+        expires_at,
+        revoked_at: None,
+    };
+    let change = AdminChange::new("key.issue", "api_key", view.id, row.get("org_id"));
+    audit::record_change(&mut tx, actor, &change.states(None::<&ApiKeyView>, Some(&view))).await?;
+    tx.commit().await?;
+    Ok(IssuedKey { view, key })
 }
 
-/// Revokes a key; returns the principal's organisation id (for permission checks done before).
-pub async fn revoke_key(pool: &PgPool, key_id: i64) -> Result<(), RegistryError> {
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-        .bind(key_id)
-        .execute(pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(RegistryError::NotFound(format!("active key {key_id}")));
-    }
+/// Revokes an active key; audited as `key.revoke`. (Permissions are checked
+/// by the caller, e.g. with [`org_of_key`].)
+pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(), RegistryError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE api_keys k SET revoked_at = now() FROM principals p
+         WHERE k.id = $1 AND k.revoked_at IS NULL AND p.id = k.principal_id
+         RETURNING k.id, k.principal_id, k.lookup, k.created_at, k.expires_at, k.revoked_at, p.org_id",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("active key {key_id}")))?;
+    let after = ApiKeyView {
+        id: row.get("id"),
+        principal_id: row.get("principal_id"),
+        lookup: format!("{KEY_PREFIX}{}", row.get::<&str, _>("lookup")),
+        created_at: row.get("created_at"),
+        expires_at: row.get("expires_at"),
+        revoked_at: row.get("revoked_at"),
+    };
+    let before = ApiKeyView { revoked_at: None, ..after.clone() };
+    let change = AdminChange::new("key.revoke", "api_key", key_id, row.get("org_id"));
+    audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -281,6 +363,37 @@ pub async fn authenticate_key(pool: &PgPool, presented: &str) -> Result<Principa
         return Err(AuthError::Expired(expires));
     }
     principal_from_row(&row, Some(key.get("id")))
+}
+
+/// Whether a credential accepted earlier is still good: the principal is not
+/// disabled and, for an API key, the key is neither revoked nor expired. A
+/// long-lived request (the live stream) asks this on every tick.
+pub async fn still_valid(pool: &PgPool, principal: &Principal) -> Result<(), AuthError> {
+    let row = sqlx::query(
+        "SELECT p.disabled_at, k.revoked_at, k.expires_at
+         FROM principals p LEFT JOIN api_keys k ON k.id = $2 AND k.principal_id = p.id
+         WHERE p.id = $1",
+    )
+    .bind(principal.id)
+    .bind(principal.key_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|_| AuthError::Unavailable)?
+    .ok_or(AuthError::Invalid)?;
+    if row.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some() {
+        return Err(AuthError::Disabled);
+    }
+    if principal.key_id.is_some() {
+        if let Some(at) = row.get::<Option<DateTime<Utc>>, _>("revoked_at") {
+            return Err(AuthError::Revoked(at));
+        }
+        match row.get::<Option<DateTime<Utc>>, _>("expires_at") {
+            None => return Err(AuthError::Invalid),
+            Some(expires) if expires <= Utc::now() => return Err(AuthError::Expired(expires)),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The principal mapped to an OIDC subject.

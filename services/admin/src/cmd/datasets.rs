@@ -4,6 +4,7 @@
 
 use clap::{Args, Subcommand};
 use hoheit_core::admin_queries;
+use hoheit_core::audit::Actor;
 use hoheit_core::datasets::{self, Dataset, NewDataset};
 use hoheit_core::domain::{DatastreamId, Slug};
 use hoheit_core::policy::Classification;
@@ -77,7 +78,12 @@ pub async fn by_slug(pool: &PgPool, slug: &Slug) -> Result<Dataset, AdminError> 
         .ok_or_else(|| AdminError::Input(format!("dataset {slug} not found")))
 }
 
-pub async fn run(pool: &PgPool, command: DatasetCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+pub async fn run(
+    pool: &PgPool,
+    command: DatasetCommand,
+    actor: &Actor,
+    out: &mut Output<'_>,
+) -> Result<(), AdminError> {
     match command {
         DatasetCommand::Create(a) => {
             let new = NewDataset {
@@ -93,7 +99,7 @@ pub async fn run(pool: &PgPool, command: DatasetCommand, out: &mut Output<'_>) -
                 theme: a.theme,
                 min_bucket_count: a.min_bucket_count,
             };
-            let ds = datasets::create(pool, &new).await?;
+            let ds = datasets::create(pool, &new, actor).await?;
             out.show(&ds, |out| {
                 out.line(format!(
                     "created dataset {} ({}, owner {}, retention {} days), id {}; add datastreams with: \
@@ -135,7 +141,7 @@ pub async fn run(pool: &PgPool, command: DatasetCommand, out: &mut Output<'_>) -
             ids.sort();
             ids.dedup();
             for id in &ids {
-                datasets::assign(pool, ds.id, *id).await?;
+                datasets::assign(pool, ds.id, *id, actor).await?;
             }
             let result = serde_json::json!({ "dataset": ds.slug, "dataset_id": ds.id, "assigned": ids });
             out.show(&result, |out| {

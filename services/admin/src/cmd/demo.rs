@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, Utc};
 use clap::Args;
 use hoheit_core::admin_queries;
+use hoheit_core::audit::Actor;
 use hoheit_core::datasets::{self, NewDataset};
 use hoheit_core::domain::{DatastreamId, DatastreamKey, Slug};
 use hoheit_core::grants::{self, NewGrant};
@@ -325,7 +326,7 @@ fn slug(kind: &'static str, value: &str) -> Result<Slug, AdminError> {
     Slug::parse(kind, value).map_err(|e| AdminError::Input(format!("demo plan: {e}")))
 }
 
-pub async fn run(pool: &PgPool, args: DemoArgs, out: &mut Output<'_>) -> Result<(), AdminError> {
+pub async fn run(pool: &PgPool, args: DemoArgs, actor: &Actor, out: &mut Output<'_>) -> Result<(), AdminError> {
     // Check the keys file's directory first: keys are issued only once.
     if let Some(path) = &args.keys_file {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -333,7 +334,7 @@ pub async fn run(pool: &PgPool, args: DemoArgs, out: &mut Output<'_>) -> Result<
             return Err(AdminError::Input(format!("--keys-file: directory {} does not exist", dir.display())));
         }
     }
-    let report = set_up(pool, &args).await?;
+    let report = set_up(pool, &args, actor).await?;
     // Printed before the file is written, so the keys are not lost if writing fails.
     out.show(&report, |out| print(out, &report))?;
     if let Some(path) = &args.keys_file {
@@ -343,26 +344,26 @@ pub async fn run(pool: &PgPool, args: DemoArgs, out: &mut Output<'_>) -> Result<
 }
 
 /// Builds the demo municipality and issues the keys; writes nothing but the database.
-pub async fn set_up(pool: &PgPool, args: &DemoArgs) -> Result<DemoReport, AdminError> {
+pub async fn set_up(pool: &PgPool, args: &DemoArgs, actor: &Actor) -> Result<DemoReport, AdminError> {
     let town = Town::eberswalde(args.scale).map_err(|e| AdminError::Input(format!("the simulator's town: {e}")))?;
     let ids = wait_for_town(pool, &town, Duration::from_secs(args.wait_secs)).await?;
 
     let mut organisations = Vec::new();
     for plan in ORGANISATIONS {
-        organisations.push(ensure_org(pool, plan).await?);
+        organisations.push(ensure_org(pool, plan, actor).await?);
     }
     let mut datasets = Vec::new();
     for plan in DATASETS {
-        datasets.push(ensure_dataset(pool, plan, &town, &ids).await?);
+        datasets.push(ensure_dataset(pool, plan, &town, &ids, actor).await?);
     }
     let mut grants = Vec::new();
     for plan in GRANTS {
-        grants.push(ensure_grant(pool, plan).await?);
+        grants.push(ensure_grant(pool, plan, actor).await?);
     }
     let expires_at = super::days_from_now(args.key_days)?;
     let mut principals = Vec::new();
     for plan in PRINCIPALS {
-        principals.push(ensure_principal(pool, plan, expires_at).await?);
+        principals.push(ensure_principal(pool, plan, expires_at, actor).await?);
     }
     let examples = examples(&args.api_url, &town, &ids, &principals);
     Ok(DemoReport {
@@ -419,7 +420,7 @@ async fn wait_for_town(
     }
 }
 
-async fn ensure_org(pool: &PgPool, plan: &OrgPlan) -> Result<OrgOutcome, AdminError> {
+async fn ensure_org(pool: &PgPool, plan: &OrgPlan, actor: &Actor) -> Result<OrgOutcome, AdminError> {
     let org_slug = slug("organisation", plan.slug)?;
     let parent = plan.parent.map(|p| slug("organisation", p)).transpose()?;
     let outcome = |name: String, change, was| OrgOutcome {
@@ -438,13 +439,13 @@ async fn ensure_org(pool: &PgPool, plan: &OrgPlan) -> Result<OrgOutcome, AdminEr
                 kind: Some(plan.kind),
                 parent: parent.clone(),
             };
-            registry::create_organisation(pool, &new).await?;
+            super::organisations::create(pool, &new, actor).await?;
             Ok(outcome(plan.name.into(), Change::Created, None))
         }
         Some(org) if org.kind == plan.kind && org.parent == parent => Ok(outcome(org.name, Change::Unchanged, None)),
         Some(org) => {
             let was = format!("{}{}", org.kind, org.parent.as_ref().map(|p| format!(" of {p}")).unwrap_or_default());
-            admin_queries::set_organisation_kind(pool, &org_slug, plan.kind, parent.as_ref()).await?;
+            admin_queries::set_organisation_kind(pool, &org_slug, plan.kind, parent.as_ref(), actor).await?;
             Ok(outcome(org.name, Change::Updated, Some(was)))
         }
     }
@@ -455,6 +456,7 @@ async fn ensure_dataset(
     plan: &DatasetPlan,
     town: &Town,
     ids: &HashMap<DatastreamKey, DatastreamId>,
+    actor: &Actor,
 ) -> Result<DatasetOutcome, AdminError> {
     let ds_slug = slug("dataset", plan.slug)?;
     let (ds, change) = match admin_queries::dataset_by_slug(pool, &ds_slug).await? {
@@ -473,7 +475,7 @@ async fn ensure_dataset(
                 theme: plan.theme.into(),
                 min_bucket_count: None,
             };
-            (datasets::create(pool, &new).await?, Change::Created)
+            (datasets::create(pool, &new, actor).await?, Change::Created)
         }
     };
     if ds.owner != plan.owner {
@@ -488,7 +490,7 @@ async fn ensure_dataset(
             continue;
         }
         let id = *ids.get(&key).ok_or_else(|| AdminError::NotReady(format!("datastream {key} is not registered")))?;
-        datasets::assign(pool, ds.id, id).await?;
+        datasets::assign(pool, ds.id, id, actor).await?;
         assigned.push(id);
     }
     Ok(DatasetOutcome {
@@ -503,7 +505,7 @@ async fn ensure_dataset(
     })
 }
 
-async fn ensure_grant(pool: &PgPool, plan: &GrantPlan) -> Result<GrantOutcome, AdminError> {
+async fn ensure_grant(pool: &PgPool, plan: &GrantPlan, actor: &Actor) -> Result<GrantOutcome, AdminError> {
     let ds = super::datasets::by_slug(pool, &slug("dataset", plan.dataset)?).await?;
     let grantee = slug("organisation", plan.grantee)?;
     let grantee_id = registry::organisation_id(pool, &grantee).await?;
@@ -526,7 +528,7 @@ async fn ensure_grant(pool: &PgPool, plan: &GrantPlan) -> Result<GrantOutcome, A
                 valid_until: super::days_from_now(plan.valid_days)?,
                 rate_per_minute: Some(plan.rate_per_minute),
             };
-            (grants::create(pool, &new).await?, Change::Created)
+            (grants::create(pool, &new, actor).await?, Change::Created)
         }
     };
     Ok(GrantOutcome {
@@ -547,6 +549,7 @@ async fn ensure_principal(
     pool: &PgPool,
     plan: &PrincipalPlan,
     expires_at: DateTime<Utc>,
+    actor: &Actor,
 ) -> Result<PrincipalOutcome, AdminError> {
     let name = slug("principal name", plan.name)?;
     let change = match admin_queries::principal_by_name(pool, &name).await? {
@@ -565,11 +568,11 @@ async fn ensure_principal(
                 role: plan.role,
                 oidc_subject: None,
             };
-            principals::create_principal(pool, &new).await?;
+            principals::create_principal(pool, &new, actor).await?;
             Change::Created
         }
     };
-    let key = keys::issue(pool, &name, expires_at).await?;
+    let key = keys::issue(pool, &name, expires_at, actor).await?;
     Ok(PrincipalOutcome {
         name: plan.name.into(),
         org: plan.org.into(),

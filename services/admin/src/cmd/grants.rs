@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use hoheit_core::admin_queries::{self, GrantListing};
+use hoheit_core::audit::Actor;
 use hoheit_core::domain::Slug;
 use hoheit_core::grants::{self, NewGrant};
 use hoheit_core::policy::GrantTerms;
@@ -99,7 +100,7 @@ fn state(g: &GrantTerms, now: DateTime<Utc>) -> String {
     }
 }
 
-pub async fn run(pool: &PgPool, command: GrantCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+pub async fn run(pool: &PgPool, command: GrantCommand, actor: &Actor, out: &mut Output<'_>) -> Result<(), AdminError> {
     match command {
         GrantCommand::Create(a) => {
             let dataset = super::datasets::by_slug(pool, &a.dataset).await?;
@@ -118,7 +119,7 @@ pub async fn run(pool: &PgPool, command: GrantCommand, out: &mut Output<'_>) -> 
                 valid_until,
                 rate_per_minute: a.rate_per_minute,
             };
-            let g = grants::create(pool, &new).await?;
+            let g = grants::create(pool, &new, actor).await?;
             out.show(&g, |out| {
                 out.line(format!(
                     "created grant {} of dataset {} to {}: {}, {}, valid {} to {}, {} requests/min, contract {}",
@@ -135,7 +136,7 @@ pub async fn run(pool: &PgPool, command: GrantCommand, out: &mut Output<'_>) -> 
             })
         }
         GrantCommand::Revoke(a) => {
-            grants::revoke(pool, a.id).await?;
+            grants::revoke(pool, a.id, actor).await?;
             out.show(&serde_json::json!({ "revoked": a.id }), |out| out.line(format!("revoked grant {}", a.id)))
         }
         GrantCommand::List(a) => {

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use hoheit_core::admin_queries;
+use hoheit_core::audit::Actor;
 use hoheit_core::domain::Slug;
 use hoheit_core::principals;
 use serde::Serialize;
@@ -67,11 +68,11 @@ pub struct NewKey {
 }
 
 /// Issues a key for the principal called `name`.
-pub async fn issue(pool: &PgPool, name: &Slug, expires_at: DateTime<Utc>) -> Result<NewKey, AdminError> {
+pub async fn issue(pool: &PgPool, name: &Slug, expires_at: DateTime<Utc>, actor: &Actor) -> Result<NewKey, AdminError> {
     let principal = admin_queries::principal_by_name(pool, name)
         .await?
         .ok_or_else(|| AdminError::Input(format!("principal {name} not found")))?;
-    let issued = principals::create_key(pool, principal.id, expires_at).await?;
+    let issued = principals::create_key(pool, principal.id, expires_at, actor).await?;
     Ok(NewKey {
         id: issued.view.id,
         principal: principal.name,
@@ -82,14 +83,14 @@ pub async fn issue(pool: &PgPool, name: &Slug, expires_at: DateTime<Utc>) -> Res
     })
 }
 
-pub async fn run(pool: &PgPool, command: KeyCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+pub async fn run(pool: &PgPool, command: KeyCommand, actor: &Actor, out: &mut Output<'_>) -> Result<(), AdminError> {
     match command {
         KeyCommand::Create(args) => {
             let expires_at = match args.expires_at {
                 Some(at) => at,
                 None => super::days_from_now(args.expires_in_days)?,
             };
-            let key = issue(pool, &args.principal, expires_at).await?;
+            let key = issue(pool, &args.principal, expires_at, actor).await?;
             out.show(&key, |out| {
                 out.line(format!(
                     "API key {} of {} ({}), valid until {}; MQTT user {}. Shown once, store it now:",
@@ -103,7 +104,7 @@ pub async fn run(pool: &PgPool, command: KeyCommand, out: &mut Output<'_>) -> Re
             })
         }
         KeyCommand::Revoke(args) => {
-            principals::revoke_key(pool, args.id).await?;
+            principals::revoke_key(pool, args.id, actor).await?;
             let result = serde_json::json!({ "revoked": args.id });
             out.show(&result, |out| {
                 out.line(format!(

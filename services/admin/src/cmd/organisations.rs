@@ -1,11 +1,13 @@
 //! `organisations create|list`: the town, its departments and municipal
-//! companies ("Konzern Stadt"), and third parties.
+//! companies ("Konzern Stadt"), and third parties. A new organisation is
+//! audited right after the registry created it.
 
 use clap::{Args, Subcommand};
 use hoheit_core::admin_queries;
+use hoheit_core::audit::{self, Actor, AdminChange};
 use hoheit_core::domain::Slug;
 use hoheit_core::policy::OrgKind;
-use hoheit_core::registry::{self, NewOrganisation};
+use hoheit_core::registry::{self, NewOrganisation, Organisation};
 use sqlx::PgPool;
 
 use crate::output::{or_dash, Table};
@@ -35,11 +37,24 @@ pub struct CreateArgs {
     pub parent: Option<Slug>,
 }
 
-pub async fn run(pool: &PgPool, command: OrganisationCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+/// Creates an organisation and audits it as `organisation.create`.
+pub async fn create(pool: &PgPool, new: &NewOrganisation, actor: &Actor) -> Result<Organisation, AdminError> {
+    let org = registry::create_organisation(pool, new).await?;
+    let change = AdminChange::new("organisation.create", "organisation", org.id, org.id);
+    audit::record_change_alone(pool, actor, &change.states(None::<&Organisation>, Some(&org))).await?;
+    Ok(org)
+}
+
+pub async fn run(
+    pool: &PgPool,
+    command: OrganisationCommand,
+    actor: &Actor,
+    out: &mut Output<'_>,
+) -> Result<(), AdminError> {
     match command {
         OrganisationCommand::Create(args) => {
             let new = NewOrganisation { slug: args.slug, name: args.name, kind: Some(args.kind), parent: args.parent };
-            let org = registry::create_organisation(pool, &new).await?;
+            let org = create(pool, &new, actor).await?;
             out.show(&org, |out| {
                 let parent = org.parent.as_ref().map(|p| format!(" of {p}")).unwrap_or_default();
                 out.line(format!("created organisation {} ({}{parent}), id {}", org.slug, org.kind, org.id))

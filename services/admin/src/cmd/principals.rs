@@ -1,9 +1,11 @@
-//! `principals create|list`: people and service accounts of an organisation,
-//! each with one role (admin, data_owner, reader) and optionally the OIDC
-//! subject its bearer tokens carry.
+//! `principals create|disable|list`: people and service accounts of an
+//! organisation, each with one role (admin, data_owner, reader) and
+//! optionally the OIDC subject its bearer tokens carry. A disabled principal
+//! can no longer sign in with any key or token.
 
 use clap::{Args, Subcommand};
 use hoheit_core::admin_queries;
+use hoheit_core::audit::Actor;
 use hoheit_core::domain::Slug;
 use hoheit_core::policy::Role;
 use hoheit_core::principals::{self, NewPrincipal, PrincipalKind};
@@ -16,6 +18,8 @@ use crate::{AdminError, Output};
 pub enum PrincipalCommand {
     /// Register a principal (then issue it a key with `keys create NAME`).
     Create(CreateArgs),
+    /// Disable a principal: none of its keys or tokens is accepted any more.
+    Disable(DisableArgs),
     /// List principals.
     List(ListArgs),
 }
@@ -40,13 +44,25 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The principal's name.
+    #[arg(value_parser = super::principal_name)]
+    pub name: Slug,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only principals of this organisation.
     #[arg(long, value_parser = super::org_slug)]
     pub org: Option<Slug>,
 }
 
-pub async fn run(pool: &PgPool, command: PrincipalCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
+pub async fn run(
+    pool: &PgPool,
+    command: PrincipalCommand,
+    actor: &Actor,
+    out: &mut Output<'_>,
+) -> Result<(), AdminError> {
     match command {
         PrincipalCommand::Create(args) => {
             if args.oidc_subject.as_deref().is_some_and(|s| s.trim().is_empty() || s.chars().count() > 255) {
@@ -59,11 +75,24 @@ pub async fn run(pool: &PgPool, command: PrincipalCommand, out: &mut Output<'_>)
                 role: args.role,
                 oidc_subject: args.oidc_subject,
             };
-            let p = principals::create_principal(pool, &new).await?;
+            let p = principals::create_principal(pool, &new, actor).await?;
             out.show(&p, |out| {
                 out.line(format!(
                     "created principal {} ({} {}) of {}, id {}; issue a key with: hoheit-admin keys create {}",
                     p.name, p.role, p.kind, p.org, p.id, p.name
+                ))
+            })
+        }
+        PrincipalCommand::Disable(args) => {
+            let principal = admin_queries::principal_by_name(pool, &args.name)
+                .await?
+                .ok_or_else(|| AdminError::Input(format!("principal {} not found", args.name)))?;
+            let p = principals::disable(pool, principal.id, actor).await?;
+            out.show(&p, |out| {
+                out.line(format!(
+                    "disabled principal {} of {}: its keys and tokens are refused; run `hoheit-admin mqtt-config` \
+                     and reload the broker to end its MQTT access",
+                    p.name, p.org
                 ))
             })
         }

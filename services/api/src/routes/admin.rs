@@ -1,12 +1,16 @@
 //! Administration: organisations, things, datastreams, principals and keys,
 //! datasets and grants. Each handler checks who may do it: the operator
 //! anything; an organisation's admins its principals and keys; its admins
-//! and data owners its things, datastreams, datasets and grants.
+//! and data owners its things, datastreams, datasets and grants. Every
+//! change writes an audit record with the caller as [`Actor`] (in the
+//! change's own transaction where `hoheit-core` makes it; right after it for
+//! the registry's organisations, things and datastreams).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use hoheit_core::audit::{self, Actor, AdminChange};
 use hoheit_core::datasets::{self, Dataset, NewDataset};
 use hoheit_core::domain::DatastreamId;
 use hoheit_core::grants::{self, NewGrant};
@@ -19,6 +23,32 @@ use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::AppState;
+
+/// The caller of `who` as the actor of an administrative change.
+pub(crate) fn actor(who: &Who) -> Actor {
+    let Who(caller, request_id) = who;
+    let principal = caller.principal();
+    Actor {
+        request_id: request_id.0.clone(),
+        principal_id: principal.map(|p| p.id),
+        principal_name: caller.name().to_owned(),
+        org_id: principal.map(|p| p.org_id),
+    }
+}
+
+/// Audits a registry change that `hoheit-core` committed on its own.
+async fn audit_created<T: serde::Serialize>(
+    state: &AppState,
+    who: &Who,
+    kind: &str,
+    id: i64,
+    org_id: i64,
+    created: &T,
+) -> Result<(), ApiError> {
+    let change = AdminChange::new(&format!("{kind}.create"), kind, id, org_id).states(None::<&T>, Some(created));
+    audit::record_change_alone(&state.pool, &actor(who), &change).await?;
+    Ok(())
+}
 
 fn forbidden(what: &str) -> ApiError {
     ApiError::Forbidden(format!("only {what} may do this"))
@@ -56,7 +86,9 @@ pub async fn create_organisation(
     ApiJson(new): ApiJson<NewOrganisation>,
 ) -> Result<(StatusCode, Json<Organisation>), ApiError> {
     require_operator(&who.0)?;
-    Ok((StatusCode::CREATED, Json(registry::create_organisation(&state.pool, &new).await?)))
+    let org = registry::create_organisation(&state.pool, &new).await?;
+    audit_created(&state, &who, "organisation", org.id, org.id, &org).await?;
+    Ok((StatusCode::CREATED, Json(org)))
 }
 
 #[utoipa::path(post, operation_id = "admin_create_thing", path = "/admin/things", tag = "admin", security(("bearer" = [])),
@@ -67,8 +99,11 @@ pub async fn create_thing(
     who: Who,
     ApiJson(new): ApiJson<NewThing>,
 ) -> Result<(StatusCode, Json<Thing>), ApiError> {
-    require_owner(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
-    Ok((StatusCode::CREATED, Json(registry::create_thing(&state.pool, &new).await?)))
+    let org_id = registry::organisation_id(&state.pool, &new.org).await?;
+    require_owner(&who.0, org_id)?;
+    let thing = registry::create_thing(&state.pool, &new).await?;
+    audit_created(&state, &who, "thing", thing.id, org_id, &thing).await?;
+    Ok((StatusCode::CREATED, Json(thing)))
 }
 
 #[utoipa::path(post, operation_id = "admin_create_datastream", path = "/admin/datastreams", tag = "admin", security(("bearer" = [])),
@@ -79,8 +114,11 @@ pub async fn create_datastream(
     who: Who,
     ApiJson(new): ApiJson<NewDatastream>,
 ) -> Result<(StatusCode, Json<Datastream>), ApiError> {
-    require_owner(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
-    Ok((StatusCode::CREATED, Json(registry::create_datastream(&state.pool, &new).await?)))
+    let org_id = registry::organisation_id(&state.pool, &new.org).await?;
+    require_owner(&who.0, org_id)?;
+    let datastream = registry::create_datastream(&state.pool, &new).await?;
+    audit_created(&state, &who, "datastream", datastream.id.0, org_id, &datastream).await?;
+    Ok((StatusCode::CREATED, Json(datastream)))
 }
 
 #[utoipa::path(post, operation_id = "admin_create_principal", path = "/admin/principals", tag = "admin", security(("bearer" = [])),
@@ -92,7 +130,20 @@ pub async fn create_principal(
     ApiJson(new): ApiJson<NewPrincipal>,
 ) -> Result<(StatusCode, Json<PrincipalView>), ApiError> {
     require_admin(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
-    Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new).await?)))
+    Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new, &actor(&who)).await?)))
+}
+
+/// Disables a principal: none of its keys or tokens is accepted any more (its organisation's admins).
+#[utoipa::path(delete, operation_id = "admin_disable_principal", path = "/admin/principals/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "principal id")),
+    responses((status = 200, description = "the principal, disabled", body = PrincipalView)))]
+pub async fn disable_principal(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(principal): PathId,
+) -> Result<Json<PrincipalView>, ApiError> {
+    require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
+    Ok(Json(principals::disable(&state.pool, principal, &actor(&who)).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -115,7 +166,7 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
     let expires = new.expires_at.unwrap_or_else(|| Utc::now() + Duration::days(365));
-    Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires).await?)))
+    Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires, &actor(&who)).await?)))
 }
 
 /// Revokes a key: its organisation's admins, or the key's own principal.
@@ -127,7 +178,7 @@ pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): Pa
     if !own_key {
         require_admin(&who.0, principals::org_of_key(&state.pool, key).await?)?;
     }
-    principals::revoke_key(&state.pool, key).await?;
+    principals::revoke_key(&state.pool, key, &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,7 +191,7 @@ pub async fn create_dataset(
     ApiJson(new): ApiJson<NewDataset>,
 ) -> Result<(StatusCode, Json<Dataset>), ApiError> {
     require_owner(&who.0, registry::organisation_id(&state.pool, &new.owner).await?)?;
-    Ok((StatusCode::CREATED, Json(datasets::create(&state.pool, &new).await?)))
+    Ok((StatusCode::CREATED, Json(datasets::create(&state.pool, &new, &actor(&who)).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -162,7 +213,7 @@ pub async fn assign_datastream(
 ) -> Result<StatusCode, ApiError> {
     let owner = datasets::get(&state.pool, dataset).await?.owner_org_id;
     require_owner(&who.0, owner)?;
-    datasets::assign(&state.pool, dataset, DatastreamId(assignment.datastream_id)).await?;
+    datasets::assign(&state.pool, dataset, DatastreamId(assignment.datastream_id), &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,7 +227,7 @@ pub async fn create_grant(
 ) -> Result<(StatusCode, Json<GrantTerms>), ApiError> {
     let owner = datasets::get(&state.pool, new.dataset_id).await?.owner_org_id;
     require_owner(&who.0, owner)?;
-    Ok((StatusCode::CREATED, Json(grants::create(&state.pool, &new).await?)))
+    Ok((StatusCode::CREATED, Json(grants::create(&state.pool, &new, &actor(&who)).await?)))
 }
 
 #[utoipa::path(delete, operation_id = "admin_revoke_grant", path = "/admin/grants/{id}", tag = "admin", security(("bearer" = [])),
@@ -189,6 +240,6 @@ pub async fn revoke_grant(
 ) -> Result<StatusCode, ApiError> {
     let dataset = grants::get(&state.pool, grant).await?.dataset_id;
     require_owner(&who.0, datasets::get(&state.pool, dataset).await?.owner_org_id)?;
-    grants::revoke(&state.pool, grant).await?;
+    grants::revoke(&state.pool, grant, &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,10 +1,10 @@
 //! The audit log for owners, its verification for the operator, and the
-//! public transparency report.
+//! public transparency report with the chain's head.
 
 use axum::extract::State;
 use axum::Json;
 use chrono::Duration;
-use hoheit_core::audit::{self, AuditEntry, TransparencyLine, Verification};
+use hoheit_core::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verification};
 use hoheit_core::datasets;
 use hoheit_core::policy::Caller;
 use serde::{Deserialize, Serialize};
@@ -40,8 +40,9 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
-/// Audit records of the datasets the caller's organisation owns (admins and
-/// data owners), or of everything (operator); default: the last 30 days.
+/// Audit records of the datasets the caller's organisation owns and the
+/// administrative changes of the organisation (its admins and data owners),
+/// or of everything (operator); default: the last 30 days.
 #[utoipa::path(get, operation_id = "audit_list", path = "/audit", tag = "audit", security(("bearer" = [])),
     params(AuditQuery),
     responses((status = 200, description = "one page of audit records", body = AuditPage)))]
@@ -53,35 +54,35 @@ pub async fn list(
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(30))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('a', c)).transpose()?.unwrap_or(0);
-    let scope: Option<Vec<i64>> = match &*who.0 {
-        Caller::Operator => query.dataset.map(|d| vec![d]),
+    let (scope, org): (Option<Vec<i64>>, Option<i64>) = match &*who.0 {
+        Caller::Operator => (query.dataset.map(|d| vec![d]), None),
         Caller::Anonymous => {
             return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
         }
         Caller::Principal(p) => {
+            if !who.0.owns_data_of(p.org_id) {
+                return Err(ApiError::Forbidden(
+                    "the audit log is shown to admins and data owners of a dataset's owner".into(),
+                ));
+            }
             let owned: Vec<i64> = datasets::list(&state.pool)
                 .await?
                 .into_iter()
-                .filter(|d| who.0.owns_data_of(d.owner_org_id) && d.owner_org_id == p.org_id)
+                .filter(|d| d.owner_org_id == p.org_id)
                 .map(|d| d.id)
                 .collect();
             match query.dataset {
-                Some(d) if owned.contains(&d) => Some(vec![d]),
+                Some(d) if owned.contains(&d) => (Some(vec![d]), None),
                 Some(d) => {
                     return Err(ApiError::Forbidden(format!(
                         "the audit log of dataset {d} is shown to its owner's admins and data owners"
                     )))
                 }
-                None if owned.is_empty() => {
-                    return Err(ApiError::Forbidden(
-                        "the audit log is shown to admins and data owners of a dataset's owner".into(),
-                    ));
-                }
-                None => Some(owned),
+                None => (Some(owned), Some(p.org_id)),
             }
         }
     };
-    let records = audit::list(&state.pool, scope.as_deref(), range.from, range.to, after, limit).await?;
+    let records = audit::list(&state.pool, scope.as_deref(), org, range.from, range.to, after, limit).await?;
     let next_cursor =
         (records.len() as i64 == limit).then(|| records.last().map(|r| params::encode_cursor('a', r.id))).flatten();
     Ok(Json(AuditPage { records, next_cursor }))
@@ -113,6 +114,9 @@ pub struct TransparencyQuery {
 pub struct TransparencyReport {
     /// Per dataset and month: which organisations read it, how often, under which purpose and grant.
     lines: Vec<TransparencyLine>,
+    /// The newest record of the audit chain (absent while it is empty): keep it,
+    /// and a later rewrite of the whole log shows as a different hash at this id.
+    chain_head: Option<ChainHead>,
 }
 
 /// Public, no key needed; default: the last 365 days.
@@ -124,5 +128,6 @@ pub async fn transparency(
     ApiQuery(query): ApiQuery<TransparencyQuery>,
 ) -> Result<Json<TransparencyReport>, ApiError> {
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(365))?;
-    Ok(Json(TransparencyReport { lines: audit::transparency(&state.pool, range.from, range.to).await? }))
+    let lines = audit::transparency(&state.pool, range.from, range.to).await?;
+    Ok(Json(TransparencyReport { lines, chain_head: audit::head(&state.pool).await? }))
 }

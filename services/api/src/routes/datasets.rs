@@ -24,7 +24,9 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::AppState;
 
-/// Whether the caller may see that the dataset exists and what it holds.
+/// Whether the caller may see that the dataset exists and what it holds:
+/// some read is allowed, it owns the data, or its organisation holds a grant
+/// in force or still to come (a revoked or expired grant shows nothing).
 async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result<bool, ApiError> {
     let access = datasets::access(&state.pool, dataset.id).await?;
     let grants = grants_for(state, caller, &access).await?;
@@ -35,7 +37,7 @@ async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result
         to: now,
     };
     Ok(decide(caller, &access, &grants, &day, now).is_allowed()
-        || !grants.is_empty()
+        || grants.iter().any(|g| g.revoked_at.is_none() && now < g.valid_until)
         || caller.owns_data_of(dataset.owner_org_id))
 }
 
@@ -294,7 +296,8 @@ pub struct Erased {
 }
 
 /// Erases a dataset's readings, the raw payloads of its dead letters and its
-/// datastreams: its owner's admins (or the operator).
+/// datastreams: its owner's admins (or the operator); audited as the
+/// administrative change `dataset.erase`.
 #[utoipa::path(delete, operation_id = "datasets_erase", path = "/datasets/{id}", tag = "datasets", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "dataset id")),
     responses((status = 200, description = "the dataset is erased", body = Erased)))]
@@ -310,11 +313,7 @@ pub async fn erase(
             dataset.owner, dataset.slug
         )));
     }
-    let erasure = datasets::erase(&state.pool, id, &state.topics).await?;
-    state
-        .audit
-        .append(owner_action(&who, &dataset, "erase", erasure.readings as i64, true, "owner erasure".into()))
-        .await?;
+    let erasure = datasets::erase(&state.pool, id, &state.topics, &super::admin::actor(&who)).await?;
     Ok((
         StatusCode::OK,
         Json(Erased { dataset_id: id, readings_deleted: erasure.readings, dead_letters: erasure.dead_letters }),

@@ -9,7 +9,10 @@
 //! re-evaluated on every tick, so an expiring grant stops the values), and
 //! each request writes one audit record, when it opens, not one per event.
 //! A stream ends after [`MAX_STREAM`] and at shutdown; the client
-//! reconnects, which presents its credential again.
+//! reconnects, which presents its credential again. Before every tick the
+//! credential is checked again (principal disabled, API key revoked or
+//! expired): a stream whose credential is no longer good sends an `end`
+//! event with the reason and closes, within one tick.
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
@@ -24,6 +27,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hoheit_core::policy::Caller;
+use hoheit_core::principals::{self, AuthError};
 use hoheit_core::registry;
 use serde::Serialize;
 
@@ -115,7 +119,8 @@ async fn snapshot(state: &AppState, visible: Vec<Visible>) -> Result<LiveSnapsho
 /// events every 3 s, for at most 15 minutes; then reconnect).
 #[utoipa::path(get, operation_id = "live_stream", path = "/live", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the snapshot (JSON), or with `Accept: text/event-stream` the stream: \
-        a `snapshot` event (LiveSnapshot) and then `latest` events (LiveUpdate)",
+        a `snapshot` event (LiveSnapshot), then `latest` events (LiveUpdate); an `end` event with the reason \
+        when the credential is revoked, expires or its principal is disabled",
         content((LiveSnapshot = "application/json"), (String = "text/event-stream")))))]
 pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap) -> Result<Response, ApiError> {
     let streaming = headers
@@ -133,8 +138,9 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
         first.datastreams.iter().filter_map(|d| Some((d.id, d.latest_time?))).collect();
     let opening = Event::default().event("snapshot").json_data(&first).map_err(|_| ApiError::Internal)?;
     let ticks = futures::stream::unfold(
-        (state, who.0.clone(), seen, Instant::now()),
-        |(state, caller, mut seen, opened): (AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant)| async move {
+        Some((state, who.0.clone(), seen, Instant::now())),
+        |open: Option<Ticking>| async move {
+            let (state, caller, mut seen, opened) = open?;
             tokio::select! {
                 _ = tokio::time::sleep(EVERY) => {}
                 // Shutting down: end the stream, the client reconnects to another replica or later.
@@ -142,6 +148,9 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
             }
             if opened.elapsed() >= MAX_STREAM {
                 return None;
+            }
+            if let Some(reason) = credential_ended(&state, &caller).await {
+                return Some((Ok::<_, Infallible>(Event::default().event("end").data(reason)), None));
             }
             let event = match visible(&state, &caller).await {
                 Ok(now) => {
@@ -151,11 +160,24 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
                 // The database is away for a moment: say so and keep the stream.
                 Err(error) => Event::default().event("problem").data(error.to_string()),
             };
-            Some((Ok::<_, Infallible>(event), (state, caller, seen, opened)))
+            Some((Ok::<_, Infallible>(event), Some((state, caller, seen, opened))))
         },
     );
     let events = futures::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(ticks);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// A stream between two ticks: the state, the caller, the latest times sent, when it opened.
+type Ticking = (AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant);
+
+/// Why the stream must end, if the caller's credential is no longer good
+/// (the operator's token and anonymous callers have nothing to revoke; a
+/// database that is away for a moment ends nothing, the tick reports it).
+async fn credential_ended(state: &AppState, caller: &Caller) -> Option<String> {
+    match principals::still_valid(&state.pool, caller.principal()?).await {
+        Ok(()) | Err(AuthError::Unavailable) => None,
+        Err(ended) => Some(ended.to_string()),
+    }
 }
 
 /// What changed since the last event: new latest values, and datastreams no longer readable raw.
