@@ -759,7 +759,7 @@ impl Context<'_> {
                 Decision::Deny { .. } => None,
             });
             if let Some(Via::Grant(grant)) = &via {
-                crate::access::check_grant_rate(self.state, self.who, grant)?;
+                crate::access::check_grant_rate(self.state, self.who, grant).await?;
             }
             let record = AuditRecord {
                 grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
