@@ -161,7 +161,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             ))
             .into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return response;
+            return if credential { no_store(response) } else { response };
         }
     }
     let public_place = match &caller {

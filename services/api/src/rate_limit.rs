@@ -133,4 +133,17 @@ mod tests {
         assert!((1..=20).contains(&retry), "{retry}");
         assert!(limiter.check(RateKey::Key(2), 3).is_ok(), "buckets are per credential");
     }
+
+    #[test]
+    fn peeking_takes_no_token() {
+        let limiter = RateLimiter::default();
+        let key = RateKey::FailedAuth(None);
+        assert!(limiter.peek(key, 2).is_ok(), "an unknown address has its whole budget");
+        assert!(limiter.check(key, 2).is_ok());
+        assert!(limiter.peek(key, 2).is_ok());
+        assert!(limiter.peek(key, 2).is_ok(), "peeking again takes nothing");
+        assert!(limiter.check(key, 2).is_ok());
+        let retry = limiter.peek(key, 2).unwrap_err();
+        assert!((1..=30).contains(&retry), "{retry}");
+    }
 }

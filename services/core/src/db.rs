@@ -109,6 +109,14 @@ async fn finished_in_time(conn: &mut PgConnection) -> Result<bool, sqlx::Error> 
     }
 }
 
+/// Lifts the statement timeout for the rest of the transaction on `conn`
+/// (`SET LOCAL`: the pooled connection keeps its own afterwards). For the
+/// few statements that are long by nature and not a caller's request to
+/// bound: retention and erasure deleting readings.
+pub async fn without_statement_timeout(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL statement_timeout = 0").execute(conn).await.map(|_| ())
+}
+
 /// Applies the migrations embedded from `services/core/migrations`.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
