@@ -9,6 +9,8 @@
 //! table the request reads, and waits until the database shows the API's
 //! query waiting for it.
 
+mod admin_support;
+
 use std::time::Duration;
 
 use chrono::{Duration as Days, DurationRound, Utc};
@@ -295,6 +297,23 @@ async fn keys_cannot_be_issued_beyond_the_maximum_lifetime() {
         .await
         .unwrap();
     assert_eq!(stored, 0, "no key beyond the maximum was stored");
+
+    // The operators' CLI issues through the same rule, with the same setting.
+    let url = setup.isolation.database_url.clone();
+    let year_9999 = ["keys", "create", "planung", "--expires-at", "9999-12-31T00:00:00Z"];
+    let (_, refused) = admin_support::run_admin(&url, &year_9999).await;
+    let refused = refused.unwrap_err().to_string();
+    assert!(refused.contains("maximum key lifetime of 397 days"), "{refused}");
+    let (_, refused) = admin_support::run_admin(
+        &url,
+        &["keys", "create", "planung", "--expires-in-days", "31", "--max-key-lifetime-days", "30"],
+    )
+    .await;
+    assert!(refused.unwrap_err().to_string().contains("maximum key lifetime of 30 days"));
+    let issued =
+        admin_support::admin_json(&url, &["keys", "create", "planung", "--expires-in-days", "365"]).await.unwrap();
+    assert!(issued["key"].is_string(), "{issued}");
+    assert!(admin_support::admin(&url, &["keys", "list"]).await.is_ok());
     setup.stop().await;
 }
 
