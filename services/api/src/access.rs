@@ -8,12 +8,12 @@ use chrono::Utc;
 use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets;
 use hoheit_core::domain::DatastreamId;
+use hoheit_core::grant_rate;
 use hoheit_core::grants;
 use hoheit_core::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Release, Via};
 
 use crate::auth::Who;
 use crate::error::ApiError;
-use crate::rate_limit::RateKey;
 use crate::AppState;
 
 /// An allowed read; [`ReadPermit::finish`] records how many rows it returned.
@@ -88,16 +88,25 @@ fn record(
     }
 }
 
-/// Applies a grant's own rate limit to the credential reading under it.
-pub fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
-    let Some(principal) = who.0.principal() else { return Ok(()) };
-    let credential = principal.key_id.unwrap_or(-principal.id);
-    state.limiter.check(RateKey::Grant { grant: grant.id, credential }, grant.rate_per_minute as u32).map_err(|retry| {
-        ApiError::TooManyRequests(format!(
-            "grant {} allows {} requests per minute; retry in {retry} s",
-            grant.id, grant.rate_per_minute
-        ))
-    })
+/// Applies a grant's own rate limit: one budget per grant, shared by every
+/// key of the grantee and every API replica (`hoheit_core::grant_rate`).
+pub async fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
+    if who.0.principal().is_none() {
+        return Ok(());
+    }
+    match grant_rate::take(&state.pool, grant.id, grant.rate_per_minute).await? {
+        Ok(()) => Ok(()),
+        Err(retry_after) => {
+            metrics::counter!("hoheit_api_grant_rate_limited_total").increment(1);
+            Err(ApiError::RateLimited {
+                detail: format!(
+                    "grant {} allows {} requests per minute (all keys of the grantee together); retry in {retry_after} s",
+                    grant.id, grant.rate_per_minute
+                ),
+                retry_after,
+            })
+        }
+    }
 }
 
 /// Every grant the caller's organisation holds (none for anonymous callers and the operator).
@@ -131,7 +140,7 @@ pub async fn authorize(
         }
         Decision::Allow { via, release } => {
             if let Via::Grant(grant) = &via {
-                check_grant_rate(state, who, grant)?;
+                check_grant_rate(state, who, grant).await?;
                 rec.grant_id = Some(grant.id);
             }
             let range = release.snap(&request, now);

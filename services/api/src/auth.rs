@@ -8,14 +8,21 @@
 //!   principal by a claim.
 //!
 //! A credential that is presented but not valid is refused (401 with the
-//! reason), never downgraded to anonymous.
+//! reason), never downgraded to anonymous. After too many refusals from one
+//! client address within a minute, every credential from that address is
+//! answered 429 (even a valid one) until the address's budget of failures
+//! refills, so that guessing keys is slow and a guess cannot be confirmed;
+//! other addresses and anonymous requests are not affected.
+//!
+//! Anonymous requests that read the database take a place in the public's
+//! budget ([`crate::rate_limit::AnonymousBudget`]) or get 503.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hoheit_core::config::Secret;
@@ -79,7 +86,39 @@ async fn resolve(state: &AppState, presented: &str) -> Result<Caller, Response> 
     Err(denied("invalid", "the bearer token is not valid".into()))
 }
 
-/// Middleware: resolves the caller, applies the rate limit, sets the request id.
+/// Paths whose handlers read the database (the rest: health probes, the
+/// OpenAPI document and its page, the dashboard's files).
+const DATABASE_PREFIXES: [&str; 3] = ["/v1/", "/sta", "/opendata"];
+
+fn reads_database(path: &str) -> bool {
+    DATABASE_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// Resolves a presented credential, counting refusals against the client's
+/// address: 429 once the address has used up its failures of the minute.
+async fn resolve_counted(state: &AppState, presented: &str, peer: Option<IpAddr>) -> Result<Caller, Response> {
+    let key = RateKey::FailedAuth(peer);
+    let per_minute = state.auth_failures_per_minute;
+    if let Err(retry_after) = state.limiter.peek(key, per_minute) {
+        metrics::counter!("hoheit_api_auth_blocked_total").increment(1);
+        return Err(ApiError::RateLimited {
+            detail: format!(
+                "too many failed authentications from this address (at most {per_minute} a minute); retry in {retry_after} s"
+            ),
+            retry_after,
+        }
+        .into_response());
+    }
+    let resolved = resolve(state, presented).await;
+    if matches!(&resolved, Err(r) if r.status() == StatusCode::UNAUTHORIZED) {
+        // Takes the failure's token; the next attempt finds the bucket empty.
+        let _ = state.limiter.check(key, per_minute);
+    }
+    resolved
+}
+
+/// Middleware: resolves the caller, applies the rate limit and the anonymous
+/// budget, sets the request id, and marks answers to a credential uncacheable.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
@@ -96,11 +135,13 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         },
         Some(Err(_)) => return denied("invalid", "the Authorization header is not valid text".into()),
     };
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let credential = presented.is_some();
     let caller = match presented {
         None => Caller::Anonymous,
-        Some(token) => match resolve(&state, &token).await {
+        Some(token) => match resolve_counted(&state, &token, peer).await {
             Ok(caller) => caller,
-            Err(response) => return response,
+            Err(response) => return no_store(response),
         },
     };
     let key = match &caller {
@@ -109,10 +150,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             Some(key) => RateKey::Key(key),
             None => RateKey::Principal(p.id),
         }),
-        Caller::Anonymous => {
-            let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-            Some(RateKey::Anonymous(ip))
-        }
+        Caller::Anonymous => Some(RateKey::Anonymous(peer)),
     };
     if let Some(key) = key {
         if let Err(retry_after) = state.limiter.check(key, state.rate_per_minute) {
@@ -123,15 +161,46 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             ))
             .into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return response;
+            return if credential { no_store(response) } else { response };
         }
     }
+    let public_place = match &caller {
+        Caller::Anonymous if reads_database(request.uri().path()) => match state.anonymous_budget.try_enter() {
+            Some(place) => Some(place),
+            None => {
+                metrics::counter!("hoheit_api_anonymous_busy_total").increment(1);
+                return ApiError::Busy {
+                    detail: format!(
+                        "the public's share of the database ({} requests at once) is in use; retry shortly, \
+                         or use an API key",
+                        state.anonymous_budget.size()
+                    ),
+                    retry_after: 1,
+                }
+                .into_response();
+            }
+        },
+        _ => None,
+    };
     request.extensions_mut().insert(Arc::new(caller));
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let mut response = next.run(request).await;
+    if let Some(place) = public_place {
+        response = crate::rate_limit::hold_until_sent(response, place);
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if credential {
+        response = no_store(response);
+    }
+    response
+}
+
+/// An answer to a request with a credential is for that credential only:
+/// no cache may keep it.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

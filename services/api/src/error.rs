@@ -16,6 +16,16 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// Over a rate limit (429), with the seconds until it allows the next request.
+    #[error("{detail}")]
+    RateLimited { detail: String, retry_after: u64 },
+    /// The API is busy for this kind of caller (503), e.g. the anonymous
+    /// public's share of the database is in use; retry after the seconds given.
+    #[error("{detail}")]
+    Busy { detail: String, retry_after: u64 },
+    /// The database cancelled the query: it ran longer than the statement timeout.
+    #[error("the query ran longer than the API's statement timeout and was cancelled; ask for less at once (a shorter time range, a simpler $filter, fewer expansions)")]
+    QueryTimeout,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -48,7 +58,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } | ApiError::QueryTimeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -80,6 +91,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::RateLimited { retry_after, .. } | ApiError::Busy { retry_after, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         response
     }
 }
@@ -90,6 +104,12 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::Unavailable
+            }
+            // 57014 query_canceled: the statement timeout (or a cancel after the client left).
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+                tracing::warn!(error = %db, "query cancelled");
+                metrics::counter!("hoheit_api_query_cancelled_total").increment(1);
+                ApiError::QueryTimeout
             }
             // PostgreSQL text cannot hold U+0000 (22021) nor characters the
             // database encoding lacks (22P05): the input is at fault, not the server.

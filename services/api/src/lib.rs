@@ -14,6 +14,7 @@ mod dashboard;
 pub mod dcat;
 pub mod error;
 mod extract;
+pub mod headers;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
@@ -80,6 +81,21 @@ pub struct ApiConfig {
     /// downloads) starts with it, never with the request's `Host`. Unset: `http://` and the listen address.
     #[arg(long, env = "HOHEIT_API_PUBLIC_BASE_URL", value_parser = public_url::PublicBaseUrl::parse)]
     pub public_base_url: Option<public_url::PublicBaseUrl>,
+    /// Longest a database query of the API may run (PostgreSQL's `statement_timeout`); a longer
+    /// one is cancelled and answered 503 with the reason.
+    #[arg(long, env = "HOHEIT_API_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub statement_timeout_ms: u64,
+    /// Anonymous requests that may read the database at once (the public's share of the pool; more
+    /// get 503 with Retry-After). Default: half of `--database-max-connections`.
+    #[arg(long, env = "HOHEIT_API_ANONYMOUS_CONCURRENCY")]
+    pub anonymous_concurrency: Option<u32>,
+    /// Failed authentications per minute from one client address; beyond them, every credential
+    /// from that address gets 429 until the budget refills.
+    #[arg(long, env = "HOHEIT_API_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
+    /// Longest lifetime of a new API key, in days (the admin CLI reads the same variable).
+    #[arg(long, env = "HOHEIT_MAX_KEY_LIFETIME_DAYS", default_value_t = hoheit_core::principals::DEFAULT_MAX_KEY_LIFETIME_DAYS)]
+    pub max_key_lifetime_days: u32,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
     #[command(flatten)]
@@ -106,6 +122,12 @@ pub struct AppState {
     pub topics: hoheit_core::topic::TopicScheme,
     /// Where clients reach the API: the start of every absolute link it writes.
     pub public_base: public_url::PublicBaseUrl,
+    /// The anonymous public's share of the database.
+    pub anonymous_budget: Arc<rate_limit::AnonymousBudget>,
+    /// Failed authentications per minute allowed from one client address.
+    pub auth_failures_per_minute: u32,
+    /// The longest lifetime of a new API key.
+    pub max_key_lifetime: hoheit_core::principals::KeyLifetime,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -124,8 +146,19 @@ impl Api {
         }
         // Install the metrics recorder before anything records.
         let _ = hoheit_core::ops::metrics_handle();
-        let pool =
-            hoheit_core::db::connect(config.database.url.expose(), config.database.max_connections, shutdown).await?;
+        let max_key_lifetime = hoheit_core::principals::KeyLifetime::days(config.max_key_lifetime_days)?;
+        let bounds = hoheit_core::db::QueryBounds {
+            statement_timeout: Duration::from_millis(config.statement_timeout_ms.max(1)),
+        };
+        let pool = hoheit_core::db::connect_bounded(
+            config.database.url.expose(),
+            config.database.max_connections,
+            Some(bounds),
+            shutdown,
+        )
+        .await?;
+        let anonymous_concurrency =
+            config.anonymous_concurrency.unwrap_or(config.database.max_connections / 2).max(1) as usize;
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let oidc = oidc::Oidc::new(&config.oidc).map(Arc::new);
@@ -149,6 +182,9 @@ impl Api {
             shutdown: shutdown.clone(),
             topics: hoheit_core::topic::TopicScheme::new(&config.topic_root),
             public_base,
+            anonymous_budget: Arc::new(rate_limit::AnonymousBudget::new(anonymous_concurrency)),
+            auth_failures_per_minute: config.auth_failures_per_minute.max(1),
+            max_key_lifetime,
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
         Ok(Self { listener, router: router(state), pool, retention_every })
@@ -315,16 +351,16 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, document) = documented_routes().split_for_parts();
     let docs = SwaggerUi::new(openapi::DOCS_PATH).url(openapi::OPENAPI_PATH, document);
-    routes
-        .merge(docs)
+    let app = routes
+        .merge(headers::docs_policy(Router::from(docs)))
         .fallback(dashboard::serve)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
         .layer(hoheit_core::telemetry::http_trace_layer())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::map_response(body_limit_as_problem))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
+    headers::on_every_response(app).with_state(state)
 }
 
 /// The largest accepted request body.

@@ -87,7 +87,7 @@ const ERRORS: &[(&str, &str)] = &[
     ("404", "no such resource"),
     ("429", "rate limit reached; see `Retry-After`"),
     ("500", "internal error"),
-    ("503", "the database is not available; try again shortly"),
+    ("503", "the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which"),
 ];
 
 /// Additionally for operations with a JSON body.

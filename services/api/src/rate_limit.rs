@@ -1,12 +1,25 @@
-//! Per-credential rate limits: a token bucket per key (refilled continuously,
-//! a minute's worth of burst). Kept in memory per API replica: with N
-//! replicas behind a load balancer the effective limit is up to N times the
-//! configured one, which the operations guide states.
+//! Limits that protect the API from its callers:
+//!
+//! - per-credential rate limits and failed authentications per client
+//!   address: a token bucket per key (refilled continuously, a minute's worth
+//!   of burst), kept in memory per API replica: with N replicas behind a load
+//!   balancer the effective limit is up to N times the configured one, which
+//!   the operations guide states (a grant's contracted rate is shared by all
+//!   replicas instead: `hoheit_core::grant_rate`);
+//! - the anonymous public's share of the database ([`AnonymousBudget`]): at
+//!   most so many anonymous requests read the database at once, so that the
+//!   public cannot take every connection of the pool from the principals.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use axum::body::{Body, HttpBody};
+use axum::http::header;
+use axum::response::Response;
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What a limit is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,11 +27,8 @@ pub enum RateKey {
     Key(i64),
     Principal(i64),
     Anonymous(Option<IpAddr>),
-    /// Reads under a grant: the grant's own rate.
-    Grant {
-        grant: i64,
-        credential: i64,
-    },
+    /// Failed authentications from one client address.
+    FailedAuth(Option<IpAddr>),
 }
 
 #[derive(Default)]
@@ -48,6 +58,64 @@ impl RateLimiter {
             Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
         }
     }
+
+    /// Whether `key`'s bucket of `per_minute` holds a token, without taking
+    /// it; `Err(seconds)` until the next token when empty.
+    pub fn peek(&self, key: RateKey, per_minute: u32) -> Result<(), u64> {
+        let Ok(buckets) = self.buckets.lock() else { return Ok(()) };
+        let Some((tokens, at)) = buckets.get(&key) else { return Ok(()) };
+        let capacity = f64::from(per_minute.max(1));
+        let rate = capacity / 60.0;
+        let tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(capacity);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// How many anonymous requests may read the database at once.
+pub struct AnonymousBudget {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl AnonymousBudget {
+    pub fn new(size: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(size)), size }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A place in the budget, or `None` when every place is taken.
+    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+}
+
+/// Keeps `permit` until `response`'s body is sent if the body is streamed: a
+/// download reads the database while its body goes out. A body built in
+/// memory is done with the database, and a live event stream gives its place
+/// back at once: it reads only briefly, every few seconds, for as long as
+/// the client stays, and would otherwise hold a place for up to its whole life.
+pub fn hold_until_sent(response: Response, permit: OwnedSemaphorePermit) -> Response {
+    if response.body().size_hint().exact().is_some() {
+        return response;
+    }
+    let is_event_stream =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if is_event_stream {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 #[cfg(test)]
@@ -64,5 +132,18 @@ mod tests {
         let retry = limiter.check(key, 3).unwrap_err();
         assert!((1..=20).contains(&retry), "{retry}");
         assert!(limiter.check(RateKey::Key(2), 3).is_ok(), "buckets are per credential");
+    }
+
+    #[test]
+    fn peeking_takes_no_token() {
+        let limiter = RateLimiter::default();
+        let key = RateKey::FailedAuth(None);
+        assert!(limiter.peek(key, 2).is_ok(), "an unknown address has its whole budget");
+        assert!(limiter.check(key, 2).is_ok());
+        assert!(limiter.peek(key, 2).is_ok());
+        assert!(limiter.peek(key, 2).is_ok(), "peeking again takes nothing");
+        assert!(limiter.check(key, 2).is_ok());
+        let retry = limiter.peek(key, 2).unwrap_err();
+        assert!((1..=30).contains(&retry), "{retry}");
     }
 }

@@ -284,6 +284,7 @@ pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
     // including the bucket the cut-off falls in, which is rebuilt from the
     // readings left in it.
     let mut tx = pool.begin().await?;
+    crate::db::without_statement_timeout(&mut tx).await?;
     let done = sqlx::query(
         "DELETE FROM observations o USING datastreams d, datasets ds
          WHERE o.datastream_id = d.id AND d.dataset_id = ds.id
@@ -338,6 +339,7 @@ pub async fn erase(
     actor: &Actor,
 ) -> Result<Erasure, RegistryError> {
     let mut tx = pool.begin().await?;
+    crate::db::without_statement_timeout(&mut tx).await?;
     let before = fetch(&mut *tx, dataset_id).await?;
     let readings = sqlx::query(
         "DELETE FROM observations o USING datastreams d WHERE o.datastream_id = d.id AND d.dataset_id = $1",

@@ -18,6 +18,7 @@ pub mod datasets;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod grant_rate;
 pub mod grants;
 pub mod kafka;
 pub mod observations;

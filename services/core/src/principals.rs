@@ -26,6 +26,75 @@ use crate::registry::RegistryError;
 
 const KEY_PREFIX: &str = "hoh_";
 
+/// The longest lifetime of a new key unless configured otherwise
+/// (`HOHEIT_MAX_KEY_LIFETIME_DAYS`): a year and a month's grace for rotation.
+pub const DEFAULT_MAX_KEY_LIFETIME_DAYS: u32 = 397;
+
+/// The lifetime of a key when none is asked for.
+const DEFAULT_KEY_LIFETIME_DAYS: u32 = 365;
+
+/// The longest a new key may live: between one day and a hundred years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLifetime(u32);
+
+impl KeyLifetime {
+    pub fn days(days: u32) -> Result<Self, RegistryError> {
+        if !(1..=36_500).contains(&days) {
+            return Err(RegistryError::Invalid {
+                field: "maximum key lifetime",
+                reason: format!("{days} days is not between 1 and 36500"),
+            });
+        }
+        Ok(Self(days))
+    }
+
+    fn duration(self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.0))
+    }
+}
+
+impl Default for KeyLifetime {
+    fn default() -> Self {
+        Self(DEFAULT_MAX_KEY_LIFETIME_DAYS)
+    }
+}
+
+/// When a new key expires: in the future, and no later than the maximum
+/// lifetime from now. Every key is issued through one ([`create_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyExpiry(DateTime<Utc>);
+
+impl KeyExpiry {
+    /// `requested`, or a year (at most the maximum) from `now` when `None`.
+    pub fn within(
+        requested: Option<DateTime<Utc>>,
+        max: KeyLifetime,
+        now: DateTime<Utc>,
+    ) -> Result<Self, RegistryError> {
+        let latest = now + max.duration();
+        let at =
+            requested.unwrap_or_else(|| latest.min(now + chrono::Duration::days(DEFAULT_KEY_LIFETIME_DAYS.into())));
+        if at <= now {
+            return Err(RegistryError::Invalid { field: "expires_at", reason: "must be in the future".into() });
+        }
+        if at > latest {
+            return Err(RegistryError::Invalid {
+                field: "expires_at",
+                reason: format!(
+                    "{at} is beyond the maximum key lifetime of {} days (until {latest}); \
+                     issue a shorter-lived key and rotate it",
+                    max.0
+                ),
+            });
+        }
+        Ok(Self(at))
+    }
+
+    pub fn at(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
@@ -212,17 +281,15 @@ pub fn mosquitto_hash(password: &str) -> String {
     format!("$7${ITERATIONS}${}${}", STANDARD.encode(salt), STANDARD.encode(hash))
 }
 
-/// Issues a new key for `principal_id`, valid until `expires_at`; audited
-/// as `key.issue` (with the key's metadata only).
+/// Issues a new key for `principal_id`, valid until `expires` (within the
+/// maximum key lifetime); audited as `key.issue` (with the key's metadata only).
 pub async fn create_key(
     pool: &PgPool,
     principal_id: i64,
-    expires_at: DateTime<Utc>,
+    expires: KeyExpiry,
     actor: &Actor,
 ) -> Result<IssuedKey, RegistryError> {
-    if expires_at <= Utc::now() {
-        return Err(RegistryError::Invalid { field: "expires_at", reason: "must be in the future".into() });
-    }
+    let expires_at = expires.at();
     let mut lookup = [0u8; 8];
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut lookup);
@@ -436,6 +503,26 @@ mod tests {
         assert_eq!(STANDARD.decode(parts[3]).unwrap().len(), 12);
         assert_eq!(STANDARD.decode(parts[4]).unwrap().len(), 64);
         assert_ne!(a, b, "salted");
+    }
+
+    #[test]
+    fn key_expiry_is_in_the_future_and_within_the_maximum_lifetime() {
+        let now = Utc::now();
+        let max = KeyLifetime::days(30).unwrap();
+        let day = chrono::Duration::days(1);
+        assert_eq!(KeyExpiry::within(None, max, now).unwrap().at(), now + day * 30, "default capped at the maximum");
+        assert_eq!(
+            KeyExpiry::within(None, KeyLifetime::default(), now).unwrap().at(),
+            now + day * 365,
+            "a year by default"
+        );
+        assert!(KeyExpiry::within(Some(now + day * 30), max, now).is_ok());
+        let beyond = KeyExpiry::within(Some(now + day * 31), max, now).unwrap_err();
+        assert!(beyond.to_string().contains("maximum key lifetime of 30 days"), "{beyond}");
+        assert!(KeyExpiry::within(Some(now - day), max, now).is_err(), "in the past");
+        let year_9999 = "9999-12-31T00:00:00Z".parse().unwrap();
+        assert!(KeyExpiry::within(Some(year_9999), KeyLifetime::default(), now).is_err());
+        assert!(KeyLifetime::days(0).is_err());
     }
 
     #[test]

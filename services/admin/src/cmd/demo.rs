@@ -34,7 +34,7 @@ use hoheit_core::datasets::{self, NewDataset};
 use hoheit_core::domain::{DatastreamId, DatastreamKey, Slug};
 use hoheit_core::grants::{self, NewGrant};
 use hoheit_core::policy::{Classification, OrgKind, Role};
-use hoheit_core::principals::{self, NewPrincipal, PrincipalKind};
+use hoheit_core::principals::{self, KeyExpiry, KeyLifetime, NewPrincipal, PrincipalKind};
 use hoheit_core::registry::{self, NewOrganisation};
 use hoheit_simulator::town::{Kind, Town, STADT, STADTWERKE};
 use serde::Serialize;
@@ -572,6 +572,7 @@ async fn ensure_principal(
             Change::Created
         }
     };
+    let expires_at = KeyExpiry::within(Some(expires_at), KeyLifetime::default(), Utc::now())?;
     let key = keys::issue(pool, &name, expires_at, actor).await?;
     Ok(PrincipalOutcome {
         name: plan.name.into(),

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use hoheit_core::admin_queries;
 use hoheit_core::audit::Actor;
 use hoheit_core::domain::Slug;
-use hoheit_core::principals;
+use hoheit_core::principals::{self, KeyExpiry, KeyLifetime};
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -37,6 +37,9 @@ pub struct CreateArgs {
     /// Expiry as an RFC 3339 time (instead of --expires-in-days).
     #[arg(long, value_parser = super::timestamp, conflicts_with = "expires_in_days")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Longest lifetime of a new key, in days (the API reads the same variable).
+    #[arg(long, env = "HOHEIT_MAX_KEY_LIFETIME_DAYS", default_value_t = principals::DEFAULT_MAX_KEY_LIFETIME_DAYS)]
+    pub max_key_lifetime_days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +71,7 @@ pub struct NewKey {
 }
 
 /// Issues a key for the principal called `name`.
-pub async fn issue(pool: &PgPool, name: &Slug, expires_at: DateTime<Utc>, actor: &Actor) -> Result<NewKey, AdminError> {
+pub async fn issue(pool: &PgPool, name: &Slug, expires_at: KeyExpiry, actor: &Actor) -> Result<NewKey, AdminError> {
     let principal = admin_queries::principal_by_name(pool, name)
         .await?
         .ok_or_else(|| AdminError::Input(format!("principal {name} not found")))?;
@@ -90,6 +93,8 @@ pub async fn run(pool: &PgPool, command: KeyCommand, actor: &Actor, out: &mut Ou
                 Some(at) => at,
                 None => super::days_from_now(args.expires_in_days)?,
             };
+            let lifetime = KeyLifetime::days(args.max_key_lifetime_days)?;
+            let expires_at = KeyExpiry::within(Some(expires_at), lifetime, Utc::now())?;
             let key = issue(pool, &args.principal, expires_at, actor).await?;
             out.show(&key, |out| {
                 out.line(format!(

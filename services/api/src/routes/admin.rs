@@ -9,7 +9,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use hoheit_core::audit::{self, Actor, AdminChange};
 use hoheit_core::datasets::{self, Dataset, NewDataset};
 use hoheit_core::domain::DatastreamId;
@@ -149,7 +149,8 @@ pub async fn disable_principal(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    /// Default: one year from now.
+    /// Default: one year from now (at most the maximum key lifetime, `HOHEIT_MAX_KEY_LIFETIME_DAYS`,
+    /// default 397 days; a later time is refused).
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -165,7 +166,7 @@ pub async fn create_key(
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
-    let expires = new.expires_at.unwrap_or_else(|| Utc::now() + Duration::days(365));
+    let expires = principals::KeyExpiry::within(new.expires_at, state.max_key_lifetime, Utc::now())?;
     Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires, &actor(&who)).await?)))
 }
 

@@ -471,7 +471,7 @@ impl Context<'_> {
             // The read gate charged its grant already.
             self.charged.extend(self.gate.grants_used(&view.readable, &request).iter().map(|g| g.id));
         }
-        self.charge_grants(&view.readable, &request)?;
+        self.charge_grants(&view.readable, &request).await?;
         let mut rows = self.fetch(target.entity, &view, &target.conditions, None, options, page_size + 1).await?;
         // `$top=0` asks for the count alone: no next page to follow.
         let more = page_size > 0 && rows.len() as i64 > page_size;
@@ -654,7 +654,7 @@ impl Context<'_> {
                     reference: false,
                 };
                 let view = self.gate.view_for(&target, Some(&request));
-                self.charge_grants(&view.readable, &request)?;
+                self.charge_grants(&view.readable, &request).await?;
                 let limit = if nav.single { 1 } else { expand.options.top() };
                 let mut children = if keys.is_empty() {
                     Vec::new()
@@ -815,10 +815,10 @@ impl Context<'_> {
     /// Applies the rate of every grant under which a query of `readable`
     /// would read observations, before it runs, once per grant and request
     /// (a collection spans datastreams of several datasets and grants).
-    fn charge_grants(&mut self, readable: &[i64], request: &ReadRequest) -> Result<(), ApiError> {
+    async fn charge_grants(&mut self, readable: &[i64], request: &ReadRequest) -> Result<(), ApiError> {
         for grant in self.gate.grants_used(readable, request) {
             if self.charged.insert(grant.id) {
-                check_grant_rate(self.state, self.who, &grant)?;
+                check_grant_rate(self.state, self.who, &grant).await?;
                 self.granted.entry(grant.dataset_id).or_insert((grant, *request));
             }
         }
