@@ -50,8 +50,8 @@ pub enum OidcError {
     Algorithm(Algorithm),
     #[error("the issuer's keys could not be fetched: {0}")]
     Jwks(String),
-    #[error("the token's key id {0:?} is not among the issuer's keys")]
-    UnknownKey(Option<String>),
+    #[error("the token's key id ({0}) is not among the issuer's keys")]
+    UnknownKey(String),
     #[error("the token was rejected: {0}")]
     Invalid(String),
     #[error("the token has no string claim {0:?}")]
@@ -168,12 +168,12 @@ impl Oidc {
             return found;
         }
         if !budget.take(Instant::now()) {
-            return Err(OidcError::UnknownKey(kid.map(str::to_owned)));
+            return Err(OidcError::UnknownKey(kid.unwrap_or("none").to_owned()));
         }
         let set = self.fetch().await?;
         *self.keys.write().await = Some(set);
         drop(budget);
-        self.cached(kid).await.unwrap_or_else(|| Err(OidcError::UnknownKey(kid.map(str::to_owned))))
+        self.cached(kid).await.unwrap_or_else(|| Err(OidcError::UnknownKey(kid.unwrap_or("none").to_owned())))
     }
 
     /// Validates `token` and returns the configured subject claim.
