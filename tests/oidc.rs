@@ -5,8 +5,9 @@
 //! them to principals; it refuses, with a reason, tokens that are expired, not
 //! yet valid, for another API, of another issuer, tampered with, of another
 //! client, of an unknown subject, and ID tokens. A key rotation at the
-//! provider needs no restart of the API, and tokens with made-up key ids do
-//! not make the API flood the provider with key fetches.
+//! provider needs no restart of the API, tokens with made-up key ids do not
+//! make the API flood the provider with key fetches, and a key the provider
+//! withdrew is refused once the API's cached keys reach their maximum age.
 
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,19 @@ const ACCEPTED_CLIENTS: &str = "--oidc-client-ids=hoheit-rs256,hoheit-es256,hohe
 /// The API configured for the provider (keys through discovery, no clock skew, so that the
 /// expired token is refused as soon as it expires), a department member `kc-4711` and an
 /// internal datastream only the town's members may read.
-async fn api_for(provider: &IdentityProvider, isolation: &Isolation) -> anyhow::Result<(Running, ApiClient, String)> {
+async fn api_for(
+    provider: &IdentityProvider,
+    isolation: &Isolation,
+    extra: &[&str],
+) -> anyhow::Result<(Running, ApiClient, String)> {
     let flags = [
         format!("--oidc-issuer={}", provider.issuer),
         format!("--oidc-audience={AUDIENCE}"),
         "--oidc-leeway-secs=0".to_owned(),
         ACCEPTED_CLIENTS.to_owned(),
     ];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend_from_slice(extra);
     let (running, api) = start_api_with(isolation, &flags).await?;
     api.organisation("stadt", "municipality", None).await?;
     api.organisation("amt-umwelt", "department", Some("stadt")).await?;
@@ -82,7 +88,7 @@ async fn access_tokens_of_a_certified_provider_map_to_principals_and_bad_ones_ar
     assert!(discovery["jwks_uri"].as_str().is_some_and(|u| u.starts_with(&provider.issuer)), "{discovery}");
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let (running, api, path) = api_for(&provider, &isolation).await?;
+    let (running, api, path) = api_for(&provider, &isolation, &[]).await?;
 
     for (client, alg) in [("hoheit-rs256", "RS256"), ("hoheit-es256", "ES256")] {
         let tokens = provider.sign_in(client, "kc-4711", None).await?;
@@ -172,7 +178,7 @@ async fn a_key_rotation_at_the_provider_needs_no_restart_of_the_api() -> anyhow:
     let provider = IdentityProvider::start(&clients()).await?;
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let (running, api, path) = api_for(&provider, &isolation).await?;
+    let (running, api, path) = api_for(&provider, &isolation, &[]).await?;
 
     let before = provider.sign_in("hoheit-es256", "kc-4711", None).await?.access_token;
     let (status, body) = read_as(&api, &before, &path).await;
@@ -206,6 +212,31 @@ async fn a_key_rotation_at_the_provider_needs_no_restart_of_the_api() -> anyhow:
     assert!(fetched <= bound, "the API fetched the keys {fetched} times (bound {bound})");
     let (status, body) = read_as(&api, &after, &path).await;
     assert_eq!(status, 200, "the current key still works: {body}");
+
+    running.stop().await?;
+    provider.stop().await?;
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_provider_withdrew_is_refused_once_the_cached_keys_are_old() -> anyhow::Result<()> {
+    let provider = IdentityProvider::start(&clients()).await?;
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let (running, api, path) = api_for(&provider, &isolation, &["--oidc-jwks-max-age-secs=1"]).await?;
+
+    let before = provider.sign_in("hoheit-es256", "kc-4711", None).await?.access_token;
+    let (status, body) = read_as(&api, &before, &path).await;
+    assert_eq!(status, 200, "{body}");
+    let fetched_by = Instant::now();
+    // The provider withdraws the key (e.g. compromised); no token of its new key reaches the API.
+    let provider = provider.rotate_keys().await?;
+    tokio::time::sleep((fetched_by + Duration::from_secs(2)).saturating_duration_since(Instant::now())).await;
+    let (status, body) = read_as(&api, &before, &path).await;
+    assert_eq!(status, 401, "a still unexpired token of the withdrawn key: {body}");
+    assert!(body["detail"].as_str().unwrap_or_default().contains("not among the issuer's keys"), "{body}");
 
     running.stop().await?;
     provider.stop().await?;

@@ -3,12 +3,14 @@
 //! not-before with clock skew, and optionally the client the token was issued
 //! to. A claim (default `sub`) names the principal.
 //!
-//! The JWKS is fetched once and cached. A token with a key id not in the cache
-//! (the issuer rotated its keys) makes the API fetch the JWKS again at once, so
-//! a rotation needs no restart; such fetches draw on a small budget
+//! The JWKS is fetched and cached. A token with a key id not in the cache (the
+//! issuer rotated its keys) makes the API fetch the JWKS again at once, so a
+//! rotation needs no restart, and so does a cached set older than
+//! `--oidc-jwks-max-age-secs`; fetches draw on a small budget
 //! ([`FetchBudget`]) so that tokens with made-up key ids cannot make the API
 //! hammer the issuer. A fetched set replaces the cached one: a key the issuer
-//! no longer publishes is refused from then on.
+//! no longer publishes is refused from then on. While the issuer cannot be
+//! reached, the keys already known stay in use.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,10 @@ pub struct OidcArgs {
     /// with the right audience. Include the dashboard's client id.
     #[arg(long = "oidc-client-ids", env = "HOHEIT_OIDC_CLIENT_IDS", value_delimiter = ',')]
     pub client_ids: Vec<String>,
+    /// Seconds after which the cached JWKS is fetched again on the next token, so that a key the
+    /// issuer withdrew (e.g. compromised) is refused within this time.
+    #[arg(long = "oidc-jwks-max-age-secs", env = "HOHEIT_OIDC_JWKS_MAX_AGE_SECS", default_value_t = 600)]
+    pub jwks_max_age_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +103,7 @@ pub struct Oidc {
     args: OidcArgs,
     issuer: String,
     http: reqwest::Client,
-    keys: RwLock<Option<JwkSet>>,
+    keys: RwLock<Option<(JwkSet, Instant)>>,
     /// Held while fetching: concurrent requests with the same new key id wait for one fetch.
     budget: Mutex<FetchBudget>,
 }
@@ -147,33 +153,43 @@ impl Oidc {
             .map_err(|e| OidcError::Jwks(e.to_string()))
     }
 
-    async fn cached(&self, kid: Option<&str>) -> Option<Result<DecodingKey, OidcError>> {
+    /// The cached key for `kid`, if any, and whether the cached set is younger than the maximum age.
+    async fn cached(&self, kid: Option<&str>) -> (Option<Result<DecodingKey, OidcError>>, bool) {
         let keys = self.keys.read().await;
-        let set = keys.as_ref()?;
-        let jwk = match kid {
-            Some(kid) => set.find(kid)?,
-            None if set.keys.len() == 1 => &set.keys[0],
-            None => return None,
+        let Some((set, fetched)) = keys.as_ref() else {
+            return (None, false);
         };
-        Some(DecodingKey::from_jwk(jwk).map_err(|e| OidcError::Jwks(e.to_string())))
+        let fresh = fetched.elapsed() <= Duration::from_secs(self.args.jwks_max_age_secs);
+        let jwk = match kid {
+            Some(kid) => set.find(kid),
+            None if set.keys.len() == 1 => set.keys.first(),
+            None => None,
+        };
+        (jwk.map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| OidcError::Jwks(e.to_string()))), fresh)
     }
 
     async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, OidcError> {
-        if let Some(found) = self.cached(kid).await {
+        let unknown = || OidcError::UnknownKey(kid.unwrap_or("none").to_owned());
+        if let (Some(found), true) = self.cached(kid).await {
             return found;
         }
         let mut budget = self.budget.lock().await;
-        // Another request may have fetched the new set while this one waited.
-        if let Some(found) = self.cached(kid).await {
-            return found;
-        }
+        // Another request may have fetched the set while this one waited.
+        let found = match self.cached(kid).await {
+            (Some(found), true) => return found,
+            (found, _) => found,
+        };
         if !budget.take(Instant::now()) {
-            return Err(OidcError::UnknownKey(kid.unwrap_or("none").to_owned()));
+            // Out of budget: an old set still serves until the next fetch.
+            return found.unwrap_or_else(|| Err(unknown()));
         }
-        let set = self.fetch().await?;
-        *self.keys.write().await = Some(set);
+        match self.fetch().await {
+            Ok(set) => *self.keys.write().await = Some((set, Instant::now())),
+            // The issuer is unreachable: keys already known stay in use.
+            Err(error) => return found.unwrap_or(Err(error)),
+        }
         drop(budget);
-        self.cached(kid).await.unwrap_or_else(|| Err(OidcError::UnknownKey(kid.unwrap_or("none").to_owned())))
+        self.cached(kid).await.0.unwrap_or_else(|| Err(unknown()))
     }
 
     /// Validates `token` and returns the configured subject claim.
