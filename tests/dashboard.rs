@@ -14,11 +14,12 @@
 //! - the owner sees the grant, the audit log and the dead letter; everyone the
 //!   transparency report;
 //! - a department member signs in through OIDC (authorization code with PKCE)
-//!   against an issuer run by the test.
+//!   on the login and consent pages of an independent, OpenID Certified
+//!   provider (oidc-provider, `tests/oidc-provider`).
 //!
 //! Screenshots of each screen go to `target/dashboard-screenshots/`.
-//! Needs the built dashboard and chromium: `deploy/local/hoheit test` (or
-//! `tools`) installs and builds both.
+//! Needs the built dashboard, chromium and the provider's node_modules:
+//! `deploy/local/hoheit test` (or `tools`) installs and builds them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hoheit_core::domain::Slug;
+use hoheit_tests::identity_provider::{self, IdentityProvider};
 use hoheit_tests::{eventually, start_api_with, start_ingest, start_writer, Isolation, Publisher};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -279,108 +281,27 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
     Ok(())
 }
 
-/// Codes handed out by the test issuer: code → (PKCE challenge, redirect URI).
-type Codes = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
-
-/// An OIDC issuer on loopback whose login needs no user: `/auth` redirects
-/// straight back with a code bound to the PKCE challenge; `/token` checks the
-/// verifier and issues an ES256 access token for `subject`.
-async fn issuer(subject: &'static str) -> (String, tokio::task::JoinHandle<()>) {
-    use axum::extract::{Form, Query};
-    use axum::http::header;
-    use axum::response::{IntoResponse, Redirect};
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use p256::ecdsa::SigningKey;
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-    use sha2::Digest;
-    use std::collections::HashMap;
-
-    let key = SigningKey::random(&mut rand::rngs::OsRng);
-    let point = key.verifying_key().to_encoded_point(false);
-    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
-        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()), "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())}]});
-    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let codes: Codes = Default::default();
-    const CORS: [(header::HeaderName, &str); 1] = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
-    let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/certs"), "authorization_endpoint": format!("{url}/auth"),
-        "token_endpoint": format!("{url}/token"), "code_challenge_methods_supported": ["S256"]});
-    let (issued, authorize) = (codes.clone(), codes.clone());
-    let iss = url.clone();
-    let app = axum::Router::new()
-        .route("/.well-known/openid-configuration", axum::routing::get(move || async move { (CORS, axum::Json(discovery)) }))
-        .route("/certs", axum::routing::get(move || async move { (CORS, axum::Json(jwks)) }))
-        .route(
-            "/auth",
-            axum::routing::get(move |Query(q): Query<HashMap<String, String>>| async move {
-                let ok = q.get("response_type").map(String::as_str) == Some("code")
-                    && q.get("client_id").map(String::as_str) == Some("hoheit-dashboard")
-                    && q.get("code_challenge_method").map(String::as_str) == Some("S256");
-                let (Some(challenge), Some(redirect), Some(state), true) =
-                    (q.get("code_challenge"), q.get("redirect_uri"), q.get("state"), ok)
-                else {
-                    return (axum::http::StatusCode::BAD_REQUEST, "invalid authorization request").into_response();
-                };
-                let code = uuid::Uuid::new_v4().simple().to_string();
-                authorize.lock().unwrap().insert(code.clone(), (challenge.clone(), redirect.clone()));
-                Redirect::to(&format!("{redirect}?code={code}&state={state}")).into_response()
-            }),
-        )
-        .route(
-            "/token",
-            axum::routing::post(move |Form(f): Form<HashMap<String, String>>| async move {
-                let code = f.get("code").cloned().unwrap_or_default();
-                let Some((challenge, redirect)) = issued.lock().unwrap().remove(&code) else {
-                    return (axum::http::StatusCode::BAD_REQUEST, CORS, axum::Json(json!({"error": "invalid_grant"})));
-                };
-                let verifier = f.get("code_verifier").cloned().unwrap_or_default();
-                let proof = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
-                if proof != challenge
-                    || f.get("redirect_uri") != Some(&redirect)
-                    || f.get("grant_type").map(String::as_str) != Some("authorization_code")
-                {
-                    return (
-                        axum::http::StatusCode::BAD_REQUEST,
-                        CORS,
-                        axum::Json(json!({"error": "invalid_grant", "error_description": "PKCE verifier or redirect URI does not match"})),
-                    );
-                }
-                let now = Utc::now().timestamp();
-                let claims = json!({"sub": subject, "aud": "hoheit", "iss": iss, "exp": now + 300, "iat": now, "nbf": now - 5});
-                let mut head = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-                head.kid = Some("k1".into());
-                let token =
-                    jsonwebtoken::encode(&head, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap())
-                        .unwrap();
-                (
-                    axum::http::StatusCode::OK,
-                    CORS,
-                    axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 300})),
-                )
-            }),
-        );
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() -> anyhow::Result<()> {
     let dist = prerequisites();
-    let (issuer_url, issuer_task) = issuer("kc-4711").await;
+    // The API must know the issuer before it runs, the provider the dashboard's address (the
+    // API's) before it runs: a port for the provider first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
     let flags = [
         format!("--dashboard-dir={}", dist.display()),
         format!("--oidc-issuer={issuer_url}"),
-        "--oidc-audience=hoheit".to_owned(),
+        format!("--oidc-audience={}", identity_provider::AUDIENCE),
+        "--oidc-client-ids=hoheit-dashboard".to_owned(),
         "--dashboard-oidc-client-id=hoheit-dashboard".to_owned(),
     ];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (running, api) = start_api_with(&isolation, &flags).await?;
+    let dashboard = identity_provider::Client::public("hoheit-dashboard", &format!("{}/", api.base));
+    let provider = IdentityProvider::start_on(port, &[dashboard]).await?;
+    assert_eq!(provider.issuer, issuer_url);
     api.organisation("stadt", "municipality", None).await?;
     api.organisation("amt-umwelt", "department", Some("stadt")).await?;
     // In no dataset: internal to the town, so only its members see it.
@@ -412,11 +333,12 @@ async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() ->
     let csp = page.headers()["content-security-policy"].to_str()?.to_owned();
     assert!(csp.contains(&format!("connect-src 'self' {issuer_url}")), "the page may talk to the issuer only: {csp}");
 
-    let scenario = json!({"stream_id": stream, "values": values, "screenshot_prefix": "oidc-"});
+    let scenario = json!({"issuer": issuer_url, "login": "kc-4711", "stream_id": stream, "values": values,
+                          "screenshot_prefix": "oidc-"});
     run_browser(&api.base, "oidc.e2e.mjs", "HOHEIT_E2E_OIDC", &scenario, |_| async { Ok(()) }).await;
 
     running.stop().await?;
-    issuer_task.abort();
+    provider.stop().await?;
     pool.close().await;
     isolation.drop_database().await;
     Ok(())

@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod identity_provider;
 pub mod town;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";

@@ -1,13 +1,23 @@
 //! OIDC bearer tokens (JWT) from one configured issuer, e.g. Keycloak:
-//! signature against the issuer's JWKS (fetched, cached, refreshed when an
-//! unknown key id appears), issuer, audience, expiry with clock skew. A claim
-//! (default `sub`) names the principal.
+//! signature against the issuer's JWKS, issuer, audience, expiry and
+//! not-before with clock skew, and optionally the client the token was issued
+//! to. A claim (default `sub`) names the principal.
+//!
+//! The JWKS is fetched and cached. A token with a key id not in the cache (the
+//! issuer rotated its keys) makes the API fetch the JWKS again at once, so a
+//! rotation needs no restart, and so does a cached set older than
+//! `--oidc-jwks-max-age-secs`; fetches draw on a small budget
+//! ([`FetchBudget`]) so that tokens with made-up key ids cannot make the API
+//! hammer the issuer. A fetched set replaces the cached one: a key the issuer
+//! no longer publishes is refused from then on. While the issuer cannot be
+//! reached, the keys already known stay in use.
 
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 /// OIDC settings of the API.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +37,15 @@ pub struct OidcArgs {
     /// Allowed clock skew in seconds.
     #[arg(long = "oidc-leeway-secs", env = "HOHEIT_OIDC_LEEWAY_SECS", default_value_t = 60)]
     pub leeway_secs: u64,
+    /// Clients whose tokens are accepted (comma-separated client ids, matched against the token's
+    /// `client_id` (RFC 9068) or else `azp` (OIDC)); empty: tokens of any client of the issuer
+    /// with the right audience. Include the dashboard's client id.
+    #[arg(long = "oidc-client-ids", env = "HOHEIT_OIDC_CLIENT_IDS", value_delimiter = ',')]
+    pub client_ids: Vec<String>,
+    /// Seconds after which the cached JWKS is fetched again on the next token, so that a key the
+    /// issuer withdrew (e.g. compromised) is refused within this time.
+    #[arg(long = "oidc-jwks-max-age-secs", env = "HOHEIT_OIDC_JWKS_MAX_AGE_SECS", default_value_t = 600)]
+    pub jwks_max_age_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +56,47 @@ pub enum OidcError {
     Algorithm(Algorithm),
     #[error("the issuer's keys could not be fetched: {0}")]
     Jwks(String),
-    #[error("the token's key id {0:?} is not among the issuer's keys")]
-    UnknownKey(Option<String>),
+    #[error("the token's key id ({0}) is not among the issuer's keys")]
+    UnknownKey(String),
     #[error("the token was rejected: {0}")]
     Invalid(String),
     #[error("the token has no string claim {0:?}")]
     MissingClaim(String),
+    #[error("the token was issued to client {0:?}, which is not among the clients accepted (HOHEIT_OIDC_CLIENT_IDS)")]
+    Client(String),
+    #[error("the token names no client (`client_id` or `azp`), but only tokens of the accepted clients (HOHEIT_OIDC_CLIENT_IDS) are")]
+    NoClient,
+}
+
+/// Fetches of the JWKS for an unknown key id: up to [`FetchBudget::BURST`] at
+/// once, then one per [`FetchBudget::REFILL`].
+#[derive(Debug)]
+struct FetchBudget {
+    available: u32,
+    since: Instant,
+}
+
+impl FetchBudget {
+    const BURST: u32 = 3;
+    const REFILL: Duration = Duration::from_secs(10);
+
+    fn new(now: Instant) -> Self {
+        Self { available: Self::BURST, since: now }
+    }
+
+    /// Takes one fetch if the budget allows it at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = (now.saturating_duration_since(self.since).as_secs() / Self::REFILL.as_secs()) as u32;
+        if earned > 0 {
+            self.available = (self.available + earned).min(Self::BURST);
+            self.since += Self::REFILL * earned;
+        }
+        if self.available == 0 {
+            return false;
+        }
+        self.available -= 1;
+        true
+    }
 }
 
 pub struct Oidc {
@@ -50,15 +104,21 @@ pub struct Oidc {
     issuer: String,
     http: reqwest::Client,
     keys: RwLock<Option<(JwkSet, Instant)>>,
+    /// Held while fetching: concurrent requests with the same new key id wait for one fetch.
+    budget: Mutex<FetchBudget>,
 }
-
-const MIN_REFRESH: Duration = Duration::from_secs(10);
 
 impl Oidc {
     pub fn new(args: &OidcArgs) -> Option<Self> {
         let issuer = args.issuer.clone()?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok()?;
-        Some(Self { args: args.clone(), issuer, http, keys: RwLock::new(None) })
+        Some(Self {
+            args: args.clone(),
+            issuer,
+            http,
+            keys: RwLock::new(None),
+            budget: Mutex::new(FetchBudget::new(Instant::now())),
+        })
     }
 
     async fn fetch(&self) -> Result<JwkSet, OidcError> {
@@ -93,31 +153,43 @@ impl Oidc {
             .map_err(|e| OidcError::Jwks(e.to_string()))
     }
 
+    /// The cached key for `kid`, if any, and whether the cached set is younger than the maximum age.
+    async fn cached(&self, kid: Option<&str>) -> (Option<Result<DecodingKey, OidcError>>, bool) {
+        let keys = self.keys.read().await;
+        let Some((set, fetched)) = keys.as_ref() else {
+            return (None, false);
+        };
+        let fresh = fetched.elapsed() <= Duration::from_secs(self.args.jwks_max_age_secs);
+        let jwk = match kid {
+            Some(kid) => set.find(kid),
+            None if set.keys.len() == 1 => set.keys.first(),
+            None => None,
+        };
+        (jwk.map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| OidcError::Jwks(e.to_string()))), fresh)
+    }
+
     async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, OidcError> {
-        let find = |set: &JwkSet| -> Option<Result<DecodingKey, OidcError>> {
-            let jwk = match kid {
-                Some(kid) => set.find(kid)?,
-                None if set.keys.len() == 1 => &set.keys[0],
-                None => return None,
-            };
-            Some(DecodingKey::from_jwk(jwk).map_err(|e| OidcError::Jwks(e.to_string())))
-        };
-        let stale = {
-            let cached = self.keys.read().await;
-            if let Some(found) = cached.as_ref().and_then(|(set, _)| find(set)) {
-                return found;
-            }
-            cached.as_ref().is_none_or(|(_, at)| at.elapsed() > MIN_REFRESH)
-        };
-        if stale {
-            let set = self.fetch().await?;
-            let found = find(&set);
-            *self.keys.write().await = Some((set, Instant::now()));
-            if let Some(found) = found {
-                return found;
-            }
+        let unknown = || OidcError::UnknownKey(kid.unwrap_or("none").to_owned());
+        if let (Some(found), true) = self.cached(kid).await {
+            return found;
         }
-        Err(OidcError::UnknownKey(kid.map(str::to_owned)))
+        let mut budget = self.budget.lock().await;
+        // Another request may have fetched the set while this one waited.
+        let found = match self.cached(kid).await {
+            (Some(found), true) => return found,
+            (found, _) => found,
+        };
+        if !budget.take(Instant::now()) {
+            // Out of budget: an old set still serves until the next fetch.
+            return found.unwrap_or_else(|| Err(unknown()));
+        }
+        match self.fetch().await {
+            Ok(set) => *self.keys.write().await = Some((set, Instant::now())),
+            // The issuer is unreachable: keys already known stay in use.
+            Err(error) => return found.unwrap_or(Err(error)),
+        }
+        drop(budget);
+        self.cached(kid).await.0.unwrap_or_else(|| Err(unknown()))
     }
 
     /// Validates `token` and returns the configured subject claim.
@@ -132,12 +204,60 @@ impl Oidc {
         validation.set_audience(&[&self.args.audience]);
         validation.leeway = self.args.leeway_secs;
         validation.validate_nbf = true;
-        let data =
-            decode::<serde_json::Value>(token, &key, &validation).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        let data = decode::<serde_json::Value>(token, &key, &validation).map_err(|e| self.reason(e))?;
+        self.check_client(&data.claims)?;
         data.claims
             .get(&self.args.subject_claim)
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .ok_or_else(|| OidcError::MissingClaim(self.args.subject_claim.clone()))
+    }
+
+    fn check_client(&self, claims: &serde_json::Value) -> Result<(), OidcError> {
+        if self.args.client_ids.is_empty() {
+            return Ok(());
+        }
+        let client = ["client_id", "azp"].iter().find_map(|claim| claims.get(claim).and_then(|v| v.as_str()));
+        match client {
+            Some(client) if self.args.client_ids.iter().any(|c| c == client) => Ok(()),
+            Some(client) => Err(OidcError::Client(client.to_owned())),
+            None => Err(OidcError::NoClient),
+        }
+    }
+
+    /// A reason a person can act on for a token that failed validation.
+    fn reason(&self, error: jsonwebtoken::errors::Error) -> OidcError {
+        OidcError::Invalid(match error.kind() {
+            ErrorKind::ExpiredSignature => "it has expired (`exp`)".to_owned(),
+            ErrorKind::ImmatureSignature => "it is not valid yet (`nbf`)".to_owned(),
+            ErrorKind::InvalidAudience => format!("its audience (`aud`) is not {:?}", self.args.audience),
+            ErrorKind::InvalidIssuer => format!("its issuer (`iss`) is not {:?}", self.issuer),
+            ErrorKind::InvalidSignature => "its signature does not verify with the issuer's key".to_owned(),
+            ErrorKind::MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
+            _ => error.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetches_for_unknown_keys_are_bounded_and_earned_back_over_time() {
+        let start = Instant::now();
+        let mut budget = FetchBudget::new(start);
+        for _ in 0..FetchBudget::BURST {
+            assert!(budget.take(start));
+        }
+        assert!(!budget.take(start), "a burst of made-up key ids exhausts the budget");
+        assert!(!budget.take(start + FetchBudget::REFILL - Duration::from_millis(1)));
+        assert!(budget.take(start + FetchBudget::REFILL), "one fetch per interval after the burst");
+        assert!(!budget.take(start + FetchBudget::REFILL));
+        let later = start + FetchBudget::REFILL * 100;
+        for _ in 0..FetchBudget::BURST {
+            assert!(budget.take(later));
+        }
+        assert!(!budget.take(later), "a long quiet time earns no more than the burst");
     }
 }

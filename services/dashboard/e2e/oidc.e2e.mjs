@@ -1,8 +1,9 @@
-// OIDC sign-in in the browser: authorization code with PKCE against the
-// issuer that tests/dashboard.rs runs (its login needs no user: it redirects
-// straight back with a code bound to the PKCE challenge, and its token
-// endpoint checks the verifier). HOHEIT_E2E_OIDC: JSON with the datastream id
-// and the values the signed-in department member must see.
+// OIDC sign-in in the browser: authorization code with PKCE against an
+// independent, OpenID Certified provider (oidc-provider, run by
+// tests/dashboard.rs from tests/oidc-provider): the person signs in on the
+// provider's own login and consent pages. HOHEIT_E2E_OIDC: JSON with the
+// login name (the account's `sub`), the datastream id and the values the
+// signed-in department member must see.
 
 import { launch } from './browser.mjs';
 
@@ -14,11 +15,19 @@ try {
   await page.waitForSelector('#signin-oidc:not([hidden])');
   check((await page.locator('#streams tbody tr').count()) === 0, 'anonymous: the internal datastream is not listed');
   await page.click('#signin-oidc');
+  await page.waitForSelector('input[name="login"]', { timeout: 15000 });
+  check(new URL(page.url()).origin === scenario.issuer, `the provider's login page: ${page.url()}`);
+  await shot('08-oidc-provider-login');
+  await page.fill('input[name="login"]', scenario.login);
+  await page.fill('input[name="password"]', 'any password');
+  await page.click('button[type="submit"]');
+  await page.waitForSelector('input[name="prompt"][value="consent"]', { state: 'attached', timeout: 15000 });
+  await page.click('button[type="submit"]');
   await page.waitForSelector('body[data-session="oidc"]', { timeout: 15000 });
   check(new URL(page.url()).search === '', `the code is gone from the address bar: ${page.url()}`);
   check(new URL(page.url()).hash === '#/list', 'back on the view the sign-in started from');
   await page.waitForSelector(`#streams tbody tr[data-id="${scenario.stream_id}"]`);
-  check(true, 'signed in through the issuer, the department member sees the internal datastream');
+  check(true, 'signed in through the provider, the department member sees the internal datastream');
   const stored = await page.evaluate(() =>
     [localStorage, sessionStorage].flatMap((s) => Object.keys(s).map((k) => s.getItem(k))).join(' ') + document.cookie,
   );
