@@ -268,13 +268,8 @@ async fn entities_navigation_and_query_options_follow_the_standard() {
     isolation.drop_database().await;
 }
 
-#[tokio::test]
-async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
-    let isolation = Isolation::new();
-    let pool = isolation.create_database().await.unwrap();
-    let (running, api) = start_api(&isolation).await.unwrap();
-    let _town = small_town(&api, &pool).await.unwrap();
-    // Two restricted datasets of the town: parking (raw, last day only) and rides (15-minute aggregates only).
+/// The town's parking garage, a thing with one datastream (a count) per property; their ids.
+async fn parking_garage(api: &ApiClient, properties: &[&str]) -> Vec<i64> {
     api.post_ok(
         "/v1/admin/things",
         json!({"org": "stadt", "slug": "parkhaus", "name": "Parkhaus Mitte", "latitude": 52.83, "longitude": 13.82}),
@@ -282,7 +277,7 @@ async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
     .await
     .unwrap();
     let mut streams = Vec::new();
-    for property in ["free", "rides"] {
+    for property in properties {
         let body = api
             .post_ok(
                 "/v1/admin/datastreams",
@@ -292,6 +287,17 @@ async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
             .unwrap();
         streams.push(body["id"].as_i64().unwrap());
     }
+    streams
+}
+
+#[tokio::test]
+async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await.unwrap();
+    let (running, api) = start_api(&isolation).await.unwrap();
+    let _town = small_town(&api, &pool).await.unwrap();
+    // Two restricted datasets of the town: parking (raw, last day only) and rides (15-minute aggregates only).
+    let streams = parking_garage(&api, &["free", "rides"]).await;
     let (free, rides) = (streams[0], streams[1]);
     let mut datasets = Vec::new();
     for (slug, stream) in [("parken", free), ("fahrten", rides)] {
@@ -512,23 +518,7 @@ async fn collections_read_under_a_grant_keep_its_rate_and_are_audited_with_it() 
     let (running, api) = start_api(&isolation).await.unwrap();
     let _town = small_town(&api, &pool).await.unwrap();
     // A restricted parking dataset of two datastreams, granted raw to the third party at 3 requests a minute.
-    api.post_ok(
-        "/v1/admin/things",
-        json!({"org": "stadt", "slug": "parkhaus", "name": "Parkhaus Mitte", "latitude": 52.83, "longitude": 13.82}),
-    )
-    .await
-    .unwrap();
-    let mut streams = Vec::new();
-    for property in ["free", "occupied"] {
-        let body = api
-            .post_ok(
-                "/v1/admin/datastreams",
-                json!({"org": "stadt", "thing": "parkhaus", "property": property, "name": property, "unit": "count"}),
-            )
-            .await
-            .unwrap();
-        streams.push(body["id"].as_i64().unwrap());
-    }
+    let streams = parking_garage(&api, &["free", "occupied"]).await;
     let body = api
         .post_ok(
             "/v1/admin/datasets",
