@@ -36,27 +36,51 @@ pub struct RateLimiter {
     buckets: Mutex<HashMap<RateKey, (f64, Instant)>>,
 }
 
+/// A bucket of `per_minute` tokens, refilled continuously over a minute.
+#[derive(Clone, Copy)]
+struct Refill {
+    capacity: f64,
+    per_second: f64,
+}
+
+impl Refill {
+    fn new(per_minute: u32) -> Self {
+        let capacity = f64::from(per_minute.max(1));
+        Self { capacity, per_second: capacity / 60.0 }
+    }
+
+    /// The tokens a bucket holds `elapsed` seconds after it held `tokens`.
+    fn after(self, tokens: f64, elapsed: f64) -> f64 {
+        (tokens + elapsed * self.per_second).min(self.capacity)
+    }
+
+    /// `Ok` when `tokens` hold a whole token, else the seconds until they will.
+    fn ready(self, tokens: f64) -> Result<(), u64> {
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / self.per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
 impl RateLimiter {
     /// Takes one token from `key`'s bucket of `per_minute`; `Err(seconds)`
     /// until the next token when empty.
     pub fn check(&self, key: RateKey, per_minute: u32) -> Result<(), u64> {
         let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
         let now = Instant::now();
-        let capacity = f64::from(per_minute.max(1));
-        let rate = capacity / 60.0;
+        let refill = Refill::new(per_minute);
         if buckets.len() > 100_000 {
             // Forget full buckets so the map cannot grow without bound.
-            buckets.retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < capacity);
+            buckets.retain(|_, (tokens, at)| refill.after(*tokens, at.elapsed().as_secs_f64()) < refill.capacity);
         }
-        let (tokens, at) = buckets.entry(key).or_insert((capacity, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(capacity);
+        let (tokens, at) = buckets.entry(key).or_insert((refill.capacity, now));
+        *tokens = refill.after(*tokens, now.duration_since(*at).as_secs_f64());
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
-        }
+        refill.ready(*tokens)?;
+        *tokens -= 1.0;
+        Ok(())
     }
 
     /// Whether `key`'s bucket of `per_minute` holds a token, without taking
@@ -64,14 +88,8 @@ impl RateLimiter {
     pub fn peek(&self, key: RateKey, per_minute: u32) -> Result<(), u64> {
         let Ok(buckets) = self.buckets.lock() else { return Ok(()) };
         let Some((tokens, at)) = buckets.get(&key) else { return Ok(()) };
-        let capacity = f64::from(per_minute.max(1));
-        let rate = capacity / 60.0;
-        let tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(capacity);
-        if tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(((1.0 - tokens) / rate).ceil().max(1.0) as u64)
-        }
+        let refill = Refill::new(per_minute);
+        refill.ready(refill.after(*tokens, at.elapsed().as_secs_f64()))
     }
 }
 

@@ -14,7 +14,8 @@ use hoheit_core::audit::AuditRecord;
 use hoheit_core::datasets::{self, Dataset, ExportRow};
 use hoheit_core::dead_letters::DeadLettersErased;
 use hoheit_core::domain::DatastreamId;
-use hoheit_core::policy::{self, decide, Caller, GrantTerms, ReadRequest, Release, Resolution};
+use hoheit_core::observations::Bucket;
+use hoheit_core::policy::{self, decide, Caller, GrantTerms, ReadRequest, Resolution};
 use hoheit_core::{grants, observations};
 use serde::{Deserialize, Serialize};
 
@@ -172,13 +173,17 @@ pub async fn export(
     let streams = datasets::datastreams_of(&state.pool, id).await?;
     let (rows, lines) = match permit.range.resolution {
         Resolution::Raw => (datasets::count_readings(&state.pool, id).await?, raw_lines(&state, id, csv)),
-        Resolution::Aggregate { .. } => {
-            let (release, range) = (permit.release, permit.range);
-            let mut rows = 0;
+        Resolution::Aggregate { interval_secs } => {
+            // Read once: the buckets counted for the audit record are the ones sent.
+            let mut released = Vec::with_capacity(streams.len());
             for stream in &streams {
-                rows += observations::released_aggregates(&state.pool, stream_id(stream), &range, release).await?.len();
+                let buckets =
+                    observations::released_aggregates(&state.pool, stream_id(stream), &permit.range, permit.release)
+                        .await?;
+                released.push((stream.clone(), buckets));
             }
-            (rows as i64, aggregate_lines(&state, streams.clone(), range, release, csv))
+            let rows = released.iter().map(|(_, buckets)| buckets.len()).sum::<usize>();
+            (rows as i64, aggregate_lines(released, interval_secs, csv))
         }
     };
     permit.finish(&state, rows as usize).await?;
@@ -240,51 +245,29 @@ fn raw_lines(state: &AppState, dataset_id: i64, csv: bool) -> Lines {
         .boxed()
 }
 
-/// The released aggregates of each datastream over `range`, one line per bucket.
-fn aggregate_lines(
-    state: &AppState,
-    streams: Vec<serde_json::Value>,
-    range: ReadRequest,
-    release: Release,
-    csv: bool,
-) -> Lines {
-    let pool = state.pool.clone();
-    let interval = match range.resolution {
-        Resolution::Aggregate { interval_secs } => interval_secs,
-        Resolution::Raw => 0,
-    };
-    futures::stream::iter(streams)
-        .then(move |stream| {
-            let pool = pool.clone();
-            async move {
-                let buckets = observations::released_aggregates(&pool, stream_id(&stream), &range, release).await?;
-                let text = |key: &str| stream[key].as_str().unwrap_or_default().to_owned();
-                let lines: Vec<Result<String, sqlx::Error>> = buckets
-                    .into_iter()
-                    .map(|b| {
-                        Ok(if csv {
-                            format!(
-                                "{},{},{},{},{},{interval},{},{}\n",
-                                stream_id(&stream),
-                                csv_field(&text("thing")),
-                                csv_field(&text("property")),
-                                csv_field(&text("unit")),
-                                b.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                                b.avg,
-                                b.count
-                            )
-                        } else {
-                            let line = serde_json::json!({"type": "aggregate", "datastream_id": stream_id(&stream).0,
-                                "time": b.time, "interval_seconds": interval, "avg": b.avg, "min": b.min, "max": b.max, "count": b.count});
-                            format!("{line}\n")
-                        })
-                    })
-                    .collect();
-                Ok::<_, sqlx::Error>(lines)
-            }
+/// The released aggregates of each datastream (buckets of `interval` seconds), one line per bucket.
+fn aggregate_lines(released: Vec<(serde_json::Value, Vec<Bucket>)>, interval: i64, csv: bool) -> Lines {
+    let lines = released.into_iter().flat_map(move |(stream, buckets)| {
+        let id = stream_id(&stream);
+        let text = |key: &str| stream[key].as_str().unwrap_or_default().to_owned();
+        let (thing, property, unit) = (csv_field(&text("thing")), csv_field(&text("property")), csv_field(&text("unit")));
+        buckets.into_iter().map(move |b| {
+            Ok(if csv {
+                format!(
+                    "{id},{thing},{property},{unit},{},{interval},{},{}\n",
+                    b.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    b.avg,
+                    b.count,
+                    id = id.0
+                )
+            } else {
+                let line = serde_json::json!({"type": "aggregate", "datastream_id": id.0,
+                    "time": b.time, "interval_seconds": interval, "avg": b.avg, "min": b.min, "max": b.max, "count": b.count});
+                format!("{line}\n")
+            })
         })
-        .flat_map(|page| futures::stream::iter(page.unwrap_or_else(|e| vec![Err(e)])))
-        .boxed()
+    });
+    futures::stream::iter(lines).boxed()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
