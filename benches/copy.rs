@@ -1,5 +1,5 @@
 //! Criterion micro benchmark of the writer's binary COPY encoder
-//! (`hoheit_core::observations::encode_copy`): readings per second encoded
+//! (`hoheit_store::observations::encode_copy`): readings per second encoded
 //! for a writer batch of 20,000 readings.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -13,8 +13,8 @@ fn encoder(c: &mut Criterion) {
     group.bench_function("binary_20000", |b| {
         b.iter(|| {
             out.clear();
-            hoheit_core::observations::encode_copy(&batch, &mut out).expect("benchmark times are in range");
-            assert_eq!(out.len(), 19 + batch.len() * hoheit_core::observations::COPY_ROW_BYTES + 2);
+            hoheit_store::observations::encode_copy(&batch, &mut out).expect("benchmark times are in range");
+            assert_eq!(out.len(), 19 + batch.len() * hoheit_store::observations::COPY_ROW_BYTES + 2);
         })
     });
     group.finish();

@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hoheit_benches::{plain_json, protobuf, senml, T0};
-use hoheit_core::domain::Micros;
+use hoheit_domain::Micros;
 use hoheit_ingest::decode::{decode, JsonKind, Limits};
 
 fn decoders(c: &mut Criterion) {

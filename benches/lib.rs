@@ -2,7 +2,7 @@
 //! criterion micro benchmarks (`decode.rs`, `copy.rs`) and the system
 //! benchmarks of `hoheit-bench` (`system/`).
 
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_proto::v1::{ObservationBatch, SensorReading};
 use prost::Message;
 use serde_json::json;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -60,7 +60,7 @@ async fn town_with(extra: &[&str]) -> Town {
             (0..6).map(|i| base + i * 60_000_000).chain((0..2).map(|i| base + 900_000_000 + i * 60_000_000)).collect();
         let rows: Vec<Reading> =
             times.iter().map(|&t| Reading { datastream: DatastreamId(id), time: Micros(t), value: 1.0 }).collect();
-        hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+        hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
         streams.insert(class, id);
         datasets.insert(class, dataset_id);
     }
@@ -420,7 +420,7 @@ async fn owners_export_everything_streamed_and_erase_a_dataset() {
     let many: Vec<Reading> = (0..25_000)
         .map(|i| Reading { datastream: DatastreamId(open), time: Micros(start + i * 1_000_000), value: i as f64 })
         .collect();
-    hoheit_core::observations::insert(&mut town.pool.acquire().await.unwrap(), &many).await.unwrap();
+    hoheit_store::observations::insert(&mut town.pool.acquire().await.unwrap(), &many).await.unwrap();
     let big = town
         .api
         .get_as(Some(&town.keys["owner-admin"]), &format!("/v1/datasets/{}/export?format=csv", town.datasets["open"]))
@@ -505,8 +505,8 @@ async fn retention_deletes_only_readings_past_their_datasets_retention() {
     let minute = 60_000_000;
     rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day + minute), value: 6.99 });
     rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day - minute), value: 7.01 });
-    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
-    let deleted = hoheit_core::datasets::enforce_retention(&pool).await.unwrap();
+    hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    let deleted = hoheit_store::datasets::enforce_retention(&pool).await.unwrap();
     assert_eq!(deleted, 3, "the 7 days + 1 minute, 8 and 30 days old readings of the 7-day dataset");
     let mismatches: i64 = sqlx::query_scalar(
         "WITH raw AS (SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch') AS bucket,

@@ -370,11 +370,11 @@ async fn every_change_through_the_command_line_is_audited_with_the_operating_sys
     )
     .await?;
     log.one("dataset.create").await?;
-    let org = hoheit_core::domain::Slug::parse("organisation", "stadt-c")?;
-    let thing = hoheit_core::domain::Slug::parse("thing", "pegel-1")?;
-    hoheit_core::registry::create_thing(
+    let org = hoheit_domain::Slug::parse("organisation", "stadt-c")?;
+    let thing = hoheit_domain::Slug::parse("thing", "pegel-1")?;
+    hoheit_store::registry::create_thing(
         &pool,
-        &hoheit_core::registry::NewThing {
+        &hoheit_store::registry::NewThing {
             org: org.clone(),
             slug: thing.clone(),
             name: "Pegel".into(),
@@ -383,12 +383,12 @@ async fn every_change_through_the_command_line_is_audited_with_the_operating_sys
         },
     )
     .await?;
-    let stream = hoheit_core::registry::create_datastream(
+    let stream = hoheit_store::registry::create_datastream(
         &pool,
-        &hoheit_core::registry::NewDatastream {
+        &hoheit_store::registry::NewDatastream {
             org,
             thing,
-            property: hoheit_core::domain::Slug::parse("property", "level")?,
+            property: hoheit_domain::Slug::parse("property", "level")?,
             name: "Wasserstand".into(),
             unit: None,
         },

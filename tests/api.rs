@@ -2,7 +2,7 @@
 //! administration, cursor paging, aggregates and problem+json errors.
 
 use chrono::{DateTime, TimeZone, Utc};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{start_api, ApiClient, Isolation, TOKEN};
 use serde_json::{json, Value};
 
@@ -48,7 +48,7 @@ impl Setup {
             .map(|&(t, v)| Reading { datastream: DatastreamId(id), time: Micros(t), value: v })
             .collect();
         let mut conn = self.pool.acquire().await.unwrap();
-        hoheit_core::observations::insert(&mut conn, &rows).await.unwrap();
+        hoheit_store::observations::insert(&mut conn, &rows).await.unwrap();
     }
 }
 

@@ -26,7 +26,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
-use hoheit_core::domain::Slug;
+use hoheit_domain::Slug;
 use hoheit_tests::identity_provider::{self, IdentityProvider};
 use hoheit_tests::{eventually, start_api_with, start_ingest, start_writer, Isolation, Publisher};
 use serde_json::{json, Value};
@@ -128,7 +128,7 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
     let (api_running, api) = start_api_with(&isolation, &[&dist_arg]).await?;
     let ingest = start_ingest(&isolation).await?;
     let writer = start_writer(&isolation).await?;
-    let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
 
     // The town: its traffic counter (internal), its air sensor (open), a department, a company with a grant.
     api.organisation("stadt", "municipality", None).await?;
@@ -311,19 +311,19 @@ async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() ->
         json!({"org": "amt-umwelt", "name": "erika", "kind": "person", "role": "reader", "oidc_subject": "kc-4711"}),
     )
     .await?;
-    let now = hoheit_core::domain::Micros::now().0;
+    let now = hoheit_domain::Micros::now().0;
     let values = [21.25, 22.5, 23.75];
-    let rows: Vec<hoheit_core::domain::Reading> = values
+    let rows: Vec<hoheit_domain::Reading> = values
         .iter()
         .enumerate()
-        .map(|(i, &value)| hoheit_core::domain::Reading {
-            datastream: hoheit_core::domain::DatastreamId(stream),
-            time: hoheit_core::domain::Micros(now - (3 - i as i64) * 600_000_000),
+        .map(|(i, &value)| hoheit_domain::Reading {
+            datastream: hoheit_domain::DatastreamId(stream),
+            time: hoheit_domain::Micros(now - (3 - i as i64) * 600_000_000),
             value,
         })
         .collect();
     let mut connection = pool.acquire().await?;
-    hoheit_core::observations::insert(&mut connection, &rows).await?;
+    hoheit_store::observations::insert(&mut connection, &rows).await?;
     drop(connection);
 
     let config: Value = api.get_as(None, "/config.json").send().await?.json().await?;

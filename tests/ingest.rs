@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use hoheit_core::domain::{Slug, Unit};
-use hoheit_core::kafka::partition_of;
-use hoheit_core::registry::{self, NewDatastream, NewOrganisation, NewThing};
+use hoheit_domain::{Slug, Unit};
+use hoheit_kafka::partition_of;
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
+use hoheit_store::registry::{self, NewDatastream, NewOrganisation, NewThing};
 use hoheit_tests::{consume, consume_until, start_ingest, Consumed, Isolation, Publisher};
 use prost::Message;
 
@@ -55,8 +55,8 @@ fn readings(records: &[Consumed]) -> usize {
     batches(records).iter().map(|(_, b)| b.value.len()).sum()
 }
 
-fn topics(isolation: &Isolation) -> hoheit_core::kafka::Topics {
-    hoheit_core::kafka::KafkaArgs {
+fn topics(isolation: &Isolation) -> hoheit_kafka::Topics {
+    hoheit_kafka::KafkaArgs {
         bootstrap: hoheit_tests::kafka_bootstrap(),
         topic_prefix: isolation.kafka_prefix.clone(),
         partitions: 2,
@@ -76,7 +76,7 @@ async fn accepted_readings_reach_kafka_in_their_datastreams_partition_and_reject
     // Registered after ingest started: found through the cache-miss lookup.
     let late = register(&pool, "stadt", "pegel", "level", None).await;
 
-    let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
     let senml = br#"[{"bt": 1795132800, "n": "no2", "u": "ug/m3", "v": 12.5}, {"n": "temp", "v": 3.25, "t": 1}, {"n": "no2", "v": 13.5, "t": 60}]"#;
     let mut publisher = Publisher::connect("ingest").await?;
     publisher
@@ -152,7 +152,7 @@ async fn messages_published_while_ingest_is_down_are_delivered_after_restart() -
     // First start creates the persistent session and its subscription.
     start_ingest(&isolation).await?.stop().await?;
 
-    let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
     let topic = scheme.datastream_topic(&slug("stadt"), &slug("zaehler"), &slug("vehicles"));
     let messages: Vec<_> = (0..200)
         .map(|i| {

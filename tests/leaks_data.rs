@@ -6,8 +6,8 @@
 //! export, and raw payloads of an erased dataset left in the dead letters.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use hoheit_core::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
+use hoheit_store::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
 use hoheit_tests::{start_api, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -66,7 +66,7 @@ impl Town {
             .iter()
             .map(|&(at, value)| Reading { datastream: DatastreamId(stream), time: Micros(self.start + at), value })
             .collect();
-        hoheit_core::observations::insert(&mut self.pool.acquire().await.unwrap(), &rows).await.unwrap();
+        hoheit_store::observations::insert(&mut self.pool.acquire().await.unwrap(), &rows).await.unwrap();
     }
 
     fn at(&self, micros_after_start: i64) -> String {

@@ -14,7 +14,7 @@ mod admin_support;
 use std::time::Duration;
 
 use chrono::{Duration as Days, DurationRound, Utc};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{eventually, start_api_with, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -106,7 +106,7 @@ async fn granted_datastream(api: &ApiClient, pool: &PgPool, rate: i64) -> i64 {
     let rows: Vec<Reading> = (1..=8)
         .map(|i| Reading { datastream: DatastreamId(id), time: Micros(now - i * 600_000_000), value: i as f64 })
         .collect();
-    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
     api.post_ok(
         "/v1/admin/grants",
         json!({"dataset_id": dataset, "grantee": "movi", "purpose": "Verkehrsprognose", "contract_ref": "V-2026-17",

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hoheit_core::domain::Slug;
+use hoheit_domain::Slug;
 use hoheit_tests::{eventually, start_api, start_ingest, Isolation, Publisher, Running};
 use hoheit_writer::{Writer, WriterConfig};
 use tokio_util::sync::CancellationToken;
@@ -104,7 +104,7 @@ async fn ingest_and_writer_expose_flow_rejections_batches_and_consumer_lag() -> 
     let writer = start_writer(&isolation, |_| {}).await?;
     let observations = format!("{}.observations", isolation.kafka_prefix);
 
-    let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
     let slug = |s: &str| Slug::parse("test", s).unwrap();
     let level = scheme.datastream_topic(&slug("stadtwerke"), &slug("pegel-1"), &slug("level"));
     let unknown = scheme.datastream_topic(&slug("stadtwerke"), &slug("unbekannt"), &slug("level"));

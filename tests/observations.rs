@@ -2,8 +2,8 @@
 //! (binary COPY) stores a batch, and a batch that meets stored rows or holds
 //! a repeat falls back to skipping them, inside the caller's transaction.
 
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
-use hoheit_core::observations;
+use hoheit_domain::{DatastreamId, Micros, Reading};
+use hoheit_store::observations;
 use hoheit_tests::Isolation;
 use sqlx::{Connection, Row};
 

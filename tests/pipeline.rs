@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use hoheit_core::domain::Slug;
+use hoheit_domain::Slug;
 use hoheit_proto::v1::{ObservationBatch, SensorReading};
 use hoheit_tests::{eventually, Platform, Publisher};
 use prost::Message;

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::town::small_town;
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
 use serde_json::{json, Value};
@@ -324,7 +324,7 @@ async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
             ]
         })
         .collect();
-    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
     let until = iso(now + Duration::days(30));
     api.post_ok("/v1/admin/grants", json!({"dataset_id": datasets[0], "grantee": "movi", "purpose": "Parkleitsystem", "contract_ref": "V-1", "history_days": 1, "valid_until": until})).await.unwrap();
     api.post_ok("/v1/admin/grants", json!({"dataset_id": datasets[1], "grantee": "movi", "purpose": "Statistik", "contract_ref": "V-2", "min_interval_mins": 15, "valid_until": until})).await.unwrap();
@@ -541,7 +541,7 @@ async fn collections_read_under_a_grant_keep_its_rate_and_are_audited_with_it() 
             streams.iter().map(move |s| Reading { datastream: DatastreamId(*s), time: t, value: h as f64 })
         })
         .collect();
-    hoheit_core::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
+    hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
     let until = iso(now + Duration::days(30));
     let grant = api
         .post_ok(

@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hoheit_core::domain::Slug;
-use hoheit_core::telemetry::{self, LogArgs, LogFormat};
+use hoheit_domain::Slug;
 use hoheit_proto::v1::ObservationRecord;
+use hoheit_runtime::telemetry::{self, LogArgs, LogFormat};
 use hoheit_tests::{consume, eventually, Platform, Publisher};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::Value;

@@ -34,7 +34,7 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
     let writer = start_writer(&isolation).await?;
-    let topics = hoheit_core::kafka::KafkaArgs {
+    let topics = hoheit_kafka::KafkaArgs {
         bootstrap: hoheit_tests::kafka_bootstrap(),
         topic_prefix: isolation.kafka_prefix.clone(),
         partitions: 2,

@@ -2,7 +2,7 @@
 //! 10 s, loaded in time order (as the writer would store them, so a
 //! datastream's rows are spread over the heap as in production), queried by
 //! concurrent clients with the operator token. Beside each API figure, in the
-//! same run: the same SQL (the `hoheit-core` query functions) straight on a
+//! same run: the same SQL (the `hoheit-store` query functions) straight on a
 //! pool of the API's size, and the audit log's own append rate, since every
 //! audited read appends one hash-chained record under an advisory lock.
 //!
@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use hoheit_core::audit::{self, AuditRecord};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
-use hoheit_core::{observations, registry};
+use hoheit_domain::{DatastreamId, Micros, Reading};
+use hoheit_store::audit::{self, AuditRecord};
+use hoheit_store::{observations, registry};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::harness::{

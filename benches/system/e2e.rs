@@ -115,7 +115,7 @@ async fn publish(
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while sent < due {
             let ds = *next % topics.len();
-            let time = hoheit_core::domain::Micros::now().0.max(last[ds] + 1);
+            let time = hoheit_domain::Micros::now().0.max(last[ds] + 1);
             last[ds] = time;
             let stamp = chrono::DateTime::from_timestamp_micros(time)
                 .context("clock out of range")?
@@ -263,9 +263,9 @@ async fn measure(
             }
         })
     };
-    let steady_from = hoheit_core::domain::Micros::now().0;
+    let steady_from = hoheit_domain::Micros::now().0;
     let (sent, achieved) = publish(&publisher, &mqtt_topics, &mut last, &mut next, args.rate, args.duration).await?;
-    let steady_to = hoheit_core::domain::Micros::now().0 + 1;
+    let steady_to = hoheit_domain::Micros::now().0 + 1;
     published += sent;
     let arrived = drain(&seen, published, Duration::from_secs(120)).await;
     sampling.store(false, Ordering::Relaxed);
@@ -322,9 +322,9 @@ async fn measure(
     );
     let mut highest = if arrived && !growing && steady.p99 <= 1000.0 { Some(args.rate) } else { None };
     for &rate in &args.ramp {
-        let from = hoheit_core::domain::Micros::now().0;
+        let from = hoheit_domain::Micros::now().0;
         let (sent, achieved) = publish(&publisher, &mqtt_topics, &mut last, &mut next, rate, args.step_secs).await?;
-        let to = hoheit_core::domain::Micros::now().0 + 1;
+        let to = hoheit_domain::Micros::now().0 + 1;
         published += sent;
         let arrived = drain(&seen, published, Duration::from_secs(60)).await;
         let p = Percentiles::of(&mut latencies(&seen, from, to));

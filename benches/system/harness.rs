@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hoheit_core::kafka::KafkaArgs;
+use hoheit_kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -138,7 +138,7 @@ impl BenchDb {
         remember(Leftover::Database(name.clone()));
         let url = infra.database_url(&name);
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&url).await?;
-        hoheit_core::db::migrate(&pool).await?;
+        hoheit_store::db::migrate(&pool).await?;
         Ok(Self { name, url, pool, admin_url: infra.admin_database_url.clone() })
     }
 

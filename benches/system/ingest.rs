@@ -58,7 +58,7 @@ fn rfc3339(micros: i64) -> String {
 }
 
 fn loads(args: &IngestArgs) -> Vec<Load> {
-    let now = hoheit_core::domain::Micros::now().0 - 60_000_000;
+    let now = hoheit_domain::Micros::now().0 - 60_000_000;
     let single = (0..args.messages)
         .map(|m| {
             let (thing, property) = (m % args.things, (m / args.things) % args.properties);

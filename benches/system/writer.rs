@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use hoheit_benches::T0;
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
-use hoheit_core::kafka::partition_of;
+use hoheit_domain::{DatastreamId, Micros, Reading};
+use hoheit_kafka::partition_of;
 use hoheit_proto::v1::{DatastreamBatch, ObservationRecord};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -147,7 +147,7 @@ async fn raw_copy(db: &BenchDb, readings: &[Reading]) -> anyhow::Result<Duration
         sqlx::query(statement).execute(&db.pool).await?;
     }
     let mut data = Vec::new();
-    hoheit_core::observations::encode_copy(readings, &mut data)?;
+    hoheit_store::observations::encode_copy(readings, &mut data)?;
     db.checkpoint().await?;
     let mut conn = db.pool.acquire().await?;
     let started = Instant::now();

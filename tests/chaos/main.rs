@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use hoheit_core::domain::Slug;
-use hoheit_core::registry::{self, NewDatastream, NewOrganisation, NewThing};
+use hoheit_domain::Slug;
+use hoheit_store::registry::{self, NewDatastream, NewOrganisation, NewThing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{PgPool, Row};
@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let workload = Workload::generate(&mut rng, hoheit_core::topic::DEFAULT_ROOT, args.readings, args.things);
+    let workload = Workload::generate(&mut rng, hoheit_domain::topic::DEFAULT_ROOT, args.readings, args.things);
     println!(
         "chaos: seed {}, {} messages: {} valid readings, {} invalid messages ({} readings in them)",
         args.seed,
@@ -137,7 +137,7 @@ async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
 
     infra.start_postgres().await.context("starting PostgreSQL")?;
     let pool = PgPool::connect(&infra.database_url()).await?;
-    hoheit_core::db::migrate(&pool).await?;
+    hoheit_store::db::migrate(&pool).await?;
     let ids = register(&pool, &workload.things).await?;
     pool.close().await;
     infra.start_mosquitto().await.context("starting Mosquitto")?;

@@ -61,8 +61,8 @@ pub struct Isolation {
 
 impl Isolation {
     pub fn new() -> Self {
-        hoheit_core::telemetry::init(&hoheit_core::telemetry::LogArgs {
-            format: hoheit_core::telemetry::LogFormat::Text,
+        hoheit_runtime::telemetry::init(&hoheit_runtime::telemetry::LogArgs {
+            format: hoheit_runtime::telemetry::LogFormat::Text,
         });
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let database = format!("hoheit_test_{id}");
@@ -84,7 +84,7 @@ impl Isolation {
         // The name is generated above from hex digits only; identifiers cannot be bound.
         sqlx::query(&format!("CREATE DATABASE {}", self.database)).execute(&mut admin).await?;
         let pool = PgPool::connect(&self.database_url).await?;
-        hoheit_core::db::migrate(&pool).await?;
+        hoheit_store::db::migrate(&pool).await?;
         Ok(pool)
     }
 
@@ -440,7 +440,7 @@ pub struct Platform {
     pub isolation: Isolation,
     pub pool: PgPool,
     pub api: ApiClient,
-    pub scheme: hoheit_core::topic::TopicScheme,
+    pub scheme: hoheit_domain::topic::TopicScheme,
     services: Vec<Running>,
 }
 
@@ -451,7 +451,7 @@ impl Platform {
         let (api_running, api) = start_api(&isolation).await?;
         let ingest = start_ingest(&isolation).await?;
         let writer = start_writer(&isolation).await?;
-        let scheme = hoheit_core::topic::TopicScheme::new(&isolation.topic_root);
+        let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
         Ok(Self { isolation, pool, api, scheme, services: vec![ingest, writer, api_running] })
     }
 

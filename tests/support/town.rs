@@ -4,7 +4,7 @@
 //! environment dataset and an internal one, and an API key of the department.
 
 use anyhow::Context;
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -97,7 +97,7 @@ pub async fn small_town(api: &ApiClient, pool: &PgPool) -> anyhow::Result<SmallT
             value: 61.0,
         }))
         .collect();
-    hoheit_core::observations::insert(&mut *pool.acquire().await?, &rows).await?;
+    hoheit_store::observations::insert(&mut *pool.acquire().await?, &rows).await?;
     let department_key = api.principal_key("amt-verkehr", "verkehr-dashboard", "reader").await?;
     Ok(SmallTown { verkehr, luft, intern, counts, temperature, load, readings: 48, department_key })
 }

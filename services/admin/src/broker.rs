@@ -13,7 +13,7 @@
 //! - anything not listed is denied (with an `acl_file`, Mosquitto denies by
 //!   default), and anonymous clients are refused by `allow_anonymous false`.
 
-use hoheit_core::domain::Slug;
+use hoheit_domain::Slug;
 
 use crate::AdminError;
 
@@ -85,7 +85,7 @@ pub struct KeyUser {
 }
 
 impl KeyUser {
-    /// From a row of [`hoheit_core::principals::mqtt_credentials`]: (user, hash, organisation).
+    /// From a row of [`hoheit_store::principals::mqtt_credentials`]: (user, hash, organisation).
     pub fn from_credential((name, hash, org): (String, String, String)) -> Result<Self, AdminError> {
         let lookup = name.strip_prefix(KEY_USER_PREFIX).unwrap_or_default();
         let valid_name = lookup.len() == 16 && lookup.bytes().all(|b| b.is_ascii_hexdigit());

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use hoheit_core::db::DbError;
-use hoheit_core::registry::RegistryError;
+use hoheit_store::db::DbError;
+use hoheit_store::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

@@ -1,5 +1,5 @@
 //! `hoheit-admin`: the operators' command-line tool. It talks to the database
-//! directly through `hoheit-core` (the same SQL the API runs), so it works
+//! directly through `hoheit-store` (the same SQL the API runs), so it works
 //! before any API key exists and from a maintenance shell.
 //!
 //! - [`Cli`]: the command line (clap); `main.rs` only parses it and calls [`run`];
@@ -26,9 +26,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hoheit_core::audit::Actor;
-use hoheit_core::config::{ConfigFileArg, DatabaseArgs};
-use hoheit_core::db::DbError;
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
+use hoheit_store::audit::Actor;
+use hoheit_store::db::DbError;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -118,7 +118,7 @@ fn operating_system_user() -> String {
         .unwrap_or_else(|| "unknown user".into())
 }
 
-/// [`hoheit_core::db::connect`] (which waits for the database and applies the
+/// [`hoheit_store::db::connect`] (which waits for the database and applies the
 /// migrations), bounded: an operator's command should fail, not hang.
 async fn connect(database: &DatabaseArgs, timeout_secs: u64) -> Result<PgPool, AdminError> {
     let options: PgConnectOptions =
@@ -142,7 +142,7 @@ async fn connect(database: &DatabaseArgs, timeout_secs: u64) -> Result<PgPool, A
             give_up.cancel();
         }
     });
-    let connected = hoheit_core::db::connect(database.url.expose(), database.max_connections, &give_up).await;
+    let connected = hoheit_store::db::connect(database.url.expose(), database.max_connections, &give_up).await;
     timer.abort();
     connected.map_err(|error| match error {
         DbError::Cancelled => AdminError::ConnectTimeout(timeout_secs),

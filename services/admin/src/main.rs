@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli: Cli = hoheit_core::config::load();
+    let cli: Cli = hoheit_runtime::config::load();
     // stderr, so that stdout carries only results (keys, tables, JSON).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -1,16 +1,16 @@
 //! The read gate every data path goes through: it asks the policy
-//! (`hoheit_core::policy::decide`), applies a grant's own rate limit, and
+//! (`hoheit_domain::policy::decide`), applies a grant's own rate limit, and
 //! writes exactly one audit record per read, allowed or denied. An allowed
 //! read leaves with the policy's [`Release`] and the range it may release
 //! (whole buckets of the grid, for aggregate-only grants and personal data).
 
 use chrono::Utc;
-use hoheit_core::audit::AuditRecord;
-use hoheit_core::datasets;
-use hoheit_core::domain::DatastreamId;
-use hoheit_core::grant_rate;
-use hoheit_core::grants;
-use hoheit_core::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Release, Via};
+use hoheit_domain::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Release, Via};
+use hoheit_domain::DatastreamId;
+use hoheit_store::audit::AuditRecord;
+use hoheit_store::datasets;
+use hoheit_store::grant_rate;
+use hoheit_store::grants;
 
 use crate::auth::Who;
 use crate::error::ApiError;
@@ -89,7 +89,7 @@ fn record(
 }
 
 /// Applies a grant's own rate limit: one budget per grant, shared by every
-/// key of the grantee and every API replica (`hoheit_core::grant_rate`).
+/// key of the grantee and every API replica (`hoheit_store::grant_rate`).
 pub async fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
     if who.0.principal().is_none() {
         return Ok(());
@@ -129,7 +129,7 @@ pub async fn authorize(
 ) -> Result<ReadPermit, ApiError> {
     let grants = grants_for(state, &who.0, &dataset).await?;
     let now = Utc::now();
-    let decision = hoheit_core::policy::decide(&who.0, &dataset, &grants, &request, now);
+    let decision = hoheit_domain::policy::decide(&who.0, &dataset, &grants, &request, now);
     let mut rec = record(who, &dataset, datastream, action, Some(&request));
     match decision {
         Decision::Deny { reason } => {

@@ -25,9 +25,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hoheit_core::config::Secret;
-use hoheit_core::policy::Caller;
-use hoheit_core::principals::{self, AuthError};
+use hoheit_domain::policy::Caller;
+use hoheit_runtime::config::Secret;
+use hoheit_store::principals::{self, AuthError};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;

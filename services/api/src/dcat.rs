@@ -1,6 +1,6 @@
 //! The open data catalog as RDF (DCAT-AP.de 3.0), built as a graph with
 //! oxrdf and written with oxrdfio as Turtle, RDF/XML or JSON-LD; pure (the
-//! facts come from `hoheit_core::catalog`), so it is tested without a server.
+//! facts come from `hoheit_store::catalog`), so it is tested without a server.
 //!
 //! One `dcat:Catalog`; one `dcat:Dataset` per open dataset with publisher
 //! (`foaf:Agent`), contact point (vCard), EU data theme, keywords, spatial
@@ -9,7 +9,7 @@
 //! also described as a `dcat:DataService`.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use hoheit_core::catalog::{BoundingBox, CatalogEntry};
+use hoheit_store::catalog::{BoundingBox, CatalogEntry};
 use oxrdf::vocab::{rdf, xsd};
 use oxrdf::{BlankNode, Graph, Literal, NamedNode, NamedOrBlankNode, Term, Triple};
 use oxrdfio::{JsonLdProfileSet, RdfFormat, RdfSerializer};

@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hoheit_core::registry::RegistryError;
+use hoheit_store::registry::RegistryError;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]

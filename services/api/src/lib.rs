@@ -33,8 +33,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use clap::Parser;
-use hoheit_core::config::{ConfigFileArg, DatabaseArgs, Secret};
-use hoheit_core::telemetry::LogArgs;
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs, Secret};
+use hoheit_runtime::telemetry::LogArgs;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -74,7 +74,7 @@ pub struct ApiConfig {
     #[arg(long, env = "HOHEIT_API_DASHBOARD_OIDC_CLIENT_ID")]
     pub dashboard_oidc_client_id: Option<String>,
     /// MQTT topic root the ingest service reads (its `--topic-root`): erasure finds a dataset's dead letters by topic.
-    #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = hoheit_core::topic::DEFAULT_ROOT)]
+    #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = hoheit_domain::topic::DEFAULT_ROOT)]
     pub topic_root: String,
     /// The URL clients reach the API at (http or https, no query; a path prefix is allowed), e.g.
     /// `https://daten.stadt.example`: every absolute link the API writes (SensorThings, DCAT catalog,
@@ -94,7 +94,7 @@ pub struct ApiConfig {
     #[arg(long, env = "HOHEIT_API_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
     pub auth_failures_per_minute: u32,
     /// Longest lifetime of a new API key, in days (the admin CLI reads the same variable).
-    #[arg(long, env = "HOHEIT_MAX_KEY_LIFETIME_DAYS", default_value_t = hoheit_core::principals::DEFAULT_MAX_KEY_LIFETIME_DAYS)]
+    #[arg(long, env = "HOHEIT_MAX_KEY_LIFETIME_DAYS", default_value_t = hoheit_store::principals::DEFAULT_MAX_KEY_LIFETIME_DAYS)]
     pub max_key_lifetime_days: u32,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
@@ -109,7 +109,7 @@ pub struct ApiConfig {
 pub struct AppState {
     pub pool: PgPool,
     /// Every audit record goes through here (group commit, see `audit::AuditLog`).
-    pub audit: hoheit_core::audit::AuditLog,
+    pub audit: hoheit_store::audit::AuditLog,
     pub token: Arc<auth::TokenCheck>,
     pub oidc: Option<Arc<oidc::Oidc>>,
     pub limiter: Arc<rate_limit::RateLimiter>,
@@ -119,7 +119,7 @@ pub struct AppState {
     /// Cancelled at shutdown: ends open live streams, so that shutdown need not wait for them.
     pub shutdown: CancellationToken,
     /// The MQTT topic scheme (matches dead letters to datastreams).
-    pub topics: hoheit_core::topic::TopicScheme,
+    pub topics: hoheit_domain::topic::TopicScheme,
     /// Where clients reach the API: the start of every absolute link it writes.
     pub public_base: public_url::PublicBaseUrl,
     /// The anonymous public's share of the database.
@@ -127,7 +127,7 @@ pub struct AppState {
     /// Failed authentications per minute allowed from one client address.
     pub auth_failures_per_minute: u32,
     /// The longest lifetime of a new API key.
-    pub max_key_lifetime: hoheit_core::principals::KeyLifetime,
+    pub max_key_lifetime: hoheit_store::principals::KeyLifetime,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -145,12 +145,12 @@ impl Api {
             anyhow::bail!("HOHEIT_API_TOKEN must be at least 16 characters");
         }
         // Install the metrics recorder before anything records.
-        let _ = hoheit_core::ops::metrics_handle();
-        let max_key_lifetime = hoheit_core::principals::KeyLifetime::days(config.max_key_lifetime_days)?;
-        let bounds = hoheit_core::db::QueryBounds {
+        let _ = hoheit_runtime::ops::metrics_handle();
+        let max_key_lifetime = hoheit_store::principals::KeyLifetime::days(config.max_key_lifetime_days)?;
+        let bounds = hoheit_store::db::QueryBounds {
             statement_timeout: Duration::from_millis(config.statement_timeout_ms.max(1)),
         };
-        let pool = hoheit_core::db::connect_bounded(
+        let pool = hoheit_store::db::connect_bounded(
             config.database.url.expose(),
             config.database.max_connections,
             Some(bounds),
@@ -169,7 +169,7 @@ impl Api {
         };
         let state = AppState {
             pool: pool.clone(),
-            audit: hoheit_core::audit::AuditLog::start(pool.clone()),
+            audit: hoheit_store::audit::AuditLog::start(pool.clone()),
             token: Arc::new(auth::TokenCheck::new(&config.token)),
             oidc,
             limiter: Arc::new(rate_limit::RateLimiter::default()),
@@ -180,7 +180,7 @@ impl Api {
                 config.dashboard_oidc_client_id.as_deref(),
             )),
             shutdown: shutdown.clone(),
-            topics: hoheit_core::topic::TopicScheme::new(&config.topic_root),
+            topics: hoheit_domain::topic::TopicScheme::new(&config.topic_root),
             public_base,
             anonymous_budget: Arc::new(rate_limit::AnonymousBudget::new(anonymous_concurrency)),
             auth_failures_per_minute: config.auth_failures_per_minute.max(1),
@@ -262,7 +262,7 @@ async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: Canc
 /// replicas running it at once is harmless: the delete is idempotent.
 async fn retention_job(pool: PgPool, every: Duration, shutdown: CancellationToken) {
     loop {
-        match hoheit_core::datasets::enforce_retention(&pool).await {
+        match hoheit_store::datasets::enforce_retention(&pool).await {
             Ok(0) => {}
             Ok(deleted) => {
                 metrics::counter!("hoheit_api_retention_deleted_total").increment(deleted);
@@ -285,7 +285,7 @@ const CHAIN_HEAD_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// shows as a logged head that no longer matches.
 async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
     loop {
-        match hoheit_core::audit::head(&pool).await {
+        match hoheit_store::audit::head(&pool).await {
             Ok(Some(head)) => {
                 tracing::info!(id = head.id, hash = %head.hash, at = %head.at, "audit chain head");
             }
@@ -356,7 +356,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(dashboard::serve)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
-        .layer(hoheit_core::telemetry::http_trace_layer())
+        .layer(hoheit_runtime::telemetry::http_trace_layer())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::map_response(body_limit_as_problem))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));

@@ -5,7 +5,7 @@
 //!   of burst), kept in memory per API replica: with N replicas behind a load
 //!   balancer the effective limit is up to N times the configured one, which
 //!   the operations guide states (a grant's contracted rate is shared by all
-//!   replicas instead: `hoheit_core::grant_rate`);
+//!   replicas instead: `hoheit_store::grant_rate`);
 //! - the anonymous public's share of the database ([`AnonymousBudget`]): at
 //!   most so many anonymous requests read the database at once, so that the
 //!   public cannot take every connection of the pool from the principals.

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use hoheit_core::domain::{DatastreamId, DatastreamKey, Micros, Slug};
-use hoheit_core::registry::DatastreamRef;
-use hoheit_core::rejection::{RejectCode, Rejection};
-use hoheit_core::topic::TopicAddress;
+use hoheit_domain::rejection::{RejectCode, Rejection};
+use hoheit_domain::topic::TopicAddress;
+use hoheit_domain::{DatastreamId, DatastreamKey, Micros, Slug};
+use hoheit_store::registry::DatastreamRef;
 
 use crate::decode::RawReading;
 
@@ -139,7 +139,7 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hoheit_core::domain::Unit;
+    use hoheit_domain::Unit;
 
     fn slug(s: &str) -> Slug {
         Slug::parse("t", s).unwrap()

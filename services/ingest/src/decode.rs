@@ -8,8 +8,8 @@
 //!   starts with the tag byte 0x0A and can never look like JSON.
 
 use chrono::DateTime;
-use hoheit_core::domain::Micros;
-use hoheit_core::rejection::{RejectCode, Rejection};
+use hoheit_domain::rejection::{RejectCode, Rejection};
+use hoheit_domain::Micros;
 use prost::Message;
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -8,7 +8,7 @@
 //! The messages wait with their records and are acknowledged once Kafka has
 //! confirmed all of them.
 
-use hoheit_core::kafka::{partition_of, TraceFields};
+use hoheit_kafka::{partition_of, TraceFields};
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
 use prost::Message;
 

@@ -1,11 +1,11 @@
 //! One MQTT message in, what goes to Kafka out: decode, check, route.
 //! (The service gathers the outcomes of several messages into records.)
 
-use hoheit_core::domain::Micros;
-use hoheit_core::ops::Readiness;
-use hoheit_core::rejection::{RejectCode, Rejection};
-use hoheit_core::topic::{TopicAddress, TopicScheme};
+use hoheit_domain::rejection::{RejectCode, Rejection};
+use hoheit_domain::topic::{TopicAddress, TopicScheme};
+use hoheit_domain::Micros;
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
+use hoheit_runtime::ops::Readiness;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Clock};

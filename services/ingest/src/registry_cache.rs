@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hoheit_core::domain::DatastreamKey;
-use hoheit_core::ops::Readiness;
-use hoheit_core::registry::{self, DatastreamRef};
+use hoheit_domain::DatastreamKey;
+use hoheit_runtime::ops::Readiness;
+use hoheit_store::registry::{self, DatastreamRef};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use hoheit_core::config::{ConfigFileArg, DatabaseArgs, Secret};
-use hoheit_core::kafka::{KafkaArgs, Topics, TraceFields};
-use hoheit_core::ops::{self, Readiness};
-use hoheit_core::telemetry::LogArgs;
-use hoheit_core::topic::TopicScheme;
-use hoheit_core::{db, topic};
+use hoheit_domain::topic;
+use hoheit_domain::topic::TopicScheme;
+use hoheit_kafka::{KafkaArgs, Topics, TraceFields};
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs, Secret};
+use hoheit_runtime::ops::{self, Readiness};
+use hoheit_runtime::telemetry::LogArgs;
+use hoheit_store::db;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -109,7 +110,7 @@ struct Pending {
 impl Ingest {
     pub async fn build(config: IngestConfig) -> anyhow::Result<Self> {
         // Install the metrics recorder before anything records.
-        let _ = hoheit_core::ops::metrics_handle();
+        let _ = hoheit_runtime::ops::metrics_handle();
         let ops_listener =
             ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
         Ok(Self { config, ops_listener, readiness: Readiness::default() })
@@ -279,7 +280,7 @@ impl Ingest {
         }
         let _ = ops_task.await;
         // Hand the last messages' spans to the exporter (a no-op without it).
-        let _ = tokio::task::spawn_blocking(hoheit_core::telemetry::flush).await;
+        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
         tracing::info!("ingest stopped");
         Ok(())
     }

@@ -4,10 +4,10 @@ use hoheit_simulator::{Simulator, SimulatorConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: SimulatorConfig = hoheit_core::config::load();
-    hoheit_core::telemetry::init(&config.log);
+    let config: SimulatorConfig = hoheit_runtime::config::load();
+    hoheit_runtime::telemetry::init(&config.log);
     tracing::info!(?config, "starting hoheit-simulator");
-    let shutdown = hoheit_core::shutdown::on_signal();
+    let shutdown = hoheit_runtime::shutdown::on_signal();
     Simulator::new(config)?.run(shutdown).await?;
     Ok(())
 }

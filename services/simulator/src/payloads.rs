@@ -14,12 +14,12 @@
 //! 256 KiB), and far below the MQTT packet size the client allows.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use hoheit_core::topic::TopicScheme;
+use hoheit_domain::topic::TopicScheme;
 use hoheit_proto::v1::{ObservationBatch, SensorReading};
 use prost::Message as _;
 use serde::Serialize;
 
-use crate::town::{Format, Property, Thing};
+use hoheit_town::{Format, Property, Thing};
 
 /// Most readings put into one message.
 pub const MAX_READINGS_PER_MESSAGE: usize = 500;
@@ -192,87 +192,10 @@ pub fn observation_batch(properties: &[Property], ticks: &[Tick]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use chrono::TimeZone;
-    use hoheit_core::domain::{DatastreamId, DatastreamKey, Micros, Unit};
-    use hoheit_core::registry::DatastreamRef;
-    use hoheit_core::topic::TopicAddress;
-    use hoheit_ingest::check::{self, Clock};
-    use hoheit_ingest::decode::{self, JsonKind, Limits};
 
     use super::*;
-    use crate::town::{Kind, Town};
-
-    /// The registry as the simulator registers it: every datastream with its unit.
-    fn registry(town: &Town) -> HashMap<DatastreamKey, DatastreamRef> {
-        town.datastreams()
-            .enumerate()
-            .map(|(i, (thing, property))| {
-                let key = DatastreamKey {
-                    org: thing.org.clone(),
-                    thing: thing.slug.clone(),
-                    property: hoheit_core::domain::Slug::parse("property", property.slug).unwrap(),
-                };
-                (key, DatastreamRef { id: DatastreamId(i as i64 + 1), unit: Some(Unit::parse(property.unit).unwrap()) })
-            })
-            .collect()
-    }
-
-    /// Runs a message through ingest's own decoder and checks, as ingest
-    /// would; returns the accepted (datastream, time, value) triples.
-    fn ingest(
-        scheme: &TopicScheme,
-        registry: &HashMap<DatastreamKey, DatastreamRef>,
-        message: &Message,
-        now: Micros,
-    ) -> Vec<(DatastreamId, i64, f64)> {
-        let address = scheme.parse(&message.topic).unwrap_or_else(|e| panic!("{}: {e}", message.topic));
-        let kind = match address {
-            TopicAddress::Datastream { .. } => JsonKind::Plain,
-            TopicAddress::Thing { .. } => JsonKind::Senml,
-        };
-        let decoded = decode::decode(&message.payload, kind, now, Limits::default())
-            .unwrap_or_else(|e| panic!("{}: {e:?}", message.topic));
-        assert!(decoded.rejections.is_empty(), "{}: {:?}", message.topic, decoded.rejections);
-        assert!(decoded.readings.iter().all(|r| r.time.is_some()), "every reading carries its time");
-        let clock = Clock { received: now, max_future_micros: 300_000_000 };
-        let routed = check::route(&address, &decoded.readings, clock, |key| registry.get(key).cloned());
-        assert!(routed.rejections.is_empty(), "{}: {:?}", message.topic, routed.rejections);
-        assert_eq!(routed.accepted, message.readings);
-        let mut out = Vec::new();
-        for (id, (times, values)) in routed.batches {
-            out.extend(times.into_iter().zip(values).map(|(t, v)| (id, t, v)));
-        }
-        out
-    }
-
-    #[test]
-    fn every_format_passes_ingests_decoder_and_checks() {
-        let town = Town::eberswalde(2).unwrap();
-        let registry = registry(&town);
-        let scheme = TopicScheme::new("t-1/hoheit/v1");
-        // A live tick with microseconds, which SenML carries as a fraction of seconds.
-        let time = Utc.timestamp_micros(1_764_064_812_345_678).unwrap();
-        let now = Micros(time.timestamp_micros() + 1_000);
-        for thing in &town.things {
-            let tick = Tick::observe(thing, 42, time);
-            let messages = encode(&scheme, thing, std::slice::from_ref(&tick)).unwrap();
-            let accepted: Vec<_> = messages.iter().flat_map(|m| ingest(&scheme, &registry, m, now)).collect();
-            assert_eq!(accepted.len(), thing.properties().len(), "{}", thing.slug);
-            for (property, value) in thing.properties().iter().zip(&tick.values) {
-                let key = DatastreamKey {
-                    org: thing.org.clone(),
-                    thing: thing.slug.clone(),
-                    property: hoheit_core::domain::Slug::parse("property", property.slug).unwrap(),
-                };
-                let id = registry[&key].id;
-                assert!(accepted.contains(&(id, time.timestamp_micros(), *value)), "{key}: {accepted:?}");
-            }
-            // Plain-JSON things have one property; the others put all of them in one message.
-            assert_eq!(messages.len(), 1, "{}", thing.slug);
-        }
-    }
+    use hoheit_town::{Kind, Town};
 
     #[test]
     fn formats_are_the_ones_each_kind_should_use() {
@@ -301,46 +224,6 @@ mod tests {
                     assert_eq!(props, vec![("occupancy", "%"), ("free", "count")]);
                 }
             }
-        }
-    }
-
-    #[test]
-    fn backfill_batches_are_cut_and_decode_to_every_reading() {
-        let town = Town::eberswalde(1).unwrap();
-        let registry = registry(&town);
-        let scheme = TopicScheme::default();
-        let start = Utc.with_ymd_and_hms(2025, 11, 24, 0, 0, 0).unwrap();
-        let now = Micros(start.timestamp_micros() + 8 * 86_400_000_000);
-        for thing in &town.things {
-            // A week at the natural step.
-            let step = thing.kind().step_secs();
-            let ticks: Vec<Tick> = (0..7 * 86_400 / step)
-                .map(|i| Tick::observe(thing, 42, start + chrono::Duration::seconds(i * step)))
-                .collect();
-            let messages = encode(&scheme, thing, &ticks).unwrap();
-            let total: usize = messages.iter().map(|m| m.readings).sum();
-            assert_eq!(total, ticks.len() * thing.properties().len());
-            assert!(
-                messages.iter().all(|m| m.readings <= MAX_READINGS_PER_MESSAGE && m.payload.len() < 64 * 1024),
-                "{}",
-                thing.slug
-            );
-            let mut accepted: Vec<_> = messages.iter().flat_map(|m| ingest(&scheme, &registry, m, now)).collect();
-            accepted.sort_by_key(|(id, t, _)| (*id, *t));
-            accepted.dedup_by_key(|(id, t, _)| (*id, *t));
-            assert_eq!(accepted.len(), total, "{}: no two readings of a datastream share a time", thing.slug);
-        }
-    }
-
-    #[test]
-    fn senml_times_round_trip_to_the_microsecond() {
-        let properties = Kind::AirStation.properties();
-        let now = Micros(1_900_000_000_000_000);
-        for micros in [1_764_064_812_345_678_i64, 1_764_064_800_000_001, 1_764_064_899_999_999, 1_799_999_999_999_999] {
-            let tick = Tick { time: Utc.timestamp_micros(micros).unwrap(), values: vec![1.0; 5] };
-            let pack = senml_pack(properties, &[tick]).unwrap();
-            let decoded = decode::decode(&pack, JsonKind::Senml, now, Limits::default()).unwrap();
-            assert!(decoded.readings.iter().all(|r| r.time == Some(Micros(micros))), "{micros}: {decoded:?}");
         }
     }
 

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use hoheit_core::config::Secret;
-use hoheit_core::domain::{Slug, Unit};
+use hoheit_domain::{Slug, Unit};
+use hoheit_runtime::config::Secret;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{chain, SimulatorError};
-use crate::town::{Organisation, Property, Thing, Town};
+use hoheit_town::{Organisation, Property, Thing, Town};
 
 /// How many registration requests are in flight at once (`--scale` makes thousands).
 const CONCURRENT_REQUESTS: usize = 8;
@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn every_property_slug_and_unit_is_valid_for_the_registry() {
-        for kind in crate::town::Kind::ALL {
+        for kind in hoheit_town::Kind::ALL {
             for property in kind.properties() {
                 assert!(Slug::parse("property", property.slug).is_ok(), "{}", property.slug);
                 assert!(Unit::parse(property.unit).is_ok(), "{}", property.unit);

@@ -1,7 +1,7 @@
 //! A batch of Kafka records decoded into rows, and its database write.
 //!
 //! An observation record holds the readings of several MQTT messages, each
-//! with its message's trace context (see `hoheit_core::kafka::TraceFields`).
+//! with its message's trace context (see `hoheit_kafka::TraceFields`).
 //! The batch keeps the sampled ones: the write's statements get spans of
 //! their own, and [`Batch::continue_traces`] ends each message's trace with a
 //! span that lasts until the database commit.
@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
-use hoheit_core::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
-use hoheit_core::domain::{DatastreamId, Micros, Reading};
-use hoheit_core::kafka::TraceFields;
-use hoheit_core::observations;
-use hoheit_core::rejection::RejectCode;
+use hoheit_domain::rejection::RejectCode;
+use hoheit_domain::{DatastreamId, Micros, Reading};
+use hoheit_kafka::TraceFields;
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
+use hoheit_store::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
+use hoheit_store::observations;
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId, Tracer};
 use opentelemetry::KeyValue;
 use prost::Message;
@@ -183,10 +183,10 @@ impl Batch {
     /// from `started` (the write began) to `committed` (the database commit),
     /// linked to the batch's span `batch`. Nothing happens without tracing.
     pub fn continue_traces(&self, batch: &SpanContext, started: SystemTime, committed: SystemTime) {
-        if self.traces.is_empty() || !hoheit_core::telemetry::tracing_active() {
+        if self.traces.is_empty() || !hoheit_runtime::telemetry::tracing_active() {
             return;
         }
-        let tracer = opentelemetry::global::tracer(hoheit_core::telemetry::TRACER_NAME);
+        let tracer = opentelemetry::global::tracer(hoheit_runtime::telemetry::TRACER_NAME);
         for (record, readings) in &self.traces {
             let parent = opentelemetry::Context::new().with_remote_span_context(record.clone());
             let links = if batch.is_valid() { vec![Link::with_context(batch.clone())] } else { Vec::new() };

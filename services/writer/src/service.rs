@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
-use hoheit_core::config::{ConfigFileArg, DatabaseArgs};
-use hoheit_core::db;
-use hoheit_core::dead_letters::SourcePosition;
-use hoheit_core::kafka::KafkaArgs;
-use hoheit_core::ops::{self, Readiness};
-use hoheit_core::telemetry::LogArgs;
+use hoheit_kafka::KafkaArgs;
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
+use hoheit_runtime::ops::{self, Readiness};
+use hoheit_runtime::telemetry::LogArgs;
+use hoheit_store::db;
+use hoheit_store::dead_letters::SourcePosition;
 use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -74,7 +74,7 @@ pub struct Writer {
 impl Writer {
     pub async fn build(config: WriterConfig) -> anyhow::Result<Self> {
         // Install the metrics recorder before anything records.
-        let _ = hoheit_core::ops::metrics_handle();
+        let _ = hoheit_runtime::ops::metrics_handle();
         let ops_listener =
             ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
         Ok(Self { config, ops_listener, readiness: Readiness::default() })
@@ -171,7 +171,7 @@ impl Writer {
         }
         let _ = ops_task.await;
         // Hand the last batches' spans to the exporter (a no-op without it).
-        let _ = tokio::task::spawn_blocking(hoheit_core::telemetry::flush).await;
+        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
         tracing::info!("writer stopped");
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! the readings limit.
 #![no_main]
 
-use hoheit_core::domain::Micros;
+use hoheit_domain::Micros;
 use hoheit_ingest::decode::{decode, JsonKind, Limits};
 use libfuzzer_sys::fuzz_target;
 

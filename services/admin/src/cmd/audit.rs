@@ -3,7 +3,7 @@
 //! scripts can act on it.
 
 use clap::Subcommand;
-use hoheit_core::audit;
+use hoheit_store::audit;
 use sqlx::PgPool;
 
 use crate::{AdminError, Output};

@@ -3,11 +3,11 @@
 //! datastream can only join a dataset of the organisation that owns its thing.
 
 use clap::{Args, Subcommand};
-use hoheit_core::admin_queries;
-use hoheit_core::audit::Actor;
-use hoheit_core::datasets::{self, Dataset, NewDataset};
-use hoheit_core::domain::{DatastreamId, Slug};
-use hoheit_core::policy::Classification;
+use hoheit_domain::policy::Classification;
+use hoheit_domain::{DatastreamId, Slug};
+use hoheit_store::admin_queries;
+use hoheit_store::audit::Actor;
+use hoheit_store::datasets::{self, Dataset, NewDataset};
 use sqlx::PgPool;
 
 use super::ThingRef;

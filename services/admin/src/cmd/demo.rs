@@ -28,15 +28,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
 use clap::Args;
-use hoheit_core::admin_queries;
-use hoheit_core::audit::Actor;
-use hoheit_core::datasets::{self, NewDataset};
-use hoheit_core::domain::{DatastreamId, DatastreamKey, Slug};
-use hoheit_core::grants::{self, NewGrant};
-use hoheit_core::policy::{Classification, OrgKind, Role};
-use hoheit_core::principals::{self, KeyExpiry, KeyLifetime, NewPrincipal, PrincipalKind};
-use hoheit_core::registry::{self, NewOrganisation};
-use hoheit_simulator::town::{Kind, Town, STADT, STADTWERKE};
+use hoheit_domain::policy::{Classification, OrgKind, Role};
+use hoheit_domain::{DatastreamId, DatastreamKey, Slug};
+use hoheit_store::admin_queries;
+use hoheit_store::audit::Actor;
+use hoheit_store::datasets::{self, NewDataset};
+use hoheit_store::grants::{self, NewGrant};
+use hoheit_store::principals::{self, KeyExpiry, KeyLifetime, NewPrincipal, PrincipalKind};
+use hoheit_store::registry::{self, NewOrganisation};
+use hoheit_town::{Kind, Town, STADT, STADTWERKE};
 use serde::Serialize;
 use sqlx::PgPool;
 

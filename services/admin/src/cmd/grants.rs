@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use hoheit_core::admin_queries::{self, GrantListing};
-use hoheit_core::audit::Actor;
-use hoheit_core::domain::Slug;
-use hoheit_core::grants::{self, NewGrant};
-use hoheit_core::policy::GrantTerms;
+use hoheit_domain::policy::GrantTerms;
+use hoheit_domain::Slug;
+use hoheit_store::admin_queries::{self, GrantListing};
+use hoheit_store::audit::Actor;
+use hoheit_store::grants::{self, NewGrant};
 use sqlx::PgPool;
 
 use crate::output::{time, Table};

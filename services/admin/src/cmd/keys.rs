@@ -6,10 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use hoheit_core::admin_queries;
-use hoheit_core::audit::Actor;
-use hoheit_core::domain::Slug;
-use hoheit_core::principals::{self, KeyExpiry, KeyLifetime};
+use hoheit_domain::Slug;
+use hoheit_store::admin_queries;
+use hoheit_store::audit::Actor;
+use hoheit_store::principals::{self, KeyExpiry, KeyLifetime};
 use serde::Serialize;
 use sqlx::PgPool;
 

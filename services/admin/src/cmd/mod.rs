@@ -14,9 +14,9 @@ pub mod retention;
 
 use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use hoheit_core::domain::{Slug, SlugError};
-use hoheit_core::policy::{Classification, OrgKind, Role};
-use hoheit_core::principals::PrincipalKind;
+use hoheit_domain::policy::{Classification, OrgKind, Role};
+use hoheit_domain::{Slug, SlugError};
+use hoheit_store::principals::PrincipalKind;
 
 pub fn org_slug(value: &str) -> Result<Slug, SlugError> {
     Slug::parse("organisation", value)

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::Args;
-use hoheit_core::config::Secret;
-use hoheit_core::principals;
-use hoheit_core::topic;
+use hoheit_domain::topic;
+use hoheit_runtime::config::Secret;
+use hoheit_store::principals;
 use serde::Serialize;
 use sqlx::PgPool;
 

@@ -3,11 +3,11 @@
 //! audited right after the registry created it.
 
 use clap::{Args, Subcommand};
-use hoheit_core::admin_queries;
-use hoheit_core::audit::{self, Actor, AdminChange};
-use hoheit_core::domain::Slug;
-use hoheit_core::policy::OrgKind;
-use hoheit_core::registry::{self, NewOrganisation, Organisation};
+use hoheit_domain::policy::OrgKind;
+use hoheit_domain::Slug;
+use hoheit_store::admin_queries;
+use hoheit_store::audit::{self, Actor, AdminChange};
+use hoheit_store::registry::{self, NewOrganisation, Organisation};
 use sqlx::PgPool;
 
 use crate::output::{or_dash, Table};

@@ -4,11 +4,11 @@
 //! can no longer sign in with any key or token.
 
 use clap::{Args, Subcommand};
-use hoheit_core::admin_queries;
-use hoheit_core::audit::Actor;
-use hoheit_core::domain::Slug;
-use hoheit_core::policy::Role;
-use hoheit_core::principals::{self, NewPrincipal, PrincipalKind};
+use hoheit_domain::policy::Role;
+use hoheit_domain::Slug;
+use hoheit_store::admin_queries;
+use hoheit_store::audit::Actor;
+use hoheit_store::principals::{self, NewPrincipal, PrincipalKind};
 use sqlx::PgPool;
 
 use crate::output::{or_dash, time, Table};

@@ -3,7 +3,7 @@
 //! for them). Meant for a daily timer or CronJob.
 
 use clap::Subcommand;
-use hoheit_core::datasets;
+use hoheit_store::datasets;
 use sqlx::PgPool;
 
 use crate::{AdminError, Output};

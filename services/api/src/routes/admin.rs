@@ -3,20 +3,20 @@
 //! anything; an organisation's admins its principals and keys; its admins
 //! and data owners its things, datastreams, datasets and grants. Every
 //! change writes an audit record with the caller as [`Actor`] (in the
-//! change's own transaction where `hoheit-core` makes it; right after it for
+//! change's own transaction where `hoheit-store` makes it; right after it for
 //! the registry's organisations, things and datastreams).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use hoheit_core::audit::{self, Actor, AdminChange};
-use hoheit_core::datasets::{self, Dataset, NewDataset};
-use hoheit_core::domain::DatastreamId;
-use hoheit_core::grants::{self, NewGrant};
-use hoheit_core::policy::{Caller, GrantTerms};
-use hoheit_core::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
-use hoheit_core::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
+use hoheit_domain::policy::{Caller, GrantTerms};
+use hoheit_domain::DatastreamId;
+use hoheit_store::audit::{self, Actor, AdminChange};
+use hoheit_store::datasets::{self, Dataset, NewDataset};
+use hoheit_store::grants::{self, NewGrant};
+use hoheit_store::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
+use hoheit_store::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
 use serde::Deserialize;
 
 use crate::auth::Who;
@@ -36,7 +36,7 @@ pub(crate) fn actor(who: &Who) -> Actor {
     }
 }
 
-/// Audits a registry change that `hoheit-core` committed on its own.
+/// Audits a registry change that `hoheit-store` committed on its own.
 async fn audit_created<T: serde::Serialize>(
     state: &AppState,
     who: &Who,

@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Duration;
-use hoheit_core::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verification};
-use hoheit_core::datasets;
-use hoheit_core::policy::Caller;
+use hoheit_domain::policy::Caller;
+use hoheit_store::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verification};
+use hoheit_store::datasets;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Who;

@@ -6,12 +6,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_core::audit::AuditRecord;
-use hoheit_core::datasets;
-use hoheit_core::domain::{DatastreamId, Micros};
-use hoheit_core::observations::{self, Bucket, Observation};
-use hoheit_core::policy::{decide, may_read_aggregates, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
-use hoheit_core::registry::{self, Datastream};
+use hoheit_domain::policy::{decide, may_read_aggregates, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
+use hoheit_domain::{DatastreamId, Micros};
+use hoheit_store::audit::AuditRecord;
+use hoheit_store::datasets;
+use hoheit_store::observations::{self, Bucket, Observation};
+use hoheit_store::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{audit_record, authorize_datastream, grants_for, grants_held};

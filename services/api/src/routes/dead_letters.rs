@@ -5,9 +5,9 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_core::dead_letters;
-use hoheit_core::domain::Slug;
-use hoheit_core::policy::Caller;
+use hoheit_domain::policy::Caller;
+use hoheit_domain::Slug;
+use hoheit_store::dead_letters;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Who;

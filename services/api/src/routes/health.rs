@@ -11,7 +11,7 @@ use crate::AppState;
 #[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "ops", security(()),
     responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
-    hoheit_core::ops::healthz().await
+    hoheit_runtime::ops::healthz().await
 }
 
 /// Readiness: 200 when the database answers, 503 otherwise.
@@ -21,7 +21,7 @@ pub async fn healthz() -> &'static str {
         (status = 503, description = "the database does not answer", body = String, content_type = "text/plain"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if hoheit_core::db::is_reachable(&state.pool).await {
+    if hoheit_store::db::is_reachable(&state.pool).await {
         (StatusCode::OK, "database=ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database=down\n").into_response()
@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics() -> Response {
-    hoheit_core::ops::metrics().await.into_response()
+    hoheit_runtime::ops::metrics().await.into_response()
 }
 
 pub async fn not_found(uri: Uri) -> Response {

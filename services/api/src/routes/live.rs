@@ -26,9 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use hoheit_core::policy::Caller;
-use hoheit_core::principals::{self, AuthError};
-use hoheit_core::registry;
+use hoheit_domain::policy::Caller;
+use hoheit_store::principals::{self, AuthError};
+use hoheit_store::registry;
 use serde::Serialize;
 
 use super::datastreams::{latest_values_read, visible, Visible};

@@ -10,9 +10,9 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use hoheit_core::catalog;
-use hoheit_core::datasets;
-use hoheit_core::policy::{ReadRequest, Resolution};
+use hoheit_domain::policy::{ReadRequest, Resolution};
+use hoheit_store::catalog;
+use hoheit_store::datasets;
 
 use crate::access::authorize;
 use crate::auth::Who;

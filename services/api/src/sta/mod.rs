@@ -26,10 +26,10 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
-use hoheit_core::audit::AuditRecord;
-use hoheit_core::datasets;
-use hoheit_core::domain::DatastreamId;
-use hoheit_core::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadRequest, Resolution, Via};
+use hoheit_domain::policy::{decide, DatasetAccess, Decision, GrantTerms, ReadRequest, Resolution, Via};
+use hoheit_domain::DatastreamId;
+use hoheit_store::audit::AuditRecord;
+use hoheit_store::datasets;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
@@ -327,13 +327,13 @@ fn not_found(target: &Target) -> ApiError {
 
 // ---- what the caller may see ----
 
-/// The caller's view, decided by the policy (`hoheit_core::policy::decide`).
+/// The caller's view, decided by the policy (`hoheit_domain::policy::decide`).
 struct Gate {
     access: HashMap<i64, DatasetAccess>,
     grants: Vec<GrantTerms>,
     /// Datastreams whose metadata the caller may see.
     visible: Vec<i64>,
-    caller: std::sync::Arc<hoheit_core::policy::Caller>,
+    caller: std::sync::Arc<hoheit_domain::policy::Caller>,
 }
 
 impl Gate {

@@ -1,4 +1,4 @@
-// `sqlx::migrate!` embeds services/core/migrations at compile time; rebuild
+// `sqlx::migrate!` embeds services/store/migrations at compile time; rebuild
 // when a migration is added or changed (as sqlx's documentation advises).
 fn main() {
     println!("cargo:rerun-if-changed=migrations");

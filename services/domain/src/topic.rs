@@ -6,7 +6,7 @@
 //! `root` is `hoheit/v1` in every deployment; it is a parameter only so that
 //! several isolated Hoheit instances (the test suite) can share one broker.
 
-use crate::domain::{Slug, SlugError};
+use crate::{Slug, SlugError};
 
 /// The root every deployment uses.
 pub const DEFAULT_ROOT: &str = "hoheit/v1";

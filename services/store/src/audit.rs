@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::Micros;
+use hoheit_domain::Micros;
 
 /// Advisory lock key of the audit chain ("audit" in ASCII).
 const CHAIN_LOCK: i64 = 0x0061_7564_6974;

@@ -67,8 +67,16 @@ pub struct LogArgs {
 /// (debug level, so that they cost nothing while traces are off) and sqlx's
 /// statement events (debug), so that a request's SQL shows on its span. These
 /// are recorded for the traces only; the log shows what `RUST_LOG` asks for.
-const TRACE_DIRECTIVES: [&str; 5] =
-    ["hoheit_core=debug", "hoheit_ingest=debug", "hoheit_writer=debug", "hoheit_api=debug", "sqlx::query=debug"];
+const TRACE_DIRECTIVES: [&str; 8] = [
+    "hoheit_domain=debug",
+    "hoheit_store=debug",
+    "hoheit_runtime=debug",
+    "hoheit_kafka=debug",
+    "hoheit_ingest=debug",
+    "hoheit_writer=debug",
+    "hoheit_api=debug",
+    "sqlx::query=debug",
+];
 
 /// Instrumentation scope of Hoheit's spans.
 pub const TRACER_NAME: &str = "hoheit";

@@ -1,11 +1,22 @@
-//! Domain types that can only hold valid values: parse, don't validate.
+//! Hoheit's domain: the types that can only hold valid values, the MQTT topic
+//! scheme ([`topic`]), the reasons a reading is rejected ([`rejection`]) and the
+//! access policy ([`policy`]: the one place that decides what a caller may
+//! see and read). Pure: no I/O, no async, no database.
 //!
-//! A slug (organisation, thing, property) is what appears in MQTT topics and
+//! Parse, don't validate. A slug (organisation, thing, property) is what appears in MQTT topics and
 //! URLs, so it is restricted to lower-case ASCII letters, digits, `-` and `_`,
 //! 1 to 64 characters, starting with a letter or digit. That keeps topics
 //! free of wildcards and separators and makes every id safe to print.
 
 use std::fmt;
+
+pub mod policy;
+pub mod rejection;
+pub mod topic;
+
+/// Width of the 15-minute rollup's buckets: the finest grid on which
+/// aggregates of personal data are released, and the cells the rollup stores.
+pub const ROLLUP_SECS: i64 = 900;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};

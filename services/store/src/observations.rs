@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
-use crate::domain::{DatastreamId, Micros, Reading};
-use crate::policy::{ReadRequest, Release, Resolution};
+use hoheit_domain::policy::{ReadRequest, Release, Resolution};
+use hoheit_domain::{DatastreamId, Micros, Reading};
 
 /// Writes `readings` and returns the number of rows actually inserted. A
 /// reading whose (datastream, time) is already stored is skipped, so
@@ -48,8 +48,7 @@ pub async fn insert(conn: &mut PgConnection, readings: &[Reading]) -> Result<u64
     Ok(inserted)
 }
 
-/// Width of the rollup's buckets.
-pub const ROLLUP_SECS: i64 = 900;
+pub use hoheit_domain::ROLLUP_SECS;
 const ROLLUP_MICROS: i64 = ROLLUP_SECS * 1_000_000;
 
 /// Adds freshly inserted `readings` to the rollup: one upsert of their

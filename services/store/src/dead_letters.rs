@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::domain::{Micros, Slug};
-use crate::topic::TopicScheme;
+use hoheit_domain::topic::TopicScheme;
+use hoheit_domain::{Micros, Slug};
 
 /// Where the writer read a dead letter from; makes storing it idempotent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,10 +13,10 @@ use sqlx::{PgPool, Row};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::datasets::{self, Dataset};
-use crate::domain::{DatastreamId, Slug};
-use crate::policy::{GrantTerms, OrgKind};
 use crate::principals::{ApiKeyView, PrincipalView};
 use crate::registry::{Organisation, RegistryError};
+use hoheit_domain::policy::{GrantTerms, OrgKind};
+use hoheit_domain::{DatastreamId, Slug};
 
 fn stored<T, E: std::fmt::Display>(field: &'static str, parsed: Result<T, E>) -> Result<T, RegistryError> {
     // Stored values were validated on the way in; a failure means the table

@@ -1,5 +1,5 @@
 //! Grants (contracts) from a dataset's owner to another organisation, with
-//! their SQL. The terms are enforced by [`crate::policy`]. Creating and
+//! their SQL. The terms are enforced by [`hoheit_domain::policy`]. Creating and
 //! revoking a grant writes its audit record in the same transaction.
 
 use chrono::{DateTime, Utc};
@@ -7,9 +7,9 @@ use serde::Deserialize;
 use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::audit::{self, Actor, AdminChange};
-use crate::domain::Slug;
-use crate::policy::GrantTerms;
 use crate::registry::RegistryError;
+use hoheit_domain::policy::GrantTerms;
+use hoheit_domain::Slug;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

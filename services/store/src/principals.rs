@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256, Sha512};
 use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::audit::{self, Actor, AdminChange};
-use crate::domain::Slug;
-use crate::policy::{OrgKind, Principal, Role};
 use crate::registry::RegistryError;
+use hoheit_domain::policy::{OrgKind, Principal, Role};
+use hoheit_domain::Slug;
 
 const KEY_PREFIX: &str = "hoh_";
 

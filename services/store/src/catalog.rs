@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
 use crate::datasets::{self, Dataset};
-use crate::policy::Classification;
 use crate::registry::RegistryError;
+use hoheit_domain::policy::Classification;
 
 /// A bounding box in WGS 84 degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]

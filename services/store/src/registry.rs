@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 
-use crate::domain::{DatastreamId, DatastreamKey, Slug, Unit};
-use crate::policy::OrgKind;
+use hoheit_domain::policy::OrgKind;
+use hoheit_domain::{DatastreamId, DatastreamKey, Slug, Unit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -117,7 +117,7 @@ pub async fn without_statement_timeout(conn: &mut PgConnection) -> Result<(), sq
     sqlx::query("SET LOCAL statement_timeout = 0").execute(conn).await.map(|_| ())
 }
 
-/// Applies the migrations embedded from `services/core/migrations`.
+/// Applies the migrations embedded from `services/store/migrations`.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
 }

@@ -10,7 +10,9 @@
 //! rush hours and shop hours follow.
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Timelike, Utc, Weekday};
-use hoheit_core::domain::{Slug, SlugError};
+use hoheit_domain::{Slug, SlugError};
+
+pub mod noise;
 
 use crate::noise::{stable_hash, Noise};
 

@@ -16,11 +16,11 @@ use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::dead_letters::{self, DeadLettersErased};
-use crate::domain::{DatastreamId, Slug};
-use crate::policy::{Classification, DatasetAccess, OrgKind};
 use crate::principals::municipality_of;
 use crate::registry::RegistryError;
-use crate::topic::TopicScheme;
+use hoheit_domain::policy::{Classification, DatasetAccess, OrgKind};
+use hoheit_domain::topic::TopicScheme;
+use hoheit_domain::{DatastreamId, Slug};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
