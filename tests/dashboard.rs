@@ -17,6 +17,13 @@
 //!   on the login and consent pages of an independent, OpenID Certified
 //!   provider (oidc-provider, `tests/oidc-provider`).
 //!
+//! Every view the scenarios open is checked with axe-core against WCAG 2.1 A
+//! and AA; a violation fails the scenario.
+//!
+//! The dashboard's types of the API's answers are generated from the snapshot
+//! `services/dashboard/openapi.json`; a test here keeps it equal to the API's
+//! document.
+//!
 //! Screenshots of each screen go to `target/dashboard-screenshots/`.
 //! Needs the built dashboard, chromium and the provider's node_modules:
 //! `deploy/local/hoheit test` (or `tools`) installs and builds them.
@@ -97,6 +104,27 @@ where
     );
     println!("{output}");
     output
+}
+
+/// The dashboard's TypeScript declarations of the API (`src/types/api.d.ts`, checked by
+/// `npm run check:types`) are generated from this snapshot: it must be the API's document.
+#[test]
+fn the_dashboards_openapi_snapshot_is_the_apis_document() {
+    let path = repo().join("services/dashboard/openapi.json");
+    let document = serde_json::to_value(hoheit_api::openapi_document()).expect("the document as JSON");
+    let expected = serde_json::to_string_pretty(&document).expect("pretty JSON") + "\n";
+    if std::env::var_os("HOHEIT_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &expected).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "{} is not the API's OpenAPI document: rerun with HOHEIT_BLESS=1 \
+         (`HOHEIT_BLESS=1 cargo nextest run -p hoheit-tests --test dashboard openapi_snapshot`), \
+         then `npm run types` in services/dashboard, and commit both files",
+        path.display()
+    );
 }
 
 /// The built app and the browser, or a message that says how to get them.

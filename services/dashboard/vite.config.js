@@ -1,3 +1,4 @@
+// @ts-check
 // Vite build of the dashboard: every asset bundled into dist/ (served by
 // hoheit-api at `/`), nothing loaded from another host at run time.
 import { defineConfig } from 'vite';

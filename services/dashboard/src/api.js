@@ -1,11 +1,20 @@
+// @ts-check
 // The API client: every request carries the signed-in credential in the
 // Authorization header. The key lives only in this module's memory: never in
 // a URL, never in localStorage or sessionStorage, gone on reload or sign-out.
 
+/** @typedef {import('./types/api').components['schemas']['Problem']} Problem */
+
+/** @type {string | null} */
 let credential = null;
 
 /** An error answer of the API (problem+json), with the reason it gave. */
 export class ApiProblem extends Error {
+  /**
+   * @param {number} status
+   * @param {string} detail
+   * @param {string} title
+   */
   constructor(status, detail, title) {
     super(detail || title || `HTTP ${status}`);
     this.status = status;
@@ -13,6 +22,7 @@ export class ApiProblem extends Error {
   }
 }
 
+/** @param {string | null} key */
 export function setCredential(key) {
   credential = key && key.trim() ? key.trim() : null;
 }
@@ -21,16 +31,23 @@ export function signedIn() {
   return credential !== null;
 }
 
+/**
+ * @param {Record<string, string>} [extra]
+ * @returns {Record<string, string>}
+ */
 function headers(extra = {}) {
+  /** @type {Record<string, string>} */
   const h = { Accept: 'application/json', ...extra };
   if (credential) h.Authorization = `Bearer ${credential}`;
   return h;
 }
 
+/** @param {Response} response */
 async function problemOf(response) {
   let detail = '';
   let title = response.statusText;
   try {
+    /** @type {Partial<Problem>} */
     const body = await response.json();
     detail = body.detail || '';
     title = body.title || title;
@@ -40,17 +57,26 @@ async function problemOf(response) {
   return new ApiProblem(response.status, detail, title);
 }
 
-/** GET a JSON resource; throws ApiProblem on an error answer. */
+/**
+ * GET a JSON resource; throws ApiProblem on an error answer. The caller names
+ * the answer's type (a schema of the API's OpenAPI document).
+ * @param {string} path
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<any>}
+ */
 export async function getJson(path, signal) {
   const response = await fetch(path, { headers: headers(), signal, credentials: 'omit', cache: 'no-store' });
   if (!response.ok) throw await problemOf(response);
   return response.json();
 }
 
-/** Builds a query string from the defined values. */
+/**
+ * Builds a query string from the defined values.
+ * @param {Record<string, string | number | null | undefined>} params
+ */
 export function query(params) {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
   const s = q.toString();
   return s ? `?${s}` : '';
 }
@@ -59,6 +85,9 @@ export function query(params) {
  * Reads the server-sent event stream at `path` with fetch (EventSource cannot
  * send the Authorization header) and calls onEvent(name, data) per event.
  * Resolves when the stream ends; rejects on an error answer.
+ * @param {string} path
+ * @param {(name: string, data: string) => void} onEvent
+ * @param {AbortSignal} [signal]
  */
 export async function stream(path, onEvent, signal) {
   const response = await fetch(path, {
@@ -68,6 +97,7 @@ export async function stream(path, onEvent, signal) {
     cache: 'no-store',
   });
   if (!response.ok) throw await problemOf(response);
+  if (!response.body) return;
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {

@@ -1,3 +1,4 @@
+// @ts-check
 // One datastream: a uPlot chart over a range (24 h, 7 d, 30 d or custom),
 // raw readings for short ranges and aggregates with a min/max band for long
 // ones, unit and license, the shown points as a table and as CSV. A denial
@@ -6,35 +7,31 @@
 import uPlot from 'uplot';
 import { ApiProblem, getJson, query } from './api.js';
 import { h, field, table } from './dom.js';
+import { csvOf, isoSeconds as iso, localInput, unitSuffix } from './format.js';
 import { formatNumber, formatTime, locale, t } from './i18n.js';
+import { INTERVALS, PRESETS, RAW_MAX, aggregateInterval, aggregateRange, axisTicks, wantsRaw } from './range.js';
 
-const HOUR = 3600e3;
-const PRESETS = { h24: 24 * HOUR, d7: 7 * 24 * HOUR, d30: 30 * 24 * HOUR };
-/** Raw readings up to this range; beyond it aggregates. */
-const RAW_UP_TO = 48 * HOUR;
-/** At most this many raw readings are fetched for one view (then: aggregates). */
-const RAW_MAX = 50000;
-const INTERVALS = [
-  ['1m', 60], ['5m', 300], ['15m', 900], ['30m', 1800], ['1h', 3600], ['3h', 10800], ['6h', 21600], ['12h', 43200], ['1d', 86400],
-];
+/** @typedef {import('./types/api').components['schemas']['Observation']} Observation */
+/** @typedef {import('./types/api').components['schemas']['ObservationPage']} ObservationPage */
+/** @typedef {import('./types/api').components['schemas']['AggregatePage']} AggregatePage */
+/** @typedef {import('./types/api').components['schemas']['Datastream']} Datastream */
+/** @typedef {import('./main.js').View} View */
+/** @typedef {import('./main.js').LiveDatastream} LiveDatastream */
+/** @typedef {import('./format.js').Shown} Shown */
 
-/** The bucket width that gives about 600 buckets over the range, at least `minSeconds`. */
-export function intervalFor(rangeMs, minSeconds = 0) {
-  const wanted = Math.max(rangeMs / 1000 / 600, minSeconds);
-  return (INTERVALS.find(([, s]) => s >= wanted) || INTERVALS[INTERVALS.length - 1])[0];
-}
-
-const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-
-function localInput(ms) {
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
-  return d.toISOString().slice(0, 16);
-}
-
+/**
+ * Raw readings of the range, page by page, up to RAW_MAX.
+ * @param {number} id
+ * @param {number} from
+ * @param {number} to
+ */
 async function fetchRaw(id, from, to) {
+  /** @type {Observation[]} */
   const out = [];
+  /** @type {string | null | undefined} */
   let cursor;
   do {
+    /** @type {ObservationPage} */
     const page = await getJson(`/v1/datastreams/${id}/observations${query({ from: iso(from), to: iso(to), limit: 10000, cursor })}`);
     out.push(...page.observations);
     cursor = page.next_cursor;
@@ -42,33 +39,45 @@ async function fetchRaw(id, from, to) {
   return out;
 }
 
-const QUARTER = 900e3;
-
+/**
+ * Aggregates of the range in buckets of `interval`.
+ * @param {number} id
+ * @param {number} from
+ * @param {number} to
+ * @param {string} interval
+ * @returns {Promise<AggregatePage>}
+ */
 async function fetchAggregates(id, from, to, interval) {
-  const seconds = (INTERVALS.find(([i]) => i === interval) || [interval, 0])[1];
-  if (seconds > 0 && seconds % 900 === 0) {
-    // Whole quarter hours: the API answers from its 15-minute rollup.
-    from = Math.floor(from / QUARTER) * QUARTER;
-    to = Math.ceil(to / QUARTER) * QUARTER;
-  }
+  ({ from, to } = aggregateRange(from, to, interval));
   return getJson(`/v1/datastreams/${id}/aggregates${query({ from: iso(from), to: iso(to), interval })}`);
 }
 
-function csvOf(shown) {
-  const lines = shown.kind === 'raw'
-    ? ['time,value', ...shown.rows.map((r) => `${r.time},${r.value}`)]
-    : ['time,avg,min,max,count', ...shown.rows.map((r) => `${r.time},${r.avg},${r.min ?? ''},${r.max ?? ''},${r.count}`)];
-  return `${lines.join('\n')}\n`;
+/**
+ * What the view shows of a datastream: from the live snapshot, or (opened by
+ * link, not in it) as the API answers for it alone.
+ * @typedef {LiveDatastream | (Datastream & { id: number, raw: boolean, thing_name?: undefined, dataset_id?: undefined })} ShownDatastream
+ */
+
+/**
+ * A datastream not in the snapshot (e.g. opened by link): asked for, to get the API's reason if it is hidden.
+ * @param {number} id
+ * @returns {Promise<ShownDatastream>}
+ */
+async function alone(id) {
+  /** @type {Datastream} */
+  const one = await getJson(`/v1/datastreams/${id}`);
+  return { ...one, id, raw: one.latest_value != null };
 }
 
+/**
+ * @param {View} view
+ * @param {number} id
+ */
 export async function renderDatastream({ state, main, showMessage }, id) {
-  let d = state.streams.get(id);
-  if (!d) {
-    // Not in the snapshot (e.g. opened by link): ask for it, to get the API's reason if it is hidden.
-    const one = await getJson(`/v1/datastreams/${id}`);
-    d = { ...one, id, raw: one.latest_value != null };
-  }
+  /** @type {ShownDatastream} */
+  const d = state.streams.get(id) || (await alone(id));
   const dataset = d.dataset_id ? state.datasets.get(d.dataset_id) : undefined;
+  /** @type {{ preset: string, from: number, to: number }} */
   let range = { preset: 'h24', from: Date.now() - PRESETS.h24, to: Date.now() };
   let resolution = 'auto';
 
@@ -84,7 +93,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     {
       class: 'custom-range',
       hidden: true,
-      onsubmit: (e) => {
+      onsubmit: (/** @type {SubmitEvent} */ e) => {
         e.preventDefault();
         const from = new Date(fromInput.value).getTime();
         const to = new Date(toInput.value).getTime();
@@ -98,7 +107,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     field(t('to'), toInput),
     h('button', { type: 'submit' }, t('show')),
   );
-  const presetButtons = ['h24', 'd7', 'd30', 'custom'].map((p) =>
+  const presetButtons = /** @type {const} */ (['h24', 'd7', 'd30', 'custom']).map((p) =>
     h('button', {
       type: 'button',
       class: 'preset',
@@ -118,7 +127,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
   );
   const resolutionSelect = h(
     'select',
-    { id: 'resolution', onchange: (e) => { resolution = e.target.value; show(); } },
+    { id: 'resolution', onchange: (/** @type {Event} */ e) => { resolution = /** @type {HTMLSelectElement} */ (e.target).value; show(); } },
     h('option', { value: 'auto' }, t('auto')),
     h('option', { value: 'raw' }, t('raw')),
     ...INTERVALS.map(([i]) => h('option', { value: i }, `${t('aggregates')} ${i}`)),
@@ -146,18 +155,23 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     h('details', { open: true }, h('summary', {}, t('dataTable')), tableBox),
   );
 
+  /** @type {uPlot | null} */
   let plot = null;
+  /** @type {string | null} */
   let url = null;
   let generation = 0;
   const resize = () => plot?.setSize({ width: chartEl.clientWidth || 600, height: 320 });
   window.addEventListener('resize', resize);
 
+  /** @param {Shown} shown */
   function draw(shown) {
     plot?.destroy();
     plot = null;
     const times = shown.rows.map((r) => Date.parse(r.time) / 1000);
-    const unit = d.unit ? ` (${d.unit})` : '';
+    const unit = unitSuffix(d.unit);
+    /** @type {Pick<uPlot.Options, 'series' | 'bands'>} */
     let opts;
+    /** @type {uPlot.AlignedData} */
     let data;
     if (shown.kind === 'raw') {
       data = [times, shown.rows.map((r) => r.value)];
@@ -180,24 +194,26 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     chartEl.dataset.points = String(shown.rows.length);
     chartEl.dataset.interval = shown.interval || '';
     if (shown.rows.length) {
-      const long = range.to - range.from > RAW_UP_TO;
-      const tick = long ? { day: '2-digit', month: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+      const tick = axisTicks(range.to - range.from);
+      /** @type {uPlot.Axis[]} */
       const axes = [
-        { values: (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleString(locale(), tick)) },
+        { values: (_u, splits) => splits.map((v) => new Date(v * 1000).toLocaleString(locale(), tick)) },
         { label: d.unit || '' },
       ];
       plot = new uPlot({ width: chartEl.clientWidth || 600, height: 320, scales: { x: { time: true } }, axes, ...opts }, data, chartEl);
     }
     const head = shown.kind === 'raw' ? [t('time'), t('value')] : [t('time'), t('avg'), t('min'), t('max'), t('count')];
-    const rows = shown.rows.map((r) =>
-      h(
-        'tr',
-        { dataset: { time: r.time, value: shown.kind === 'raw' ? r.value : r.avg } },
-        shown.kind === 'raw'
-          ? [h('td', {}, formatTime(r.time)), h('td', { class: 'num' }, formatNumber(r.value))]
-          : [h('td', {}, formatTime(r.time)), ...[r.avg, r.min, r.max, r.count].map((v) => h('td', { class: 'num' }, formatNumber(v)))],
-      ),
-    );
+    const rows = shown.kind === 'raw'
+      ? shown.rows.map((r) =>
+        h('tr', { dataset: { time: r.time, value: r.value } }, [h('td', {}, formatTime(r.time)), h('td', { class: 'num' }, formatNumber(r.value))]),
+      )
+      : shown.rows.map((r) =>
+        h(
+          'tr',
+          { dataset: { time: r.time, value: r.avg } },
+          [h('td', {}, formatTime(r.time)), ...[r.avg, r.min, r.max, r.count].map((v) => h('td', { class: 'num' }, formatNumber(v)))],
+        ),
+      );
     const caption = `${shown.rows.length} ${t('points')} · ${shown.kind === 'raw' ? t('raw') : `${t('aggregates')} ${shown.interval}`}`;
     tableBox.replaceChildren(table(caption, head, rows, { id: 'points' }));
     if (url) URL.revokeObjectURL(url);
@@ -214,11 +230,12 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     denial.replaceChildren();
     status.textContent = t('loading');
     const span = range.to - range.from;
-    const wantRaw = resolution === 'raw' || (resolution === 'auto' && span <= RAW_UP_TO);
-    const deny = (e) => {
+    const wantRaw = wantsRaw(resolution, span);
+    const deny = (/** @type {ApiProblem} */ e) => {
       denial.hidden = false;
       denial.append(h('p', {}, h('strong', {}, `${t('denied')} (${e.status}): `), h('span', { class: 'reason' }, e.detail)));
     };
+    /** @type {Shown | null} */
     let shown = null;
     try {
       if (wantRaw) {
@@ -231,15 +248,18 @@ export async function renderDatastream({ state, main, showMessage }, id) {
         }
       }
       if (!shown) {
-        const interval = resolution !== 'auto' && resolution !== 'raw' ? resolution : intervalFor(span, wantRaw ? 900 : 0);
+        const interval = aggregateInterval(resolution, span, wantRaw);
         const page = await fetchAggregates(id, range.from, range.to, interval);
         shown = { kind: 'aggregate', interval, rows: page.buckets };
       }
     } catch (e) {
       if (mine !== generation) return;
       if (e instanceof ApiProblem) deny(e);
-      else denial.hidden = false, denial.append(h('p', {}, e.message));
-      shown = { kind: wantRaw ? 'raw' : 'aggregate', rows: [] };
+      else {
+        denial.hidden = false;
+        denial.append(h('p', {}, e instanceof Error ? e.message : String(e)));
+      }
+      shown = wantRaw ? { kind: 'raw', rows: [] } : { kind: 'aggregate', rows: [] };
     }
     if (mine !== generation) return;
     draw(shown);

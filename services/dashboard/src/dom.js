@@ -1,5 +1,20 @@
+// @ts-check
 // A tiny element builder: text from the API is always set as text, never as HTML.
 
+/**
+ * A child of an element: a node, text (numbers too), or nothing.
+ * @typedef {Node | string | number | null | undefined | false} Child
+ */
+
+/**
+ * An element with attributes (`on…` functions become listeners, `dataset` fills
+ * data-*, `text` the text, `true` an empty attribute, null/undefined/false none).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...(Child | Child[])} children one level of arrays is flattened
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -16,7 +31,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** A table with a caption, header cells and rows of cells. */
+/**
+ * A table with a caption, header cells and rows (a row element, or its cells).
+ * @param {string | null} caption
+ * @param {string[]} head
+ * @param {(Node | Child[])[]} rows
+ * @param {Record<string, any>} [attrs]
+ */
 export function table(caption, head, rows, attrs = {}) {
   return h(
     'table',
@@ -27,7 +48,11 @@ export function table(caption, head, rows, attrs = {}) {
   );
 }
 
-/** A labelled form control. */
+/**
+ * A labelled form control.
+ * @param {string} label
+ * @param {HTMLInputElement | HTMLSelectElement} control
+ */
 export function field(label, control) {
   const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
   control.id = id;

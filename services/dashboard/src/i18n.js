@@ -1,218 +1,51 @@
-// German and English UI text; the default follows the browser's language.
+// @ts-check
+// The dashboard's current language (German or English; the default follows
+// the browser's), its text and its way of writing numbers and times. The text
+// lives in messages.js, the formatting rules in format.js.
 
-const text = {
-  de: {
-    skip: 'Zum Inhalt springen',
-    tagline: 'Urbane Daten der Stadt',
-    apiKey: 'API-Schlüssel',
-    signIn: 'Anmelden',
-    signOut: 'Abmelden',
-    signedInAs: 'Angemeldet mit Schlüssel',
-    signInOidc: 'Mit Single Sign-on anmelden',
-    signedInOidc: 'Angemeldet über Single Sign-on',
-    publicView: 'Öffentliche Ansicht (offene Daten)',
-    signInFailed: 'Anmeldung fehlgeschlagen',
-    map: 'Karte',
-    list: 'Liste',
-    owner: 'Meine Daten',
-    transparency: 'Transparenz',
-    search: 'Suche',
-    theme: 'Thema',
-    organisation: 'Organisation',
-    classification: 'Klassifizierung',
-    all: 'alle',
-    name: 'Name',
-    thing: 'Messstelle',
-    latest: 'Letzter Wert',
-    time: 'Zeit',
-    value: 'Wert',
-    unit: 'Einheit',
-    dataset: 'Datensatz',
-    license: 'Lizenz',
-    none: '—',
-    noAccessRaw: 'nur Aggregate',
-    noPosition: 'ohne Position',
-    open: 'öffnen',
-    range: 'Zeitraum',
-    h24: '24 Std.',
-    d7: '7 Tage',
-    d30: '30 Tage',
-    custom: 'eigener',
-    from: 'von',
-    to: 'bis',
-    show: 'Anzeigen',
-    resolution: 'Auflösung',
-    auto: 'automatisch',
-    raw: 'Rohwerte',
-    aggregates: 'Aggregate',
-    avg: 'Mittel',
-    min: 'Min',
-    max: 'Max',
-    count: 'Anzahl',
-    points: 'Punkte',
-    downloadCsv: 'CSV herunterladen',
-    dataTable: 'Datentabelle',
-    denied: 'Zugriff verweigert',
-    loading: 'Lädt …',
-    empty: 'Keine Daten im Zeitraum.',
-    back: 'Zurück',
-    liveOn: 'Live',
-    liveOff: 'Live getrennt',
-    grants: 'Freigaben',
-    grantee: 'Empfänger',
-    purpose: 'Zweck',
-    contract: 'Vertrag',
-    minInterval: 'feinste Auflösung (Min.)',
-    history: 'Historie (Tage)',
-    validUntil: 'gültig bis',
-    audit: 'Zugriffsprotokoll',
-    principal: 'Zugreifer',
-    action: 'Aktion',
-    decision: 'Entscheidung',
-    allowed: 'erlaubt',
-    deniedShort: 'verweigert',
-    reason: 'Grund',
-    rows: 'Zeilen',
-    deadLetters: 'Abgelehnte Nachrichten',
-    topic: 'Topic',
-    payload: 'Nutzdaten',
-    received: 'Empfangen',
-    filter: 'Filtern',
-    onlyDenied: 'nur verweigerte',
-    noOwnedDatasets: 'Diese Organisation besitzt keine Datensätze, die Sie verwalten.',
-    transparencyIntro: 'Wer hat welche Daten zu welchem Zweck abgerufen (je Datensatz und Monat).',
-    accesses: 'Zugriffe',
-    accessor: 'Abrufende Stelle',
-    month: 'Monat',
-    byDataset: 'Zugriffe je Datensatz',
-    byAccessor: 'Zugriffe je abrufender Stelle',
-    tiles: 'Kartenkacheln (URL)',
-    tilesFailed: 'Kartenkacheln nicht erreichbar – Messstellen werden trotzdem angezeigt.',
-    datastreams: 'Datenströme',
-    shown: 'angezeigt',
-  },
-  en: {
-    skip: 'Skip to content',
-    tagline: "The town's urban data",
-    apiKey: 'API key',
-    signIn: 'Sign in',
-    signOut: 'Sign out',
-    signedInAs: 'Signed in with key',
-    signInOidc: 'Sign in with single sign-on',
-    signedInOidc: 'Signed in with single sign-on',
-    publicView: 'Public view (open data)',
-    signInFailed: 'Sign-in failed',
-    map: 'Map',
-    list: 'List',
-    owner: 'My data',
-    transparency: 'Transparency',
-    search: 'Search',
-    theme: 'Theme',
-    organisation: 'Organisation',
-    classification: 'Classification',
-    all: 'all',
-    name: 'Name',
-    thing: 'Thing',
-    latest: 'Latest value',
-    time: 'Time',
-    value: 'Value',
-    unit: 'Unit',
-    dataset: 'Dataset',
-    license: 'License',
-    none: '—',
-    noAccessRaw: 'aggregates only',
-    noPosition: 'no position',
-    open: 'open',
-    range: 'Range',
-    h24: '24 h',
-    d7: '7 days',
-    d30: '30 days',
-    custom: 'custom',
-    from: 'from',
-    to: 'to',
-    show: 'Show',
-    resolution: 'Resolution',
-    auto: 'automatic',
-    raw: 'raw readings',
-    aggregates: 'aggregates',
-    avg: 'Average',
-    min: 'Min',
-    max: 'Max',
-    count: 'Count',
-    points: 'points',
-    downloadCsv: 'Download CSV',
-    dataTable: 'Data table',
-    denied: 'Access denied',
-    loading: 'Loading …',
-    empty: 'No data in this range.',
-    back: 'Back',
-    liveOn: 'Live',
-    liveOff: 'Live disconnected',
-    grants: 'Grants',
-    grantee: 'Grantee',
-    purpose: 'Purpose',
-    contract: 'Contract',
-    minInterval: 'finest resolution (min)',
-    history: 'history (days)',
-    validUntil: 'valid until',
-    audit: 'Audit log',
-    principal: 'Principal',
-    action: 'Action',
-    decision: 'Decision',
-    allowed: 'allowed',
-    deniedShort: 'denied',
-    reason: 'Reason',
-    rows: 'Rows',
-    deadLetters: 'Rejected messages',
-    topic: 'Topic',
-    payload: 'Payload',
-    received: 'Received',
-    filter: 'Filter',
-    onlyDenied: 'denied only',
-    noOwnedDatasets: 'This organisation owns no datasets that you manage.',
-    transparencyIntro: 'Who read which data for which purpose (per dataset and month).',
-    accesses: 'Accesses',
-    accessor: 'Accessor',
-    month: 'Month',
-    byDataset: 'Accesses per dataset',
-    byAccessor: 'Accesses per accessor',
-    tiles: 'Map tiles (URL)',
-    tilesFailed: 'Map tiles unreachable – things are shown anyway.',
-    datastreams: 'Datastreams',
-    shown: 'shown',
-  },
-};
+import { formatNumber as numberIn, formatTime as timeIn, localeOf } from './format.js';
+import { message, pickLanguage } from './messages.js';
 
-let lang = (navigator.language || 'de').toLowerCase().startsWith('de') ? 'de' : 'en';
+/** @typedef {import('./messages.js').Language} Language */
+
+/** @type {Language} */
+let lang = pickLanguage(navigator.language);
 
 export function language() {
   return lang;
 }
 
+/** @param {string} l */
 export function setLanguage(l) {
   lang = l === 'en' ? 'en' : 'de';
   document.documentElement.lang = lang;
 }
 
+/** @param {string} key */
 export function t(key) {
-  return text[lang][key] ?? text.en[key] ?? key;
+  return message(lang, key);
 }
 
 export function locale() {
-  return lang === 'de' ? 'de-DE' : 'en-GB';
+  return localeOf(lang);
 }
 
+/** @param {string | null | undefined} iso */
 export function formatTime(iso) {
-  if (!iso) return t('none');
-  return new Date(iso).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium' });
+  return timeIn(iso, locale(), t('none'));
 }
 
+/** @param {number | null | undefined} v */
 export function formatNumber(v) {
-  if (v === null || v === undefined || Number.isNaN(v)) return t('none');
-  return Number(v).toLocaleString(locale(), { maximumFractionDigits: 3 });
+  return numberIn(v, locale(), t('none'));
 }
 
-/** Fills every element with data-i18n under root. */
+/**
+ * Fills every element with data-i18n under root.
+ * @param {ParentNode} [root]
+ */
 export function translate(root = document) {
-  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n]')) {
+    if (el instanceof HTMLElement) el.textContent = t(el.dataset.i18n || '');
+  }
 }

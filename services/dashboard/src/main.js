@@ -1,3 +1,4 @@
+// @ts-check
 // The dashboard: sign-in with an API key (kept in memory only), the map and
 // list of things with their latest values (updated live), a datastream's
 // chart, the data owner's views and the public transparency report.
@@ -17,41 +18,91 @@ import { renderOwner } from './owner.js';
 import { renderTransparency } from './transparency.js';
 import { finishSignIn, startSignIn } from './oidc.js';
 
-/** What the signed-in (or anonymous) caller may see, shared by the views. */
+/** @typedef {import('./types/api').components['schemas']['LiveDatastream']} LiveDatastream */
+/** @typedef {import('./types/api').components['schemas']['LiveSnapshot']} LiveSnapshot */
+/**
+ * A `latest` event of the live stream: new latest values, and datastreams whose values
+ * the caller may no longer read. The OpenAPI document names it (LiveUpdate) in the
+ * description of /v1/live but has no schema for stream events, so it is written here.
+ * @typedef {{ values: { datastream_id: number, time: string, value: number }[], withdrawn: number[] }} LiveUpdate
+ */
+/** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
+/** @typedef {import('./types/api').components['schemas']['DatasetList']} DatasetList */
+/** @typedef {(update: LiveUpdate) => void} LiveListener */
+
+/**
+ * What the signed-in (or anonymous) caller may see, shared by the views.
+ * @typedef {object} State
+ * @property {Map<number, LiveDatastream>} streams by id
+ * @property {Map<number, Dataset>} datasets by id
+ * @property {boolean} ownsData
+ * @property {AbortController | null} live of the live stream
+ * @property {Set<LiveListener>} listeners called on live updates
+ * @property {{ search: string, theme: string, org: string, classification: string }} filters
+ * @property {'key' | 'oidc' | null} method while signed in
+ * @property {boolean} oidcOffered
+ */
+
+/**
+ * What a view gets: the state, the element to fill, live updates and the message line.
+ * A view returns what to do on leaving it, or null.
+ * @typedef {object} View
+ * @property {State} state
+ * @property {HTMLElement} main
+ * @property {(fn: LiveListener) => () => void} onLive
+ * @property {(text: string) => void} showMessage
+ */
+
+/** @type {State} */
 export const state = {
-  streams: new Map(), // id → LiveDatastream
-  datasets: new Map(), // id → Dataset
+  streams: new Map(),
+  datasets: new Map(),
   ownsData: false,
-  live: null, // AbortController of the live stream
-  listeners: new Set(), // called on live updates
+  live: null,
+  listeners: new Set(),
   filters: { search: '', theme: '', org: '', classification: '' },
-  method: null, // 'key' or 'oidc' while signed in
+  method: null,
   oidcOffered: false,
 };
 
-const main = document.getElementById('main');
-const message = document.getElementById('message');
+/**
+ * An element of index.html.
+ * @param {string} id
+ */
+function byId(id) {
+  return /** @type {HTMLElement} */ (document.getElementById(id));
+}
 
+const main = byId('main');
+const message = byId('message');
+
+/** @param {string} text */
 export function showMessage(text) {
   message.textContent = text || '';
   message.hidden = !text;
 }
 
+/** @param {LiveListener} fn */
 function onLive(fn) {
   state.listeners.add(fn);
-  return () => state.listeners.delete(fn);
+  return () => {
+    state.listeners.delete(fn);
+  };
 }
 
+/** @param {boolean} connected */
 function setLive(connected) {
-  const el = document.getElementById('live-status');
+  const el = byId('live-status');
   el.textContent = connected ? `● ${t('liveOn')}` : `○ ${t('liveOff')}`;
   el.dataset.connected = connected ? 'true' : 'false';
 }
 
+/** @param {LiveSnapshot} snapshot */
 function applySnapshot(snapshot) {
   state.streams = new Map(snapshot.datastreams.map((d) => [d.id, d]));
 }
 
+/** @param {LiveUpdate} update */
 function applyUpdate(update) {
   for (const v of update.values) {
     const d = state.streams.get(v.datastream_id);
@@ -70,7 +121,10 @@ function applyUpdate(update) {
   for (const fn of state.listeners) fn(update);
 }
 
-/** Keeps the live stream open (reconnecting with back-off) until aborted. */
+/**
+ * Keeps the live stream open (reconnecting with back-off) until aborted.
+ * @param {AbortController} controller
+ */
 async function runLive(controller) {
   let delay = 1000;
   while (!controller.signal.aborted) {
@@ -106,6 +160,7 @@ async function runLive(controller) {
 /** Loads what this caller may see, then (re)opens the live stream. */
 async function load() {
   state.live?.abort();
+  /** @type {[LiveSnapshot, DatasetList]} */
   const [snapshot, datasets] = await Promise.all([getJson('/v1/live'), getJson('/v1/datasets')]);
   applySnapshot(snapshot);
   state.datasets = new Map(datasets.datasets.map((d) => [d.id, d]));
@@ -118,21 +173,23 @@ async function load() {
       state.ownsData = false;
     }
   }
-  document.getElementById('nav-owner').hidden = !signedIn();
+  byId('nav-owner').hidden = !signedIn();
   state.live = new AbortController();
   runLive(state.live);
 }
 
 function renderSession() {
-  document.getElementById('signin').hidden = signedIn();
-  document.getElementById('signin-oidc').hidden = signedIn() || !state.oidcOffered;
-  document.getElementById('session').hidden = !signedIn();
-  document.getElementById('who').textContent = signedIn() ? t(state.method === 'oidc' ? 'signedInOidc' : 'signedInAs') : '';
+  byId('signin').hidden = signedIn();
+  byId('signin-oidc').hidden = signedIn() || !state.oidcOffered;
+  byId('session').hidden = !signedIn();
+  byId('who').textContent = signedIn() ? t(state.method === 'oidc' ? 'signedInOidc' : 'signedInAs') : '';
   document.body.dataset.session = signedIn() ? state.method || 'key' : 'public';
 }
 
+/** @type {(() => void) | null} */
 let cleanup = null;
 
+/** @param {Event} [event] */
 async function route(event) {
   cleanup?.();
   cleanup = null;
@@ -145,6 +202,7 @@ async function route(event) {
   }
   main.replaceChildren();
   main.dataset.view = view;
+  /** @type {View} */
   const ctx = { state, main, onLive, showMessage };
   try {
     if (view === 'list') cleanup = renderList(ctx);
@@ -153,12 +211,24 @@ async function route(event) {
     else if (view === 'transparency') cleanup = await renderTransparency(ctx);
     else cleanup = renderMap(ctx);
   } catch (e) {
-    main.append(h('p', { class: 'error', role: 'alert' }, e.detail || e.message));
+    main.append(h('p', { class: 'error', role: 'alert' }, problemText(e)));
   }
   // After navigation, keyboard and screen reader users start at the new view.
   if (event?.type === 'hashchange') main.focus();
 }
 
+/**
+ * What an error says: the API's reason, or the error's message.
+ * @param {unknown} e
+ */
+function problemText(e) {
+  return e instanceof ApiProblem ? e.detail || e.message : e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * @param {string | null} key
+ * @param {'key' | 'oidc'} [method]
+ */
 async function signIn(key, method = 'key') {
   showMessage('');
   setCredential(key);
@@ -168,7 +238,7 @@ async function signIn(key, method = 'key') {
   } catch (e) {
     setCredential(null);
     state.method = null;
-    showMessage(`${t('signInFailed')}: ${e.detail || e.message}`);
+    showMessage(`${t('signInFailed')}: ${problemText(e)}`);
     await load().catch(() => {});
   }
   renderSession();
@@ -177,21 +247,23 @@ async function signIn(key, method = 'key') {
 
 /** Offers single sign-on where the API names an issuer, and completes a return from it. */
 async function initOidc() {
+  /** @type {{ oidc?: import('./oidc.js').OidcConfig }} */
   const config = await fetch('/config.json', { credentials: 'omit' })
     .then((r) => (r.ok ? r.json() : {}))
     .catch(() => ({}));
-  if (!config.oidc) return false;
-  const button = document.getElementById('signin-oidc');
+  const oidc = config.oidc;
+  if (!oidc) return false;
+  const button = byId('signin-oidc');
   state.oidcOffered = true;
   button.hidden = signedIn();
-  button.addEventListener('click', () => startSignIn(config.oidc).catch((e) => showMessage(`${t('signInFailed')}: ${e.message}`)));
+  button.addEventListener('click', () => startSignIn(oidc).catch((e) => showMessage(`${t('signInFailed')}: ${e.message}`)));
   try {
-    const token = await finishSignIn(config.oidc);
+    const token = await finishSignIn(oidc);
     if (!token) return false;
     await signIn(token, 'oidc');
     return true;
   } catch (e) {
-    showMessage(`${t('signInFailed')}: ${e.message}`);
+    showMessage(`${t('signInFailed')}: ${problemText(e)}`);
     return false;
   }
 }
@@ -199,10 +271,11 @@ async function initOidc() {
 function init() {
   setLanguage(language());
   translate();
-  const lang = document.getElementById('lang');
+  const lang = byId('lang');
   const setLangButton = () => {
     lang.textContent = language() === 'de' ? 'EN' : 'DE';
-    lang.setAttribute('aria-label', language() === 'de' ? 'Switch to English' : 'Auf Deutsch umschalten');
+    // The name starts with the visible text (WCAG 2.5.3, label in name).
+    lang.setAttribute('aria-label', language() === 'de' ? 'EN: Switch to English' : 'DE: Auf Deutsch umschalten');
   };
   setLangButton();
   lang.addEventListener('click', () => {
@@ -210,17 +283,17 @@ function init() {
     setLangButton();
     translate();
     renderSession();
-    setLive(document.getElementById('live-status').dataset.connected === 'true');
+    setLive(byId('live-status').dataset.connected === 'true');
     route();
   });
-  document.getElementById('signin').addEventListener('submit', (event) => {
+  byId('signin').addEventListener('submit', (event) => {
     event.preventDefault();
-    const input = document.getElementById('key');
+    const input = /** @type {HTMLInputElement} */ (byId('key'));
     const key = input.value;
     input.value = '';
     if (key.trim()) signIn(key);
   });
-  document.getElementById('signout').addEventListener('click', () => {
+  byId('signout').addEventListener('click', () => {
     setCredential(null);
     showMessage('');
     signIn(null);
@@ -231,8 +304,8 @@ function init() {
   initOidc().then((done) => {
     if (!done) {
       load()
-        .catch((e) => showMessage(e.detail || e.message))
-        .then(route);
+        .catch((e) => showMessage(problemText(e)))
+        .then(() => route());
     }
   });
 }

@@ -1,24 +1,35 @@
+// @ts-check
 // The data owner's views: their datasets with the grants on them, the audit
 // log of their datasets (filters: dataset, range, denied only) and the dead
 // letters of their organisation's streams with reasons.
 
 import { ApiProblem, getJson, query } from './api.js';
 import { h, field, table } from './dom.js';
+import { isoSeconds as iso } from './format.js';
 import { formatTime, t } from './i18n.js';
 
-const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+/** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
+/** @typedef {import('./types/api').components['schemas']['GrantList']} GrantList */
+/** @typedef {import('./types/api').components['schemas']['GrantTerms']} GrantTerms */
+/** @typedef {import('./types/api').components['schemas']['AuditPage']} AuditPage */
+/** @typedef {import('./types/api').components['schemas']['DeadLetterPage']} DeadLetterPage */
 
+/** @param {unknown} e */
 function problemText(e) {
-  return e instanceof ApiProblem ? `${e.status}: ${e.detail}` : e.message;
+  return e instanceof ApiProblem ? `${e.status}: ${e.detail}` : e instanceof Error ? e.message : String(e);
 }
 
+/** @param {import('./main.js').View} view */
 export async function renderOwner({ state, main }) {
   main.append(h('h2', {}, t('owner')));
   // The datasets whose grants this caller may see are the ones it manages.
+  /** @type {{ ds: Dataset, grants: GrantTerms[] }[]} */
   const owned = [];
   for (const ds of state.datasets.values()) {
     try {
-      owned.push({ ds, grants: (await getJson(`/v1/datasets/${ds.id}/grants`)).grants });
+      /** @type {GrantList} */
+      const list = await getJson(`/v1/datasets/${ds.id}/grants`);
+      owned.push({ ds, grants: list.grants });
     } catch {
       /* not an owner of this one */
     }
@@ -46,6 +57,7 @@ export async function renderOwner({ state, main }) {
     auditBox.replaceChildren(h('p', {}, t('loading')));
     try {
       const from = fromInput.value ? iso(new Date(`${fromInput.value}T00:00:00`).getTime()) : undefined;
+      /** @type {AuditPage} */
       const page = await getJson(`/v1/audit${query({ dataset: dsSelect.value, from, limit: 1000 })}`);
       const records = page.records.filter((r) => !deniedOnly.checked || !r.allowed).reverse();
       auditBox.replaceChildren(
@@ -66,7 +78,7 @@ export async function renderOwner({ state, main }) {
     h('h3', { id: 'h-audit' }, t('audit')),
     h(
       'form',
-      { class: 'filters', onsubmit: (e) => { e.preventDefault(); loadAudit(); } },
+      { class: 'filters', onsubmit: (/** @type {SubmitEvent} */ e) => { e.preventDefault(); loadAudit(); } },
       field(t('dataset'), dsSelect),
       field(t('from'), fromInput),
       h('div', { class: 'field check' }, deniedOnly, h('label', { for: 'audit-denied' }, t('onlyDenied'))),
@@ -82,6 +94,7 @@ export async function renderOwner({ state, main }) {
   if (owned.length) await loadAudit();
   else auditBox.replaceChildren(h('p', {}, t('noOwnedDatasets')));
   try {
+    /** @type {DeadLetterPage} */
     const page = await getJson(`/v1/dead-letters${query({ from: iso(Date.now() - 7 * 864e5), limit: 500 })}`);
     deadBox.replaceChildren(
       table(

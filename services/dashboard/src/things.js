@@ -1,9 +1,15 @@
+// @ts-check
 // The map of things and the list of datastreams, with search and filters by
 // theme, organisation and classification; both follow the live values.
 
 import L from 'leaflet';
 import { h, field } from './dom.js';
+import { withUnit } from './format.js';
 import { formatNumber, formatTime, t } from './i18n.js';
+
+/** @typedef {import('./main.js').State} State */
+/** @typedef {import('./main.js').View} View */
+/** @typedef {import('./main.js').LiveDatastream} LiveDatastream */
 
 const DEFAULT_TILES = import.meta.env.VITE_TILE_URL || 'https://tile.openstreetmap.org/{z}/{x}/{y}.png';
 // The tile URL is a display preference, not a secret: it may stay in localStorage.
@@ -17,16 +23,24 @@ function tileUrl() {
   }
 }
 
+/**
+ * @param {State} state
+ * @param {LiveDatastream} d
+ */
 function datasetOf(state, d) {
   return d.dataset_id ? state.datasets.get(d.dataset_id) : undefined;
 }
 
+/** @param {LiveDatastream} d */
 function latestText(d) {
   if (d.latest_value === null || d.latest_value === undefined) return d.raw ? t('none') : t('noAccessRaw');
-  return `${formatNumber(d.latest_value)} ${d.unit || ''}`.trim();
+  return withUnit(formatNumber(d.latest_value), d.unit);
 }
 
-/** The datastreams that pass the filters. */
+/**
+ * The datastreams that pass the filters.
+ * @param {State} state
+ */
 function filtered(state) {
   const f = state.filters;
   const needle = f.search.trim().toLowerCase();
@@ -40,6 +54,10 @@ function filtered(state) {
   });
 }
 
+/**
+ * @param {Set<string>} values
+ * @param {string} selected
+ */
 function options(values, selected) {
   return [
     h('option', { value: '' }, t('all')),
@@ -47,11 +65,18 @@ function options(values, selected) {
   ];
 }
 
-/** Search and filter controls; calls onChange after each change. */
+/**
+ * Search and filter controls; calls onChange after each change.
+ * @param {State} state
+ * @param {() => void} onChange
+ */
 function filterBar(state, onChange) {
   const streams = [...state.streams.values()];
+  /** @type {Set<string>} */
   const themes = new Set();
+  /** @type {Set<string>} */
   const orgs = new Set();
+  /** @type {Set<string>} */
   const classes = new Set();
   for (const d of streams) {
     const ds = datasetOf(state, d);
@@ -71,7 +96,7 @@ function filterBar(state, onChange) {
   for (const s of [theme, org, cls]) s.addEventListener('change', update);
   return h(
     'form',
-    { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() },
+    { class: 'filters', role: 'search', onsubmit: (/** @type {SubmitEvent} */ e) => e.preventDefault() },
     field(t('search'), search),
     field(t('theme'), theme),
     field(t('organisation'), org),
@@ -79,6 +104,7 @@ function filterBar(state, onChange) {
   );
 }
 
+/** @param {View} view */
 export function renderList({ state, main, onLive }) {
   const body = h('tbody');
   const count = h('p', { class: 'count', 'aria-live': 'polite' });
@@ -118,6 +144,7 @@ export function renderList({ state, main, onLive }) {
   return onLive(fill);
 }
 
+/** @param {View} view */
 export function renderMap({ state, main, onLive }) {
   const mapEl = h('div', { id: 'map', class: 'map', role: 'region', 'aria-label': t('map') });
   const notice = h('p', { class: 'notice', hidden: true }, t('tilesFailed'));
@@ -135,7 +162,7 @@ export function renderMap({ state, main, onLive }) {
       h(
         'form',
         {
-          onsubmit: (e) => {
+          onsubmit: (/** @type {SubmitEvent} */ e) => {
             e.preventDefault();
             try {
               localStorage.setItem(TILE_KEY, tiles.value.trim());
@@ -168,12 +195,18 @@ export function renderMap({ state, main, onLive }) {
 
   function draw() {
     markers.clearLayers();
+    /** @type {Map<string, { name: string, lat: number | null | undefined, lon: number | null | undefined, streams: LiveDatastream[] }>} */
     const things = new Map();
     for (const d of filtered(state)) {
       const key = `${d.org}/${d.thing}`;
-      if (!things.has(key)) things.set(key, { name: d.thing_name || d.thing, lat: d.latitude, lon: d.longitude, streams: [] });
-      things.get(key).streams.push(d);
+      let thing = things.get(key);
+      if (!thing) {
+        thing = { name: d.thing_name || d.thing, lat: d.latitude, lon: d.longitude, streams: [] };
+        things.set(key, thing);
+      }
+      thing.streams.push(d);
     }
+    /** @type {[number, number][]} */
     const points = [];
     const items = [];
     for (const [key, thing] of things) {

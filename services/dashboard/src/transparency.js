@@ -1,3 +1,4 @@
+// @ts-check
 // The public transparency report: who read which dataset how often, as bar
 // charts (plain HTML, readable without a canvas) and a table.
 
@@ -5,6 +6,14 @@ import { getJson } from './api.js';
 import { h, table } from './dom.js';
 import { formatNumber, t } from './i18n.js';
 
+/** @typedef {import('./types/api').components['schemas']['TransparencyReport']} TransparencyReport */
+
+/**
+ * A bar chart of totals, largest first.
+ * @param {string} title
+ * @param {Map<string, number>} totals
+ * @param {string} id
+ */
 function bars(title, totals, id) {
   const max = Math.max(1, ...totals.values());
   const rows = [...totals.entries()].sort((a, b) => b[1] - a[1]);
@@ -28,9 +37,13 @@ function bars(title, totals, id) {
   );
 }
 
+/** @param {import('./main.js').View} view */
 export async function renderTransparency({ main }) {
+  /** @type {TransparencyReport} */
   const report = await getJson('/v1/transparency');
+  /** @type {Map<string, number>} */
   const byDataset = new Map();
+  /** @type {Map<string, number>} */
   const byAccessor = new Map();
   for (const l of report.lines) {
     byDataset.set(l.dataset_title, (byDataset.get(l.dataset_title) || 0) + l.accesses);
