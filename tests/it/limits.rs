@@ -9,7 +9,7 @@
 //! table the request reads, and waits until the database shows the API's
 //! query waiting for it.
 
-mod admin_support;
+use crate::admin_support;
 
 use std::time::Duration;
 
