@@ -179,7 +179,7 @@ async fn a_key_rotation_at_the_provider_needs_no_restart_of_the_api() -> anyhow:
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
     // The flood of refused tokens below would otherwise meet the per-address limit of failed
-    // authentications (its own test is in tests/limits.rs); here it is the key fetches that count.
+    // authentications (its own test is in tests/it/limits.rs); here it is the key fetches that count.
     let (running, api, path) = api_for(&provider, &isolation, &["--auth-failures-per-minute=1000"]).await?;
 
     let before = provider.sign_in("hoheit-es256", "kc-4711", None).await?.access_token;
