@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use hoheit_api::public_url::PublicBaseUrl;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::town::small_town;
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
@@ -604,8 +605,11 @@ async fn links_start_with_the_configured_public_base_url_whatever_the_host_heade
     let isolation = Isolation::new();
     let pool = isolation.create_database().await.unwrap();
     let public = "https://daten.stadt.example/hoheit";
-    let (running, api) =
-        start_api_with(&isolation, &["--public-base-url", "https://daten.stadt.example/hoheit/"]).await.unwrap();
+    let (running, api) = start_api_with(&isolation, |api| {
+        api.public_base_url = Some(PublicBaseUrl::parse("https://daten.stadt.example/hoheit/").unwrap())
+    })
+    .await
+    .unwrap();
     let town = small_town(&api, &pool).await.unwrap();
     let evil = |path: &str| {
         api.get_as(None, path)
