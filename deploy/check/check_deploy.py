@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""deploy/check/check_deploy.py: static checks of Hoheit's deployment files (run by tests/deploy.rs).
+"""deploy/check/check_deploy.py: static checks of Hoheit's deployment files (run by tests/it/deploy.rs).
 
     check_deploy.py compose   compose.yaml against the compose-spec JSON schema, and its agreement
                               with deploy/hoheit.env, the Dockerfile, Prometheus, Mosquitto (local

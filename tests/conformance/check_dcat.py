@@ -1,6 +1,6 @@
 """Validates an open data catalog against the DCAT-AP.de 3.0 SHACL shapes.
 
-Used by tests/opendata.rs:
+Used by tests/it/opendata.rs:
 
     python check_dcat.py CATALOG_FILE MEDIA_TYPE
 

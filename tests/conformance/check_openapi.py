@@ -1,6 +1,6 @@
 """Validates an OpenAPI document (JSON file) with openapi-spec-validator.
 
-Used by tests/openapi.rs: `python check_openapi.py DOCUMENT.json`. Prints
+Used by tests/it/openapi.rs: `python check_openapi.py DOCUMENT.json`. Prints
 `check_openapi: valid OpenAPI <version>` and exits 0, or prints the first
 error and exits 1.
 """

@@ -1,5 +1,5 @@
 """Drives Hoheit's SensorThings API with the FROST Python client
-(frost-sta-client) and prints what it saw as JSON, for tests/sta.rs to
+(frost-sta-client) and prints what it saw as JSON, for tests/it/sta.rs to
 compare with the database.
 
 usage: sta_client.py BASE_URL DATASTREAM_ID   (HOHEIT_KEY: optional API key)

@@ -5,7 +5,7 @@
 //
 //   node tests/oidc-provider/provider.mjs '<settings JSON>'
 //
-// Settings (written by the Rust tests, tests/oidc.rs and tests/dashboard.rs):
+// Settings (written by the Rust tests, tests/it/oidc.rs and tests/it/dashboard.rs):
 //   port      loopback port to listen on; 0 picks one (a restart passes the
 //             previous port so the issuer stays the same)
 //   resources [{ indicator, audience, scope }]: APIs as resource servers

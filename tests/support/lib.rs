@@ -5,12 +5,17 @@
 //! The infrastructure addresses come from the same `HOHEIT_*` variables the
 //! services read, with the same local defaults.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use hoheit_api::{Api, ApiConfig};
 use hoheit_ingest::{Ingest, IngestConfig};
+use hoheit_kafka::KafkaArgs;
+use hoheit_runtime::config::{DatabaseArgs, DatabaseUrl, Secret};
+use hoheit_simulator::SimulatorConfig;
 use hoheit_writer::{Writer, WriterConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -96,65 +101,83 @@ impl Isolation {
         }
     }
 
-    pub fn kafka_args(&self) -> Vec<String> {
-        vec![
-            "--kafka-bootstrap".into(),
-            kafka_bootstrap(),
-            "--kafka-topic-prefix".into(),
-            self.kafka_prefix.clone(),
-            "--kafka-partitions".into(),
-            "2".into(),
-        ]
+    /// Kafka as this test's services use it: its own topic prefix, two partitions per topic.
+    fn kafka(&self, defaults: KafkaArgs) -> KafkaArgs {
+        KafkaArgs { bootstrap: kafka_bootstrap(), topic_prefix: self.kafka_prefix.clone(), partitions: 2, ..defaults }
     }
 
+    /// This test's database.
+    fn database(&self, defaults: DatabaseArgs) -> DatabaseArgs {
+        DatabaseArgs { url: DatabaseUrl::from_str(&self.database_url).unwrap_or_else(|e| match e {}), ..defaults }
+    }
+
+    /// Ingest for this test: the service's defaults, on this test's MQTT root, client id, Kafka
+    /// topics and database, its ops endpoint on a free port. The MQTT login is the environment's
+    /// (`HOHEIT_MQTT_USERNAME`/`_PASSWORD`, as for [`mqtt_login`]).
     pub fn ingest_config(&self) -> IngestConfig {
-        let mut args: Vec<String> = vec![
-            "hoheit-ingest".into(),
-            "--mqtt-host".into(),
-            mqtt_host(),
-            "--mqtt-port".into(),
-            mqtt_port().to_string(),
-            "--mqtt-client-id".into(),
-            format!("ingest-{}", self.id),
-            "--topic-root".into(),
-            self.topic_root.clone(),
-            "--ops-listen".into(),
-            "127.0.0.1:0".into(),
-            "--database-url".into(),
-            self.database_url.clone(),
-        ];
-        args.extend(self.kafka_args());
-        IngestConfig::parse_from(args)
+        let defaults: IngestConfig = defaults(&["hoheit-ingest"]);
+        IngestConfig {
+            mqtt_host: mqtt_host(),
+            mqtt_port: mqtt_port(),
+            mqtt_client_id: format!("ingest-{}", self.id),
+            topic_root: self.topic_root.clone(),
+            ops_listen: ANY_LOOPBACK_PORT,
+            kafka: self.kafka(defaults.kafka),
+            database: self.database(defaults.database),
+            ..defaults
+        }
     }
 
+    /// The writer for this test: its own consumer group, short batches (50 ms), this test's
+    /// topics and database, its ops endpoint on a free port.
     pub fn writer_config(&self) -> WriterConfig {
-        let mut args: Vec<String> = vec![
-            "hoheit-writer".into(),
-            "--group".into(),
-            format!("writer-{}", self.id),
-            "--batch-wait-ms".into(),
-            "50".into(),
-            "--ops-listen".into(),
-            "127.0.0.1:0".into(),
-            "--database-url".into(),
-            self.database_url.clone(),
-        ];
-        args.extend(self.kafka_args());
-        WriterConfig::parse_from(args)
+        let defaults: WriterConfig = defaults(&["hoheit-writer"]);
+        WriterConfig {
+            group: format!("writer-{}", self.id),
+            batch_wait_ms: 50,
+            ops_listen: ANY_LOOPBACK_PORT,
+            kafka: self.kafka(defaults.kafka),
+            database: self.database(defaults.database),
+            ..defaults
+        }
     }
 
+    /// The API for this test: the operator token [`TOKEN`], this test's database and MQTT root,
+    /// listening on a free port.
     pub fn api_config(&self) -> ApiConfig {
-        self.api_config_with(&[])
+        let defaults: ApiConfig = defaults(&["hoheit-api", "--token", TOKEN]);
+        ApiConfig {
+            listen: ANY_LOOPBACK_PORT,
+            token: Secret::new(TOKEN),
+            topic_root: self.topic_root.clone(),
+            database: self.database(defaults.database),
+            ..defaults
+        }
     }
 
-    /// The API configuration with extra flags (e.g. `--rate-per-minute=5`).
-    pub fn api_config_with(&self, extra: &[&str]) -> ApiConfig {
-        let mut args =
-            vec!["hoheit-api", "--listen", "127.0.0.1:0", "--token", TOKEN, "--database-url", &self.database_url];
-        args.extend_from_slice(&["--topic-root", &self.topic_root]);
-        args.extend_from_slice(extra);
-        ApiConfig::parse_from(args)
+    /// The simulator against `api_url` (an API of this test, with [`TOKEN`]), publishing under
+    /// this test's MQTT root (the MQTT login as for ingest).
+    pub fn simulator_config(&self, api_url: &str) -> SimulatorConfig {
+        let defaults: SimulatorConfig = defaults(&["hoheit-simulator", "--api-token", TOKEN]);
+        SimulatorConfig {
+            api_url: api_url.to_owned(),
+            api_token: Secret::new(TOKEN),
+            mqtt_host: mqtt_host(),
+            mqtt_port: mqtt_port(),
+            topic_root: self.topic_root.clone(),
+            ..defaults
+        }
     }
+}
+
+/// Port 0 on loopback: the system picks a free port, which the service reports once bound.
+const ANY_LOOPBACK_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// A service's configuration as its binary starts with `argv` (its defaults, and the `HOHEIT_*`
+/// variables of the environment); the callers above then set what the test decides. Parsing
+/// rather than a literal keeps the defaults where the service declares them.
+fn defaults<C: Parser>(argv: &[&str]) -> C {
+    C::parse_from(argv)
 }
 
 impl Default for Isolation {
@@ -218,12 +241,19 @@ pub async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
 }
 
 pub async fn start_api(isolation: &Isolation) -> anyhow::Result<(Running, ApiClient)> {
-    start_api_with(isolation, &[]).await
+    start_api_with(isolation, |_| {}).await
 }
 
-pub async fn start_api_with(isolation: &Isolation, extra: &[&str]) -> anyhow::Result<(Running, ApiClient)> {
+/// Starts the API with settings of the test's own on top of [`Isolation::api_config`], e.g.
+/// `start_api_with(&isolation, |api| api.rate_per_minute = 5)`.
+pub async fn start_api_with(
+    isolation: &Isolation,
+    configure: impl FnOnce(&mut ApiConfig),
+) -> anyhow::Result<(Running, ApiClient)> {
+    let mut config = isolation.api_config();
+    configure(&mut config);
     let shutdown = CancellationToken::new();
-    let api = Api::build(isolation.api_config_with(extra), &shutdown).await?;
+    let api = Api::build(config, &shutdown).await?;
     let base = format!("http://{}", api.local_addr());
     let task = tokio::spawn(api.run(shutdown.clone()));
     Ok((Running { shutdown, task, ops_url: base.clone() }, ApiClient::new(base)))

@@ -35,7 +35,7 @@ export async function launch(scenarioVariable) {
   const shots = process.env.HOHEIT_E2E_SCREENSHOTS || 'screenshots';
   const executablePath = process.env.HOHEIT_E2E_CHROMIUM || '/usr/bin/chromium';
   if (!base || !scenario) {
-    console.error(`HOHEIT_E2E_BASE and ${scenarioVariable} must be set (tests/dashboard.rs does)`);
+    console.error(`HOHEIT_E2E_BASE and ${scenarioVariable} must be set (tests/it/dashboard.rs does)`);
     process.exit(2);
   }
   mkdirSync(shots, { recursive: true });

@@ -1,7 +1,7 @@
 // @ts-check
 // End-to-end scenarios of the dashboard in a real browser (Debian's
 // chromium through playwright-core) against a running hoheit-api that serves
-// the built dashboard. Driven by tests/dashboard.rs, which sets up the town,
+// the built dashboard. Driven by tests/it/dashboard.rs, which sets up the town,
 // publishes readings through MQTT → ingest → Kafka → writer and passes
 // HOHEIT_E2E_SCENARIO (JSON: keys, datastream ids, expected values; the
 // other variables in browser.mjs).

@@ -1,7 +1,7 @@
 // @ts-check
 // OIDC sign-in in the browser: authorization code with PKCE against an
 // independent, OpenID Certified provider (oidc-provider, run by
-// tests/dashboard.rs from tests/oidc-provider): the person signs in on the
+// tests/it/dashboard.rs from tests/oidc-provider): the person signs in on the
 // provider's own login and consent pages. HOHEIT_E2E_OIDC: JSON with the
 // login name (the account's `sub`), the datastream id and the values the
 // signed-in department member must see. The dashboard's views signed in

@@ -632,7 +632,7 @@ mod tests {
         assert_eq!((acked, unacked), (summary.messages(), 0));
         let published = broker.await.unwrap().unwrap();
         assert_eq!(published.len() as u64, summary.messages());
-        // That each format decodes as ingest reads it is tests/simulator.rs's
+        // That each format decodes as ingest reads it is tests/it/simulator.rs's
         // (payloads_as_ingest_reads_them, and the demo town through the real pipeline).
     }
 

@@ -5,7 +5,7 @@
 //! Statically, in `services/api/src`: axum's own ways to add a handler (`.route(`,
 //! `.route_service(`, `.nest_service(`, `.fallback(`, `.fallback_service(`, `.merge(`, anything from
 //! `axum::routing::`) appear only as the entries of [`ALLOWED`], each with its reason. A
-//! `#[cfg(test)] mod` at the end of a file is not looked at. `tests/openapi.rs` checks the document
+//! `#[cfg(test)] mod` at the end of a file is not looked at. `tests/it/openapi.rs` checks the document
 //! against the running router in both directions; this rule stops a new handler from bypassing
 //! `routes!` before it gets that far.
 

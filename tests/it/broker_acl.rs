@@ -9,7 +9,7 @@
 //! configuration in a temporary directory, and kills exactly that process
 //! when it ends (`kill_on_drop`).
 
-mod admin_support;
+use crate::admin_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
+use hoheit_api::ApiConfig;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
@@ -27,10 +28,14 @@ struct Town {
 
 const CLASSES: [&str; 4] = ["open", "internal", "restricted", "personal"];
 
-async fn town_with(extra: &[&str]) -> Town {
+async fn town() -> Town {
+    town_with(|_| {}).await
+}
+
+async fn town_with(configure: impl FnOnce(&mut ApiConfig)) -> Town {
     let isolation = Isolation::new();
     let pool = isolation.create_database().await.unwrap();
-    let (running, api) = start_api_with(&isolation, extra).await.unwrap();
+    let (running, api) = start_api_with(&isolation, configure).await.unwrap();
     api.organisation("stadt", "municipality", None).await.unwrap();
     api.organisation("amt-verkehr", "department", Some("stadt")).await.unwrap();
     api.organisation("stadtwerke", "municipal_company", Some("stadt")).await.unwrap();
@@ -135,7 +140,7 @@ fn expected(caller: &str, class: &str) -> (bool, bool, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix_every_caller_classification_and_read_endpoint() {
-    let town = town_with(&[]).await;
+    let town = town().await;
     let callers = ["anonymous", "operator", "owner", "department", "company", "third-party", "other-town"];
     let mut audited_reads = Vec::new();
     for caller in callers {
@@ -244,7 +249,7 @@ async fn authorization_matrix_every_caller_classification_and_read_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_limits_expired_and_revoked_credentials_are_refused_with_the_reason() {
-    let town = town_with(&[]).await;
+    let town = town().await;
     let id = town.streams["restricted"];
     let now = Utc::now();
     let old = format!(
@@ -349,7 +354,7 @@ async fn grant_limits_expired_and_revoked_credentials_are_refused_with_the_reaso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_answer_429_with_retry_after() {
-    let town = town_with(&["--rate-per-minute=3"]).await;
+    let town = town_with(|api| api.rate_per_minute = 3).await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for i in 0..5 {
@@ -375,7 +380,7 @@ async fn rate_limits_answer_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_export_everything_streamed_and_erase_a_dataset() {
-    let town = town_with(&[]).await;
+    let town = town().await;
     let dataset = town.datasets["restricted"];
     // Others may not export or erase.
     let (status, _) = town.get("third-party", &format!("/v1/datasets/{dataset}/export?format=csv"), "x1").await;

@@ -3,26 +3,20 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use hoheit_simulator::{Simulator, SimulatorConfig};
-use hoheit_tests::{eventually, mqtt_host, mqtt_port, Platform, TOKEN};
+use hoheit_tests::{eventually, Platform};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    let config = SimulatorConfig::try_parse_from([
-        "hoheit-simulator".to_owned(),
-        format!("--api-url={}", platform.api.base),
-        format!("--api-token={TOKEN}"),
-        format!("--mqtt-host={}", mqtt_host()),
-        format!("--mqtt-port={}", mqtt_port()),
-        format!("--topic-root={}", platform.isolation.topic_root),
-        "--rate=200".into(),
-        "--backfill-hours=2".into(),
-        "--duration-secs=3".into(),
-    ])?;
+    let config = SimulatorConfig {
+        rate: 200,
+        backfill_hours: 2,
+        duration_secs: 3,
+        ..platform.isolation.simulator_config(&platform.api.base)
+    };
     let summary = Simulator::new(config)?.run(CancellationToken::new()).await?;
     assert_eq!(summary.datastreams, 26);
     assert_eq!(summary.unacked_messages, 0);

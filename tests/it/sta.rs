@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use hoheit_api::public_url::PublicBaseUrl;
 use hoheit_domain::{DatastreamId, Micros, Reading};
-use hoheit_tests::town::small_town;
+use hoheit_tests::town::{small_town, SmallTown};
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -53,17 +54,46 @@ async fn stored(pool: &PgPool, datastream: i64) -> Vec<(DateTime<Utc>, f64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn entities_navigation_and_query_options_follow_the_standard() {
-    let isolation = Isolation::new();
-    let pool = isolation.create_database().await.unwrap();
-    let (running, api) = start_api(&isolation).await.unwrap();
-    let town = small_town(&api, &pool).await.unwrap();
-    let readings = stored(&pool, town.counts).await;
-    assert_eq!(readings.len(), 48);
+/// The small town on a fresh database behind an API, and the readings stored in its traffic
+/// counting station: what every test of the standard's read part starts from.
+struct Seeded {
+    isolation: Isolation,
+    pool: PgPool,
+    running: hoheit_tests::Running,
+    api: ApiClient,
+    town: SmallTown,
+    readings: Vec<(DateTime<Utc>, f64)>,
+}
 
+impl Seeded {
+    async fn start() -> Self {
+        let isolation = Isolation::new();
+        let pool = isolation.create_database().await.unwrap();
+        let (running, api) = start_api(&isolation).await.unwrap();
+        let town = small_town(&api, &pool).await.unwrap();
+        let readings = stored(&pool, town.counts).await;
+        assert_eq!(readings.len(), 48);
+        Self { isolation, pool, running, api, town, readings }
+    }
+
+    /// The thing that holds the counting station's datastream, and its id.
+    async fn counting_station(&self) -> (Value, i64) {
+        let owner = ok(&self.api, None, &format!("Datastreams({})/Thing", self.town.counts)).await;
+        let owner_id = owner["@iot.id"].as_i64().unwrap();
+        (owner, owner_id)
+    }
+
+    async fn stop(self) {
+        self.running.stop().await.unwrap();
+        self.isolation.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_root_names_every_entity_set() {
+    let s = Seeded::start().await;
     // The service root names every entity set.
-    let root: Value = api.get_as(None, STA).send().await.unwrap().json().await.unwrap();
+    let root: Value = s.api.get_as(None, STA).send().await.unwrap().json().await.unwrap();
     let sets: Vec<&str> = root["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     for set in [
         "Things",
@@ -77,160 +107,214 @@ async fn entities_navigation_and_query_options_follow_the_standard() {
     ] {
         assert!(sets.contains(&set), "{set} in {sets:?}");
     }
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn entities_have_ids_absolute_self_links_and_navigation_links() {
+    let s = Seeded::start().await;
     // Entities with @iot.id, absolute @iot.selfLink and navigation links.
-    let things = ok(&api, None, "Things").await;
+    let things = ok(&s.api, None, "Things").await;
     assert_eq!(things["value"].as_array().unwrap().len(), 2);
     let thing = &things["value"][0];
     let thing_id = thing["@iot.id"].as_i64().unwrap();
-    assert_eq!(thing["@iot.selfLink"], format!("{}{STA}/Things({thing_id})", api.base));
-    assert_eq!(thing["Datastreams@iot.navigationLink"], format!("{}{STA}/Things({thing_id})/Datastreams", api.base));
+    assert_eq!(thing["@iot.selfLink"], format!("{}{STA}/Things({thing_id})", s.api.base));
+    assert_eq!(thing["Datastreams@iot.navigationLink"], format!("{}{STA}/Things({thing_id})/Datastreams", s.api.base));
     assert_eq!(thing["properties"]["organisation"], "stadt");
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn the_public_sees_only_open_datastreams_and_a_department_its_internal_ones_too() {
+    let s = Seeded::start().await;
     // Anonymous: only open datastreams (the internal `load` is not there at all).
-    let mut open = ids(&ok(&api, None, "Datastreams").await);
+    let mut open = ids(&ok(&s.api, None, "Datastreams").await);
     open.sort();
-    let mut expected = vec![town.counts, town.temperature];
+    let mut expected = vec![s.town.counts, s.town.temperature];
     let counts2: i64 = sqlx::query_scalar("SELECT id FROM datastreams WHERE id NOT IN ($1, $2, $3)")
-        .bind(town.counts)
-        .bind(town.temperature)
-        .bind(town.load)
-        .fetch_one(&pool)
+        .bind(s.town.counts)
+        .bind(s.town.temperature)
+        .bind(s.town.load)
+        .fetch_one(&s.pool)
         .await
         .unwrap();
     expected.push(counts2);
     expected.sort();
     assert_eq!(open, expected);
-    let (status, problem) = get(&api, None, &format!("Datastreams({})", town.load)).await;
+    let (status, problem) = get(&s.api, None, &format!("Datastreams({})", s.town.load)).await;
     assert_eq!(status, 404, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("visible"), "{problem}");
-    let (status, _) = get(&api, None, &format!("Datastreams({})/Observations", town.load)).await;
+    let (status, _) = get(&s.api, None, &format!("Datastreams({})/Observations", s.town.load)).await;
     assert_eq!(status, 404);
     // The department (same municipality) sees the internal one too.
-    let department = ids(&ok(&api, Some(&town.department_key), "Datastreams").await);
-    assert!(department.contains(&town.load), "{department:?}");
+    let department = ids(&ok(&s.api, Some(&s.town.department_key), "Datastreams").await);
+    assert!(department.contains(&s.town.load), "{department:?}");
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn a_datastream_is_written_as_the_standard_says() {
+    let s = Seeded::start().await;
     // A datastream as the standard writes it.
-    let ds = ok(&api, None, &format!("Datastreams({})", town.counts)).await;
-    assert_eq!(ds["@iot.id"], town.counts);
+    let ds = ok(&s.api, None, &format!("Datastreams({})", s.town.counts)).await;
+    assert_eq!(ds["@iot.id"], s.town.counts);
     assert_eq!(ds["unitOfMeasurement"]["symbol"], "count");
     assert_eq!(ds["observationType"], "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement");
     assert_eq!(ds["properties"]["classification"], "open");
     assert!(ds["Observations@iot.navigationLink"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("Datastreams({})/Observations", town.counts)));
+        .ends_with(&format!("Datastreams({})/Observations", s.town.counts)));
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn navigation_and_property_paths_with_value() {
+    let s = Seeded::start().await;
+    let (owner, owner_id) = s.counting_station().await;
     // Navigation, single and collection, and property paths with $value.
-    let owner = ok(&api, None, &format!("Datastreams({})/Thing", town.counts)).await;
-    let owner_id = owner["@iot.id"].as_i64().unwrap();
-    let of_thing = ids(&ok(&api, None, &format!("Things({owner_id})/Datastreams")).await);
-    assert_eq!(of_thing, vec![town.counts], "the internal datastream of the same thing stays hidden");
-    let name = ok(&api, None, &format!("Things({owner_id})/name")).await;
+    let of_thing = ids(&ok(&s.api, None, &format!("Things({owner_id})/Datastreams")).await);
+    assert_eq!(of_thing, vec![s.town.counts], "the internal datastream of the same thing stays hidden");
+    let name = ok(&s.api, None, &format!("Things({owner_id})/name")).await;
     assert_eq!(name["name"], owner["name"]);
-    let raw = api.get_as(None, &format!("{STA}/Things({owner_id})/name/$value")).send().await.unwrap();
+    let raw = s.api.get_as(None, &format!("{STA}/Things({owner_id})/name/$value")).send().await.unwrap();
     assert!(raw.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(raw.text().await.unwrap(), owner["name"].as_str().unwrap());
-    let property = ok(&api, None, &format!("Datastreams({})/ObservedProperty", town.counts)).await;
+    let property = ok(&s.api, None, &format!("Datastreams({})/ObservedProperty", s.town.counts)).await;
     assert_eq!(property["name"], "vehicles");
-    let same_property = ids(&ok(&api, None, &format!("ObservedProperties({})/Datastreams", property["@iot.id"])).await);
+    let same_property =
+        ids(&ok(&s.api, None, &format!("ObservedProperties({})/Datastreams", property["@iot.id"])).await);
     assert_eq!(same_property.len(), 2, "both counting stations measure vehicles");
-    let location = ok(&api, None, &format!("Things({owner_id})/Locations")).await;
+    let location = ok(&s.api, None, &format!("Things({owner_id})/Locations")).await;
     assert_eq!(location["value"][0]["location"]["type"], "Point");
     assert_eq!(location["value"][0]["encodingType"], "application/geo+json");
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn observations_are_ordered_counted_and_paged_by_the_server() {
+    let s = Seeded::start().await;
+    let newest = s.readings.last().unwrap();
     // Observations: ordering, $top/$skip, $count, and server-driven paging.
-    let path = format!("Datastreams({})/Observations?$orderby=phenomenonTime%20desc&$top=10&$count=true", town.counts);
-    let page = ok(&api, None, &path).await;
+    let path =
+        format!("Datastreams({})/Observations?$orderby=phenomenonTime%20desc&$top=10&$count=true", s.town.counts);
+    let page = ok(&s.api, None, &path).await;
     assert_eq!(page["@iot.count"], 48);
     let values = page["value"].as_array().unwrap();
     assert_eq!(values.len(), 10);
-    let newest = readings.last().unwrap();
     assert_eq!(values[0]["result"], newest.1);
     assert_eq!(DateTime::parse_from_rfc3339(values[0]["phenomenonTime"].as_str().unwrap()).unwrap(), newest.0);
     assert_eq!(values[0]["resultTime"], values[0]["phenomenonTime"]);
     let mut seen = values.len();
     let mut next = page["@iot.nextLink"].as_str().map(str::to_owned);
     while let Some(link) = next {
-        assert!(link.starts_with(&format!("{}{STA}/Datastreams({})/Observations?", api.base, town.counts)), "{link}");
+        assert!(
+            link.starts_with(&format!("{}{STA}/Datastreams({})/Observations?", s.api.base, s.town.counts)),
+            "{link}"
+        );
         let page: Value =
-            api.get_as(None, link.trim_start_matches(&api.base)).send().await.unwrap().json().await.unwrap();
+            s.api.get_as(None, link.trim_start_matches(&s.api.base)).send().await.unwrap().json().await.unwrap();
         seen += page["value"].as_array().unwrap().len();
         next = page["@iot.nextLink"].as_str().map(str::to_owned);
     }
     assert_eq!(seen, 48, "paging returns every reading once");
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn filters_compare_combine_compute_and_match_strings_navigation_and_geography() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
     // $filter: comparison, logic, arithmetic and time, checked against the database.
-    let since = readings[20].0;
+    let since = s.readings[20].0;
     let filter = format!("result ge 3 and phenomenonTime ge {} and result mul 2 lt 11", iso(since));
     let page =
-        ok(&api, None, &format!("Datastreams({})/Observations?$filter={}&$top=100", town.counts, enc(&filter))).await;
-    let want = readings.iter().filter(|(t, v)| *v >= 3.0 && *t >= since && v * 2.0 < 11.0).count();
+        ok(&s.api, None, &format!("Datastreams({})/Observations?$filter={}&$top=100", s.town.counts, enc(&filter)))
+            .await;
+    let want = s.readings.iter().filter(|(t, v)| *v >= 3.0 && *t >= since && v * 2.0 < 11.0).count();
     assert_eq!(page["value"].as_array().unwrap().len(), want);
     assert!(want > 0);
     // Functions on strings, navigation in filters, geography.
     let page =
-        ok(&api, None, &format!("Things?$filter={}", enc("startswith(name, 'Zählstelle') and endswith(name, '2')")))
+        ok(&s.api, None, &format!("Things?$filter={}", enc("startswith(name, 'Zählstelle') and endswith(name, '2')")))
             .await;
     assert_eq!(page["value"].as_array().unwrap().len(), 1);
-    let page = ok(&api, None, &format!("Datastreams?$filter={}", enc("Thing/name eq 'Zählstelle zaehler-2'"))).await;
+    let page = ok(&s.api, None, &format!("Datastreams?$filter={}", enc("Thing/name eq 'Zählstelle zaehler-2'"))).await;
     assert_eq!(page["value"].as_array().unwrap().len(), 2);
     let polygon = "geography'POLYGON((13.81 52.82, 13.83 52.82, 13.83 52.84, 13.81 52.84, 13.81 52.82))'";
     let page =
-        ok(&api, None, &format!("Locations?$filter={}", enc(&format!("geo.intersects(location, {polygon})")))).await;
+        ok(&s.api, None, &format!("Locations?$filter={}", enc(&format!("geo.intersects(location, {polygon})")))).await;
     assert_eq!(ids(&page), vec![owner_id], "only zaehler-1 (13.8203, 52.8301) lies inside");
     let page = ok(
-        &api,
+        &s.api,
         None,
         &format!(
             "Observations?$filter={}&$top=1000",
-            enc(&format!("Datastream/id eq {} and result eq 6", town.counts))
+            enc(&format!("Datastream/id eq {} and result eq 6", s.town.counts))
         ),
     )
     .await;
-    assert_eq!(page["value"].as_array().unwrap().len(), readings.iter().filter(|(_, v)| *v == 6.0).count());
+    assert_eq!(page["value"].as_array().unwrap().len(), s.readings.iter().filter(|(_, v)| *v == 6.0).count());
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn select_and_nested_expand_give_the_latest_value_per_datastream() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
+    let newest = s.readings.last().unwrap();
+    let ds = ok(&s.api, None, &format!("Datastreams({})", s.town.counts)).await;
     // $select and $expand (nested, with options): the latest value per datastream.
-    let page = ok(&api, None, &format!("Datastreams({})/Observations?$select=result&$top=2", town.counts)).await;
+    let page = ok(&s.api, None, &format!("Datastreams({})/Observations?$select=result&$top=2", s.town.counts)).await;
     let keys: Vec<&String> = page["value"][0].as_object().unwrap().keys().collect();
     assert_eq!(keys, vec!["result"]);
     let expand =
         enc("Datastreams($select=id,name;$expand=Observations($top=1;$orderby=phenomenonTime desc)),Locations");
-    let page = ok(&api, None, &format!("Things({owner_id})?$expand={expand}")).await;
+    let page = ok(&s.api, None, &format!("Things({owner_id})?$expand={expand}")).await;
     let expanded = page["Datastreams"].as_array().unwrap();
     assert_eq!(expanded.len(), 1);
     assert_eq!(expanded[0]["Observations"][0]["result"], newest.1);
     assert!(expanded[0].get("description").is_none(), "$select inside $expand");
     assert_eq!(page["Locations"].as_array().unwrap().len(), 1);
     let page = ok(
-        &api,
+        &s.api,
         None,
         &format!(
             "Observations?$top=3&$expand=Datastream($select=name),FeatureOfInterest&$filter={}",
-            enc(&format!("Datastream/id eq {}", town.counts))
+            enc(&format!("Datastream/id eq {}", s.town.counts))
         ),
     )
     .await;
     assert_eq!(page["value"][0]["Datastream"]["name"], ds["name"]);
     assert_eq!(page["value"][0]["FeatureOfInterest"]["feature"]["type"], "Point");
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn one_observation_by_its_id_and_the_data_array_format() {
+    let s = Seeded::start().await;
     // One observation by its id, and the dataArray format.
-    let first = &ok(&api, None, &format!("Datastreams({})/Observations?$top=1", town.counts)).await["value"][0];
-    let one = ok(&api, None, &format!("Observations('{}')", first["@iot.id"].as_str().unwrap())).await;
+    let first = &ok(&s.api, None, &format!("Datastreams({})/Observations?$top=1", s.town.counts)).await["value"][0];
+    let one = ok(&s.api, None, &format!("Observations('{}')", first["@iot.id"].as_str().unwrap())).await;
     assert_eq!(one["result"], first["result"]);
     let array = ok(
-        &api,
+        &s.api,
         None,
         &format!(
             "Datastreams({})/Observations?$resultFormat=dataArray&$select=phenomenonTime,result&$top=5",
-            town.counts
+            s.town.counts
         ),
     )
     .await;
     assert_eq!(array["value"][0]["components"], json!(["phenomenonTime", "result"]));
     assert_eq!(array["value"][0]["dataArray"].as_array().unwrap().len(), 5);
     assert_eq!(array["value"][0]["dataArray@iot.count"], 5);
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn errors_say_what_is_wrong_and_injection_attempts_are_only_data() {
+    let s = Seeded::start().await;
     // Errors say what is wrong; injection attempts are only data.
     for (path, status, says) in [
         ("Frobs", 404, "no entity set"),
@@ -246,26 +330,33 @@ async fn entities_navigation_and_query_options_follow_the_standard() {
         ("Things?$filter=substring(name,%201e20)%20eq%20'x'", 400, "cannot be evaluated"),
         ("Observations?$filter=year(phenomenonTime)%20eq%20'x'", 400, "cannot compare"),
     ] {
-        let (got, problem) = get(&api, None, path).await;
+        let (got, problem) = get(&s.api, None, path).await;
         assert_eq!(got, status, "{path}: {problem}");
         assert!(problem["detail"].as_str().unwrap_or_default().contains(says), "{path}: {problem}");
     }
-    let page = ok(&api, None, &format!("Things?$filter={}", enc("name eq 'x'' or 1 eq 1 or name eq ''y'"))).await;
+    let page = ok(&s.api, None, &format!("Things?$filter={}", enc("name eq 'x'' or 1 eq 1 or name eq ''y'"))).await;
     assert_eq!(page["value"].as_array().unwrap().len(), 0);
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM things").fetch_one(&pool).await.unwrap(), 2);
+    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM things").fetch_one(&s.pool).await.unwrap(), 2);
+    s.stop().await;
+}
 
+#[tokio::test]
+async fn every_read_of_observations_is_audited_like_on_hoheits_own_api() {
+    let s = Seeded::start().await;
+    // Eight reads of observations, each returning rows.
+    for skip in 0..8 {
+        ok(&s.api, None, &format!("Datastreams({})/Observations?$top=5&$skip={}", s.town.counts, skip * 5)).await;
+    }
     // Every read of observations is audited, like on Hoheit's own API.
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE action = 'sta:observations' AND dataset_id = $1 AND decision = 'allow' AND rows_returned > 0",
     )
-    .bind(town.verkehr)
-    .fetch_one(&pool)
+    .bind(s.town.verkehr)
+    .fetch_one(&s.pool)
     .await
     .unwrap();
     assert!(audited >= 8, "observation reads are audited ({audited})");
-
-    running.stop().await.unwrap();
-    isolation.drop_database().await;
+    s.stop().await;
 }
 
 /// The town's parking garage, a thing with one datastream (a count) per property; their ids.
@@ -604,8 +695,11 @@ async fn links_start_with_the_configured_public_base_url_whatever_the_host_heade
     let isolation = Isolation::new();
     let pool = isolation.create_database().await.unwrap();
     let public = "https://daten.stadt.example/hoheit";
-    let (running, api) =
-        start_api_with(&isolation, &["--public-base-url", "https://daten.stadt.example/hoheit/"]).await.unwrap();
+    let (running, api) = start_api_with(&isolation, |api| {
+        api.public_base_url = Some(PublicBaseUrl::parse("https://daten.stadt.example/hoheit/").unwrap())
+    })
+    .await
+    .unwrap();
     let town = small_town(&api, &pool).await.unwrap();
     let evil = |path: &str| {
         api.get_as(None, path)

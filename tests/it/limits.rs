@@ -9,11 +9,12 @@
 //! table the request reads, and waits until the database shows the API's
 //! query waiting for it.
 
-mod admin_support;
+use crate::admin_support;
 
 use std::time::Duration;
 
 use chrono::{Duration as Days, DurationRound, Utc};
+use hoheit_api::ApiConfig;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{eventually, start_api_with, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
@@ -34,8 +35,8 @@ impl Setup {
     }
 
     /// Starts one more API replica on this test's database.
-    async fn api(&mut self, extra: &[&str]) -> ApiClient {
-        let (running, api) = start_api_with(&self.isolation, extra).await.unwrap();
+    async fn api(&mut self, configure: impl FnOnce(&mut ApiConfig)) -> ApiClient {
+        let (running, api) = start_api_with(&self.isolation, configure).await.unwrap();
         self.running.push(running);
         api
     }
@@ -128,8 +129,8 @@ fn aligned_range() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grants_rate_holds_across_all_keys_of_the_grantee_and_all_replicas() {
     let mut setup = Setup::new().await;
-    let replica_a = setup.api(&[]).await;
-    let replica_b = setup.api(&[]).await;
+    let replica_a = setup.api(|_| {}).await;
+    let replica_b = setup.api(|_| {}).await;
     // Two reads a minute: a token comes back every 30 s, far longer than the test takes.
     let id = granted_datastream(&replica_a, &setup.pool, 2).await;
     let mut keys = Vec::new();
@@ -161,7 +162,7 @@ async fn a_grants_rate_holds_across_all_keys_of_the_grantee_and_all_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_the_statement_timeout_is_cancelled_and_answered_503() {
     let mut setup = Setup::new().await;
-    let api = setup.api(&["--statement-timeout-ms=300"]).await;
+    let api = setup.api(|api| api.statement_timeout_ms = 300).await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     // The datastream list waits for the lock far beyond the timeout.
     let mut lock = setup.connection().await;
@@ -183,7 +184,7 @@ async fn a_query_past_the_statement_timeout_is_cancelled_and_answered_503() {
 async fn a_query_is_cancelled_when_its_client_disconnects() {
     let mut setup = Setup::new().await;
     // A timeout far beyond the test: only the cancel can end the query.
-    let api = setup.api(&["--statement-timeout-ms=600000"]).await;
+    let api = setup.api(|api| api.statement_timeout_ms = 600_000).await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     let mut lock = setup.connection().await;
     sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
@@ -201,7 +202,12 @@ async fn a_query_is_cancelled_when_its_client_disconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_anonymous_public_cannot_take_the_principals_connections() {
     let mut setup = Setup::new().await;
-    let api = setup.api(&["--anonymous-concurrency=1", "--statement-timeout-ms=600000"]).await;
+    let api = setup
+        .api(|api| {
+            api.anonymous_concurrency = Some(1);
+            api.statement_timeout_ms = 600_000;
+        })
+        .await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     let key = api.principal_key("stadt", "planung", "reader").await.unwrap();
     let mut lock = setup.connection().await;
@@ -236,7 +242,7 @@ async fn the_anonymous_public_cannot_take_the_principals_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_are_limited_per_client_address() {
     let mut setup = Setup::new().await;
-    let api = setup.api(&["--auth-failures-per-minute=3"]).await;
+    let api = setup.api(|api| api.auth_failures_per_minute = 3).await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     let key = api.principal_key("stadt", "planung", "reader").await.unwrap();
     let attacker = api.clone();
@@ -268,7 +274,7 @@ async fn failed_authentications_are_limited_per_client_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_cannot_be_issued_beyond_the_maximum_lifetime() {
     let mut setup = Setup::new().await;
-    let api = setup.api(&["--max-key-lifetime-days=30"]).await;
+    let api = setup.api(|api| api.max_key_lifetime_days = 30).await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     let principal = api
         .post_ok(
@@ -320,7 +326,7 @@ async fn keys_cannot_be_issued_beyond_the_maximum_lifetime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_the_security_headers() {
     let mut setup = Setup::new().await;
-    let api = setup.api(&[]).await;
+    let api = setup.api(|_| {}).await;
     api.organisation("stadt", "municipality", None).await.unwrap();
     let key = api.principal_key("stadt", "planung", "reader").await.unwrap();
     let common = |response: &reqwest::Response| {

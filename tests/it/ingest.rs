@@ -37,7 +37,7 @@ async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, u
     registry::create_datastream(pool, &new).await.unwrap().id.0
 }
 
-/// The partitions ingest creates the test topics with (`Isolation::kafka_args`).
+/// The partitions ingest creates the test topics with (`Isolation::ingest_config`).
 const PARTITIONS: i32 = 2;
 
 /// The datastream batches of observation records, with their record's partition.

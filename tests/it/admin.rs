@@ -5,7 +5,7 @@
 //! first tampered record; retention deletes exactly what is past its
 //! dataset's retention.
 
-mod admin_support;
+use crate::admin_support;
 
 use std::os::unix::fs::MetadataExt;
 

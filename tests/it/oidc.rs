@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use hoheit_api::ApiConfig;
 use hoheit_tests::identity_provider::{claims, header, Client, IdentityProvider, AUDIENCE, OTHER_RESOURCE};
 use hoheit_tests::{start_api_with, ApiClient, Isolation, Running};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -28,7 +29,7 @@ fn clients() -> Vec<Client> {
     ]
 }
 
-const ACCEPTED_CLIENTS: &str = "--oidc-client-ids=hoheit-rs256,hoheit-es256,hoheit-brief";
+const ACCEPTED_CLIENTS: [&str; 3] = ["hoheit-rs256", "hoheit-es256", "hoheit-brief"];
 
 /// The API configured for the provider (keys through discovery, no clock skew, so that the
 /// expired token is refused as soon as it expires), a department member `kc-4711` and an
@@ -36,17 +37,16 @@ const ACCEPTED_CLIENTS: &str = "--oidc-client-ids=hoheit-rs256,hoheit-es256,hohe
 async fn api_for(
     provider: &IdentityProvider,
     isolation: &Isolation,
-    extra: &[&str],
+    configure: impl FnOnce(&mut ApiConfig),
 ) -> anyhow::Result<(Running, ApiClient, String)> {
-    let flags = [
-        format!("--oidc-issuer={}", provider.issuer),
-        format!("--oidc-audience={AUDIENCE}"),
-        "--oidc-leeway-secs=0".to_owned(),
-        ACCEPTED_CLIENTS.to_owned(),
-    ];
-    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    flags.extend_from_slice(extra);
-    let (running, api) = start_api_with(isolation, &flags).await?;
+    let (running, api) = start_api_with(isolation, |api| {
+        api.oidc.issuer = Some(provider.issuer.clone());
+        api.oidc.audience = AUDIENCE.to_owned();
+        api.oidc.leeway_secs = 0;
+        api.oidc.client_ids = ACCEPTED_CLIENTS.map(str::to_owned).to_vec();
+        configure(api);
+    })
+    .await?;
     api.organisation("stadt", "municipality", None).await?;
     api.organisation("amt-umwelt", "department", Some("stadt")).await?;
     let id = api.register("stadt", "luft-1", "no2", Some("ug/m3")).await?;
@@ -88,7 +88,7 @@ async fn access_tokens_of_a_certified_provider_map_to_principals_and_bad_ones_ar
     assert!(discovery["jwks_uri"].as_str().is_some_and(|u| u.starts_with(&provider.issuer)), "{discovery}");
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let (running, api, path) = api_for(&provider, &isolation, &[]).await?;
+    let (running, api, path) = api_for(&provider, &isolation, |_| {}).await?;
 
     for (client, alg) in [("hoheit-rs256", "RS256"), ("hoheit-es256", "ES256")] {
         let tokens = provider.sign_in(client, "kc-4711", None).await?;
@@ -179,8 +179,8 @@ async fn a_key_rotation_at_the_provider_needs_no_restart_of_the_api() -> anyhow:
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
     // The flood of refused tokens below would otherwise meet the per-address limit of failed
-    // authentications (its own test is in tests/limits.rs); here it is the key fetches that count.
-    let (running, api, path) = api_for(&provider, &isolation, &["--auth-failures-per-minute=1000"]).await?;
+    // authentications (its own test is in tests/it/limits.rs); here it is the key fetches that count.
+    let (running, api, path) = api_for(&provider, &isolation, |api| api.auth_failures_per_minute = 1000).await?;
 
     let before = provider.sign_in("hoheit-es256", "kc-4711", None).await?.access_token;
     let (status, body) = read_as(&api, &before, &path).await;
@@ -227,7 +227,7 @@ async fn a_key_the_provider_withdrew_is_refused_once_the_cached_keys_are_old() -
     let provider = IdentityProvider::start(&clients()).await?;
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let (running, api, path) = api_for(&provider, &isolation, &["--oidc-jwks-max-age-secs=1"]).await?;
+    let (running, api, path) = api_for(&provider, &isolation, |api| api.oidc.jwks_max_age_secs = 1).await?;
 
     let before = provider.sign_in("hoheit-es256", "kc-4711", None).await?.access_token;
     let (status, body) = read_as(&api, &before, &path).await;

@@ -11,7 +11,7 @@
 //!   principal's disabling;
 //! - a revoked or expired grant no longer shows the dataset's metadata.
 
-mod admin_support;
+use crate::admin_support;
 
 use std::time::Duration;
 

@@ -152,8 +152,7 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
     let dist = prerequisites();
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let dist_arg = format!("--dashboard-dir={}", dist.display());
-    let (api_running, api) = start_api_with(&isolation, &[&dist_arg]).await?;
+    let (api_running, api) = start_api_with(&isolation, |api| api.dashboard_dir = dist).await?;
     let ingest = start_ingest(&isolation).await?;
     let writer = start_writer(&isolation).await?;
     let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
@@ -291,8 +290,7 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
 
     // Not built: the API says so instead of serving nothing.
     let empty = tempfile::tempdir()?;
-    let (bare_running, bare) =
-        start_api_with(&isolation, &[&format!("--dashboard-dir={}", empty.path().display())]).await?;
+    let (bare_running, bare) = start_api_with(&isolation, |api| api.dashboard_dir = empty.path().to_owned()).await?;
     let response = bare.get_as(None, "/").send().await?;
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
@@ -318,15 +316,14 @@ async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() ->
     let issuer_url = format!("http://127.0.0.1:{port}");
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let flags = [
-        format!("--dashboard-dir={}", dist.display()),
-        format!("--oidc-issuer={issuer_url}"),
-        format!("--oidc-audience={}", identity_provider::AUDIENCE),
-        "--oidc-client-ids=hoheit-dashboard".to_owned(),
-        "--dashboard-oidc-client-id=hoheit-dashboard".to_owned(),
-    ];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let (running, api) = start_api_with(&isolation, &flags).await?;
+    let (running, api) = start_api_with(&isolation, |api| {
+        api.dashboard_dir = dist;
+        api.oidc.issuer = Some(issuer_url.clone());
+        api.oidc.audience = identity_provider::AUDIENCE.to_owned();
+        api.oidc.client_ids = vec!["hoheit-dashboard".to_owned()];
+        api.dashboard_oidc_client_id = Some("hoheit-dashboard".to_owned());
+    })
+    .await?;
     let dashboard = identity_provider::Client::public("hoheit-dashboard", &format!("{}/", api.base));
     let provider = IdentityProvider::start_on(port, &[dashboard]).await?;
     assert_eq!(provider.issuer, issuer_url);

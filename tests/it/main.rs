@@ -1,0 +1,28 @@
+//! The integration tests, one module per area of the platform, in one test
+//! binary: each area used to be a binary of its own that linked the whole
+//! workspace and librdkafka again. The harness is the `hoheit_tests` library
+//! (`tests/support/`); nextest still runs every test in a process of its own,
+//! which the process-wide state of `metrics` and `tracing` relies on.
+
+mod access;
+mod admin;
+mod admin_audit;
+mod admin_support;
+mod api;
+mod broker_acl;
+mod dashboard;
+mod deploy;
+mod hostile;
+mod ingest;
+mod leaks_data;
+mod limits;
+mod metrics;
+mod observations;
+mod oidc;
+mod openapi;
+mod opendata;
+mod pipeline;
+mod simulator;
+mod sta;
+mod tracing;
+mod writer;
