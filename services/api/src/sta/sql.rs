@@ -608,6 +608,124 @@ mod tests {
         Ok(sql.sql().to_owned())
     }
 
+    /// `$filter` of `entity` as its exact SQL and bound literals
+    /// (`SQL | [binds]`), or `error: …`.
+    fn described(entity: Entity, filter: &str) -> String {
+        let view = View { datastreams: vec![1], readable: vec![1] };
+        let translator = Translator { view: &view };
+        let run = || -> Result<String, String> {
+            let expr = parse_filter(filter)?;
+            let mut sql = Sql::new("");
+            translator.push_filter(&mut sql, entity, &expr)?;
+            let binds: Vec<String> = translator
+                .translate(entity, "e", 0, &expr)?
+                .pieces
+                .iter()
+                .filter_map(|piece| match piece {
+                    Piece::Text(_) => None,
+                    Piece::Number(n) => Some(format!("{n}")),
+                    Piece::String(s) => Some(format!("{s:?}")),
+                    Piece::Time(t) => Some(t.to_rfc3339()),
+                    Piece::Bool(b) => Some(b.to_string()),
+                    Piece::StringArray(a) => Some(format!("{a:?}")),
+                    Piece::Base(entity) => Some(format!("view of {}", entity.plural())),
+                })
+                .collect();
+            Ok(format!("{} | {}", sql.sql(), binds.join(", ")))
+        };
+        run().unwrap_or_else(|error| format!("error: {error}"))
+    }
+
+    /// Every OData function: the exact SQL and bound literals it emits, and
+    /// the errors for a wrong number or type of arguments.
+    const FUNCTION_CASES: &[(Entity, &str, &str)] = &[
+        (Entity::Things, "substringof('a', name)", "(strpos(e.name, $1::text) > 0) | \"a\""),
+        (Entity::Things, "contains(name, 'a')", "(strpos(e.name, $1::text) > 0) | \"a\""),
+        (Entity::Things, "startswith(name, 'a')", "starts_with(e.name, $1::text) | \"a\""),
+        (Entity::Things, "endswith(name, 'a')", "starts_with(reverse(e.name), reverse($1::text)) | \"a\""),
+        (Entity::Things, "length(name) eq 3", "(length(e.name) = $1::float8) | 3"),
+        (Entity::Things, "indexof(name, 'a') eq 0", "((strpos(e.name, $1::text) - 1) = $2::float8) | \"a\", 0"),
+        (Entity::Things, "substring(name, 1) eq 'x'", "(substr(e.name, 1 + ($1::float8)::int) = $2::text) | 1, \"x\""),
+        (Entity::Things, "substring(name, 1, 2) eq 'x'", "(substr(e.name, 1 + ($1::float8)::int, greatest(($2::float8)::int, 0)) = $3::text) | 1, 2, \"x\""),
+        (Entity::Things, "tolower(name) eq 'x'", "(lower(e.name) = $1::text) | \"x\""),
+        (Entity::Things, "toupper(name) eq 'x'", "(upper(e.name) = $1::text) | \"x\""),
+        (Entity::Things, "trim(name) eq 'x'", "(btrim(e.name) = $1::text) | \"x\""),
+        (Entity::Things, "concat(name, 'x') eq 'y'", "((e.name || $1::text) = $2::text) | \"x\", \"y\""),
+        (Entity::Things, "round(id) eq 1", "(round((e.id)::float8) = $1::float8) | 1"),
+        (Entity::Things, "floor(id) eq 1", "(floor((e.id)::float8) = $1::float8) | 1"),
+        (Entity::Things, "ceiling(id) eq 1", "(ceil((e.id)::float8) = $1::float8) | 1"),
+        (Entity::Things, "length(null) eq 1", "(length(NULL) = $1::float8) | 1"),
+        (Entity::Things, "contains(Locations/name, 'a')", "error: `Locations` is a collection; a $filter can follow only single navigations (such as Thing or Datastream)"),
+        (Entity::Things, "contains(properties/colour, 'red')", "(strpos((e.properties #>> $1::text[]), $2::text) > 0) | [\"colour\"], \"red\""),
+        (Entity::Observations, "year(phenomenonTime) eq 2026", "(floor(extract(year FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 2026"),
+        (Entity::Observations, "month(phenomenonTime) eq 11", "(floor(extract(month FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 11"),
+        (Entity::Observations, "day(resultTime) eq 1", "(floor(extract(day FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 1"),
+        (Entity::Observations, "hour(phenomenonTime) eq 1", "(floor(extract(hour FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 1"),
+        (Entity::Observations, "minute(phenomenonTime) eq 1", "(floor(extract(minute FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 1"),
+        (Entity::Observations, "second(phenomenonTime) eq 1", "(floor(extract(second FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 1"),
+        (Entity::Observations, "fractionalseconds(phenomenonTime) eq 0", "((extract(microseconds FROM (e.time) AT TIME ZONE 'UTC')::float8 % 1000000) / 1e6 = $1::float8) | 0"),
+        (Entity::Observations, "totaloffsetminutes(phenomenonTime) eq 0", "(0::float8 = $1::float8) | 0"),
+        (Entity::Observations, "phenomenonTime lt now()", "(e.time < now()) | "),
+        (Entity::Observations, "year(Datastream/Thing/id) eq 1", "error: argument 1 of year must be a date-time, not a number"),
+        (Entity::Locations, "geo.distance(location, geography'POINT(1 2)') lt 1", "((e.geo <-> point($1::float8, $2::float8)) < $3::float8) | 1, 2, 1"),
+        (Entity::Locations, "st_distance(location, location) lt 1", "((e.geo <-> e.geo) < $1::float8) | 1"),
+        (Entity::Locations, "geo.intersects(location, geography'POLYGON((0 0,1 0,1 1,0 0))')", "(e.geo <@ ($1::text::polygon)) | \"((0,0),(1,0),(1,1),(0,0))\""),
+        (Entity::Locations, "st_intersects(location, geography'POINT(1 2)')", "(e.geo ~= point($1::float8, $2::float8)) | 1, 2"),
+        (Entity::Locations, "st_within(location, geography'POLYGON((0 0,1 0,1 1,0 0))')", "(e.geo <@ ($1::text::polygon)) | \"((0,0),(1,0),(1,1),(0,0))\""),
+        (Entity::Locations, "st_disjoint(location, geography'POLYGON((0 0,1 0,1 1,0 0))')", "(NOT (e.geo <@ ($1::text::polygon))) | \"((0,0),(1,0),(1,1),(0,0))\""),
+        (Entity::Locations, "st_disjoint(location, geography'POINT(1 2)')", "(NOT (e.geo ~= point($1::float8, $2::float8))) | 1, 2"),
+        (Entity::Locations, "st_equals(location, location)", "(e.geo ~= e.geo) | "),
+        (Entity::Locations, "st_contains(geography'POLYGON((0 0,1 0,1 1,0 0))', location)", "(e.geo <@ ($1::text::polygon)) | \"((0,0),(1,0),(1,1),(0,0))\""),
+        (Entity::Locations, "st_within(location, geography'POINT(1 2)')", "error: st_within is supported between a location and a geography'POINT(…)' or geography'POLYGON((…))' literal"),
+        (Entity::Locations, "st_contains(location, geography'POLYGON((0 0,1 0,1 1,0 0))')", "error: st_contains(polygon literal, location) is supported"),
+        (Entity::Locations, "st_contains(geography'POLYGON((0 0,1 0,1 1,0 0))', geography'POINT(1 2)')", "(point($1::float8, $2::float8) <@ ($3::text::polygon)) | 1, 2, \"((0,0),(1,0),(1,1),(0,0))\""),
+        (Entity::Locations, "geo.intersects(geography'POLYGON((0 0,1 0,1 1,0 0))', location)", "error: geo.intersects is supported between a location and a geography'POINT(…)' or geography'POLYGON((…))' literal"),
+        (Entity::Locations, "geo.intersects(location)", "error: geo.intersects takes 2 argument(s), got 1"),
+        (Entity::Locations, "geo.intersects(location, location, location)", "error: geo.intersects takes 2 argument(s), got 3"),
+        (Entity::Locations, "geo.distance(location) lt 1", "error: geo.distance takes 2 argument(s), got 1"),
+        (Entity::Locations, "geo.distance(location, name) lt 1", "error: argument 2 of geo.distance must be a geometry, not a string (points only)"),
+        (Entity::Locations, "geo.distance(name, location, location) lt 1", "error: geo.distance takes 2 argument(s), got 3"),
+        (Entity::Locations, "geo.length(location) lt 1", "error: geo.length is not supported: Hoheit's locations are points"),
+        (Entity::Locations, "st_touches(location, location)", "error: st_touches is not supported: Hoheit's locations are points"),
+        (Entity::Locations, "st_overlaps(location)", "error: st_overlaps is not supported: Hoheit's locations are points"),
+        (Entity::Locations, "st_crosses(location)", "error: st_crosses is not supported: Hoheit's locations are points"),
+        (Entity::Locations, "st_relate(location)", "error: st_relate is not supported: Hoheit's locations are points"),
+        (Entity::Observations, "mindatetime() eq phenomenonTime", "error: mindatetime is not supported"),
+        (Entity::Observations, "maxdatetime() eq phenomenonTime", "error: maxdatetime is not supported"),
+        (Entity::Observations, "date(phenomenonTime) eq 1", "error: date is not supported"),
+        (Entity::Observations, "time(phenomenonTime) eq 1", "error: time is not supported"),
+        (Entity::Things, "frobnicate(name)", "error: unknown function `frobnicate`"),
+        (Entity::Things, "length(name, name) eq 1", "error: length takes 1 argument(s), got 2"),
+        (Entity::Things, "length(id) eq 1", "error: argument 1 of length must be a string, not a number"),
+        (Entity::Things, "length() eq 1", "error: length takes 1 argument(s), got 0"),
+        (Entity::Things, "contains(name, 3)", "error: argument 2 of contains must be a string, not a number"),
+        (Entity::Things, "contains(3, name)", "error: argument 1 of contains must be a string, not a number"),
+        (Entity::Things, "contains(name)", "error: contains takes 2 argument(s), got 1"),
+        (Entity::Things, "substringof(name, 'a', 'b')", "error: substringof takes 2 argument(s), got 3"),
+        (Entity::Things, "now(1) eq name", "error: now takes 0 argument(s), got 1"),
+        (Entity::Things, "substring(name) eq 'x'", "error: substring takes 3 argument(s), got 1"),
+        (Entity::Things, "substring(name, 1, 2, 3) eq 'x'", "error: substring takes 3 argument(s), got 4"),
+        (Entity::Things, "substring(name, 'a') eq 'x'", "error: argument 2 of substring must be a number, not a string"),
+        (Entity::Things, "substring(name, 1, 'a') eq 'x'", "error: argument 3 of substring must be a number, not a string"),
+        (Entity::Things, "tolower(id) eq 'x'", "error: argument 1 of tolower must be a string, not a number"),
+        (Entity::Things, "concat(name) eq 'x'", "error: concat takes 2 argument(s), got 1"),
+        (Entity::Things, "round(name) eq 1", "error: argument 1 of round must be a number, not a string"),
+        (Entity::Things, "round(id, id) eq 1", "error: round takes 1 argument(s), got 2"),
+        (Entity::Observations, "year(result) eq 1", "error: argument 1 of year must be a date-time, not a number"),
+        (Entity::Observations, "year() eq 1", "error: year takes 1 argument(s), got 0"),
+        (Entity::Observations, "totaloffsetminutes(result) eq 0", "error: argument 1 of totaloffsetminutes must be a date-time, not a number"),
+        (Entity::Observations, "fractionalseconds(phenomenonTime, phenomenonTime) eq 0", "error: fractionalseconds takes 1 argument(s), got 2"),
+        (Entity::Things, "length(colour) eq 1", "error: Things has no property `colour`; known: id, name, description, properties"),
+        (Entity::Things, "tolower(name)", "error: $filter must be a condition (true or false), not a string"),
+    ];
+
+    #[test]
+    fn every_function_emits_exactly_its_sql_or_its_error() {
+        for (entity, filter, expected) in FUNCTION_CASES {
+            assert_eq!(described(*entity, filter), *expected, "{entity:?}: {filter}");
+        }
+    }
+
     #[test]
     fn literals_are_bound_never_inlined() {
         let sql = sql_of(Entity::Things, "name eq 'x'' OR 1=1 --' and id gt 3").unwrap();
