@@ -22,7 +22,8 @@ use clap::Parser;
 use hoheit_domain::topic;
 use hoheit_domain::topic::TopicScheme;
 use hoheit_kafka::{KafkaArgs, Topics, TraceFields};
-use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs, Secret};
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
+use hoheit_runtime::mqtt::MqttArgs;
 use hoheit_runtime::ops::{self, Readiness};
 use hoheit_runtime::telemetry::LogArgs;
 use hoheit_store::db;
@@ -47,21 +48,11 @@ use crate::registry_cache::RegistryCache;
 pub struct IngestConfig {
     #[command(flatten)]
     pub config_file: ConfigFileArg,
-    /// MQTT broker host.
-    #[arg(long, env = "HOHEIT_MQTT_HOST", default_value = "127.0.0.1")]
-    pub mqtt_host: String,
-    /// MQTT broker port.
-    #[arg(long, env = "HOHEIT_MQTT_PORT", default_value_t = 1883)]
-    pub mqtt_port: u16,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
     /// MQTT client id; the broker keeps this client's session (and queues its messages) while it is away.
     #[arg(long, env = "HOHEIT_MQTT_CLIENT_ID", default_value = "hoheit-ingest")]
     pub mqtt_client_id: String,
-    /// MQTT user name, if the broker requires one.
-    #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
-    pub mqtt_username: Option<String>,
-    /// MQTT password.
-    #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
-    pub mqtt_password: Option<Secret>,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
     pub topic_root: String,
@@ -218,7 +209,7 @@ impl Running {
         let (overflow_tx, overflow_rx) = mpsc::unbounded_channel::<u16>();
         let acker = tokio::spawn(acknowledge(client.clone(), overflow_tx, pending_rx, readiness.clone()));
 
-        tracing::info!(subscription = %scheme.subscription(), broker = %format!("{}:{}", config.mqtt_host, config.mqtt_port), "ingest running");
+        tracing::info!(subscription = %scheme.subscription(), broker = %config.mqtt.broker(), "ingest running");
         Ok(Some(Self {
             readiness,
             scheme,
@@ -387,15 +378,14 @@ async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
 
 /// The MQTT options of ingest: a persistent session with manual acks.
 fn mqtt_options(config: &IngestConfig) -> MqttOptions {
-    let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt_host, config.mqtt_port);
+    let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt.mqtt_host, config.mqtt.mqtt_port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(false);
     options.set_manual_acks(true);
     // Accept far larger packets than the payload limit, so an oversized
     // message becomes a dead letter instead of a dropped connection.
     options.set_max_packet_size(64 * 1024 * 1024, 1024 * 1024);
-    if let Some(user) = &config.mqtt_username {
-        let password = config.mqtt_password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+    if let Some((user, password)) = config.mqtt.credentials() {
         options.set_credentials(user, password);
     }
     options
