@@ -22,14 +22,16 @@ use clap::Parser;
 use hoheit_domain::topic;
 use hoheit_domain::topic::TopicScheme;
 use hoheit_kafka::{KafkaArgs, Topics, TraceFields};
-use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs, Secret};
+use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
+use hoheit_runtime::mqtt::MqttArgs;
 use hoheit_runtime::ops::{self, Readiness};
 use hoheit_runtime::telemetry::LogArgs;
 use hoheit_store::db;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -46,21 +48,11 @@ use crate::registry_cache::RegistryCache;
 pub struct IngestConfig {
     #[command(flatten)]
     pub config_file: ConfigFileArg,
-    /// MQTT broker host.
-    #[arg(long, env = "HOHEIT_MQTT_HOST", default_value = "127.0.0.1")]
-    pub mqtt_host: String,
-    /// MQTT broker port.
-    #[arg(long, env = "HOHEIT_MQTT_PORT", default_value_t = 1883)]
-    pub mqtt_port: u16,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
     /// MQTT client id; the broker keeps this client's session (and queues its messages) while it is away.
     #[arg(long, env = "HOHEIT_MQTT_CLIENT_ID", default_value = "hoheit-ingest")]
     pub mqtt_client_id: String,
-    /// MQTT user name, if the broker requires one.
-    #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
-    pub mqtt_username: Option<String>,
-    /// MQTT password.
-    #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
-    pub mqtt_password: Option<Secret>,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
     pub topic_root: String,
@@ -132,131 +124,208 @@ impl Ingest {
             readiness.set(condition, false);
         }
         let ops_task = tokio::spawn(ops::serve(ops_listener, readiness.clone(), shutdown.clone()));
+        let Some(mut running) = Running::start(&config, readiness, &shutdown).await? else {
+            return Ok(());
+        };
+        running.event_loop(&shutdown).await?;
+        running.drain().await;
+        let _ = ops_task.await;
+        // Hand the last messages' spans to the exporter (a no-op without it).
+        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+}
 
-        let pool = match db::connect(config.database.url.expose(), config.database.max_connections, &shutdown).await {
+/// An event of the MQTT event loop, or why the connection broke.
+type MqttEvent = Result<Event, rumqttc::ConnectionError>;
+
+/// Ingest at work: the MQTT connection, the pipeline, the producing side and
+/// the acknowledger task.
+struct Running {
+    readiness: Readiness,
+    scheme: TopicScheme,
+    pipeline: Pipeline,
+    outbox: Outbox,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    /// Acks that did not fit into the request channel (see [`acknowledge`]).
+    overflow_rx: mpsc::UnboundedReceiver<u16>,
+    acker: JoinHandle<()>,
+    /// The wait before the next reconnection attempt.
+    backoff: Duration,
+}
+
+/// The producing side: the gathered messages, the Kafka producer, and the
+/// channel to the acknowledger.
+struct Outbox {
+    gather: Gather<Waiting>,
+    producer: FutureProducer,
+    topics: Topics,
+    pending_tx: mpsc::Sender<Pending>,
+}
+
+impl Running {
+    /// Connects to the database and Kafka, builds the pipeline, creates the
+    /// MQTT client (it connects on the first poll) and starts the
+    /// acknowledger; `None` if shutdown came first.
+    async fn start(
+        config: &IngestConfig,
+        readiness: Readiness,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Self>> {
+        let pool = match db::connect(config.database.url.expose(), config.database.max_connections, shutdown).await {
             Ok(pool) => pool,
-            Err(db::DbError::Cancelled) => return Ok(()),
+            Err(db::DbError::Cancelled) => return Ok(None),
             Err(error) => return Err(error.into()),
         };
         readiness.set("database", true);
         // Read once: partitions added to the topic later stay unused until ingest restarts.
-        let Some(partitions) = config.kafka.await_topics(&shutdown).await else {
-            return Ok(());
+        let Some(partitions) = config.kafka.await_topics(shutdown).await else {
+            return Ok(None);
         };
         readiness.set("kafka", true);
         let producer: FutureProducer =
             config.kafka.producer_config().create().context("creating the Kafka producer")?;
         let topics = config.kafka.topics();
-        let mut gather = Gather::<Waiting>::new(partitions);
+        let gather = Gather::<Waiting>::new(partitions);
 
         let scheme = TopicScheme::new(&config.topic_root);
-        let mut pipeline = Pipeline {
+        let pipeline = Pipeline {
             scheme: scheme.clone(),
             limits: Limits { max_payload_bytes: config.max_payload_bytes, max_readings: config.max_readings },
             max_future_micros: config.max_future_secs.saturating_mul(1_000_000),
             cache: RegistryCache::new(pool),
         };
 
-        let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt_host, config.mqtt_port);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_clean_session(false);
-        options.set_manual_acks(true);
-        // Accept far larger packets than the payload limit, so an oversized
-        // message becomes a dead letter instead of a dropped connection.
-        options.set_max_packet_size(64 * 1024 * 1024, 1024 * 1024);
-        if let Some(user) = &config.mqtt_username {
-            let password = config.mqtt_password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
-            options.set_credentials(user, password);
-        }
         // The request channel carries acks, and wakes the event loop for them
         // when no message arrives. Under load the event loop serves it far
         // slower than it reads (one request per poll, only when no read is
         // due) and Mosquitto does not hold back meanwhile, so acks that find it
         // full take the overflow channel straight into the write buffer, in
         // order: late acks make Mosquitto search its in-flight list (linear).
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (client, eventloop) = AsyncClient::new(mqtt_options(config), 64);
         let (pending_tx, pending_rx) = mpsc::channel::<Pending>(4096);
-        let (overflow_tx, mut overflow_rx) = mpsc::unbounded_channel::<u16>();
-        let mut acker = tokio::spawn(acknowledge(client.clone(), overflow_tx, pending_rx, readiness.clone()));
+        let (overflow_tx, overflow_rx) = mpsc::unbounded_channel::<u16>();
+        let acker = tokio::spawn(acknowledge(client.clone(), overflow_tx, pending_rx, readiness.clone()));
 
-        tracing::info!(subscription = %scheme.subscription(), broker = %format!("{}:{}", config.mqtt_host, config.mqtt_port), "ingest running");
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            write_overflowing_acks(&mut eventloop, &mut overflow_rx);
-            let event = {
-                let poll = eventloop.poll();
-                tokio::pin!(poll);
-                // The next event already there: keep gathering. Otherwise send
-                // what is gathered before waiting (the poll stays pending meanwhile).
-                let ready = if gather.is_empty() {
-                    None
-                } else {
-                    std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
-                        Poll::Ready(event) => Poll::Ready(Some(event)),
-                        Poll::Pending => Poll::Ready(None),
-                    })
-                    .await
-                };
-                match ready {
-                    Some(event) => event,
-                    None => {
-                        if !gather.is_empty() && !send(&mut gather, &producer, &topics, &pending_tx, &shutdown).await? {
-                            break;
-                        }
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            event = &mut poll => event,
-                        }
-                    }
-                }
-            };
-            match event {
+        tracing::info!(subscription = %scheme.subscription(), broker = %config.mqtt.broker(), "ingest running");
+        Ok(Some(Self {
+            readiness,
+            scheme,
+            pipeline,
+            outbox: Outbox { gather, producer, topics, pending_tx },
+            client,
+            eventloop,
+            overflow_rx,
+            acker,
+            backoff: Duration::from_millis(200),
+        }))
+    }
+
+    /// Handles MQTT events until shutdown (or until the pipeline stops).
+    async fn event_loop(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        while let Some(event) = self.next_event(shutdown).await? {
+            let go_on = match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(200);
-                    // Ahead of the acks in the request channel (whose room this loop frees).
-                    let subscribe = rumqttc::Subscribe::new(scheme.subscription(), QoS::AtLeastOnce);
-                    eventloop.pending.push_front(rumqttc::Request::Subscribe(subscribe));
+                    self.subscribe();
+                    true
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => readiness.set("mqtt", true),
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let received = Instant::now();
-                    let span = message_span(&publish);
-                    let handled = pipeline
-                        .handle(&publish.topic, &publish.payload, &readiness, &shutdown)
-                        .instrument(span.clone())
-                        .await;
-                    let Ok(outcome) = handled else {
-                        break;
-                    };
-                    // From here on only the packet id matters (for the ack): the payload need not wait for Kafka.
-                    let publish = Publish { payload: Default::default(), ..publish };
-                    record_metrics(&outcome);
-                    span.record("hoheit.readings.accepted", outcome.accepted as i64);
-                    span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
-                    let trace = TraceFields::of(&span.context());
-                    gather.add(outcome, &trace, Waiting { publish, span, received });
-                    if gather.is_full() && !send(&mut gather, &producer, &topics, &pending_tx, &shutdown).await? {
-                        break;
-                    }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.readiness.set("mqtt", true);
+                    true
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    readiness.set("mqtt", false);
-                    tracing::warn!(%error, retry_in = ?backoff, "MQTT connection lost; reconnecting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => self.message(publish, shutdown).await?,
+                Ok(_) => true,
+                Err(error) => self.reconnect_after(error, shutdown).await,
+            };
+            if !go_on {
+                break;
             }
         }
+        Ok(())
+    }
 
-        // Shutdown: let the acknowledger finish what Kafka confirms, while the
-        // event loop keeps running to carry the acks out. Messages gathered but
-        // not sent, and those that arrive now, are not acknowledged; the
-        // broker keeps them for the next start.
-        drop(pending_tx);
+    /// The next MQTT event; `None` at shutdown. While the next event is
+    /// already there, gathering goes on; before waiting for one, what is
+    /// gathered is sent (the poll stays pending meanwhile).
+    async fn next_event(&mut self, shutdown: &CancellationToken) -> anyhow::Result<Option<MqttEvent>> {
+        write_overflowing_acks(&mut self.eventloop, &mut self.overflow_rx);
+        let poll = self.eventloop.poll();
+        tokio::pin!(poll);
+        if !self.outbox.gather.is_empty() {
+            let ready = std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
+                Poll::Ready(event) => Poll::Ready(Some(event)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+            if ready.is_some() {
+                return Ok(ready);
+            }
+            if !self.outbox.send(shutdown).await? {
+                return Ok(None);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            event = &mut poll => Ok(Some(event)),
+        }
+    }
+
+    /// On (re)connection: subscribes, ahead of the acks in the request
+    /// channel (whose room the event loop frees).
+    fn subscribe(&mut self) {
+        self.backoff = Duration::from_millis(200);
+        let subscribe = rumqttc::Subscribe::new(self.scheme.subscription(), QoS::AtLeastOnce);
+        self.eventloop.pending.push_front(rumqttc::Request::Subscribe(subscribe));
+    }
+
+    /// Runs one message through the pipeline and gathers its records, sending
+    /// them when the gather is full. `Ok(false)` when shutdown interrupts.
+    async fn message(&mut self, publish: Publish, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let received = Instant::now();
+        let span = message_span(&publish);
+        let handled = self
+            .pipeline
+            .handle(&publish.topic, &publish.payload, &self.readiness, shutdown)
+            .instrument(span.clone())
+            .await;
+        let Ok(outcome) = handled else {
+            return Ok(false);
+        };
+        // From here on only the packet id matters (for the ack): the payload need not wait for Kafka.
+        let publish = Publish { payload: Default::default(), ..publish };
+        record_metrics(&outcome);
+        span.record("hoheit.readings.accepted", outcome.accepted as i64);
+        span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
+        let trace = TraceFields::of(&span.context());
+        self.outbox.gather.add(outcome, &trace, Waiting { publish, span, received });
+        if self.outbox.gather.is_full() {
+            return self.outbox.send(shutdown).await;
+        }
+        Ok(true)
+    }
+
+    /// After a connection error: waits (with growing back-off) before the
+    /// event loop reconnects; `false` when shutdown comes first.
+    async fn reconnect_after(&mut self, error: rumqttc::ConnectionError, shutdown: &CancellationToken) -> bool {
+        self.readiness.set("mqtt", false);
+        tracing::warn!(%error, retry_in = ?self.backoff, "MQTT connection lost; reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(self.backoff) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        true
+    }
+
+    /// Shutdown: lets the acknowledger finish what Kafka confirms, while the
+    /// event loop keeps running to carry the acks out, then disconnects.
+    /// Messages gathered but not sent, and those that arrive now, are not
+    /// acknowledged; the broker keeps them for the next start.
+    async fn drain(self) {
+        let Self { outbox, client, mut eventloop, mut overflow_rx, mut acker, .. } = self;
+        drop(outbox.pending_tx);
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
         loop {
@@ -270,45 +339,56 @@ impl Ingest {
                 event = eventloop.poll() => if event.is_err() { tokio::time::sleep(Duration::from_millis(100)).await },
             }
         }
-        let _ = client.disconnect().await;
-        let flush_deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < flush_deadline {
-            match tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
-                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => break,
-                _ => {}
-            }
-        }
-        let _ = ops_task.await;
-        // Hand the last messages' spans to the exporter (a no-op without it).
-        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
-        tracing::info!("ingest stopped");
-        Ok(())
+        disconnect(&client, &mut eventloop).await;
     }
 }
 
-/// Hands the gathered records to the producer and their messages to the
-/// acknowledger. `Ok(false)` when shutdown interrupts (the messages stay
-/// unacknowledged, the broker redelivers them).
-async fn send(
-    gather: &mut Gather<Waiting>,
-    producer: &FutureProducer,
-    topics: &Topics,
-    pending_tx: &mpsc::Sender<Pending>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<bool> {
-    let Gathered { records, messages } = gather.take();
-    let Some(deliveries) = produce(producer, topics, records, shutdown).await else {
-        return Ok(false);
-    };
-    tokio::select! {
-        sent = pending_tx.send(Pending { messages, deliveries }) => {
-            if sent.is_err() {
-                anyhow::bail!("the acknowledger stopped");
+impl Outbox {
+    /// Hands the gathered records to the producer and their messages to the
+    /// acknowledger. `Ok(false)` when shutdown interrupts (the messages stay
+    /// unacknowledged, the broker redelivers them).
+    async fn send(&mut self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let Gathered { records, messages } = self.gather.take();
+        let Some(deliveries) = produce(&self.producer, &self.topics, records, shutdown).await else {
+            return Ok(false);
+        };
+        tokio::select! {
+            sent = self.pending_tx.send(Pending { messages, deliveries }) => {
+                if sent.is_err() {
+                    anyhow::bail!("the acknowledger stopped");
+                }
+                Ok(true)
             }
-            Ok(true)
+            _ = shutdown.cancelled() => Ok(false),
         }
-        _ = shutdown.cancelled() => Ok(false),
     }
+}
+
+/// Disconnects from the broker, polling (at most 2 s) until the DISCONNECT is out.
+async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+    let _ = client.disconnect().await;
+    let flush_deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < flush_deadline {
+        match tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
+            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) | Ok(Err(_)) => break,
+            _ => {}
+        }
+    }
+}
+
+/// The MQTT options of ingest: a persistent session with manual acks.
+fn mqtt_options(config: &IngestConfig) -> MqttOptions {
+    let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt.mqtt_host, config.mqtt.mqtt_port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    // Accept far larger packets than the payload limit, so an oversized
+    // message becomes a dead letter instead of a dropped connection.
+    options.set_max_packet_size(64 * 1024 * 1024, 1024 * 1024);
+    if let Some((user, password)) = config.mqtt.credentials() {
+        options.set_credentials(user, password);
+    }
+    options
 }
 
 /// The span of one MQTT message (OpenTelemetry messaging conventions).

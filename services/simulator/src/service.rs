@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use hoheit_domain::topic::{self, TopicScheme};
 use hoheit_runtime::config::{ConfigFileArg, Secret};
+use hoheit_runtime::mqtt::MqttArgs;
 use hoheit_runtime::telemetry::LogArgs;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
@@ -64,18 +65,8 @@ pub struct SimulatorConfig {
     /// before ingest has ever subscribed, which the broker would drop.
     #[arg(long, env = "HOHEIT_SIMULATOR_INGEST_READY_URL")]
     pub ingest_ready_url: Option<String>,
-    /// MQTT broker host.
-    #[arg(long, env = "HOHEIT_MQTT_HOST", default_value = "127.0.0.1")]
-    pub mqtt_host: String,
-    /// MQTT broker port.
-    #[arg(long, env = "HOHEIT_MQTT_PORT", default_value_t = 1883)]
-    pub mqtt_port: u16,
-    /// MQTT user name, if the broker requires one.
-    #[arg(long, env = "HOHEIT_MQTT_USERNAME")]
-    pub mqtt_username: Option<String>,
-    /// MQTT password.
-    #[arg(long, env = "HOHEIT_MQTT_PASSWORD", hide_env_values = true)]
-    pub mqtt_password: Option<Secret>,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
     pub topic_root: String,
@@ -382,22 +373,21 @@ impl Mqtt {
         // A fresh id per run: with a clean session nothing is left behind, and
         // two simulators never kick each other off the broker.
         let client_id = format!("hoheit-simulator-{:08x}", rand::random::<u32>());
-        let mut options = MqttOptions::new(&client_id, &config.mqtt_host, config.mqtt_port);
+        let mut options = MqttOptions::new(&client_id, &config.mqtt.mqtt_host, config.mqtt.mqtt_port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_inflight(MQTT_INFLIGHT);
         // rumqttc's default limit (10 KiB) is below the backfill batches; an
         // oversized packet would drop the connection.
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-        if let Some(user) = &config.mqtt_username {
-            let password = config.mqtt_password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        if let Some((user, password)) = config.mqtt.credentials() {
             options.set_credentials(user, password);
         }
         let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE);
         let acked = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
-        let broker = format!("{}:{}", config.mqtt_host, config.mqtt_port);
+        let broker = config.mqtt.broker();
         tracing::info!(%client_id, %broker, "connecting to the MQTT broker");
         let driver = tokio::spawn(drive(eventloop, acked.clone(), connected.clone(), stop.clone(), broker));
         Self { client, enqueued: 0, acked, connected, driver, stop }

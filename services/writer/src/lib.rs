@@ -11,6 +11,7 @@
 
 mod batch;
 pub mod lag;
+mod rejoin;
 mod service;
 
 pub use batch::{Batch, Source};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
-use hoheit_kafka::KafkaArgs;
+use hoheit_kafka::{KafkaArgs, Topics};
 use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
 use hoheit_runtime::ops::{self, Readiness};
 use hoheit_runtime::telemetry::LogArgs;
@@ -18,6 +18,8 @@ use hoheit_store::db;
 use hoheit_store::dead_letters::SourcePosition;
 use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -27,13 +29,14 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::batch::{Batch, Source};
 use crate::lag::LagContext;
+use crate::rejoin::StallWatch;
 
 /// Most links a batch span carries (the OpenTelemetry SDK's default limit);
 /// every sampled record still gets its own `writer store` span.
 const MAX_LINKS: usize = 128;
 
 /// The writer's Kafka consumer, whose context turns statistics into the lag gauge.
-type WriterConsumer = StreamConsumer<LagContext>;
+pub(crate) type WriterConsumer = StreamConsumer<LagContext>;
 
 /// Configuration of the writer service.
 #[derive(Debug, Clone, Parser)]
@@ -99,8 +102,40 @@ impl Writer {
             Err(error) => return Err(error.into()),
         };
         readiness.set("database", true);
-        if config.kafka.await_topics(&shutdown).await.is_none() {
+        let Some(mut consuming) = Consuming::subscribe(&config, readiness, &shutdown).await? else {
             return Ok(());
+        };
+        consuming.batches(&pool, &shutdown).await;
+        let _ = ops_task.await;
+        // Hand the last batches' spans to the exporter (a no-op without it).
+        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
+        tracing::info!("writer stopped");
+        Ok(())
+    }
+}
+
+/// The subscribed consumer and what the batch loop needs around it.
+struct Consuming {
+    consumer: Arc<WriterConsumer>,
+    topics: Topics,
+    readiness: Readiness,
+    /// A batch is written when it holds this many readings...
+    batch_readings: usize,
+    /// ...or when its first record is this old.
+    max_wait: Duration,
+    stall_watch: StallWatch,
+}
+
+impl Consuming {
+    /// Waits for the topics, creates the consumer and subscribes to both
+    /// topics; `None` if shutdown came first.
+    async fn subscribe(
+        config: &WriterConfig,
+        readiness: Readiness,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Self>> {
+        if config.kafka.await_topics(shutdown).await.is_none() {
+            return Ok(None);
         }
         let topics = config.kafka.topics();
         let consumer: Arc<WriterConsumer> = Arc::new(
@@ -114,66 +149,93 @@ impl Writer {
         consumer.subscribe(&[&topics.observations, &topics.dead_letters]).context("subscribing")?;
         readiness.set("kafka", true);
         tracing::info!(group = %config.group, observations = %topics.observations, dead_letters = %topics.dead_letters, "writer running");
+        Ok(Some(Self {
+            consumer,
+            topics,
+            readiness,
+            batch_readings: config.batch_readings,
+            max_wait: Duration::from_millis(config.batch_wait_ms),
+            stall_watch: StallWatch::new(),
+        }))
+    }
 
-        let max_wait = Duration::from_millis(config.batch_wait_ms);
-        let mut stall_watch = StallWatch::default();
-        let mut stall_tick = tokio::time::interval(STALL_CHECK_EVERY);
-        stall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        'batches: loop {
-            let mut batch = Batch::default();
-            let mut deadline: Option<tokio::time::Instant> = None;
-            while batch.readings.len() < config.batch_readings {
-                let wait = async {
-                    match deadline {
-                        Some(at) => tokio::time::timeout_at(at, consumer.recv()).await.ok(),
-                        None => Some(consumer.recv().await),
-                    }
-                };
-                let received = tokio::select! {
-                    _ = shutdown.cancelled() => break 'batches,
-                    received = wait => received,
-                    _ = stall_tick.tick() => {
-                        stall_watch.check(&consumer, &[&topics.observations, &topics.dead_letters]).await;
-                        continue;
-                    }
-                };
-                let Some(received) = received else { break }; // batch time is up
-                match received {
-                    Ok(message) => {
-                        readiness.set("kafka", true);
-                        let source = if message.topic() == topics.observations {
-                            Source::Observations
-                        } else {
-                            Source::DeadLetters
-                        };
-                        let position = SourcePosition {
-                            topic: message.topic().to_owned(),
-                            partition: message.partition(),
-                            offset: message.offset(),
-                        };
-                        batch.add(source, position, message.payload().unwrap_or_default());
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_wait);
-                    }
-                    Err(error) => {
-                        readiness.set("kafka", false);
-                        tracing::warn!(%error, "Kafka consume error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
+    /// Collects, writes and commits batches until shutdown.
+    async fn batches(&mut self, pool: &PgPool, shutdown: &CancellationToken) {
+        while let Some(batch) = self.collect_batch(shutdown).await {
+            if !batch.is_empty() && !self.write_and_commit(pool, &batch, shutdown).await {
+                return;
             }
-            if batch.is_empty() {
-                continue;
-            }
-            if !write_until_done(&pool, &batch, &readiness, &shutdown).await {
-                break;
-            }
-            commit(&consumer, &batch).await;
         }
-        let _ = ops_task.await;
-        // Hand the last batches' spans to the exporter (a no-op without it).
-        let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
-        tracing::info!("writer stopped");
-        Ok(())
+    }
+
+    /// Collects records until the batch holds `batch_readings` readings or its
+    /// first record is `max_wait` old (an empty batch when nothing came);
+    /// `None` at shutdown. While waiting, checks now and then whether the
+    /// consumer group is stalled.
+    async fn collect_batch(&mut self, shutdown: &CancellationToken) -> Option<Batch> {
+        let mut batch = Batch::default();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while batch.readings.len() < self.batch_readings {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                received = recv_until(&self.consumer, deadline) => received,
+                _ = self.stall_watch.due() => {
+                    let topics = [self.topics.observations.as_str(), self.topics.dead_letters.as_str()];
+                    self.stall_watch.check(&self.consumer, &topics).await;
+                    continue;
+                }
+            };
+            let Some(received) = received else { break }; // batch time is up
+            match received {
+                Ok(message) => {
+                    self.add(&mut batch, &message);
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.max_wait);
+                }
+                Err(error) => self.consume_failed(error).await,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Adds one Kafka record to `batch`.
+    fn add(&self, batch: &mut Batch, message: &BorrowedMessage<'_>) {
+        self.readiness.set("kafka", true);
+        let source =
+            if message.topic() == self.topics.observations { Source::Observations } else { Source::DeadLetters };
+        let position = SourcePosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        batch.add(source, position, message.payload().unwrap_or_default());
+    }
+
+    /// Reports a consume error and pauses before the next attempt.
+    async fn consume_failed(&self, error: KafkaError) {
+        self.readiness.set("kafka", false);
+        tracing::warn!(%error, "Kafka consume error");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Writes `batch`, then commits its offsets; `false` if shutdown
+    /// interrupted the write (nothing committed).
+    async fn write_and_commit(&self, pool: &PgPool, batch: &Batch, shutdown: &CancellationToken) -> bool {
+        if !write_until_done(pool, batch, &self.readiness, shutdown).await {
+            return false;
+        }
+        commit(&self.consumer, batch).await;
+        true
+    }
+}
+
+/// The next record; `None` once `deadline` (if any) has passed.
+async fn recv_until(
+    consumer: &WriterConsumer,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<KafkaResult<BorrowedMessage<'_>>> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, consumer.recv()).await.ok(),
+        None => Some(consumer.recv().await),
     }
 }
 
@@ -249,89 +311,6 @@ async fn write_until_done(pool: &PgPool, batch: &Batch, readiness: &Readiness, s
         }
     }
 }
-
-// >>> stalled consumer group watchdog (issue 5: chaos scenario finding)
-/// How often the writer checks, while it holds no partition, whether its group is stalled.
-const STALL_CHECK_EVERY: Duration = Duration::from_secs(15);
-
-/// Detects a consumer group in which nobody consumes: this writer holds no
-/// partition, records are waiting beyond the group's committed offsets, and
-/// those offsets did not move between two checks. The writer then rejoins the
-/// group (unsubscribe, subscribe), which starts a new generation.
-///
-/// Why: tansu 0.6.0 keeps a member that died without leaving the group
-/// (SIGKILL) as the group's leader; the next member gets an empty assignment
-/// while its heartbeats succeed, and after the dead member's session expires
-/// the group stays "formed" with no assignment, so nothing would be consumed
-/// again. Apache Kafka rebalances instead; there this never fires except when
-/// the group truly makes no progress, where a rejoin is harmless.
-#[derive(Default)]
-struct StallWatch {
-    /// Committed offsets at the previous check, while unassigned.
-    previous: Option<Vec<i64>>,
-}
-
-impl StallWatch {
-    async fn check(&mut self, consumer: &Arc<WriterConsumer>, topics: &[&str]) {
-        let held = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        if held > 0 {
-            self.previous = None;
-            return;
-        }
-        let probe = consumer.clone();
-        let topics_owned: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        let Ok(Ok((committed, pending))) =
-            tokio::task::spawn_blocking(move || group_progress(&probe, &topics_owned)).await
-        else {
-            return; // the broker is away: nothing to judge
-        };
-        let stalled = pending && self.previous.as_ref() == Some(&committed);
-        self.previous = Some(committed);
-        if stalled {
-            self.previous = None;
-            metrics::counter!("hoheit_writer_group_rejoins_total").increment(1);
-            tracing::warn!(
-                "records are waiting but nobody in the consumer group consumes them and this writer holds no \
-                 partition; rejoining the group"
-            );
-            consumer.unsubscribe();
-            if let Err(error) = consumer.subscribe(topics) {
-                tracing::error!(%error, "re-subscribing failed");
-            }
-        }
-    }
-}
-
-/// The group's committed offset of every partition of `topics`, and whether
-/// any partition holds records beyond it (blocking: librdkafka requests).
-fn group_progress(
-    consumer: &WriterConsumer,
-    topics: &[String],
-) -> Result<(Vec<i64>, bool), rdkafka::error::KafkaError> {
-    let timeout = Duration::from_secs(5);
-    let mut list = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                list.add_partition(t.name(), p.id());
-            }
-        }
-    }
-    let committed = consumer.committed_offsets(list, timeout)?;
-    let (mut offsets, mut pending) = (Vec::new(), false);
-    for element in committed.elements() {
-        let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        let at = match element.offset() {
-            Offset::Offset(n) => n,
-            _ => low,
-        };
-        pending |= high > at;
-        offsets.push(at);
-    }
-    Ok((offsets, pending))
-}
-// <<< stalled consumer group watchdog
 
 /// Commits the offsets after the batch (synchronously, off the async threads).
 async fn commit(consumer: &Arc<WriterConsumer>, batch: &Batch) {
