@@ -15,6 +15,7 @@ use hoheit_api::{Api, ApiConfig};
 use hoheit_ingest::{Ingest, IngestConfig};
 use hoheit_kafka::KafkaArgs;
 use hoheit_runtime::config::{DatabaseArgs, DatabaseUrl, Secret};
+use hoheit_runtime::mqtt::MqttArgs;
 use hoheit_simulator::SimulatorConfig;
 use hoheit_writer::{Writer, WriterConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -117,8 +118,7 @@ impl Isolation {
     pub fn ingest_config(&self) -> IngestConfig {
         let defaults: IngestConfig = defaults(&["hoheit-ingest"]);
         IngestConfig {
-            mqtt_host: mqtt_host(),
-            mqtt_port: mqtt_port(),
+            mqtt: MqttArgs { mqtt_host: mqtt_host(), mqtt_port: mqtt_port(), ..defaults.mqtt },
             mqtt_client_id: format!("ingest-{}", self.id),
             topic_root: self.topic_root.clone(),
             ops_listen: ANY_LOOPBACK_PORT,
@@ -162,8 +162,7 @@ impl Isolation {
         SimulatorConfig {
             api_url: api_url.to_owned(),
             api_token: Secret::new(TOKEN),
-            mqtt_host: mqtt_host(),
-            mqtt_port: mqtt_port(),
+            mqtt: MqttArgs { mqtt_host: mqtt_host(), mqtt_port: mqtt_port(), ..defaults.mqtt },
             topic_root: self.topic_root.clone(),
             ..defaults
         }
