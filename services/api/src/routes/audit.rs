@@ -9,6 +9,7 @@ use hoheit_store::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verific
 use hoheit_store::datasets;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{require_or, Needs};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -54,17 +55,15 @@ pub async fn list(
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(30))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('a', c)).transpose()?.unwrap_or(0);
-    let (scope, org): (Option<Vec<i64>>, Option<i64>) = match &*who.0 {
+    let (scope, org): (Option<Vec<i64>>, Option<i64>) = match &*who.caller {
         Caller::Operator => (query.dataset.map(|d| vec![d]), None),
         Caller::Anonymous => {
             return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
         }
         Caller::Principal(p) => {
-            if !who.0.owns_data_of(p.org_id) {
-                return Err(ApiError::Forbidden(
-                    "the audit log is shown to admins and data owners of a dataset's owner".into(),
-                ));
-            }
+            require_or(&who.caller, Needs::DataOwner(p.org_id), || {
+                "the audit log is shown to admins and data owners of a dataset's owner".into()
+            })?;
             let owned: Vec<i64> = datasets::list(&state.pool)
                 .await?
                 .into_iter()
@@ -92,9 +91,7 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "audit_verify", path = "/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "the result of the check", body = Verification)))]
 pub async fn verify(State(state): State<AppState>, who: Who) -> Result<Json<Verification>, ApiError> {
-    if !matches!(&*who.0, Caller::Operator) {
-        return Err(ApiError::Forbidden("only the platform operator may verify the whole audit chain".into()));
-    }
+    require_or(&who.caller, Needs::Operator, || "only the platform operator may verify the whole audit chain".into())?;
     Ok(Json(audit::verify(&state.pool).await?))
 }
 

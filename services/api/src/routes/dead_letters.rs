@@ -72,7 +72,7 @@ pub async fn list(
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // Principals see their own organisation's dead letters; the operator any.
-    match &*who.0 {
+    match &*who.caller {
         Caller::Operator => {}
         Caller::Anonymous => {
             return Err(ApiError::Unauthorized(
