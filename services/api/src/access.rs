@@ -16,7 +16,8 @@
 //! - **SensorThings' reads of observations** span datastreams and datasets:
 //!   [`ObservationReads`] charges their grants before each query and writes
 //!   one record per dataset at the end.
-//! - **Administrative permissions** ([`require`]): the operator, an
+//! - **The owners' listings** ([`audit_scope`], [`dead_letters_scope`]) and
+//!   **administrative permissions** ([`require`]): the operator, an
 //!   organisation's admins, its admins and data owners.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,7 +27,7 @@ use chrono::{DateTime, Utc};
 use hoheit_domain::policy::{
     self, Caller, DatasetAccess, Decision, DenyReason, GrantTerms, ReadRequest, Release, Via, Visibility,
 };
-use hoheit_domain::DatastreamId;
+use hoheit_domain::{DatastreamId, Slug};
 use hoheit_store::audit::AuditRecord;
 use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::grant_rate;
@@ -473,6 +474,65 @@ impl<'a> ObservationReads<'a> {
             state.audit.append(record).await?;
         }
         Ok(())
+    }
+}
+
+// ---- the owners' listings: audit log, dead letters ----
+
+/// Which audit records a caller may list.
+pub struct AuditScope {
+    /// Records of these datasets only; `None`: all of them (the operator).
+    pub datasets: Option<Vec<i64>>,
+    /// Also the administrative changes of this organisation.
+    pub org: Option<i64>,
+}
+
+/// The audit records `who` may list (of `dataset` only, if given): the
+/// operator any; an organisation's admins and data owners those of the
+/// datasets it owns and its own administrative changes.
+pub async fn audit_scope(state: &AppState, who: &Who, dataset: Option<i64>) -> Result<AuditScope, ApiError> {
+    let principal = match &*who.caller {
+        Caller::Operator => return Ok(AuditScope { datasets: dataset.map(|d| vec![d]), org: None }),
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
+        }
+        Caller::Principal(p) => p,
+    };
+    require_or(&who.caller, Needs::DataOwner(principal.org_id), || {
+        "the audit log is shown to admins and data owners of a dataset's owner".into()
+    })?;
+    let owned: Vec<i64> = datasets::list(&state.pool)
+        .await?
+        .into_iter()
+        .filter(|d| d.owner_org_id == principal.org_id)
+        .map(|d| d.id)
+        .collect();
+    match dataset {
+        Some(d) if owned.contains(&d) => Ok(AuditScope { datasets: Some(vec![d]), org: None }),
+        Some(d) => Err(ApiError::Forbidden(format!(
+            "the audit log of dataset {d} is shown to its owner's admins and data owners"
+        ))),
+        None => Ok(AuditScope { datasets: Some(owned), org: Some(principal.org_id) }),
+    }
+}
+
+/// The organisation whose dead letters `who` may list (`asked`, or its own
+/// by default): a principal its own organisation's, the operator any
+/// (`None`: all of them).
+pub fn dead_letters_scope(who: &Who, asked: Option<Slug>) -> Result<Option<Slug>, ApiError> {
+    match &*who.caller {
+        Caller::Operator => Ok(asked),
+        Caller::Anonymous => {
+            Err(ApiError::Unauthorized("dead letters are shown to their owner organisation: present an API key".into()))
+        }
+        Caller::Principal(p) => match asked {
+            None => Ok(Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?)),
+            Some(asked) if asked.as_str() == p.org_slug => Ok(Some(asked)),
+            Some(asked) => Err(ApiError::Forbidden(format!(
+                "dead letters of {asked} are shown only to that organisation; you belong to {}",
+                p.org_slug
+            ))),
+        },
     }
 }
 

@@ -156,3 +156,17 @@ pub fn add_problem_responses(openapi: &mut OpenApi) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_problem_schema_explains_every_denial_code() {
+        let schema = serde_json::to_value(<ProblemDoc as utoipa::PartialSchema>::schema()).unwrap();
+        let explained = schema["properties"]["code"].to_string();
+        for code in DenyCode::ALL {
+            assert!(explained.contains(&format!("`{code}`")), "{code} is not explained: {explained}");
+        }
+    }
+}
