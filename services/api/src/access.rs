@@ -410,7 +410,7 @@ impl<'a> ObservationReads<'a> {
     }
 
     /// One observation of `datastream` returned, read over `request`.
-    pub fn returned(&mut self, datastream: DatastreamId, request: &ReadRequest) {
+    pub fn observation_returned(&mut self, datastream: DatastreamId, request: &ReadRequest) {
         self.returned.entry(datastream).or_insert((0, *request)).0 += 1;
     }
 

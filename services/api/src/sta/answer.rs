@@ -84,7 +84,7 @@ impl<'a> Answer<'a> {
         if target.entity == Entity::Observations {
             for row in &rows {
                 if let Some(ds) = row.keys.get("datastream_id") {
-                    self.reads.returned(DatastreamId(*ds), &request);
+                    self.reads.observation_returned(DatastreamId(*ds), &request);
                 }
             }
             self.reads.answered(rows.len(), &request);
@@ -150,7 +150,7 @@ impl<'a> Answer<'a> {
                 if nav.target == Entity::Observations {
                     for child in &children {
                         if let Some(ds) = child.keys.get("datastream_id") {
-                            self.reads.returned(DatastreamId(*ds), &request);
+                            self.reads.observation_returned(DatastreamId(*ds), &request);
                         }
                     }
                 }
