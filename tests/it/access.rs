@@ -41,6 +41,9 @@ async fn town_with(configure: impl FnOnce(&mut ApiConfig)) -> Town {
     api.organisation("stadtwerke", "municipal_company", Some("stadt")).await.unwrap();
     api.organisation("movi", "third_party", None).await.unwrap();
     api.organisation("nachbarstadt", "municipality", None).await.unwrap();
+    for partner in ["rohdaten-gmbh", "alt-gmbh", "ex-gmbh"] {
+        api.organisation(partner, "third_party", None).await.unwrap();
+    }
     let mut streams = HashMap::new();
     let mut datasets = HashMap::new();
     let now = Micros::now().0;
@@ -79,6 +82,26 @@ async fn town_with(configure: impl FnOnce(&mut ApiConfig)) -> Town {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
+    // Third parties on the restricted dataset: raw readings, a grant that expired, one that was revoked.
+    let now = Utc::now();
+    let partner_grant = |grantee: &str, valid_from: chrono::DateTime<Utc>, valid_until: chrono::DateTime<Utc>| {
+        json!({"dataset_id": datasets["restricted"], "grantee": grantee, "purpose": "Parkleitsystem", "contract_ref": format!("V-{grantee}"),
+               "valid_from": valid_from.to_rfc3339(), "valid_until": valid_until.to_rfc3339()})
+    };
+    api.post_ok("/v1/admin/grants", partner_grant("rohdaten-gmbh", now, now + Duration::days(365))).await.unwrap();
+    api.post_ok("/v1/admin/grants", partner_grant("alt-gmbh", now - Duration::days(60), now - Duration::days(1)))
+        .await
+        .unwrap();
+    let revoked =
+        api.post_ok("/v1/admin/grants", partner_grant("ex-gmbh", now, now + Duration::days(365))).await.unwrap();
+    let revoke = api
+        .http
+        .delete(format!("{}/v1/admin/grants/{}", api.base, revoked["id"]))
+        .bearer_auth(hoheit_tests::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 204);
     let mut keys = HashMap::new();
     for (name, org, role) in [
         ("owner", "stadt", "reader"),
@@ -87,6 +110,9 @@ async fn town_with(configure: impl FnOnce(&mut ApiConfig)) -> Town {
         ("company", "stadtwerke", "reader"),
         ("third-party", "movi", "reader"),
         ("other-town", "nachbarstadt", "reader"),
+        ("raw-partner", "rohdaten-gmbh", "reader"),
+        ("expired-partner", "alt-gmbh", "reader"),
+        ("revoked-partner", "ex-gmbh", "reader"),
     ] {
         keys.insert(name, api.principal_key(org, name, role).await.unwrap());
     }
@@ -129,13 +155,190 @@ fn range(hours: i64) -> String {
 fn expected(caller: &str, class: &str) -> (bool, bool, bool) {
     match (class, caller) {
         ("open", _) => (true, true, true),
-        ("personal", "operator" | "owner") => (false, true, true),
+        ("personal", "operator" | "owner" | "owner-admin") => (false, true, true),
         ("personal", _) => (false, false, false),
-        (_, "operator" | "owner") => (true, true, true),
+        (_, "operator" | "owner" | "owner-admin") => (true, true, true),
         ("internal", "department" | "company") => (true, true, true),
         ("restricted", "third-party") => (false, true, true),
+        ("restricted", "raw-partner") => (true, true, true),
         _ => (false, false, false),
     }
+}
+
+/// The stable code of `/v1`'s denial of a raw read by `caller` of `class` data; `None`: allowed.
+fn raw_denial(caller: &str, class: &str) -> Option<&'static str> {
+    match (class, caller) {
+        ("open", _) => None,
+        // Raw personal readings leave for nobody, whoever asks.
+        ("personal", _) => Some("personal_raw"),
+        (_, "operator" | "owner" | "owner-admin") => None,
+        (_, "anonymous") => Some("not_authenticated"),
+        ("internal", "department" | "company") => None,
+        ("restricted", "third-party") => Some("raw_not_granted"),
+        ("restricted", "raw-partner") => None,
+        ("restricted", "expired-partner") => Some("grant_expired"),
+        ("restricted", "revoked-partner") => Some("grant_revoked"),
+        _ => Some("no_grant"),
+    }
+}
+
+/// The number of audit records of a request and whether the first allowed it.
+async fn audited(pool: &sqlx::PgPool, request_id: &str) -> (usize, Option<bool>) {
+    let rows = sqlx::query("SELECT decision FROM audit_log WHERE request_id = $1 ORDER BY id")
+        .bind(request_id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    (rows.len(), rows.first().map(|r| r.get::<String, _>("decision") == "allow"))
+}
+
+fn enc(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The datastreams of a SensorThings page of observations (`@iot.id` is `<datastream>-<micros>`).
+fn observed(page: &Value) -> std::collections::BTreeSet<i64> {
+    page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["@iot.id"].as_str().unwrap().split('-').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// SensorThings, live values, export and open data answer through the same
+/// gate as `/v1`: for every caller and classification the same decision, the
+/// same stable code on a denial, and one audit record per read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_path_answers_as_v1_does_for_every_caller() {
+    let town = town_with(&[]).await;
+    let callers = [
+        "anonymous",
+        "operator",
+        "owner",
+        "owner-admin",
+        "department",
+        "third-party",
+        "raw-partner",
+        "expired-partner",
+        "revoked-partner",
+    ];
+    let since = (Utc::now() - Duration::hours(24)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let filter = enc(&format!("phenomenonTime ge {since}"));
+    for caller in callers {
+        for class in CLASSES {
+            let (id, dataset) = (town.streams[class], town.datasets[class]);
+            let (raw, _, meta) = expected(caller, class);
+            let denial = raw_denial(caller, class);
+            assert_eq!(denial.is_none(), raw, "{caller} on {class}: the two tables agree");
+
+            // /v1: the reference.
+            let v1 = format!("v1-{caller}-{class}");
+            let (status, body) =
+                town.get(caller, &format!("/v1/datastreams/{id}/observations?{}", range(24)), &v1).await;
+            assert_eq!(status, if raw { 200 } else { 403 }, "{caller} /v1 raw on {class}: {body}");
+            assert_eq!(body["code"].as_str(), denial, "{caller} /v1 raw on {class}: {body}");
+            assert_eq!(audited(&town.pool, &v1).await, (1, Some(raw)), "{v1}");
+            let (status, body) =
+                town.get(caller, &format!("/v1/datastreams/{id}"), &format!("v1m-{caller}-{class}")).await;
+            assert_eq!(status, if meta { 200 } else { 403 }, "{caller} /v1 metadata of {class}: {body}");
+            assert_eq!(body["code"].as_str(), (!meta).then_some("not_visible"), "{body}");
+
+            // SensorThings, the datastream's observations by path: the same decision and code;
+            // a datastream the caller may not see does not exist there (404, nothing read).
+            let sta = format!("sta-{caller}-{class}");
+            let (status, body) =
+                town.get(caller, &format!("/sta/v1.1/Datastreams({id})/Observations?$filter={filter}"), &sta).await;
+            if !meta {
+                assert_eq!(status, 404, "{caller} SensorThings on {class}: {body}");
+                assert_eq!(audited(&town.pool, &sta).await, (0, None), "{sta}: no read");
+            } else {
+                assert_eq!(status, if raw { 200 } else { 403 }, "{caller} SensorThings on {class}: {body}");
+                assert_eq!(body["code"].as_str(), denial, "{caller} SensorThings on {class}: {body}");
+                assert_eq!(audited(&town.pool, &sta).await, (1, Some(raw)), "{sta}");
+                if raw {
+                    assert_eq!(body["value"].as_array().unwrap().len(), 8, "{body}");
+                }
+            }
+            let (status, _) = town.get(caller, &format!("/sta/v1.1/Datastreams({id})"), "sta-meta").await;
+            assert_eq!(status, if meta { 200 } else { 404 }, "{caller} SensorThings metadata of {class}");
+
+            // Export: the owner's admins and data owners (and the operator), through the same gate.
+            let export = format!("export-{caller}-{class}");
+            let (status, body) =
+                town.get(caller, &format!("/v1/datasets/{dataset}/export?format=jsonl"), &export).await;
+            let exports = matches!(caller, "operator" | "owner-admin");
+            assert_eq!(status, if exports { 200 } else { 403 }, "{caller} export of {class}: {body}");
+            if !exports {
+                assert_eq!(body["code"], "not_data_owner", "{body}");
+            }
+            assert_eq!(audited(&town.pool, &export).await, (1, Some(exports)), "{export}");
+
+            // Open data: open datasets for everyone, audited; nothing else is offered.
+            let download = format!("open-{caller}-{class}");
+            let response = town
+                .api
+                .get_as(town.key(caller).as_deref(), &format!("/opendata/datasets/ds-{class}.csv"))
+                .header("x-request-id", &download)
+                .send()
+                .await
+                .unwrap();
+            if class == "open" {
+                assert_eq!(response.status(), 200, "{caller} download of {class}");
+                assert_eq!(response.text().await.unwrap().lines().count(), 1 + 8);
+                assert_eq!(audited(&town.pool, &download).await, (1, Some(true)), "{download}");
+            } else {
+                assert_eq!(response.status(), 404, "{caller} download of {class}");
+                assert_eq!(audited(&town.pool, &download).await, (0, None), "{download}");
+            }
+        }
+
+        let visible: std::collections::BTreeSet<i64> =
+            CLASSES.iter().filter(|c| expected(caller, c).2).map(|c| town.streams[c]).collect();
+        let readable: std::collections::BTreeSet<i64> =
+            CLASSES.iter().filter(|c| expected(caller, c).0).map(|c| town.streams[c]).collect();
+
+        // SensorThings collections and expansions hold exactly what /v1 lets the caller see and read.
+        let (status, page) = town
+            .get(caller, &format!("/sta/v1.1/Observations?$filter={filter}&$top=1000"), &format!("stac-{caller}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(observed(&page), readable, "{caller}: SensorThings observations");
+        let (status, page) = town
+            .get(
+                caller,
+                &format!("/sta/v1.1/Datastreams?$expand=Observations($filter={filter};$top=100)"),
+                &format!("stae-{caller}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let mut listed = std::collections::BTreeSet::new();
+        let mut expanded = std::collections::BTreeSet::new();
+        for ds in page["value"].as_array().unwrap() {
+            let id = ds["@iot.id"].as_i64().unwrap();
+            listed.insert(id);
+            if !ds["Observations"].as_array().unwrap().is_empty() {
+                expanded.insert(id);
+            }
+        }
+        assert_eq!(listed, visible, "{caller}: SensorThings datastreams");
+        assert_eq!(expanded, readable, "{caller}: SensorThings expanded observations");
+
+        // Live values: the datastreams /v1 shows, the latest value where it reads raw; audited once.
+        let live = format!("live-{caller}");
+        let (status, snapshot) = town.get(caller, "/v1/live", &live).await;
+        assert_eq!(status, 200, "{snapshot}");
+        let streams = snapshot["datastreams"].as_array().unwrap();
+        let listed: std::collections::BTreeSet<i64> = streams.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+        let raw: std::collections::BTreeSet<i64> =
+            streams.iter().filter(|d| d["raw"] == true).map(|d| d["id"].as_i64().unwrap()).collect();
+        let valued: std::collections::BTreeSet<i64> =
+            streams.iter().filter(|d| !d["latest_value"].is_null()).map(|d| d["id"].as_i64().unwrap()).collect();
+        assert_eq!(listed, visible, "{caller}: live datastreams");
+        assert_eq!((&raw, &valued), (&readable, &readable), "{caller}: live latest values");
+        assert_eq!(audited(&town.pool, &live).await, (1, Some(true)), "{live}");
+    }
+    town.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,14 +461,15 @@ async fn grant_limits_expired_and_revoked_credentials_are_refused_with_the_reaso
         now.format("%Y-%m-%dT%H:%M:%SZ")
     );
     let cases = [
-        (format!("/v1/datastreams/{id}/observations?{}", range(1)), "not raw readings"),
-        (format!("/v1/datastreams/{id}/aggregates?{}&interval=5m", range(1)), "finer"),
-        (format!("/v1/datastreams/{id}/aggregates?{old}&interval=1h"), "last 30 days"),
+        (format!("/v1/datastreams/{id}/observations?{}", range(1)), "raw_not_granted"),
+        (format!("/v1/datastreams/{id}/aggregates?{}&interval=5m", range(1)), "interval_below_grant"),
+        (format!("/v1/datastreams/{id}/aggregates?{old}&interval=1h"), "outside_grant_window"),
     ];
-    for (path, needle) in cases {
+    for (path, code) in cases {
         let (status, body) = town.get("third-party", &path, "g").await;
         assert_eq!(status, 403, "{path}");
-        assert!(body["detail"].as_str().unwrap().contains(needle), "{path}: {body}");
+        assert_eq!(body["code"], code, "{path}: {body}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "the reason in words too: {body}");
     }
     // Another organisation's dead letters are not shown (BOLA on a query parameter).
     let (status, _) = town.get("third-party", "/v1/dead-letters?org=stadt", "d").await;
@@ -285,7 +489,7 @@ async fn grant_limits_expired_and_revoked_credentials_are_refused_with_the_reaso
     assert_eq!(revoke.status(), 204);
     let (status, body) = town.get("third-party", &agg, "a2").await;
     assert_eq!(status, 403);
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert_eq!(body["code"], "grant_revoked", "{body}");
 
     // An expired key and a revoked key are refused with 401 and the reason.
     sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE principal_id = (SELECT id FROM principals WHERE name = 'department')")

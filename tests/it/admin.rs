@@ -13,7 +13,7 @@ use admin_support::{admin, admin_json, run_admin};
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use hoheit_admin::AdminError;
-use hoheit_domain::policy::{self, Caller, Decision, OrgKind, ReadRequest, Resolution, Role, Via};
+use hoheit_domain::policy::{self, Caller, Decision, DenyCode, OrgKind, ReadRequest, Resolution, Role, Via};
 use hoheit_domain::{DatastreamId, Slug, Unit};
 use hoheit_store::audit::{self, AuditRecord};
 use hoheit_store::principals::{self, AuthError};
@@ -247,11 +247,13 @@ async fn demo_is_idempotent_and_grants_the_mobility_company_15_minute_aggregates
     let parking = first_datastream_of(&second, "parkhaus-belegung")?;
     let agg = |minutes: i64| Resolution::Aggregate { interval_secs: minutes * 60 };
     assert!(matches!(decide(&pool, movi_key, traffic, agg(15), 29).await?, Decision::Allow { via: Via::Grant(_), .. }));
-    for (resolution, days, limit) in
-        [(Resolution::Raw, 1, "not raw readings"), (agg(5), 1, "finer"), (agg(15), 31, "last 30 days")]
-    {
+    for (resolution, days, limit) in [
+        (Resolution::Raw, 1, DenyCode::RawNotGranted),
+        (agg(5), 1, DenyCode::IntervalBelowGrant),
+        (agg(15), 31, DenyCode::OutsideGrantWindow),
+    ] {
         match decide(&pool, movi_key, traffic, resolution, days).await? {
-            Decision::Deny { reason } => assert!(reason.contains(limit), "{reason}"),
+            Decision::Deny { reason } => assert_eq!(reason.code(), limit, "{reason}"),
             allowed => anyhow::bail!("{resolution} over {days} days should be denied: {allowed:?}"),
         }
     }

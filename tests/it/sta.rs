@@ -431,15 +431,16 @@ async fn grants_limit_what_a_third_party_reads_through_sensorthings() {
     // … reads raw parking data only within its window, and is told why otherwise.
     let (status, problem) = get(&api, key, &format!("Datastreams({free})/Observations")).await;
     assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["code"], "outside_grant_window", "{problem}");
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.contains("last 1 days") && detail.contains("phenomenonTime ge"), "{detail}");
+    assert!(detail.contains("SensorThings: restrict the time with $filter"), "a hint follows the reason: {detail}");
     let filter = enc(&format!("phenomenonTime ge {}", iso(now - Duration::hours(12))));
     let page = ok(&api, key, &format!("Datastreams({free})/Observations?$filter={filter}")).await;
     assert_eq!(page["value"].as_array().unwrap().len(), 12);
     // Raw rides are never released: aggregates only.
     let (status, problem) = get(&api, key, &format!("Datastreams({rides})/Observations?$filter={filter}")).await;
     assert_eq!(status, 403);
-    assert!(problem["detail"].as_str().unwrap().contains("only aggregates of at least 15 minutes"), "{problem}");
+    assert_eq!(problem["code"], "raw_not_granted", "{problem}");
     // Across datastreams, only what may be read is in the collection.
     let page = ok(&api, key, &format!("Observations?$filter={filter}&$top=1000")).await;
     let streams: std::collections::BTreeSet<String> = page["value"]

@@ -1,20 +1,43 @@
-//! The read gate every data path goes through: it asks the policy
-//! (`hoheit_domain::policy::decide`), applies a grant's own rate limit, and
-//! writes exactly one audit record per read, allowed or denied. An allowed
-//! read leaves with the policy's [`Release`] and the range it may release
-//! (whole buckets of the grid, for aggregate-only grants and personal data).
+//! The access gate: the one place in the API that asks who may see, read or
+//! change what. Every read path goes through it: `/v1` reads, SensorThings,
+//! live values, exports and open-data downloads.
+//!
+//! - **Reads** ([`authorize`], [`authorize_datastream`], [`authorize_export`]):
+//!   the policy decides (`hoheit_domain::policy`), a grant's own rate is
+//!   charged before any query runs, and exactly one audit record is written
+//!   per read, allowed or denied; an allowed read leaves with the policy's
+//!   [`Release`] and the range it may release, and its data only after
+//!   [`ReadPermit::finish`] wrote its record. A denial is answered 403 with the
+//!   reason's stable code.
+//! - **What a caller may see** without reading ([`CallerView`],
+//!   [`dataset_visibility`], [`require_datastream_visible`]): the policy's
+//!   [`Visibility`]; listings of latest values are audited through
+//!   [`audit_latest_values`].
+//! - **SensorThings' reads of observations** span datastreams and datasets:
+//!   [`ObservationReads`] charges their grants before each query and writes
+//!   one record per dataset at the end.
+//! - **The owners' listings** ([`audit_scope`], [`dead_letters_scope`]) and
+//!   **administrative permissions** ([`require`]): the operator, an
+//!   organisation's admins, its admins and data owners.
 
-use chrono::Utc;
-use hoheit_domain::policy::{Caller, DatasetAccess, Decision, GrantTerms, ReadRequest, Release, Via};
-use hoheit_domain::DatastreamId;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hoheit_domain::policy::{
+    self, Caller, DatasetAccess, Decision, DenyReason, GrantTerms, ReadRequest, Release, Via, Visibility,
+};
+use hoheit_domain::{DatastreamId, Slug};
 use hoheit_store::audit::AuditRecord;
-use hoheit_store::datasets;
+use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::grant_rate;
 use hoheit_store::grants;
 
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::AppState;
+
+// ---- reads ----
 
 /// An allowed read; [`ReadPermit::finish`] records how many rows it returned.
 #[must_use = "a permitted read must be finished so that it is audited"]
@@ -35,63 +58,82 @@ impl ReadPermit {
     }
 }
 
-/// Grants the caller's organisation holds on `dataset`.
-pub async fn grants_for(
+/// Decides a read of `datastream` (or of the whole dataset when `None`),
+/// charges its grant's rate and audits a denial at once.
+pub async fn authorize(
     state: &AppState,
-    caller: &Caller,
-    dataset: &DatasetAccess,
-) -> Result<Vec<GrantTerms>, ApiError> {
-    match caller.principal() {
-        Some(p) if dataset.id != 0 => Ok(grants::held(&state.pool, p.org_id, dataset.id).await?),
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// An audit record of `who` doing `action`, denied and empty until the
-/// caller fills in what was read; every audit record of the API starts here.
-pub fn audit_record(who: &Who, action: &str) -> AuditRecord {
-    let Who(caller, request_id) = who;
-    let principal = caller.principal();
-    AuditRecord {
-        at: Utc::now(),
-        request_id: request_id.0.clone(),
-        principal_id: principal.map(|p| p.id),
-        principal_name: caller.name().to_owned(),
-        org_id: principal.map(|p| p.org_id),
-        grant_id: None,
-        dataset_id: None,
-        datastream_id: None,
-        action: action.to_owned(),
-        range_from: None,
-        range_to: None,
-        resolution: String::new(),
-        rows_returned: 0,
-        allowed: false,
-        reason: String::new(),
-    }
-}
-
-fn record(
     who: &Who,
-    dataset: &DatasetAccess,
+    dataset: DatasetAccess,
     datastream: Option<DatastreamId>,
     action: &str,
-    request: Option<&ReadRequest>,
-) -> AuditRecord {
-    AuditRecord {
-        dataset_id: (dataset.id != 0).then_some(dataset.id),
-        datastream_id: datastream.map(|d| d.0),
-        range_from: request.map(|r| r.from),
-        range_to: request.map(|r| r.to),
-        resolution: request.map(|r| r.resolution.to_string()).unwrap_or_else(|| "export".into()),
-        ..audit_record(who, action)
+    request: ReadRequest,
+) -> Result<ReadPermit, ApiError> {
+    let grants = grants_for(state, &who.caller, &dataset).await?;
+    let now = Utc::now();
+    let decision = policy::decide(&who.caller, &dataset, &grants, &request, now);
+    let record = read_record(who, &dataset, datastream, action, &request);
+    admit(state, who, record, decision, &request, now).await
+}
+
+/// [`authorize`] for one datastream.
+pub async fn authorize_datastream(
+    state: &AppState,
+    who: &Who,
+    id: DatastreamId,
+    action: &str,
+    request: ReadRequest,
+) -> Result<ReadPermit, ApiError> {
+    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
+    authorize(state, who, dataset, Some(id), action, request).await
+}
+
+/// Decides an export of the whole `dataset` (`policy::decide_export`: its
+/// owner's admins and data owners, the policy's release), audited as one read.
+pub async fn authorize_export(state: &AppState, who: &Who, dataset: &Dataset) -> Result<ReadPermit, ApiError> {
+    let access = datasets::access(&state.pool, dataset.id).await?;
+    let grants = grants_for(state, &who.caller, &access).await?;
+    let now = Utc::now();
+    let decision = policy::decide_export(&who.caller, &access, &dataset.owner, &grants, now);
+    let request = policy::export_request(&access);
+    let record = read_record(who, &access, None, "export", &request);
+    admit(state, who, record, decision, &request, now).await
+}
+
+/// Turns a decision into a permit, or into a 403 whose audit record is written.
+async fn admit(
+    state: &AppState,
+    who: &Who,
+    mut record: AuditRecord,
+    decision: Decision,
+    request: &ReadRequest,
+    now: DateTime<Utc>,
+) -> Result<ReadPermit, ApiError> {
+    match decision {
+        Decision::Deny { reason } => {
+            metrics::counter!("hoheit_api_policy_denied_total", "action" => record.action.clone()).increment(1);
+            record.reason = reason.to_string();
+            state.audit.append(record).await?;
+            Err(reason.into())
+        }
+        Decision::Allow { via, release } => {
+            if let Via::Grant(grant) = &via {
+                charge_grant(state, who, grant).await?;
+                record.grant_id = Some(grant.id);
+            }
+            let range = release.snap(request, now);
+            record.range_from = Some(range.from);
+            record.range_to = Some(range.to);
+            record.allowed = true;
+            record.reason = via.describe();
+            Ok(ReadPermit { record, release, range })
+        }
     }
 }
 
 /// Applies a grant's own rate limit: one budget per grant, shared by every
 /// key of the grantee and every API replica (`hoheit_store::grant_rate`).
-pub async fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
-    if who.0.principal().is_none() {
+async fn charge_grant(state: &AppState, who: &Who, grant: &GrantTerms) -> Result<(), ApiError> {
+    if who.caller.principal().is_none() {
         return Ok(());
     }
     match grant_rate::take(&state.pool, grant.id, grant.rate_per_minute).await? {
@@ -109,58 +151,432 @@ pub async fn check_grant_rate(state: &AppState, who: &Who, grant: &GrantTerms) -
     }
 }
 
+/// Grants the caller's organisation holds on `dataset`.
+async fn grants_for(state: &AppState, caller: &Caller, dataset: &DatasetAccess) -> Result<Vec<GrantTerms>, ApiError> {
+    match caller.principal() {
+        Some(p) if dataset.id != 0 => Ok(grants::held(&state.pool, p.org_id, dataset.id).await?),
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// Every grant the caller's organisation holds (none for anonymous callers and the operator).
-pub async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms>, ApiError> {
+async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms>, ApiError> {
     match caller.principal() {
         Some(p) => Ok(grants::held_by(&state.pool, p.org_id).await?),
         None => Ok(Vec::new()),
     }
 }
 
-/// Decides a read of `datastream` (or of the whole dataset when `None`) and
-/// audits a denial at once.
-pub async fn authorize(
-    state: &AppState,
+// ---- audit records ----
+
+/// An audit record of `who` doing `action`, denied and empty until the
+/// caller fills in what was read; every audit record of the API starts here.
+fn audit_record(who: &Who, action: &str) -> AuditRecord {
+    let principal = who.caller.principal();
+    AuditRecord {
+        at: Utc::now(),
+        request_id: who.request_id.0.clone(),
+        principal_id: principal.map(|p| p.id),
+        principal_name: who.caller.name().to_owned(),
+        org_id: principal.map(|p| p.org_id),
+        grant_id: None,
+        dataset_id: None,
+        datastream_id: None,
+        action: action.to_owned(),
+        range_from: None,
+        range_to: None,
+        resolution: String::new(),
+        rows_returned: 0,
+        allowed: false,
+        reason: String::new(),
+    }
+}
+
+/// The record of one read of `dataset` (one of its datastreams, or all of them).
+fn read_record(
     who: &Who,
-    dataset: DatasetAccess,
+    dataset: &DatasetAccess,
     datastream: Option<DatastreamId>,
     action: &str,
-    request: ReadRequest,
-) -> Result<ReadPermit, ApiError> {
-    let grants = grants_for(state, &who.0, &dataset).await?;
-    let now = Utc::now();
-    let decision = hoheit_domain::policy::decide(&who.0, &dataset, &grants, &request, now);
-    let mut rec = record(who, &dataset, datastream, action, Some(&request));
-    match decision {
-        Decision::Deny { reason } => {
-            metrics::counter!("hoheit_api_policy_denied_total", "action" => action.to_owned()).increment(1);
-            rec.reason = reason.clone();
-            state.audit.append(rec).await?;
-            Err(ApiError::Forbidden(reason))
+    request: &ReadRequest,
+) -> AuditRecord {
+    AuditRecord {
+        dataset_id: (dataset.id != 0).then_some(dataset.id),
+        datastream_id: datastream.map(|d| d.0),
+        range_from: Some(request.from),
+        range_to: Some(request.to),
+        resolution: request.resolution.to_string(),
+        ..audit_record(who, action)
+    }
+}
+
+/// Audits a read of latest values (`values` of them released, each of a
+/// datastream the caller may read raw): one record per listing or live
+/// stream, written before the values leave.
+pub async fn audit_latest_values(state: &AppState, who: &Who, action: &str, values: usize) -> Result<(), ApiError> {
+    let record = AuditRecord {
+        resolution: "latest".into(),
+        rows_returned: values as i64,
+        allowed: true,
+        reason: "latest values of the datastreams the caller may read raw".into(),
+        ..audit_record(who, action)
+    };
+    state.audit.append(record).await?;
+    Ok(())
+}
+
+// ---- what a caller may see ----
+
+/// What one caller may see and read of every datastream, loaded once per
+/// request: the datastream listing, live values, SensorThings.
+pub struct CallerView {
+    caller: Arc<Caller>,
+    access: HashMap<DatastreamId, DatasetAccess>,
+    grants: Vec<GrantTerms>,
+    now: DateTime<Utc>,
+}
+
+impl CallerView {
+    pub async fn load(state: &AppState, caller: &Arc<Caller>) -> Result<Self, ApiError> {
+        let access = datasets::access_all(&state.pool).await?.into_iter().collect();
+        let grants = grants_held(state, caller).await?;
+        Ok(CallerView { caller: caller.clone(), access, grants, now: Utc::now() })
+    }
+
+    /// What the caller may see of `datastream` (hidden if it does not exist).
+    pub fn visibility(&self, datastream: DatastreamId) -> Visibility {
+        match self.access.get(&datastream) {
+            Some(dataset) => policy::visibility(&self.caller, dataset, &self.grants, self.now),
+            None => Visibility::Hidden,
         }
-        Decision::Allow { via, release } => {
-            if let Via::Grant(grant) = &via {
-                check_grant_rate(state, who, grant).await?;
-                rec.grant_id = Some(grant.id);
+    }
+
+    /// The dataset `datastream` belongs to, if any.
+    pub fn dataset_of(&self, datastream: DatastreamId) -> Option<i64> {
+        self.access.get(&datastream).map(|a| a.id).filter(|id| *id != 0)
+    }
+
+    /// The datastreams the caller may see, in id order.
+    pub fn visible(&self) -> Vec<DatastreamId> {
+        let mut visible: Vec<DatastreamId> =
+            self.access.keys().copied().filter(|id| self.visibility(*id).shows_datastreams()).collect();
+        visible.sort_unstable();
+        visible
+    }
+
+    /// Those of `datastreams` whose readings the policy lets the caller read over `request`.
+    pub fn readable(&self, datastreams: &[DatastreamId], request: &ReadRequest) -> Vec<DatastreamId> {
+        datastreams.iter().copied().filter(|id| self.decide(*id, request).is_some_and(|d| d.is_allowed())).collect()
+    }
+
+    fn decide(&self, datastream: DatastreamId, request: &ReadRequest) -> Option<Decision> {
+        let dataset = self.access.get(&datastream)?;
+        Some(policy::decide(&self.caller, dataset, &self.grants, request, self.now))
+    }
+
+    /// The way a read of `datastream` over `request` is allowed, if it is.
+    fn via(&self, datastream: DatastreamId, request: &ReadRequest) -> Option<Via> {
+        match self.decide(datastream, request)? {
+            Decision::Allow { via, .. } => Some(via),
+            Decision::Deny { .. } => None,
+        }
+    }
+
+    /// The grants that let the caller read `datastreams` over `request`'s range, each once.
+    fn grants_used(&self, datastreams: &[DatastreamId], request: &ReadRequest) -> Vec<GrantTerms> {
+        let mut used: Vec<GrantTerms> = Vec::new();
+        for id in datastreams {
+            if let Some(Via::Grant(grant)) = self.via(*id, request) {
+                if !used.iter().any(|g| g.id == grant.id) {
+                    used.push(grant);
+                }
             }
-            let range = release.snap(&request, now);
-            rec.range_from = Some(range.from);
-            rec.range_to = Some(range.to);
-            rec.allowed = true;
-            rec.reason = via.describe();
-            Ok(ReadPermit { record: rec, release, range })
+        }
+        used
+    }
+}
+
+/// What the caller may see of the dataset `dataset_id`.
+pub async fn dataset_visibility(state: &AppState, caller: &Caller, dataset_id: i64) -> Result<Visibility, ApiError> {
+    let access = datasets::access(&state.pool, dataset_id).await?;
+    let grants = grants_for(state, caller, &access).await?;
+    Ok(policy::visibility(caller, &access, &grants, Utc::now()))
+}
+
+/// 403 (`not_visible`) unless the caller may see `dataset`.
+pub async fn require_dataset_visible(state: &AppState, who: &Who, dataset: &Dataset) -> Result<(), ApiError> {
+    if dataset_visibility(state, &who.caller, dataset.id).await?.shows_dataset() {
+        return Ok(());
+    }
+    Err(DenyReason::NotVisible {
+        dataset: dataset.slug.clone(),
+        classification: dataset.classification,
+        datastream: None,
+    }
+    .into())
+}
+
+/// What the caller may see of `datastream`; 403 (`not_visible`) if not even its metadata.
+pub async fn require_datastream_visible(
+    state: &AppState,
+    who: &Who,
+    datastream: DatastreamId,
+) -> Result<Visibility, ApiError> {
+    let dataset = datasets::access_for_datastream(&state.pool, datastream).await?;
+    let grants = grants_for(state, &who.caller, &dataset).await?;
+    let visibility = policy::visibility(&who.caller, &dataset, &grants, Utc::now());
+    if visibility.shows_datastreams() {
+        return Ok(visibility);
+    }
+    Err(DenyReason::NotVisible {
+        dataset: dataset.slug,
+        classification: dataset.classification,
+        datastream: Some(datastream),
+    }
+    .into())
+}
+
+// ---- SensorThings: reads of observations across datastreams ----
+
+/// The reads of observations one SensorThings request makes: one datastream
+/// addressed by its path ([`ObservationReads::authorize_path`], decided and
+/// explained like `/v1`), and collections and expansions over the caller's
+/// view ([`ObservationReads::admit`]). Every grant read under is charged
+/// once per request, before the first query that reads under it;
+/// [`ObservationReads::finish`] writes one audit record per dataset whose
+/// observations were returned or read under a grant.
+pub struct ObservationReads<'a> {
+    view: &'a CallerView,
+    who: &'a Who,
+    /// The datastream addressed by path, its permit and the rows its query returned.
+    path: Option<(DatastreamId, ReadPermit, usize)>,
+    /// Grants whose rate this request was charged.
+    charged: HashSet<i64>,
+    /// Per dataset, the grant a query read its observations under and the
+    /// range: audited with the grant even if no row came back.
+    granted: BTreeMap<i64, (GrantTerms, ReadRequest)>,
+    /// Observations returned, per datastream, with the range decided.
+    returned: BTreeMap<DatastreamId, (usize, ReadRequest)>,
+    /// Whether a query returned no observation at all (audited when nothing else is).
+    empty: Option<ReadRequest>,
+}
+
+/// The action SensorThings' reads of observations are audited as.
+const STA_OBSERVATIONS: &str = "sta:observations";
+
+impl<'a> ObservationReads<'a> {
+    pub fn new(view: &'a CallerView, who: &'a Who) -> Self {
+        ObservationReads {
+            view,
+            who,
+            path: None,
+            charged: HashSet::new(),
+            granted: BTreeMap::new(),
+            returned: BTreeMap::new(),
+            empty: None,
+        }
+    }
+
+    /// Decides a read of the one datastream a path addresses, through
+    /// [`authorize_datastream`] (which charges its grant and audits a denial).
+    pub async fn authorize_path(
+        &mut self,
+        state: &AppState,
+        datastream: DatastreamId,
+        request: ReadRequest,
+    ) -> Result<(), ApiError> {
+        let permit = authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?;
+        self.charged.extend(self.view.grants_used(&[datastream], &request).iter().map(|g| g.id));
+        self.path = Some((datastream, permit, 0));
+        Ok(())
+    }
+
+    /// Charges the rate of every grant under which a query of `readable`
+    /// would read observations, before it runs, once per grant and request
+    /// (a collection spans datastreams of several datasets and grants).
+    pub async fn admit(
+        &mut self,
+        state: &AppState,
+        readable: &[DatastreamId],
+        request: &ReadRequest,
+    ) -> Result<(), ApiError> {
+        for grant in self.view.grants_used(readable, request) {
+            if self.charged.insert(grant.id) {
+                charge_grant(state, self.who, &grant).await?;
+                self.granted.entry(grant.dataset_id).or_insert((grant, *request));
+            }
+        }
+        Ok(())
+    }
+
+    /// One observation of `datastream` returned, read over `request`.
+    pub fn observation_returned(&mut self, datastream: DatastreamId, request: &ReadRequest) {
+        self.returned.entry(datastream).or_insert((0, *request)).0 += 1;
+    }
+
+    /// The request's own query of observations returned `rows` (after their
+    /// expansions were counted): the path's read is audited by its permit
+    /// alone; an empty answer is audited if nothing else is.
+    pub fn answered(&mut self, rows: usize, request: &ReadRequest) {
+        if let Some((datastream, _, returned)) = &mut self.path {
+            self.returned.remove(datastream);
+            *returned = rows;
+        } else if rows == 0 {
+            self.empty = Some(*request);
+        }
+    }
+
+    /// Writes the audit records; the answer leaves only after this.
+    pub async fn finish(self, state: &AppState) -> Result<(), ApiError> {
+        if let Some((_, permit, rows)) = self.path {
+            permit.finish(state, rows).await?;
+        }
+        // dataset → (rows, range decided, a datastream read, whether it was the only one)
+        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<DatastreamId>, bool)> = BTreeMap::new();
+        for (ds, (rows, request)) in &self.returned {
+            let dataset = self.view.dataset_of(*ds).unwrap_or(0);
+            let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds), true));
+            entry.0 += rows;
+            if entry.2 != Some(*ds) {
+                entry.3 = false;
+            }
+        }
+        // A grant's dataset queried without a row coming back is audited too: its rate was charged.
+        for (dataset, (_, request)) in &self.granted {
+            per_dataset.entry(*dataset).or_insert((0, *request, None, false));
+        }
+        if let Some(request) = self.empty {
+            per_dataset.entry(0).or_insert((0, request, None, false));
+        }
+        // The record of an empty read (dataset 0) is needed only if there is no other.
+        if per_dataset.len() > 1 && per_dataset.get(&0).is_some_and(|(rows, ..)| *rows == 0) {
+            per_dataset.remove(&0);
+        }
+        for (dataset, (rows, request, datastream, only)) in per_dataset {
+            // The datastreams of one dataset share its access: any of them tells the way.
+            let via = datastream
+                .and_then(|ds| self.view.via(ds, &request))
+                .or_else(|| self.granted.get(&dataset).map(|(grant, _)| Via::Grant(grant.clone())));
+            let record = AuditRecord {
+                grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
+                dataset_id: (dataset != 0).then_some(dataset),
+                datastream_id: datastream.filter(|d| d.0 != 0 && only).map(|d| d.0),
+                range_from: Some(request.from),
+                range_to: Some(request.to),
+                resolution: "raw".into(),
+                rows_returned: rows as i64,
+                allowed: true,
+                reason: via
+                    .map(|v| v.describe())
+                    .unwrap_or_else(|| "SensorThings observations of the caller's view".into()),
+                ..audit_record(self.who, STA_OBSERVATIONS)
+            };
+            state.audit.append(record).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---- the owners' listings: audit log, dead letters ----
+
+/// Which audit records a caller may list.
+pub struct AuditScope {
+    /// Records of these datasets only; `None`: all of them (the operator).
+    pub datasets: Option<Vec<i64>>,
+    /// Also the administrative changes of this organisation.
+    pub org: Option<i64>,
+}
+
+/// The audit records `who` may list (of `dataset` only, if given): the
+/// operator any; an organisation's admins and data owners those of the
+/// datasets it owns and its own administrative changes.
+pub async fn audit_scope(state: &AppState, who: &Who, dataset: Option<i64>) -> Result<AuditScope, ApiError> {
+    let principal = match &*who.caller {
+        Caller::Operator => return Ok(AuditScope { datasets: dataset.map(|d| vec![d]), org: None }),
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
+        }
+        Caller::Principal(p) => p,
+    };
+    require_or(&who.caller, Needs::DataOwner(principal.org_id), || {
+        "the audit log is shown to admins and data owners of a dataset's owner".into()
+    })?;
+    let owned: Vec<i64> = datasets::list(&state.pool)
+        .await?
+        .into_iter()
+        .filter(|d| d.owner_org_id == principal.org_id)
+        .map(|d| d.id)
+        .collect();
+    match dataset {
+        Some(d) if owned.contains(&d) => Ok(AuditScope { datasets: Some(vec![d]), org: None }),
+        Some(d) => Err(ApiError::Forbidden(format!(
+            "the audit log of dataset {d} is shown to its owner's admins and data owners"
+        ))),
+        None => Ok(AuditScope { datasets: Some(owned), org: Some(principal.org_id) }),
+    }
+}
+
+/// The organisation whose dead letters `who` may list (`asked`, or its own
+/// by default): a principal its own organisation's, the operator any
+/// (`None`: all of them).
+pub fn dead_letters_scope(who: &Who, asked: Option<Slug>) -> Result<Option<Slug>, ApiError> {
+    match &*who.caller {
+        Caller::Operator => Ok(asked),
+        Caller::Anonymous => {
+            Err(ApiError::Unauthorized("dead letters are shown to their owner organisation: present an API key".into()))
+        }
+        Caller::Principal(p) => match asked {
+            None => Ok(Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?)),
+            Some(asked) if asked.as_str() == p.org_slug => Ok(Some(asked)),
+            Some(asked) => Err(ApiError::Forbidden(format!(
+                "dead letters of {asked} are shown only to that organisation; you belong to {}",
+                p.org_slug
+            ))),
+        },
+    }
+}
+
+// ---- administrative permissions ----
+
+/// What an administrative action asks of its caller (the operator meets every need).
+#[derive(Debug, Clone, Copy)]
+pub enum Needs {
+    /// The platform operator.
+    Operator,
+    /// An admin of the organisation.
+    Admin(i64),
+    /// An admin or data owner of the organisation.
+    DataOwner(i64),
+}
+
+impl Needs {
+    fn met_by(self, caller: &Caller) -> bool {
+        match self {
+            Needs::Operator => matches!(caller, Caller::Operator),
+            Needs::Admin(org_id) => caller.administers(org_id),
+            Needs::DataOwner(org_id) => caller.owns_data_of(org_id),
+        }
+    }
+
+    fn who(self) -> &'static str {
+        match self {
+            Needs::Operator => "the platform operator",
+            Needs::Admin(_) => "an admin of the organisation",
+            Needs::DataOwner(_) => "an admin or data owner of the organisation",
         }
     }
 }
 
-/// [`authorize`] for one datastream.
-pub async fn authorize_datastream(
-    state: &AppState,
-    who: &Who,
-    id: DatastreamId,
-    action: &str,
-    request: ReadRequest,
-) -> Result<ReadPermit, ApiError> {
-    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
-    authorize(state, who, dataset, Some(id), action, request).await
+/// 403 ("only … may do this") unless the caller meets `needs`.
+pub fn require(caller: &Caller, needs: Needs) -> Result<(), ApiError> {
+    require_or(caller, needs, || format!("only {} may do this", needs.who()))
+}
+
+/// [`require`] with the refusal's own words.
+pub fn require_or(caller: &Caller, needs: Needs, refusal: impl FnOnce() -> String) -> Result<(), ApiError> {
+    if needs.met_by(caller) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(refusal()))
+    }
 }

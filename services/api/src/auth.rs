@@ -204,15 +204,18 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// The caller of this request (set by [`authenticate`]).
-pub struct Who(pub Arc<Caller>, pub RequestId);
+/// The caller of this request and the request's id (set by [`authenticate`]).
+pub struct Who {
+    pub caller: Arc<Caller>,
+    pub request_id: RequestId,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let caller = parts.extensions.get::<Arc<Caller>>().cloned().ok_or(ApiError::Internal)?;
-        let id = parts.extensions.get::<RequestId>().cloned().ok_or(ApiError::Internal)?;
-        Ok(Who(caller, id))
+        let request_id = parts.extensions.get::<RequestId>().cloned().ok_or(ApiError::Internal)?;
+        Ok(Who { caller, request_id })
     }
 }

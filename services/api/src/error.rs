@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hoheit_domain::policy::{DenyCode, DenyReason};
 use hoheit_store::registry::RegistryError;
 use serde::Serialize;
 
@@ -14,6 +15,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The policy denied (403): the problem carries the reason's stable
+    /// `code`; a `hint` (how to ask instead) follows the reason in `detail`.
+    #[error("{reason}{}", .hint.map(|h| format!(". {h}")).unwrap_or_default())]
+    Denied { reason: DenyReason, hint: Option<&'static str> },
     #[error("{0}")]
     TooManyRequests(String),
     /// Over a rate limit (429), with the seconds until it allows the next request.
@@ -50,6 +55,8 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<DenyCode>,
 }
 
 impl ApiError {
@@ -57,7 +64,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } | ApiError::QueryTimeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -73,11 +80,17 @@ impl ApiError {
 
 /// Builds a problem+json response; also used for errors outside handlers.
 pub fn problem(status: StatusCode, detail: String) -> Response {
+    coded_problem(status, detail, None)
+}
+
+/// A problem+json response with the stable `code` of a policy denial.
+fn coded_problem(status: StatusCode, detail: String, code: Option<DenyCode>) -> Response {
     let body = Problem {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
         status: status.as_u16(),
         detail,
+        code,
     };
     let mut response = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -87,7 +100,11 @@ pub fn problem(status: StatusCode, detail: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = problem(status, self.to_string());
+        let code = match &self {
+            ApiError::Denied { reason, .. } => Some(reason.code()),
+            _ => None,
+        };
+        let mut response = coded_problem(status, self.to_string(), code);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -95,6 +112,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
+    }
+}
+
+impl From<DenyReason> for ApiError {
+    fn from(reason: DenyReason) -> Self {
+        ApiError::Denied { reason, hint: None }
     }
 }
 

@@ -7,6 +7,7 @@
 //! scheme (API key, OIDC token or the operator's token) and the
 //! problem+json error responses.
 
+use hoheit_domain::policy::DenyCode;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -30,6 +31,22 @@ pub struct ProblemDoc {
     pub status: u16,
     /// What is wrong and what to change.
     pub detail: String,
+    /// On a denial by the access policy (403): why, as a stable machine
+    /// code (the `detail` says it in words). `not_authenticated`: the data
+    /// is not open, present a credential; `no_grant`: the caller's
+    /// organisation holds no grant; `grant_revoked`, `grant_not_yet_valid`,
+    /// `grant_expired`: the grant is not in force; `raw_not_granted`: the
+    /// grant allows aggregates only; `interval_below_grant`: a finer interval
+    /// than the grant allows; `interval_off_grid`: the interval is not a
+    /// whole multiple of the grant's grid; `outside_grant_window`: the range
+    /// starts before the grant's history window; `personal_raw`: raw
+    /// personal data leaves for nobody; `personal_off_grid`: personal
+    /// aggregates lie on the 15-minute grid; `personal_not_owner`: personal
+    /// data is for its owner only; `not_data_owner`: exports are for the
+    /// owner's admins and data owners; `not_visible`: the dataset (or the
+    /// datastream's dataset) is not shared with the caller.
+    #[schema(nullable = false)]
+    pub code: Option<DenyCode>,
 }
 
 /// The document's frame: info, tags and the modifiers below; the paths come from the router.
@@ -42,7 +59,7 @@ pub struct ProblemDoc {
                        Without credentials a caller is anonymous and sees open data only.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(ProblemDoc)),
+    components(schemas(ProblemDoc, DenyCode)),
     modifiers(&Security),
     tags(
         (name = "ops", description = "liveness, readiness, metrics"),
@@ -83,7 +100,7 @@ impl Modify for Security {
 const ERRORS: &[(&str, &str)] = &[
     ("400", "the request is not valid: `detail` says what to change"),
     ("401", "a credential was presented but is not valid (or one is needed)"),
-    ("403", "the policy denies this caller (the reason is in `detail`)"),
+    ("403", "the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`)"),
     ("404", "no such resource"),
     ("429", "rate limit reached; see `Retry-After`"),
     ("500", "internal error"),
@@ -136,6 +153,20 @@ pub fn add_problem_responses(openapi: &mut OpenApi) {
                     .entry((*status).to_owned())
                     .or_insert_with(|| RefOr::T(problem(description)));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_problem_schema_explains_every_denial_code() {
+        let schema = serde_json::to_value(<ProblemDoc as utoipa::PartialSchema>::schema()).unwrap();
+        let explained = schema["properties"]["code"].to_string();
+        for code in DenyCode::ALL {
+            assert!(explained.contains(&format!("`{code}`")), "{code} is not explained: {explained}");
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The access policy, in one place: every read path asks [`decide`].
+//! The access policy, in one place: every read path asks [`decide`] (an
+//! export [`decide_export`]); what a caller may see of a dataset and its
+//! datastreams without reading them is [`visibility`]. A denial carries a
+//! [`DenyReason`]: a stable machine code ([`DenyCode`]) and the reason in words.
 //!
 //! - `open`: anyone, without a key;
 //! - `internal`: principals of the owner and of organisations of the same
@@ -23,7 +26,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ROLLUP_SECS;
@@ -188,6 +191,16 @@ pub struct ReadRequest {
     pub to: DateTime<Utc>,
 }
 
+impl ReadRequest {
+    /// A read over `[from, to)`; an open end reaches the end of the time axis
+    /// (the years 1 and 9999): an export, a SensorThings query without bounds.
+    pub fn spanning(resolution: Resolution, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> ReadRequest {
+        let earliest = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().expect("year 1 exists");
+        let latest = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().expect("year 9999 exists");
+        ReadRequest { resolution, from: from.unwrap_or(earliest), to: to.unwrap_or(latest) }
+    }
+}
+
 /// Why a read is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
@@ -259,18 +272,13 @@ impl Release {
         }
     }
 
-    /// Why `request` does not fit the grid; `None` when it does.
-    fn misfit(self, request: &ReadRequest) -> Option<String> {
-        let grid = self.grid_secs()?;
+    /// Whether `request` lies off the grid: raw readings, or an interval that
+    /// is not a whole multiple of it. Always `false` without a grid.
+    fn misfits(self, request: &ReadRequest) -> bool {
+        let Some(grid) = self.grid_secs() else { return false };
         match request.resolution {
-            Resolution::Raw => Some("raw readings are not released, only aggregates".into()),
-            Resolution::Aggregate { interval_secs } if interval_secs <= 0 || interval_secs % grid != 0 => {
-                let mins = grid / 60;
-                Some(format!(
-                    "the interval must be a whole multiple of {mins} minutes (buckets lie on the epoch-aligned {mins}-minute grid); {interval_secs} s is not"
-                ))
-            }
-            Resolution::Aggregate { .. } => None,
+            Resolution::Raw => true,
+            Resolution::Aggregate { interval_secs } => interval_secs <= 0 || interval_secs % grid != 0,
         }
     }
 
@@ -312,6 +320,195 @@ fn ceil_to(t: DateTime<Utc>, step_micros: i64) -> Option<DateTime<Utc>> {
     }
 }
 
+string_enum!(
+    /// The stable machine code of a [`DenyReason`], one per variant: the
+    /// `code` member of a denied request's problem+json answer.
+    DenyCode {
+        NotAuthenticated => "not_authenticated",
+        NoGrant => "no_grant",
+        GrantRevoked => "grant_revoked",
+        GrantNotYetValid => "grant_not_yet_valid",
+        GrantExpired => "grant_expired",
+        RawNotGranted => "raw_not_granted",
+        IntervalBelowGrant => "interval_below_grant",
+        IntervalOffGrid => "interval_off_grid",
+        OutsideGrantWindow => "outside_grant_window",
+        PersonalRaw => "personal_raw",
+        PersonalOffGrid => "personal_off_grid",
+        PersonalNotOwner => "personal_not_owner",
+        NotDataOwner => "not_data_owner",
+        NotVisible => "not_visible",
+    }
+);
+
+/// Why the policy denies: a stable [`DenyCode`] per variant
+/// ([`DenyReason::code`]) and, as its `Display`, the reason a person can act
+/// on (the limit that was hit, the grant, the dataset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// An anonymous caller asks for data that is not open.
+    NotAuthenticated {
+        dataset: String,
+        classification: Classification,
+    },
+    /// The caller's organisation holds no grant for the dataset.
+    NoGrant {
+        dataset: String,
+        classification: Classification,
+        org: String,
+    },
+    GrantRevoked {
+        grant: i64,
+        at: DateTime<Utc>,
+    },
+    GrantNotYetValid {
+        grant: i64,
+        from: DateTime<Utc>,
+    },
+    GrantExpired {
+        grant: i64,
+        at: DateTime<Utc>,
+    },
+    /// Raw readings under an aggregate-only grant.
+    RawNotGranted {
+        grant: i64,
+        min_interval_mins: i32,
+    },
+    /// Aggregates finer than the grant allows.
+    IntervalBelowGrant {
+        grant: i64,
+        min_interval_mins: i32,
+        interval_secs: i64,
+    },
+    /// An interval that is not a whole multiple of the grant's grid.
+    IntervalOffGrid {
+        grant: i64,
+        grid_secs: i64,
+        interval_secs: i64,
+    },
+    /// A range that starts before the grant's history window.
+    OutsideGrantWindow {
+        grant: i64,
+        days: i32,
+        earliest: DateTime<Utc>,
+        from: DateTime<Utc>,
+    },
+    /// Raw readings of personal data (they leave for nobody).
+    PersonalRaw {
+        dataset: String,
+        min_count: i32,
+    },
+    /// Aggregates of personal data off the fixed 15-minute grid.
+    PersonalOffGrid {
+        dataset: String,
+        interval_secs: i64,
+    },
+    /// Personal data, asked for by someone other than its owner.
+    PersonalNotOwner {
+        dataset: String,
+    },
+    /// An export by someone other than the owner's admins and data owners.
+    NotDataOwner {
+        owner: String,
+        dataset: String,
+    },
+    /// Metadata of a dataset, or of one of its datastreams, that the caller
+    /// may not see at all ([`Visibility::Hidden`]).
+    NotVisible {
+        dataset: String,
+        classification: Classification,
+        datastream: Option<crate::DatastreamId>,
+    },
+}
+
+impl DenyReason {
+    pub fn code(&self) -> DenyCode {
+        match self {
+            DenyReason::NotAuthenticated { .. } => DenyCode::NotAuthenticated,
+            DenyReason::NoGrant { .. } => DenyCode::NoGrant,
+            DenyReason::GrantRevoked { .. } => DenyCode::GrantRevoked,
+            DenyReason::GrantNotYetValid { .. } => DenyCode::GrantNotYetValid,
+            DenyReason::GrantExpired { .. } => DenyCode::GrantExpired,
+            DenyReason::RawNotGranted { .. } => DenyCode::RawNotGranted,
+            DenyReason::IntervalBelowGrant { .. } => DenyCode::IntervalBelowGrant,
+            DenyReason::IntervalOffGrid { .. } => DenyCode::IntervalOffGrid,
+            DenyReason::OutsideGrantWindow { .. } => DenyCode::OutsideGrantWindow,
+            DenyReason::PersonalRaw { .. } => DenyCode::PersonalRaw,
+            DenyReason::PersonalOffGrid { .. } => DenyCode::PersonalOffGrid,
+            DenyReason::PersonalNotOwner { .. } => DenyCode::PersonalNotOwner,
+            DenyReason::NotDataOwner { .. } => DenyCode::NotDataOwner,
+            DenyReason::NotVisible { .. } => DenyCode::NotVisible,
+        }
+    }
+}
+
+/// Why an interval lies off a grid of `grid_secs`.
+fn off_grid(f: &mut fmt::Formatter<'_>, grid_secs: i64, interval_secs: i64) -> fmt::Result {
+    let mins = grid_secs / 60;
+    write!(
+        f,
+        "the interval must be a whole multiple of {mins} minutes (buckets lie on the epoch-aligned {mins}-minute grid); {interval_secs} s is not"
+    )
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::NotAuthenticated { dataset, classification } => {
+                write!(f, "dataset {dataset} is {classification}: present an API key or a bearer token")
+            }
+            DenyReason::NoGrant { dataset, classification, org } => {
+                write!(f, "dataset {dataset} is {classification} and organisation {org} holds no grant for it")
+            }
+            DenyReason::GrantRevoked { grant, at } => write!(f, "grant {grant} was revoked at {}", at.to_rfc3339()),
+            DenyReason::GrantNotYetValid { grant, from } => {
+                write!(f, "grant {grant} is valid only from {}", from.to_rfc3339())
+            }
+            DenyReason::GrantExpired { grant, at } => write!(f, "grant {grant} expired at {}", at.to_rfc3339()),
+            DenyReason::RawNotGranted { grant, min_interval_mins } => write!(
+                f,
+                "grant {grant} allows only aggregates of at least {min_interval_mins} minutes, not raw readings"
+            ),
+            DenyReason::IntervalBelowGrant { grant, min_interval_mins, interval_secs } => write!(
+                f,
+                "grant {grant} allows only aggregates of at least {min_interval_mins} minutes; {interval_secs} s is finer"
+            ),
+            DenyReason::IntervalOffGrid { grant, grid_secs, interval_secs } => {
+                write!(f, "grant {grant}: ")?;
+                off_grid(f, *grid_secs, *interval_secs)
+            }
+            DenyReason::OutsideGrantWindow { grant, days, earliest, from } => write!(
+                f,
+                "grant {grant} covers only the last {days} days (from {}); the request starts at {}",
+                earliest.to_rfc3339(),
+                from.to_rfc3339()
+            ),
+            DenyReason::PersonalRaw { dataset, min_count } => write!(
+                f,
+                "dataset {dataset} holds personal data: only aggregates of at least {min_count} readings per bucket are released"
+            ),
+            DenyReason::PersonalOffGrid { dataset, interval_secs } => {
+                write!(f, "dataset {dataset} holds personal data: ")?;
+                off_grid(f, ROLLUP_SECS, *interval_secs)
+            }
+            DenyReason::PersonalNotOwner { dataset } => {
+                write!(f, "dataset {dataset} holds personal data: only its owner organisation may read it")
+            }
+            DenyReason::NotDataOwner { owner, dataset } => {
+                write!(f, "only admins and data owners of {owner} may export dataset {dataset}")
+            }
+            DenyReason::NotVisible { dataset, datastream: Some(id), .. } => {
+                write!(f, "datastream {id} belongs to dataset {dataset}, which this caller may not read")
+            }
+            DenyReason::NotVisible { dataset, classification, datastream: None } => {
+                write!(f, "dataset {dataset} is {classification} and not shared with this caller")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DenyReason {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed; `release` says what may leave (see [`Release::snap`]).
@@ -320,7 +517,7 @@ pub enum Decision {
         release: Release,
     },
     Deny {
-        reason: String,
+        reason: DenyReason,
     },
 }
 
@@ -330,38 +527,158 @@ impl Decision {
     }
 }
 
-fn deny(reason: impl Into<String>) -> Decision {
-    Decision::Deny { reason: reason.into() }
+fn deny(reason: DenyReason) -> Decision {
+    Decision::Deny { reason }
 }
 
-/// What an export of `dataset` reads: raw readings, or for personal data the
-/// 15-minute grid (raw personal data leaves for nobody).
-pub fn export_resolution(dataset: &DatasetAccess) -> Resolution {
-    match dataset.classification {
-        Classification::Personal => Resolution::Aggregate { interval_secs: ROLLUP_SECS },
-        _ => Resolution::Raw,
+/// What a caller may see of a dataset and its datastreams, from nothing to
+/// everything; each level includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Visibility {
+    /// Nothing, not even that it exists.
+    Hidden,
+    /// The dataset's metadata, not its datastreams: the caller's
+    /// organisation holds a grant in force or still to come that allows no
+    /// read of the last day now (not yet valid, no history, personal data).
+    Metadata,
+    /// The dataset and its datastreams, and some aggregates of the last day
+    /// (daily ones, or on the grid of an aggregate-only grant); no raw
+    /// readings, so no latest value.
+    Aggregates,
+    /// Everything: a raw read of the last hour would be allowed now, so the
+    /// latest value is shown too.
+    Raw,
+}
+
+impl Visibility {
+    /// Whether the dataset is listed (`/v1/datasets`).
+    pub fn shows_dataset(self) -> bool {
+        self >= Visibility::Metadata
+    }
+
+    /// Whether its datastreams are listed (`/v1/datastreams`, live values, SensorThings).
+    pub fn shows_datastreams(self) -> bool {
+        self >= Visibility::Aggregates
+    }
+
+    /// Whether a datastream's latest value is shown.
+    pub fn shows_latest_value(self) -> bool {
+        self == Visibility::Raw
     }
 }
 
-/// Whether the caller may read some aggregates of the dataset's last day:
-/// daily ones, or those of a grant's own grid (which a day need not be a
-/// multiple of). The rule for showing metadata.
-pub fn may_read_aggregates(
+/// What the caller is to the dataset before any grant or request is looked at.
+enum Standing<'c> {
+    /// Reads under a rule of its own.
+    Reads(Via),
+    /// A principal that may read only under a grant of its organisation.
+    NeedsGrant(&'c Principal),
+    Refused(DenyReason),
+}
+
+fn standing<'c>(caller: &'c Caller, dataset: &DatasetAccess) -> Standing<'c> {
+    let principal = match caller {
+        Caller::Operator => return Standing::Reads(Via::Operator),
+        _ if dataset.classification == Classification::Open => return Standing::Reads(Via::Open),
+        Caller::Anonymous => {
+            return Standing::Refused(DenyReason::NotAuthenticated {
+                dataset: dataset.slug.clone(),
+                classification: dataset.classification,
+            });
+        }
+        Caller::Principal(p) => p,
+    };
+    if principal.org_id == dataset.owner_org_id {
+        return Standing::Reads(Via::Owner);
+    }
+    if dataset.classification == Classification::Personal {
+        return Standing::Refused(DenyReason::PersonalNotOwner { dataset: dataset.slug.clone() });
+    }
+    if dataset.classification == Classification::Internal
+        && principal.municipality_id.is_some()
+        && principal.municipality_id == dataset.owner_municipality_id
+    {
+        return Standing::Reads(Via::SameMunicipality);
+    }
+    Standing::NeedsGrant(principal)
+}
+
+/// The grants among `grants` that `principal`'s organisation holds on `dataset`.
+fn grants_on<'g>(
+    principal: &Principal,
+    dataset: &DatasetAccess,
+    grants: &'g [GrantTerms],
+) -> impl Iterator<Item = &'g GrantTerms> {
+    let (org, dataset) = (principal.org_id, dataset.id);
+    grants.iter().filter(move |g| g.grantee_org_id == org && g.dataset_id == dataset)
+}
+
+/// What the caller may see of `dataset` at `now`; `grants` are the grants
+/// held by the caller's organisation (others are ignored). The levels are
+/// those of [`decide`]: [`Visibility::Raw`] exactly when a raw read of the
+/// last hour would be allowed, at least [`Visibility::Aggregates`] when some
+/// aggregate read of the last day would be (daily, or on a grant's grid,
+/// which a day need not be a multiple of), at least
+/// [`Visibility::Metadata`] while the caller's organisation holds a grant on
+/// it that is neither revoked nor expired (it may not have started yet).
+/// The owner's admins and data owners and the operator read it anyway.
+pub fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms], now: DateTime<Utc>) -> Visibility {
+    let under_grants = || {
+        caller
+            .principal()
+            .and_then(|p| grants_on(p, dataset, grants).map(|g| grant_visibility(g, now)).max())
+            .unwrap_or(Visibility::Hidden)
+    };
+    match standing(caller, dataset) {
+        // Raw personal readings leave for nobody; aggregates of a day lie on the 15-minute grid.
+        Standing::Reads(_) if dataset.classification == Classification::Personal => Visibility::Aggregates,
+        Standing::Reads(_) => Visibility::Raw,
+        Standing::NeedsGrant(_) => under_grants(),
+        // A grant on personal data lets its holder read nothing, but shows the dataset.
+        Standing::Refused(_) => under_grants().min(Visibility::Metadata),
+    }
+}
+
+/// What a grant shows at `now`: see [`visibility`].
+fn grant_visibility(grant: &GrantTerms, now: DateTime<Utc>) -> Visibility {
+    if grant.revoked_at.is_some() || now >= grant.valid_until {
+        return Visibility::Hidden;
+    }
+    // A grant in force reaches the last hour and the last day when its history is at least a day.
+    if now < grant.valid_from || grant.history_days.is_some_and(|days| days < 1) {
+        return Visibility::Metadata;
+    }
+    match grant.min_interval_mins {
+        None => Visibility::Raw,
+        Some(mins) if mins >= 1 => Visibility::Aggregates,
+        Some(_) => Visibility::Metadata,
+    }
+}
+
+/// What an export of `dataset` reads: every raw reading, or for personal
+/// data the 15-minute grid (raw personal data leaves for nobody).
+pub fn export_request(dataset: &DatasetAccess) -> ReadRequest {
+    let resolution = match dataset.classification {
+        Classification::Personal => Resolution::Aggregate { interval_secs: ROLLUP_SECS },
+        _ => Resolution::Raw,
+    };
+    ReadRequest::spanning(resolution, None, None)
+}
+
+/// Decides an export of `dataset` (owned by the organisation `owner`): for
+/// the owner's admins and data owners and the operator only (no lock-in),
+/// and then like any read of [`export_request`].
+pub fn decide_export(
     caller: &Caller,
     dataset: &DatasetAccess,
+    owner: &str,
     grants: &[GrantTerms],
     now: DateTime<Utc>,
-) -> bool {
-    let last_day = |interval_secs| ReadRequest {
-        resolution: Resolution::Aggregate { interval_secs },
-        from: now - Duration::days(1),
-        to: now,
-    };
-    decide(caller, dataset, grants, &last_day(86_400), now).is_allowed()
-        || grants
-            .iter()
-            .filter_map(|g| g.min_interval_mins)
-            .any(|mins| decide(caller, dataset, grants, &last_day(i64::from(mins) * 60), now).is_allowed())
+) -> Decision {
+    if !caller.owns_data_of(dataset.owner_org_id) {
+        return deny(DenyReason::NotDataOwner { owner: owner.to_owned(), dataset: dataset.slug.clone() });
+    }
+    decide(caller, dataset, grants, &export_request(dataset), now)
 }
 
 /// Decides one read of `dataset` by `caller`; `grants` are the grants held by
@@ -375,100 +692,82 @@ pub fn decide(
 ) -> Decision {
     let personal = dataset.classification == Classification::Personal;
     if personal && request.resolution == Resolution::Raw {
-        return deny(format!(
-            "dataset {} holds personal data: only aggregates of at least {} readings per bucket are released",
-            dataset.slug, dataset.min_bucket_count
-        ));
+        return deny(DenyReason::PersonalRaw { dataset: dataset.slug.clone(), min_count: dataset.min_bucket_count });
     }
-    // Who may read personal data reads it under the personal rule.
-    let allow = |via: Via| {
-        if !personal {
-            return Decision::Allow { via, release: Release::Exact };
+    match standing(caller, dataset) {
+        // Who may read personal data reads it under the personal rule.
+        Standing::Reads(via) if personal => {
+            let release = Release::Personal { min_count: dataset.min_bucket_count };
+            match request.resolution {
+                Resolution::Aggregate { interval_secs } if release.misfits(request) => {
+                    deny(DenyReason::PersonalOffGrid { dataset: dataset.slug.clone(), interval_secs })
+                }
+                _ => Decision::Allow { via, release },
+            }
         }
-        let release = Release::Personal { min_count: dataset.min_bucket_count };
-        match release.misfit(request) {
-            Some(why) => deny(format!("dataset {} holds personal data: {why}", dataset.slug)),
-            None => Decision::Allow { via, release },
-        }
-    };
-    let principal = match caller {
-        Caller::Operator => return allow(Via::Operator),
-        _ if dataset.classification == Classification::Open => return allow(Via::Open),
-        Caller::Anonymous => {
-            return deny(format!(
-                "dataset {} is {}: present an API key or a bearer token",
-                dataset.slug, dataset.classification
-            ));
-        }
-        Caller::Principal(p) => p,
-    };
-    if principal.org_id == dataset.owner_org_id {
-        return allow(Via::Owner);
+        Standing::Reads(via) => Decision::Allow { via, release: Release::Exact },
+        Standing::Refused(reason) => deny(reason),
+        Standing::NeedsGrant(principal) => decide_by_grants(principal, dataset, grants, request, now),
     }
-    if personal {
-        return deny(format!("dataset {} holds personal data: only its owner organisation may read it", dataset.slug));
-    }
-    if dataset.classification == Classification::Internal
-        && principal.municipality_id.is_some()
-        && principal.municipality_id == dataset.owner_municipality_id
-    {
-        return allow(Via::SameMunicipality);
-    }
+}
+
+/// A read that only a grant can allow: of the grants that allow it, the one
+/// with the finest resolution decides what leaves; if none does, the first
+/// grant's reason, or that there is no grant.
+fn decide_by_grants(
+    principal: &Principal,
+    dataset: &DatasetAccess,
+    grants: &[GrantTerms],
+    request: &ReadRequest,
+    now: DateTime<Utc>,
+) -> Decision {
     let mut reason = None;
     let mut allowing = Vec::new();
-    for grant in grants.iter().filter(|g| g.grantee_org_id == principal.org_id && g.dataset_id == dataset.id) {
+    for grant in grants_on(principal, dataset, grants) {
         match check_grant(grant, request, now) {
             Ok(()) => allowing.push(grant),
             Err(why) => reason = reason.or(Some(why)),
         }
     }
-    // Of several grants that allow the read, the one with the finest resolution decides what leaves.
     if let Some(grant) = allowing.into_iter().min_by_key(|g| g.min_interval_mins.unwrap_or(0)) {
         return Decision::Allow { via: Via::Grant(grant.clone()), release: Release::of_grant(grant) };
     }
-    deny(reason.unwrap_or_else(|| {
-        format!(
-            "dataset {} is {} and organisation {} holds no grant for it",
-            dataset.slug, dataset.classification, principal.org_slug
-        )
+    deny(reason.unwrap_or_else(|| DenyReason::NoGrant {
+        dataset: dataset.slug.clone(),
+        classification: dataset.classification,
+        org: principal.org_slug.clone(),
     }))
 }
 
-fn check_grant(grant: &GrantTerms, request: &ReadRequest, now: DateTime<Utc>) -> Result<(), String> {
+fn check_grant(grant: &GrantTerms, request: &ReadRequest, now: DateTime<Utc>) -> Result<(), DenyReason> {
     let id = grant.id;
     if let Some(at) = grant.revoked_at {
-        return Err(format!("grant {id} was revoked at {}", at.to_rfc3339()));
+        return Err(DenyReason::GrantRevoked { grant: id, at });
     }
     if now < grant.valid_from {
-        return Err(format!("grant {id} is valid only from {}", grant.valid_from.to_rfc3339()));
+        return Err(DenyReason::GrantNotYetValid { grant: id, from: grant.valid_from });
     }
     if now >= grant.valid_until {
-        return Err(format!("grant {id} expired at {}", grant.valid_until.to_rfc3339()));
+        return Err(DenyReason::GrantExpired { grant: id, at: grant.valid_until });
     }
     if let Some(mins) = grant.min_interval_mins {
-        match request.resolution {
-            Resolution::Raw => {
-                return Err(format!("grant {id} allows only aggregates of at least {mins} minutes, not raw readings"));
-            }
-            Resolution::Aggregate { interval_secs } if interval_secs < i64::from(mins) * 60 => {
-                return Err(format!(
-                    "grant {id} allows only aggregates of at least {mins} minutes; {interval_secs} s is finer"
-                ));
-            }
-            Resolution::Aggregate { .. } => {}
+        let interval_secs = match request.resolution {
+            Resolution::Raw => return Err(DenyReason::RawNotGranted { grant: id, min_interval_mins: mins }),
+            Resolution::Aggregate { interval_secs } => interval_secs,
+        };
+        if interval_secs < i64::from(mins) * 60 {
+            return Err(DenyReason::IntervalBelowGrant { grant: id, min_interval_mins: mins, interval_secs });
         }
-        if let Some(why) = Release::of_grant(grant).misfit(request) {
-            return Err(format!("grant {id}: {why}"));
+        let release = Release::of_grant(grant);
+        if release.misfits(request) {
+            let grid_secs = release.grid_secs().unwrap_or_default();
+            return Err(DenyReason::IntervalOffGrid { grant: id, grid_secs, interval_secs });
         }
     }
     if let Some(days) = grant.history_days {
         let earliest = now - Duration::days(i64::from(days));
         if request.from < earliest {
-            return Err(format!(
-                "grant {id} covers only the last {days} days (from {}); the request starts at {}",
-                earliest.to_rfc3339(),
-                request.from.to_rfc3339()
-            ));
+            return Err(DenyReason::OutsideGrantWindow { grant: id, days, earliest, from: request.from });
         }
     }
     Ok(())
@@ -555,7 +854,7 @@ mod tests {
     fn personal_data_is_owner_only_and_aggregate_only() {
         let ds = dataset(Classification::Personal);
         let raw = decide(&principal(1, Some(1)), &ds, &[], &read(Resolution::Raw, 1), now());
-        assert!(matches!(raw, Decision::Deny { ref reason } if reason.contains("personal")));
+        assert!(matches!(raw, Decision::Deny { ref reason } if reason.code() == DenyCode::PersonalRaw), "{raw:?}");
         let agg = decide(&principal(1, Some(1)), &ds, &[], &read(AGG_15, 1), now());
         assert_eq!(agg, Decision::Allow { via: Via::Owner, release: Release::Personal { min_count: 5 } });
         assert!(!decide(&principal(2, Some(1)), &ds, &[], &read(AGG_15, 1), now()).is_allowed());
@@ -572,13 +871,10 @@ mod tests {
         for caller in [principal(1, Some(1)), Caller::Operator] {
             for secs in [60, 600, 960, 1_000, 86_400 + 60] {
                 match decide(&caller, &ds, &[], &read(Resolution::Aggregate { interval_secs: secs }, 1), now()) {
-                    Decision::Deny { reason } => {
-                        assert!(
-                            reason.contains("personal") && reason.contains("whole multiple of 15 minutes"),
-                            "{reason}"
-                        )
+                    Decision::Deny { reason: DenyReason::PersonalOffGrid { dataset, interval_secs } } => {
+                        assert_eq!((dataset.as_str(), interval_secs), ("verkehr", secs))
                     }
-                    allowed => panic!("{secs} s should be off the 15-minute grid: {allowed:?}"),
+                    other => panic!("{secs} s should be off the 15-minute grid: {other:?}"),
                 }
             }
         }
@@ -639,8 +935,8 @@ mod tests {
             now()
         )
         .is_allowed());
-        assert!(may_read_aggregates(&third, &ds, &[seven], now()));
-        assert!(!may_read_aggregates(&third, &ds, &[], now()));
+        assert_eq!(visibility(&third, &ds, &[seven], now()), Visibility::Aggregates);
+        assert_eq!(visibility(&third, &ds, &[], now()), Visibility::Hidden);
     }
 
     #[test]
@@ -668,24 +964,231 @@ mod tests {
             Decision::Allow { via: Via::Grant(_), .. }
         ));
         let cases = [
-            (g.clone(), read(Resolution::Raw, 1), "not raw readings"),
-            (g.clone(), read(Resolution::Aggregate { interval_secs: 300 }, 1), "finer"),
-            (g.clone(), read(Resolution::Aggregate { interval_secs: 960 }, 1), "whole multiple of 15 minutes"),
-            (g.clone(), read(AGG_15, 31), "last 30 days"),
-            (GrantTerms { revoked_at: Some(now() - Duration::days(1)), ..g.clone() }, read(AGG_15, 1), "revoked"),
-            (GrantTerms { valid_until: now() - Duration::seconds(1), ..g.clone() }, read(AGG_15, 1), "expired"),
-            (GrantTerms { valid_from: now() + Duration::days(1), ..g.clone() }, read(AGG_15, 1), "valid only from"),
-            (GrantTerms { grantee_org_id: 8, ..g.clone() }, read(AGG_15, 1), "holds no grant"),
-            (GrantTerms { dataset_id: 8, ..g.clone() }, read(AGG_15, 1), "holds no grant"),
+            (g.clone(), read(Resolution::Raw, 1), DenyCode::RawNotGranted),
+            (g.clone(), read(Resolution::Aggregate { interval_secs: 300 }, 1), DenyCode::IntervalBelowGrant),
+            (g.clone(), read(Resolution::Aggregate { interval_secs: 960 }, 1), DenyCode::IntervalOffGrid),
+            (g.clone(), read(AGG_15, 31), DenyCode::OutsideGrantWindow),
+            (
+                GrantTerms { revoked_at: Some(now() - Duration::days(1)), ..g.clone() },
+                read(AGG_15, 1),
+                DenyCode::GrantRevoked,
+            ),
+            (
+                GrantTerms { valid_until: now() - Duration::seconds(1), ..g.clone() },
+                read(AGG_15, 1),
+                DenyCode::GrantExpired,
+            ),
+            (
+                GrantTerms { valid_from: now() + Duration::days(1), ..g.clone() },
+                read(AGG_15, 1),
+                DenyCode::GrantNotYetValid,
+            ),
+            (GrantTerms { grantee_org_id: 8, ..g.clone() }, read(AGG_15, 1), DenyCode::NoGrant),
+            (GrantTerms { dataset_id: 8, ..g.clone() }, read(AGG_15, 1), DenyCode::NoGrant),
         ];
-        for (grant, request, needle) in cases {
+        for (grant, request, code) in cases {
             match decide(&third, &ds, &[grant], &request, now()) {
-                Decision::Deny { reason } => assert!(reason.contains(needle), "{reason:?} should mention {needle:?}"),
-                allowed => panic!("expected a denial mentioning {needle:?}, got {allowed:?}"),
+                Decision::Deny { reason } => assert_eq!(reason.code(), code, "{reason}"),
+                allowed => panic!("expected a denial {code}, got {allowed:?}"),
             }
         }
         let raw_grant = GrantTerms { min_interval_mins: None, history_days: None, ..g };
         assert!(decide(&third, &ds, &[raw_grant], &read(Resolution::Raw, 365), now()).is_allowed());
+    }
+
+    /// What the API made of the policy before [`visibility`]: it probed
+    /// [`decide`] with a raw read of the last hour and aggregate reads of the
+    /// last day, and showed datasets to holders of a live grant and to owners.
+    /// (dataset listed, datastreams listed, latest value shown)
+    fn probed(caller: &Caller, dataset: &DatasetAccess, held: &[GrantTerms]) -> (bool, bool, bool) {
+        let now = now();
+        let hour = ReadRequest { resolution: Resolution::Raw, from: now - Duration::hours(1), to: now };
+        let day = |interval_secs| ReadRequest {
+            resolution: Resolution::Aggregate { interval_secs },
+            from: now - Duration::days(1),
+            to: now,
+        };
+        let allowed = |request: &ReadRequest| decide(caller, dataset, held, request, now).is_allowed();
+        let raw = allowed(&hour);
+        let daily = allowed(&day(86_400));
+        let on_a_grid = held.iter().filter_map(|g| g.min_interval_mins).any(|m| allowed(&day(i64::from(m) * 60)));
+        // (`held` were the grants of the caller's organisation on this dataset: none for anonymous callers and the operator)
+        let org = caller.principal().map(|p| p.org_id);
+        let live = held
+            .iter()
+            .filter(|g| Some(g.grantee_org_id) == org && g.dataset_id == dataset.id)
+            .any(|g| g.revoked_at.is_none() && now < g.valid_until);
+        (daily || live || caller.owns_data_of(dataset.owner_org_id), raw || daily || on_a_grid, raw)
+    }
+
+    #[test]
+    fn visibility_is_what_a_read_of_the_recent_past_would_get() {
+        let admin = |org_id, municipality_id| match principal(org_id, municipality_id) {
+            Caller::Principal(p) => Caller::Principal(Principal { role: Role::Admin, ..p }),
+            other => other,
+        };
+        let callers = [
+            Caller::Anonymous,
+            Caller::Operator,
+            principal(1, Some(1)),
+            admin(1, Some(1)),
+            principal(2, Some(1)),
+            admin(2, Some(1)),
+            principal(3, Some(3)),
+            principal(9, None),
+        ];
+        let terms = |org_id| {
+            let g = grant(org_id);
+            let raw = GrantTerms { min_interval_mins: None, ..g.clone() };
+            vec![
+                vec![],
+                vec![g.clone()],
+                vec![raw.clone()],
+                vec![GrantTerms { min_interval_mins: Some(7), ..g.clone() }],
+                vec![GrantTerms { history_days: Some(1), ..raw.clone() }],
+                vec![GrantTerms { revoked_at: Some(now() - Duration::hours(1)), ..raw.clone() }],
+                vec![GrantTerms { valid_until: now() - Duration::seconds(1), ..raw.clone() }],
+                vec![GrantTerms { valid_until: now(), ..g.clone() }],
+                vec![GrantTerms { valid_from: now() + Duration::days(1), ..raw.clone() }],
+                vec![GrantTerms { dataset_id: 8, ..raw.clone() }],
+                vec![GrantTerms { dataset_id: 8, min_interval_mins: Some(7), ..g.clone() }, g.clone()],
+                vec![GrantTerms { revoked_at: Some(now()), ..raw.clone() }, g.clone()],
+                vec![GrantTerms { grantee_org_id: 8, ..raw }],
+            ]
+        };
+        for classification in Classification::ALL {
+            let ds = dataset(*classification);
+            for caller in &callers {
+                let org = caller.principal().map_or(0, |p| p.org_id);
+                for held in terms(org) {
+                    let seen = visibility(caller, &ds, &held, now());
+                    let got = (seen.shows_dataset(), seen.shows_datastreams(), seen.shows_latest_value());
+                    assert_eq!(
+                        got,
+                        probed(caller, &ds, &held),
+                        "{classification} by {caller:?} holding {held:?}: {seen:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exports_are_for_the_owners_admins_and_data_owners() {
+        let ds = dataset(Classification::Restricted);
+        let reader = principal(1, Some(1));
+        match decide_export(&reader, &ds, "stadt", &[], now()) {
+            Decision::Deny { reason } => {
+                assert_eq!(reason.code(), DenyCode::NotDataOwner);
+                assert_eq!(reason.to_string(), "only admins and data owners of stadt may export dataset verkehr");
+            }
+            allowed => panic!("a reader may not export: {allowed:?}"),
+        }
+        let Caller::Principal(p) = reader else { unreachable!() };
+        let owner = Caller::Principal(Principal { role: Role::DataOwner, ..p });
+        assert_eq!(
+            decide_export(&owner, &ds, "stadt", &[], now()),
+            Decision::Allow { via: Via::Owner, release: Release::Exact }
+        );
+        let personal = dataset(Classification::Personal);
+        assert_eq!(export_request(&personal).resolution, Resolution::Aggregate { interval_secs: ROLLUP_SECS });
+        assert!(matches!(
+            decide_export(&Caller::Operator, &personal, "stadt", &[], now()),
+            Decision::Allow { release: Release::Personal { .. }, .. }
+        ));
+        let third = principal(9, None);
+        let raw = GrantTerms { min_interval_mins: None, history_days: None, ..grant(9) };
+        assert!(!decide_export(&third, &ds, "stadt", &[raw], now()).is_allowed(), "a grant is no ownership");
+    }
+
+    #[test]
+    fn every_denial_has_a_stable_code_and_reads_as_before() {
+        let ds = dataset(Classification::Restricted);
+        let third = principal(9, None);
+        let g = grant(9);
+        let deny = |caller: &Caller, ds: &DatasetAccess, grants: &[GrantTerms], request: ReadRequest| match decide(
+            caller,
+            ds,
+            grants,
+            &request,
+            now(),
+        ) {
+            Decision::Deny { reason } => reason,
+            allowed => panic!("{request:?} should be denied: {allowed:?}"),
+        };
+        let personal = dataset(Classification::Personal);
+        let reasons = [
+            (deny(&Caller::Anonymous, &ds, &[], read(AGG_15, 1)), "dataset verkehr is restricted: present an API key or a bearer token"),
+            (deny(&third, &ds, &[], read(AGG_15, 1)), "dataset verkehr is restricted and organisation org-9 holds no grant for it"),
+            (
+                deny(&third, &ds, &[GrantTerms { revoked_at: Some(now()), ..g.clone() }], read(AGG_15, 1)),
+                "grant 3 was revoked at 2026-11-25T12:00:00+00:00",
+            ),
+            (
+                deny(&third, &ds, &[GrantTerms { valid_from: now() + Duration::days(1), ..g.clone() }], read(AGG_15, 1)),
+                "grant 3 is valid only from 2026-11-26T12:00:00+00:00",
+            ),
+            (
+                deny(&third, &ds, &[GrantTerms { valid_until: now(), ..g.clone() }], read(AGG_15, 1)),
+                "grant 3 expired at 2026-11-25T12:00:00+00:00",
+            ),
+            (
+                deny(&third, &ds, std::slice::from_ref(&g), read(Resolution::Raw, 1)),
+                "grant 3 allows only aggregates of at least 15 minutes, not raw readings",
+            ),
+            (
+                deny(&third, &ds, std::slice::from_ref(&g), read(Resolution::Aggregate { interval_secs: 300 }, 1)),
+                "grant 3 allows only aggregates of at least 15 minutes; 300 s is finer",
+            ),
+            (
+                deny(&third, &ds, std::slice::from_ref(&g), read(Resolution::Aggregate { interval_secs: 960 }, 1)),
+                "grant 3: the interval must be a whole multiple of 15 minutes (buckets lie on the epoch-aligned 15-minute grid); 960 s is not",
+            ),
+            (
+                deny(&third, &ds, std::slice::from_ref(&g), read(AGG_15, 31)),
+                "grant 3 covers only the last 30 days (from 2026-10-26T12:00:00+00:00); the request starts at 2026-10-25T12:00:00+00:00",
+            ),
+            (
+                deny(&Caller::Operator, &personal, &[], read(Resolution::Raw, 1)),
+                "dataset verkehr holds personal data: only aggregates of at least 5 readings per bucket are released",
+            ),
+            (
+                deny(&Caller::Operator, &personal, &[], read(Resolution::Aggregate { interval_secs: 600 }, 1)),
+                "dataset verkehr holds personal data: the interval must be a whole multiple of 15 minutes (buckets lie on the epoch-aligned 15-minute grid); 600 s is not",
+            ),
+            (
+                deny(&principal(2, Some(1)), &personal, &[], read(AGG_15, 1)),
+                "dataset verkehr holds personal data: only its owner organisation may read it",
+            ),
+            (
+                DenyReason::NotDataOwner { owner: "stadt".into(), dataset: "verkehr".into() },
+                "only admins and data owners of stadt may export dataset verkehr",
+            ),
+            (
+                DenyReason::NotVisible { dataset: "verkehr".into(), classification: Classification::Restricted, datastream: None },
+                "dataset verkehr is restricted and not shared with this caller",
+            ),
+            (
+                DenyReason::NotVisible {
+                    dataset: "verkehr".into(),
+                    classification: Classification::Restricted,
+                    datastream: Some(crate::DatastreamId(4)),
+                },
+                "datastream 4 belongs to dataset verkehr, which this caller may not read",
+            ),
+        ];
+        let mut codes: Vec<DenyCode> = Vec::new();
+        for (reason, text) in &reasons {
+            assert_eq!(reason.to_string(), *text, "{:?}", reason.code());
+            if !codes.contains(&reason.code()) {
+                codes.push(reason.code());
+            }
+        }
+        assert_eq!(codes, DenyCode::ALL, "every code occurs, in the order of the enum");
+        for code in DenyCode::ALL {
+            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
+        }
     }
 
     #[test]

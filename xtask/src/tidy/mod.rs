@@ -4,6 +4,7 @@
 //! Each rule is one module with one `check` function over a [`Tree`]; [`check`] runs them all. A
 //! violation names the file and line, so that an editor can jump to it.
 
+mod access_gate;
 mod api_sql;
 mod architecture_paths;
 mod module_doc;
@@ -52,6 +53,7 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Violation>> {
     let mut violations = Vec::new();
     violations.extend(module_doc::check(&tree)?);
     violations.extend(api_sql::check(&tree)?);
+    violations.extend(access_gate::check(&tree)?);
     violations.extend(service_deps::check(&tree)?);
     violations.extend(architecture_paths::check(&tree)?);
     violations.extend(openapi_routes::check(&tree)?);

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use hoheit_domain::policy::{Caller, GrantTerms};
+use hoheit_domain::policy::GrantTerms;
 use hoheit_domain::DatastreamId;
 use hoheit_store::audit::{self, Actor, AdminChange};
 use hoheit_store::datasets::{self, Dataset, NewDataset};
@@ -19,6 +19,7 @@ use hoheit_store::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
 use hoheit_store::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
 use serde::Deserialize;
 
+use crate::access::{require, Needs};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -26,7 +27,7 @@ use crate::AppState;
 
 /// The caller of `who` as the actor of an administrative change.
 pub(crate) fn actor(who: &Who) -> Actor {
-    let Who(caller, request_id) = who;
+    let Who { caller, request_id } = who;
     let principal = caller.principal();
     Actor {
         request_id: request_id.0.clone(),
@@ -50,33 +51,6 @@ async fn audit_created<T: serde::Serialize>(
     Ok(())
 }
 
-fn forbidden(what: &str) -> ApiError {
-    ApiError::Forbidden(format!("only {what} may do this"))
-}
-
-fn require_operator(caller: &Caller) -> Result<(), ApiError> {
-    match caller {
-        Caller::Operator => Ok(()),
-        _ => Err(forbidden("the platform operator")),
-    }
-}
-
-fn require_admin(caller: &Caller, org_id: i64) -> Result<(), ApiError> {
-    if caller.administers(org_id) {
-        Ok(())
-    } else {
-        Err(forbidden("an admin of the organisation"))
-    }
-}
-
-fn require_owner(caller: &Caller, org_id: i64) -> Result<(), ApiError> {
-    if caller.owns_data_of(org_id) {
-        Ok(())
-    } else {
-        Err(forbidden("an admin or data owner of the organisation"))
-    }
-}
-
 #[utoipa::path(post, operation_id = "admin_create_organisation", path = "/admin/organisations", tag = "admin", security(("bearer" = [])),
     request_body = NewOrganisation,
     responses((status = 201, description = "created", body = Organisation)))]
@@ -85,7 +59,7 @@ pub async fn create_organisation(
     who: Who,
     ApiJson(new): ApiJson<NewOrganisation>,
 ) -> Result<(StatusCode, Json<Organisation>), ApiError> {
-    require_operator(&who.0)?;
+    require(&who.caller, Needs::Operator)?;
     let org = registry::create_organisation(&state.pool, &new).await?;
     audit_created(&state, &who, "organisation", org.id, org.id, &org).await?;
     Ok((StatusCode::CREATED, Json(org)))
@@ -100,7 +74,7 @@ pub async fn create_thing(
     ApiJson(new): ApiJson<NewThing>,
 ) -> Result<(StatusCode, Json<Thing>), ApiError> {
     let org_id = registry::organisation_id(&state.pool, &new.org).await?;
-    require_owner(&who.0, org_id)?;
+    require(&who.caller, Needs::DataOwner(org_id))?;
     let thing = registry::create_thing(&state.pool, &new).await?;
     audit_created(&state, &who, "thing", thing.id, org_id, &thing).await?;
     Ok((StatusCode::CREATED, Json(thing)))
@@ -115,7 +89,7 @@ pub async fn create_datastream(
     ApiJson(new): ApiJson<NewDatastream>,
 ) -> Result<(StatusCode, Json<Datastream>), ApiError> {
     let org_id = registry::organisation_id(&state.pool, &new.org).await?;
-    require_owner(&who.0, org_id)?;
+    require(&who.caller, Needs::DataOwner(org_id))?;
     let datastream = registry::create_datastream(&state.pool, &new).await?;
     audit_created(&state, &who, "datastream", datastream.id.0, org_id, &datastream).await?;
     Ok((StatusCode::CREATED, Json(datastream)))
@@ -129,7 +103,7 @@ pub async fn create_principal(
     who: Who,
     ApiJson(new): ApiJson<NewPrincipal>,
 ) -> Result<(StatusCode, Json<PrincipalView>), ApiError> {
-    require_admin(&who.0, registry::organisation_id(&state.pool, &new.org).await?)?;
+    require(&who.caller, Needs::Admin(registry::organisation_id(&state.pool, &new.org).await?))?;
     Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new, &actor(&who)).await?)))
 }
 
@@ -142,7 +116,7 @@ pub async fn disable_principal(
     who: Who,
     PathId(principal): PathId,
 ) -> Result<Json<PrincipalView>, ApiError> {
-    require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
+    require(&who.caller, Needs::Admin(principals::org_of_principal(&state.pool, principal).await?))?;
     Ok(Json(principals::disable(&state.pool, principal, &actor(&who)).await?))
 }
 
@@ -165,7 +139,7 @@ pub async fn create_key(
     PathId(principal): PathId,
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
-    require_admin(&who.0, principals::org_of_principal(&state.pool, principal).await?)?;
+    require(&who.caller, Needs::Admin(principals::org_of_principal(&state.pool, principal).await?))?;
     let expires = principals::KeyExpiry::within(new.expires_at, state.max_key_lifetime, Utc::now())?;
     Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires, &actor(&who)).await?)))
 }
@@ -175,9 +149,9 @@ pub async fn create_key(
     params(("id" = i64, Path, minimum = 1, description = "key id")),
     responses((status = 204, description = "revoked")))]
 pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): PathId) -> Result<StatusCode, ApiError> {
-    let own_key = who.0.principal().is_some_and(|p| p.key_id == Some(key));
+    let own_key = who.caller.principal().is_some_and(|p| p.key_id == Some(key));
     if !own_key {
-        require_admin(&who.0, principals::org_of_key(&state.pool, key).await?)?;
+        require(&who.caller, Needs::Admin(principals::org_of_key(&state.pool, key).await?))?;
     }
     principals::revoke_key(&state.pool, key, &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -191,7 +165,7 @@ pub async fn create_dataset(
     who: Who,
     ApiJson(new): ApiJson<NewDataset>,
 ) -> Result<(StatusCode, Json<Dataset>), ApiError> {
-    require_owner(&who.0, registry::organisation_id(&state.pool, &new.owner).await?)?;
+    require(&who.caller, Needs::DataOwner(registry::organisation_id(&state.pool, &new.owner).await?))?;
     Ok((StatusCode::CREATED, Json(datasets::create(&state.pool, &new, &actor(&who)).await?)))
 }
 
@@ -213,7 +187,7 @@ pub async fn assign_datastream(
     ApiJson(assignment): ApiJson<Assignment>,
 ) -> Result<StatusCode, ApiError> {
     let owner = datasets::get(&state.pool, dataset).await?.owner_org_id;
-    require_owner(&who.0, owner)?;
+    require(&who.caller, Needs::DataOwner(owner))?;
     datasets::assign(&state.pool, dataset, DatastreamId(assignment.datastream_id), &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -227,7 +201,7 @@ pub async fn create_grant(
     ApiJson(new): ApiJson<NewGrant>,
 ) -> Result<(StatusCode, Json<GrantTerms>), ApiError> {
     let owner = datasets::get(&state.pool, new.dataset_id).await?.owner_org_id;
-    require_owner(&who.0, owner)?;
+    require(&who.caller, Needs::DataOwner(owner))?;
     Ok((StatusCode::CREATED, Json(grants::create(&state.pool, &new, &actor(&who)).await?)))
 }
 
@@ -240,7 +214,7 @@ pub async fn revoke_grant(
     PathId(grant): PathId,
 ) -> Result<StatusCode, ApiError> {
     let dataset = grants::get(&state.pool, grant).await?.dataset_id;
-    require_owner(&who.0, datasets::get(&state.pool, dataset).await?.owner_org_id)?;
+    require(&who.caller, Needs::DataOwner(datasets::get(&state.pool, dataset).await?.owner_org_id))?;
     grants::revoke(&state.pool, grant, &actor(&who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

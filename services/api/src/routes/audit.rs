@@ -4,11 +4,10 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Duration;
-use hoheit_domain::policy::Caller;
 use hoheit_store::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verification};
-use hoheit_store::datasets;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{audit_scope, require_or, AuditScope, Needs};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -54,35 +53,8 @@ pub async fn list(
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(30))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('a', c)).transpose()?.unwrap_or(0);
-    let (scope, org): (Option<Vec<i64>>, Option<i64>) = match &*who.0 {
-        Caller::Operator => (query.dataset.map(|d| vec![d]), None),
-        Caller::Anonymous => {
-            return Err(ApiError::Unauthorized("the audit log is shown to data owners: present an API key".into()))
-        }
-        Caller::Principal(p) => {
-            if !who.0.owns_data_of(p.org_id) {
-                return Err(ApiError::Forbidden(
-                    "the audit log is shown to admins and data owners of a dataset's owner".into(),
-                ));
-            }
-            let owned: Vec<i64> = datasets::list(&state.pool)
-                .await?
-                .into_iter()
-                .filter(|d| d.owner_org_id == p.org_id)
-                .map(|d| d.id)
-                .collect();
-            match query.dataset {
-                Some(d) if owned.contains(&d) => (Some(vec![d]), None),
-                Some(d) => {
-                    return Err(ApiError::Forbidden(format!(
-                        "the audit log of dataset {d} is shown to its owner's admins and data owners"
-                    )))
-                }
-                None => (Some(owned), Some(p.org_id)),
-            }
-        }
-    };
-    let records = audit::list(&state.pool, scope.as_deref(), org, range.from, range.to, after, limit).await?;
+    let AuditScope { datasets, org } = audit_scope(&state, &who, query.dataset).await?;
+    let records = audit::list(&state.pool, datasets.as_deref(), org, range.from, range.to, after, limit).await?;
     let next_cursor =
         (records.len() as i64 == limit).then(|| records.last().map(|r| params::encode_cursor('a', r.id))).flatten();
     Ok(Json(AuditPage { records, next_cursor }))
@@ -92,9 +64,7 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "audit_verify", path = "/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "the result of the check", body = Verification)))]
 pub async fn verify(State(state): State<AppState>, who: Who) -> Result<Json<Verification>, ApiError> {
-    if !matches!(&*who.0, Caller::Operator) {
-        return Err(ApiError::Forbidden("only the platform operator may verify the whole audit chain".into()));
-    }
+    require_or(&who.caller, Needs::Operator, || "only the platform operator may verify the whole audit chain".into())?;
     Ok(Json(audit::verify(&state.pool).await?))
 }
 

@@ -7,53 +7,36 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use hoheit_domain::policy::{self, decide, Caller, GrantTerms, ReadRequest, Resolution};
+use hoheit_domain::policy::{GrantTerms, Resolution};
 use hoheit_domain::DatastreamId;
-use hoheit_store::audit::AuditRecord;
 use hoheit_store::datasets::{self, Dataset, ExportRow};
 use hoheit_store::dead_letters::DeadLettersErased;
 use hoheit_store::observations::Bucket;
 use hoheit_store::{grants, observations};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{authorize, grants_for};
+use crate::access::{authorize_export, dataset_visibility, require_dataset_visible, require_or, Needs};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::AppState;
-
-/// Whether the caller may see that the dataset exists and what it holds:
-/// some read is allowed, it owns the data, or its organisation holds a grant
-/// in force or still to come (a revoked or expired grant shows nothing).
-async fn may_see(state: &AppState, caller: &Caller, dataset: &Dataset) -> Result<bool, ApiError> {
-    let access = datasets::access(&state.pool, dataset.id).await?;
-    let grants = grants_for(state, caller, &access).await?;
-    let now = Utc::now();
-    let day = ReadRequest {
-        resolution: Resolution::Aggregate { interval_secs: 86_400 },
-        from: now - Duration::days(1),
-        to: now,
-    };
-    Ok(decide(caller, &access, &grants, &day, now).is_allowed()
-        || grants.iter().any(|g| g.revoked_at.is_none() && now < g.valid_until)
-        || caller.owns_data_of(dataset.owner_org_id))
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DatasetList {
     datasets: Vec<Dataset>,
 }
 
-/// The datasets this caller may see.
+/// The datasets this caller may see: some read is allowed, it owns the
+/// data, or its organisation holds a grant in force or still to come (a
+/// revoked or expired grant shows nothing).
 #[utoipa::path(get, operation_id = "datasets_list", path = "/datasets", tag = "datasets", security((), ("bearer" = [])),
     responses((status = 200, description = "the datasets this caller may see", body = DatasetList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatasetList>, ApiError> {
     let mut visible = Vec::new();
     for dataset in datasets::list(&state.pool).await? {
-        if may_see(&state, &who.0, &dataset).await? {
+        if dataset_visibility(&state, &who.caller, dataset.id).await?.shows_dataset() {
             visible.push(dataset);
         }
     }
@@ -66,12 +49,7 @@ pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<Datase
     responses((status = 200, description = "the dataset", body = Dataset)))]
 pub async fn get_one(State(state): State<AppState>, who: Who, PathId(id): PathId) -> Result<Json<Dataset>, ApiError> {
     let dataset = datasets::get(&state.pool, id).await?;
-    if !may_see(&state, &who.0, &dataset).await? {
-        return Err(ApiError::Forbidden(format!(
-            "dataset {} is {} and not shared with this caller",
-            dataset.slug, dataset.classification
-        )));
-    }
+    require_dataset_visible(&state, &who, &dataset).await?;
     Ok(Json(dataset))
 }
 
@@ -90,9 +68,9 @@ pub async fn grants_on(
     PathId(id): PathId,
 ) -> Result<Json<GrantList>, ApiError> {
     let dataset = datasets::get(&state.pool, id).await?;
-    if !who.0.owns_data_of(dataset.owner_org_id) {
-        return Err(ApiError::Forbidden("grants on a dataset are shown to its owner's admins and data owners".into()));
-    }
+    require_or(&who.caller, Needs::DataOwner(dataset.owner_org_id), || {
+        "grants on a dataset are shown to its owner's admins and data owners".into()
+    })?;
     Ok(Json(GrantList { grants: grants::on_dataset(&state.pool, id).await? }))
 }
 
@@ -103,17 +81,6 @@ pub struct ExportQuery {
     /// `csv` or `jsonl` (default).
     #[param(pattern = "^(csv|jsonl)$")]
     format: Option<String>,
-}
-
-fn owner_action(who: &Who, dataset: &Dataset, action: &str, rows: i64, allowed: bool, reason: String) -> AuditRecord {
-    AuditRecord {
-        dataset_id: Some(dataset.id),
-        resolution: "raw".into(),
-        rows_returned: rows,
-        allowed,
-        reason,
-        ..crate::access::audit_record(who, action)
-    }
 }
 
 fn csv_field(text: &str) -> String {
@@ -161,17 +128,11 @@ pub async fn export(
         return Err(ApiError::BadRequest("format must be csv or jsonl".into()));
     }
     let dataset = datasets::get(&state.pool, id).await?;
-    if !who.0.owns_data_of(dataset.owner_org_id) {
-        let reason = format!("only admins and data owners of {} may export dataset {}", dataset.owner, dataset.slug);
-        state.audit.append(owner_action(&who, &dataset, "export", 0, false, reason.clone())).await?;
-        return Err(ApiError::Forbidden(reason));
-    }
-    let access = datasets::access(&state.pool, id).await?;
-    let request = ReadRequest { resolution: policy::export_resolution(&access), from: earliest(), to: latest() };
-    let permit = authorize(&state, &who, access, None, "export", request).await?;
+    let permit = authorize_export(&state, &who, &dataset).await?;
     let csv = format == "csv";
     let streams = datasets::datastreams_of(&state.pool, id).await?;
-    let (rows, lines) = match permit.range.resolution {
+    let resolution = permit.range.resolution;
+    let (rows, lines) = match resolution {
         Resolution::Raw => (datasets::count_readings(&state.pool, id).await?, raw_lines(&state, id, csv)),
         Resolution::Aggregate { interval_secs } => {
             // Read once: the buckets counted for the audit record are the ones sent.
@@ -188,7 +149,7 @@ pub async fn export(
     };
     permit.finish(&state, rows as usize).await?;
     let (content_type, head) = if csv {
-        let columns = match request.resolution {
+        let columns = match resolution {
             Resolution::Raw => "datastream_id,thing,property,unit,time,value\n",
             Resolution::Aggregate { .. } => "datastream_id,thing,property,unit,time,interval_seconds,avg,count\n",
         };
@@ -211,16 +172,6 @@ pub async fn export(
         headers.insert("x-hoheit-license", v);
     }
     Ok(response)
-}
-
-/// The start of the time axis an export reads (year 1, as SensorThings' open ranges).
-fn earliest() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).single().expect("year 1 exists")
-}
-
-/// The end of the time axis an export reads.
-fn latest() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().expect("year 9999 exists")
 }
 
 fn stream_id(stream: &serde_json::Value) -> DatastreamId {
@@ -290,12 +241,9 @@ pub async fn erase(
     PathId(id): PathId,
 ) -> Result<(StatusCode, Json<Erased>), ApiError> {
     let dataset = datasets::get(&state.pool, id).await?;
-    if !who.0.administers(dataset.owner_org_id) {
-        return Err(ApiError::Forbidden(format!(
-            "only admins of {} may erase dataset {}",
-            dataset.owner, dataset.slug
-        )));
-    }
+    require_or(&who.caller, Needs::Admin(dataset.owner_org_id), || {
+        format!("only admins of {} may erase dataset {}", dataset.owner, dataset.slug)
+    })?;
     let erasure = datasets::erase(&state.pool, id, &state.topics, &super::admin::actor(&who)).await?;
     Ok((
         StatusCode::OK,

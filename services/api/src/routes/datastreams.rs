@@ -1,34 +1,23 @@
 //! Datastreams, their observations (cursor-paged) and aggregates.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_domain::policy::{decide, may_read_aggregates, Caller, DatasetAccess, GrantTerms, ReadRequest, Resolution};
+use hoheit_domain::policy::{Caller, ReadRequest, Resolution};
 use hoheit_domain::{DatastreamId, Micros};
-use hoheit_store::audit::AuditRecord;
-use hoheit_store::datasets;
 use hoheit_store::observations::{self, Bucket, Observation};
 use hoheit_store::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{audit_record, authorize_datastream, grants_for, grants_held};
+use crate::access::{audit_latest_values, authorize_datastream, require_datastream_visible, CallerView};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::params::{self, TimeRange};
 use crate::AppState;
-
-/// What a caller may see of a datastream: its metadata (some read is
-/// allowed) and its latest value (a raw read of the last hour is allowed).
-pub(crate) fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms]) -> (bool, bool) {
-    let now = chrono::Utc::now();
-    let hour = ReadRequest { resolution: Resolution::Raw, from: now - Duration::hours(1), to: now };
-    let raw = decide(caller, dataset, grants, &hour, now).is_allowed();
-    (raw || may_read_aggregates(caller, dataset, grants, now), raw)
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DatastreamList {
@@ -39,9 +28,9 @@ pub struct DatastreamList {
 #[utoipa::path(get, operation_id = "datastreams_list", path = "/datastreams", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the datastreams this caller may see", body = DatastreamList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
-    let datastreams: Vec<Datastream> = visible(&state, &who.0).await?.into_iter().map(|v| v.stream).collect();
+    let datastreams: Vec<Datastream> = visible(&state, &who.caller).await?.into_iter().map(|v| v.stream).collect();
     let values = datastreams.iter().filter(|d| d.latest_value.is_some()).count();
-    state.audit.append(latest_values_read(&who, "datastreams", values)).await?;
+    audit_latest_values(&state, &who, "datastreams", values).await?;
     Ok(Json(DatastreamList { datastreams }))
 }
 
@@ -52,37 +41,25 @@ pub(crate) struct Visible {
     pub raw: bool,
 }
 
-/// The datastreams the caller may see (some read is allowed), the latest
-/// value only where it may read raw data: the rule of this list and of the
-/// live values.
-pub(crate) async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<Visible>, ApiError> {
-    let access: HashMap<DatastreamId, DatasetAccess> = datasets::access_all(&state.pool).await?.into_iter().collect();
-    let held = grants_held(state, caller).await?;
+/// The datastreams the caller may see (the policy's `Visibility`), the
+/// latest value only where it may read raw data: the rule of this list and
+/// of the live values.
+pub(crate) async fn visible(state: &AppState, caller: &Arc<Caller>) -> Result<Vec<Visible>, ApiError> {
+    let view = CallerView::load(state, caller).await?;
     Ok(registry::list_datastreams(&state.pool)
         .await?
         .into_iter()
         .filter_map(|mut stream| {
-            let dataset = access.get(&stream.id)?;
-            let (meta, raw) = visibility(caller, dataset, &held);
+            let visibility = view.visibility(stream.id);
+            let raw = visibility.shows_latest_value();
             if !raw {
                 stream.latest_time = None;
                 stream.latest_value = None;
             }
-            let dataset_id = (dataset.id != 0).then_some(dataset.id);
-            meta.then_some(Visible { stream, dataset_id, raw })
+            let dataset_id = view.dataset_of(stream.id);
+            visibility.shows_datastreams().then_some(Visible { stream, dataset_id, raw })
         })
         .collect())
-}
-
-/// The audit record of a read of latest values (`values` of them released).
-pub(crate) fn latest_values_read(who: &Who, action: &str, values: usize) -> AuditRecord {
-    AuditRecord {
-        resolution: "latest".into(),
-        rows_returned: values as i64,
-        allowed: true,
-        reason: "latest values of the datastreams the caller may read raw".into(),
-        ..audit_record(who, action)
-    }
 }
 
 /// One datastream; its latest value only where the caller may read raw data.
@@ -95,17 +72,9 @@ pub async fn get_one(
     PathId(id): PathId,
 ) -> Result<Json<Datastream>, ApiError> {
     let id = DatastreamId(id);
-    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
-    let grants = grants_for(&state, &who.0, &dataset).await?;
-    let (meta, raw) = visibility(&who.0, &dataset, &grants);
-    if !meta {
-        return Err(ApiError::Forbidden(format!(
-            "datastream {id} belongs to dataset {}, which this caller may not read",
-            dataset.slug
-        )));
-    }
+    let visibility = require_datastream_visible(&state, &who, id).await?;
     let mut stream = registry::get_datastream(&state.pool, id).await?;
-    if !raw {
+    if !visibility.shows_latest_value() {
         stream.latest_time = None;
         stream.latest_value = None;
     }

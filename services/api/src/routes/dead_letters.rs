@@ -5,11 +5,11 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_domain::policy::Caller;
 use hoheit_domain::Slug;
 use hoheit_store::dead_letters;
 use serde::{Deserialize, Serialize};
 
+use crate::access::dead_letters_scope;
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -65,31 +65,13 @@ pub async fn list(
     who: Who,
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let mut org = query
+    let asked = query
         .org
         .as_deref()
         .map(|o| Slug::parse("org", o))
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Principals see their own organisation's dead letters; the operator any.
-    match &*who.0 {
-        Caller::Operator => {}
-        Caller::Anonymous => {
-            return Err(ApiError::Unauthorized(
-                "dead letters are shown to their owner organisation: present an API key".into(),
-            ));
-        }
-        Caller::Principal(p) => match &org {
-            None => org = Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?),
-            Some(asked) if asked.as_str() == p.org_slug => {}
-            Some(asked) => {
-                return Err(ApiError::Forbidden(format!(
-                    "dead letters of {asked} are shown only to that organisation; you belong to {}",
-                    p.org_slug
-                )));
-            }
-        },
-    }
+    let org = dead_letters_scope(&who, asked)?;
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(7))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('d', c)).transpose()?.unwrap_or(0);

@@ -5,9 +5,10 @@
 //! position and dataset, and the latest value where the caller may read raw
 //! data), then every few seconds a `latest` event with the values that
 //! changed. Without it the answer is the snapshot as JSON. Both follow the
-//! same policy as `GET /v1/datastreams` (its visibility rule is reused, and
-//! re-evaluated on every tick, so an expiring grant stops the values), and
-//! each request writes one audit record, when it opens, not one per event.
+//! same policy as `GET /v1/datastreams` (the policy's visibility, through the
+//! access gate, re-evaluated on every tick, so an expiring grant stops the
+//! values), and each request writes one audit record through the gate, when
+//! it opens, not one per event.
 //! A stream ends after [`MAX_STREAM`] and at shutdown; the client
 //! reconnects, which presents its credential again. Before every tick the
 //! credential is checked again (principal disabled, API key revoked or
@@ -31,7 +32,8 @@ use hoheit_store::principals::{self, AuthError};
 use hoheit_store::registry;
 use serde::Serialize;
 
-use super::datastreams::{latest_values_read, visible, Visible};
+use super::datastreams::{visible, Visible};
+use crate::access::audit_latest_values;
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::AppState;
@@ -127,10 +129,10 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
-    let first = snapshot(&state, visible(&state, &who.0).await?).await?;
+    let first = snapshot(&state, visible(&state, &who.caller).await?).await?;
     let values = first.datastreams.iter().filter(|d| d.latest_value.is_some()).count();
     let action = if streaming { "live_stream" } else { "live" };
-    state.audit.append(latest_values_read(&who, action, values)).await?;
+    audit_latest_values(&state, &who, action, values).await?;
     if !streaming {
         return Ok(Json(first).into_response());
     }
@@ -138,7 +140,7 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
         first.datastreams.iter().filter_map(|d| Some((d.id, d.latest_time?))).collect();
     let opening = Event::default().event("snapshot").json_data(&first).map_err(|_| ApiError::Internal)?;
     let ticks = futures::stream::unfold(
-        Some((state, who.0.clone(), seen, Instant::now())),
+        Some((state, who.caller.clone(), seen, Instant::now())),
         |open: Option<Ticking>| async move {
             let (state, caller, mut seen, opened) = open?;
             tokio::select! {
