@@ -211,7 +211,7 @@ fn observed(page: &Value) -> std::collections::BTreeSet<i64> {
 /// same stable code on a denial, and one audit record per read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_path_answers_as_v1_does_for_every_caller() {
-    let town = town_with(&[]).await;
+    let town = town().await;
     let callers = [
         "anonymous",
         "operator",
