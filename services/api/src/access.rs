@@ -41,8 +41,8 @@ pub async fn grants_for(
     caller: &Caller,
     dataset: &DatasetAccess,
 ) -> Result<Vec<GrantTerms>, ApiError> {
-    match caller.principal() {
-        Some(p) if dataset.id != 0 => Ok(grants::held(&state.pool, p.org_id, dataset.id).await?),
+    match (caller.principal(), dataset.id) {
+        (Some(p), Some(dataset_id)) => Ok(grants::held(&state.pool, p.org_id, dataset_id).await?),
         _ => Ok(Vec::new()),
     }
 }
@@ -79,7 +79,7 @@ fn record(
     request: Option<&ReadRequest>,
 ) -> AuditRecord {
     AuditRecord {
-        dataset_id: (dataset.id != 0).then_some(dataset.id),
+        dataset_id: dataset.id,
         datastream_id: datastream.map(|d| d.0),
         range_from: request.map(|r| r.from),
         range_to: request.map(|r| r.to),

@@ -61,6 +61,14 @@ macro_rules! string_enum {
                 }
             }
         }
+
+        /// The stored text form (the store decodes its columns with it).
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
     };
 }
 
@@ -140,7 +148,10 @@ impl Caller {
 /// What the policy needs to know about a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetAccess {
-    pub id: i64,
+    /// `None` for datastreams not (yet) assigned to a dataset: they are read
+    /// as an `internal` dataset of their thing's organisation, and no grant
+    /// applies to them.
+    pub id: Option<i64>,
     pub slug: String,
     pub owner_org_id: i64,
     pub owner_municipality_id: Option<i64>,
@@ -416,7 +427,7 @@ pub fn decide(
     }
     let mut reason = None;
     let mut allowing = Vec::new();
-    for grant in grants.iter().filter(|g| g.grantee_org_id == principal.org_id && g.dataset_id == dataset.id) {
+    for grant in grants.iter().filter(|g| g.grantee_org_id == principal.org_id && Some(g.dataset_id) == dataset.id) {
         match check_grant(grant, request, now) {
             Ok(()) => allowing.push(grant),
             Err(why) => reason = reason.or(Some(why)),
@@ -485,7 +496,7 @@ mod tests {
 
     fn dataset(classification: Classification) -> DatasetAccess {
         DatasetAccess {
-            id: 7,
+            id: Some(7),
             slug: "verkehr".into(),
             owner_org_id: 1,
             owner_municipality_id: Some(1),
@@ -549,6 +560,14 @@ mod tests {
             let decision = decide(&caller, &dataset(classification), &[], &read(Resolution::Raw, 1), now());
             assert_eq!(decision.is_allowed(), allowed, "{classification} by {}: {decision:?}", caller.name());
         }
+    }
+
+    #[test]
+    fn no_grant_opens_datastreams_outside_any_dataset() {
+        let unassigned = DatasetAccess { id: None, ..dataset(Classification::Internal) };
+        let decision = decide(&principal(9, None), &unassigned, &[grant(9)], &read(AGG_15, 1), now());
+        assert!(matches!(decision, Decision::Deny { ref reason } if reason.contains("holds no grant")), "{decision:?}");
+        assert!(decide(&principal(1, Some(1)), &unassigned, &[], &read(Resolution::Raw, 1), now()).is_allowed());
     }
 
     #[test]

@@ -68,8 +68,7 @@ pub(crate) async fn visible(state: &AppState, caller: &Caller) -> Result<Vec<Vis
                 stream.latest_time = None;
                 stream.latest_value = None;
             }
-            let dataset_id = (dataset.id != 0).then_some(dataset.id);
-            meta.then_some(Visible { stream, dataset_id, raw })
+            meta.then_some(Visible { stream, dataset_id: dataset.id, raw })
         })
         .collect())
 }

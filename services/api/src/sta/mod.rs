@@ -831,7 +831,7 @@ impl Context<'_> {
         // dataset → (rows, range decided, a datastream read, whether it was the only one)
         let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<i64>, bool)> = BTreeMap::new();
         for (ds, (rows, request)) in &self.audit {
-            let dataset = self.gate.access.get(ds).map(|a| a.id).unwrap_or(0);
+            let dataset = self.gate.access.get(ds).and_then(|a| a.id).unwrap_or(0);
             let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds), true));
             entry.0 += rows;
             if entry.2 != Some(*ds) {
