@@ -27,7 +27,7 @@ use hoheit_domain::Slug;
 use hoheit_store::registry::{self, NewDatastream, NewOrganisation, NewThing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use infra::Infra;
 use workload::{Expect, Workload};
@@ -291,12 +291,11 @@ async fn settle(pool: &PgPool, workload: &Workload, expected_rows: usize, limit:
     let mut last = (-1i64, -1i64);
     let mut last_change = Instant::now();
     loop {
-        let counts = sqlx::query(
+        let counts: Result<(i64, i64), _> = sqlx::query_as(
             "SELECT (SELECT count(*) FROM observations), (SELECT count(DISTINCT (mqtt_topic, payload)) FROM dead_letters)",
         )
         .fetch_one(pool)
-        .await
-        .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)));
+        .await;
         if let Ok(counts) = counts {
             if counts.0 >= expected_rows as i64 && counts.1 >= invalid {
                 return Ok(());
@@ -323,12 +322,12 @@ async fn verify(
     crashes: &[String],
     settle_time: Duration,
 ) -> anyhow::Result<bool> {
-    let rows = sqlx::query("SELECT datastream_id, time, value FROM observations").fetch_all(pool).await?;
+    let rows: Vec<(i64, chrono::DateTime<chrono::Utc>, f64)> =
+        sqlx::query_as("SELECT datastream_id, time, value FROM observations").fetch_all(pool).await?;
     let mut seen: HashSet<(i64, i64)> = HashSet::with_capacity(rows.len());
     let (mut duplicates, mut unexpected, mut altered) = (0usize, 0usize, 0usize);
-    for row in &rows {
-        let key = (row.get::<i64, _>(0), row.get::<chrono::DateTime<chrono::Utc>, _>(1).timestamp_micros());
-        let value: f64 = row.get(2);
+    for &(datastream, time, value) in &rows {
+        let key = (datastream, time.timestamp_micros());
         if !seen.insert(key) {
             duplicates += 1;
         }
@@ -340,10 +339,12 @@ async fn verify(
     }
     let missing = expected.keys().filter(|k| !seen.contains(k)).count();
 
-    let letters = sqlx::query("SELECT mqtt_topic, payload, reason_code FROM dead_letters").fetch_all(pool).await?;
+    let letters: Vec<(String, Vec<u8>, String)> =
+        sqlx::query_as("SELECT mqtt_topic, payload, reason_code FROM dead_letters").fetch_all(pool).await?;
+    let letter_rows = letters.len();
     let mut by_message: HashMap<(String, Vec<u8>), Vec<String>> = HashMap::new();
-    for row in &letters {
-        by_message.entry((row.get(0), row.get(1))).or_default().push(row.get(2));
+    for (topic, payload, reason_code) in letters {
+        by_message.entry((topic, payload)).or_default().push(reason_code);
     }
     let (mut letters_missing, mut wrong_reason, mut letter_copies) = (0usize, 0usize, 0usize);
     for message in workload.messages.iter() {
@@ -372,7 +373,7 @@ async fn verify(
         workload.invalid_messages(),
         workload.invalid_readings()
     );
-    println!("  dead-letter rows:                       {}", letters.len());
+    println!("  dead-letter rows:                       {}", letter_rows);
     println!("  invalid messages without a dead letter: {letters_missing}");
     println!("  dead letters with a wrong reason:       {wrong_reason}");
     println!("  dead letters for valid messages:        {stray_letters}");

@@ -10,7 +10,6 @@ use hoheit_api::ApiConfig;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
-use sqlx::Row;
 
 struct Town {
     isolation: Isolation,
@@ -184,12 +183,12 @@ fn raw_denial(caller: &str, class: &str) -> Option<&'static str> {
 
 /// The number of audit records of a request and whether the first allowed it.
 async fn audited(pool: &sqlx::PgPool, request_id: &str) -> (usize, Option<bool>) {
-    let rows = sqlx::query("SELECT decision FROM audit_log WHERE request_id = $1 ORDER BY id")
+    let decisions: Vec<String> = sqlx::query_scalar("SELECT decision FROM audit_log WHERE request_id = $1 ORDER BY id")
         .bind(request_id)
         .fetch_all(pool)
         .await
         .unwrap();
-    (rows.len(), rows.first().map(|r| r.get::<String, _>("decision") == "allow"))
+    (decisions.len(), decisions.first().map(|d| d == "allow"))
 }
 
 fn enc(text: &str) -> String {
@@ -392,22 +391,22 @@ async fn authorization_matrix_every_caller_classification_and_read_endpoint() {
 
     // Audit completeness: every data read has exactly one record with the right decision.
     for (request_id, allowed) in &audited_reads {
-        let rows = sqlx::query("SELECT decision, reason FROM audit_log WHERE request_id = $1")
+        let decisions: Vec<String> = sqlx::query_scalar("SELECT decision FROM audit_log WHERE request_id = $1")
             .bind(request_id)
             .fetch_all(&town.pool)
             .await
             .unwrap();
-        assert_eq!(rows.len(), 1, "{request_id}: exactly one audit record");
-        let decision: String = rows[0].get("decision");
-        assert_eq!(decision, if *allowed { "allow" } else { "deny" }, "{request_id}");
+        assert_eq!(decisions.len(), 1, "{request_id}: exactly one audit record");
+        assert_eq!(decisions[0], if *allowed { "allow" } else { "deny" }, "{request_id}");
     }
-    let third_party =
-        sqlx::query("SELECT grant_id, rows_returned FROM audit_log WHERE request_id = 'm-third-party-restricted-agg'")
-            .fetch_one(&town.pool)
-            .await
-            .unwrap();
-    assert_eq!(third_party.get::<Option<i64>, _>("grant_id"), Some(town.grant), "the grant is recorded");
-    assert_eq!(third_party.get::<i64, _>("rows_returned"), 2);
+    let (grant_id, rows_returned): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT grant_id, rows_returned FROM audit_log WHERE request_id = 'm-third-party-restricted-agg'",
+    )
+    .fetch_one(&town.pool)
+    .await
+    .unwrap();
+    assert_eq!(grant_id, Some(town.grant), "the grant is recorded");
+    assert_eq!(rows_returned, 2);
 
     // The public transparency report names the third party, its purpose and grant.
     let report: Value = town.api.get_as(None, "/v1/transparency").send().await.unwrap().json().await.unwrap();
@@ -428,11 +427,10 @@ async fn authorization_matrix_every_caller_classification_and_read_endpoint() {
     // Tampering with a stored record is detected, and the first broken link named.
     let (_, ok) = town.get("operator", "/v1/audit/verify", "v1").await;
     assert_eq!(ok["first_broken_id"], Value::Null, "{ok}");
-    let victim: i64 = sqlx::query("SELECT id FROM audit_log WHERE request_id = 'm-third-party-restricted-agg'")
+    let victim: i64 = sqlx::query_scalar("SELECT id FROM audit_log WHERE request_id = 'm-third-party-restricted-agg'")
         .fetch_one(&town.pool)
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     let blocked =
         sqlx::query("UPDATE audit_log SET rows_returned = 0 WHERE id = $1").bind(victim).execute(&town.pool).await;
     assert!(blocked.is_err(), "the audit log is append-only");
@@ -499,12 +497,12 @@ async fn grant_limits_expired_and_revoked_credentials_are_refused_with_the_reaso
     let (status, body) = town.get("department", "/v1/datastreams", "e").await;
     assert_eq!(status, 401);
     assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
-    let key_id: i64 =
-        sqlx::query("SELECT k.id FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE p.name = 'company'")
-            .fetch_one(&town.pool)
-            .await
-            .unwrap()
-            .get(0);
+    let key_id: i64 = sqlx::query_scalar(
+        "SELECT k.id FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE p.name = 'company'",
+    )
+    .fetch_one(&town.pool)
+    .await
+    .unwrap();
     // A reader cannot revoke someone else's key; the organisation's admin can't either across organisations.
     let by_other = town
         .api
@@ -649,12 +647,11 @@ async fn owners_export_everything_streamed_and_erase_a_dataset() {
     assert_eq!(erase_as(&town.keys["owner"]).await.unwrap().status(), 403, "a reader may not erase");
     let erased: Value = erase_as(&town.keys["owner-admin"]).await.unwrap().json().await.unwrap();
     assert_eq!(erased["readings_deleted"], 8);
-    let left: i64 = sqlx::query("SELECT count(*) FROM observations WHERE datastream_id = $1")
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE datastream_id = $1")
         .bind(town.streams["restricted"])
         .fetch_one(&town.pool)
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
     assert_eq!(left, 0);
     let rolled: i64 = sqlx::query_scalar("SELECT count(*) FROM observations_15m WHERE datastream_id = $1")
         .bind(town.streams["restricted"])
@@ -664,19 +661,18 @@ async fn owners_export_everything_streamed_and_erase_a_dataset() {
     assert_eq!(rolled, 0, "erasure empties the 15-minute rollup too");
     let (status, _) = town.get("owner", &format!("/v1/datasets/{dataset}"), "y").await;
     assert_eq!(status, 404);
-    let audit: i64 = sqlx::query(
+    let audit: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE action IN ('export', 'dataset.erase') AND decision = 'allow'",
     )
     .fetch_one(&town.pool)
     .await
-    .unwrap()
-    .get(0);
+    .unwrap();
     assert_eq!(audit, 4, "three exports and one erasure are audited");
-    let denied: i64 = sqlx::query("SELECT count(*) FROM audit_log WHERE action = 'export' AND decision = 'deny'")
-        .fetch_one(&town.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let denied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'export' AND decision = 'deny'")
+            .fetch_one(&town.pool)
+            .await
+            .unwrap();
     assert_eq!(denied, 2, "the refused export attempts are audited too");
     town.stop().await;
 }
@@ -727,13 +723,8 @@ async fn retention_deletes_only_readings_past_their_datasets_retention() {
     .await
     .unwrap();
     assert_eq!(mismatches, 0, "the 15-minute rollup follows the retention");
-    let left: Vec<(i64, f64)> = sqlx::query("SELECT datastream_id, value FROM observations ORDER BY 1, 2")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let left: Vec<(i64, f64)> =
+        sqlx::query_as("SELECT datastream_id, value FROM observations ORDER BY 1, 2").fetch_all(&pool).await.unwrap();
     assert_eq!(
         left,
         vec![

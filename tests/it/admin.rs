@@ -18,7 +18,7 @@ use hoheit_domain::{DatastreamId, Slug, Unit};
 use hoheit_store::audit::{self, AuditRecord};
 use hoheit_store::principals::{self, AuthError};
 use hoheit_store::registry::{self, NewDatastream, NewOrganisation, NewThing};
-use hoheit_store::{admin_queries, datasets, grants};
+use hoheit_store::{datasets, grants};
 use hoheit_tests::Isolation;
 use hoheit_town::{Town, STADT, STADTWERKE};
 use serde_json::Value;
@@ -157,7 +157,10 @@ async fn decide(
 ) -> anyhow::Result<Decision> {
     let principal = principals::authenticate_key(pool, key).await?;
     let access = datasets::access_for_datastream(pool, DatastreamId(datastream)).await?;
-    let held = grants::held(pool, principal.org_id, access.id).await?;
+    let held = match access.id {
+        Some(dataset) => grants::held(pool, principal.org_id, dataset).await?,
+        None => Vec::new(),
+    };
     let now = Utc::now();
     let request = ReadRequest { resolution, from: now - Duration::days(days_back), to: now };
     Ok(policy::decide(&Caller::Principal(principal), &access, &held, &request, now))
@@ -209,20 +212,20 @@ async fn demo_is_idempotent_and_grants_the_mobility_company_15_minute_aggregates
 
     // The municipality: the Stadtwerke became the town's company, nothing is duplicated.
     let company =
-        admin_queries::organisation(&pool, &Slug::parse("organisation", STADTWERKE)?).await?.context("stadtwerke")?;
+        registry::organisation(&pool, &Slug::parse("organisation", STADTWERKE)?).await?.context("stadtwerke")?;
     assert_eq!((company.kind, company.parent.as_ref().map(Slug::as_str)), (OrgKind::MunicipalCompany, Some(STADT)));
-    let orgs = admin_queries::list_organisations(&pool).await?;
+    let orgs = registry::list_organisations(&pool).await?;
     assert_eq!(orgs.len(), 5, "{orgs:?}");
     assert_eq!(orgs.iter().filter(|o| o.kind == OrgKind::Department).count(), 2);
     assert_eq!(orgs.iter().filter(|o| o.kind == OrgKind::ThirdParty).count(), 1);
     assert_eq!(datasets::list(&pool).await?.len(), 4);
-    assert_eq!(admin_queries::list_principals(&pool, None).await?.len(), 8);
+    assert_eq!(principals::list_principals(&pool, None).await?.len(), 8);
     let assigned: i64 =
         sqlx::query_scalar("SELECT count(*) FROM datastreams WHERE dataset_id IS NOT NULL").fetch_one(&pool).await?;
     assert_eq!(assigned as usize, town.datastream_count(), "every datastream of the town is in a dataset");
 
     // The mobility company's contract, exactly once.
-    let movi = admin_queries::list_grants(&pool, None, Some(&Slug::parse("organisation", "movi-mobility")?)).await?;
+    let movi = grants::list_grants(&pool, None, Some(&Slug::parse("organisation", "movi-mobility")?)).await?;
     assert_eq!(movi.len(), 1, "{movi:?}");
     let g = &movi[0].terms;
     assert_eq!((g.min_interval_mins, g.history_days, g.revoked_at), (Some(15), Some(30), None));

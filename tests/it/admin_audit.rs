@@ -20,7 +20,7 @@ use anyhow::{bail, ensure, Context};
 use chrono::Utc;
 use hoheit_tests::{start_api, ApiClient, Isolation};
 use serde_json::{json, Value};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// One stored administrative record.
 #[derive(Debug)]
@@ -38,6 +38,20 @@ struct AdminRow {
     text: String,
 }
 
+/// An administrative record as stored, `before` and `after` as text.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    id: i64,
+    action: String,
+    object_kind: String,
+    object_id: i64,
+    concerns_org_id: i64,
+    principal_name: String,
+    org_id: Option<i64>,
+    before: String,
+    after: String,
+}
+
 /// Follows the administrative records of the audit log.
 struct AdminLog {
     pool: PgPool,
@@ -51,7 +65,7 @@ impl AdminLog {
 
     /// The administrative records written since the last call.
     async fn new_rows(&mut self) -> anyhow::Result<Vec<AdminRow>> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredRow> = sqlx::query_as(
             "SELECT id, action, object_kind, object_id, concerns_org_id, principal_name, org_id,
                     coalesce(before::text, 'null') AS before, coalesce(after::text, 'null') AS after
              FROM audit_log WHERE object_kind IS NOT NULL AND id > $1 ORDER BY id",
@@ -61,18 +75,17 @@ impl AdminLog {
         .await?;
         let mut out = Vec::new();
         for r in rows {
-            let (before, after): (String, String) = (r.get("before"), r.get("after"));
             out.push(AdminRow {
-                id: r.get("id"),
-                action: r.get("action"),
-                object_kind: r.get("object_kind"),
-                object_id: r.get("object_id"),
-                concerns_org_id: r.get("concerns_org_id"),
-                principal_name: r.get("principal_name"),
-                org_id: r.get("org_id"),
-                before: serde_json::from_str(&before)?,
-                after: serde_json::from_str(&after)?,
-                text: format!("{before} {after}"),
+                id: r.id,
+                action: r.action,
+                object_kind: r.object_kind,
+                object_id: r.object_id,
+                concerns_org_id: r.concerns_org_id,
+                principal_name: r.principal_name,
+                org_id: r.org_id,
+                before: serde_json::from_str(&r.before)?,
+                after: serde_json::from_str(&r.after)?,
+                text: format!("{} {}", r.before, r.after),
             });
         }
         if let Some(last) = out.last() {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use hoheit_tests::{eventually, start_api, Isolation, Platform, Publisher, TOKEN};
 use serde_json::{json, Value};
-use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Asserts a problem+json response with `status` whose detail contains `needle`.
@@ -130,7 +129,7 @@ async fn no_parameter_lets_sql_or_paths_through() -> anyhow::Result<()> {
         assert!(!body.contains("root:"), "{path}: {body}");
     }
     // Everything is still there.
-    let datastreams: i64 = sqlx::query("SELECT count(*) FROM datastreams").fetch_one(&pool).await?.get(0);
+    let datastreams: i64 = sqlx::query_scalar("SELECT count(*) FROM datastreams").fetch_one(&pool).await?;
     assert_eq!(datastreams, 1);
     sqlx::query("SELECT count(*) FROM observations").fetch_one(&pool).await?;
 
@@ -193,13 +192,13 @@ async fn dead_letter_of(platform: &Platform, topic: &str) -> anyhow::Result<(Str
     eventually(Duration::from_secs(60), "the dead letter", || {
         let (pool, topic) = (pool.clone(), topic.clone());
         async move {
-            let row = sqlx::query(
+            let row: Option<(String, String, i64)> = sqlx::query_as(
                 "SELECT reason_code, reason, length(payload)::bigint FROM dead_letters WHERE mqtt_topic = $1",
             )
             .bind(&topic)
             .fetch_optional(&pool)
             .await?;
-            Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+            Ok(row)
         }
     })
     .await

@@ -10,7 +10,6 @@ use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_store::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
 use hoheit_tests::{start_api, ApiClient, Isolation, Running};
 use serde_json::{json, Value};
-use sqlx::Row;
 
 const CELL: i64 = 900_000_000;
 
@@ -311,17 +310,14 @@ async fn export_of_personal_data_releases_only_its_15_minute_aggregates_and_is_a
             "{csv}"
         );
         assert!(!csv.contains("99"), "{csv}");
-        let records =
-            sqlx::query("SELECT action, decision, resolution, rows_returned FROM audit_log WHERE request_id = $1")
+        let records: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT action, decision, resolution, rows_returned FROM audit_log WHERE request_id = $1")
                 .bind(id)
                 .fetch_all(&town.pool)
                 .await
                 .unwrap();
-        assert_eq!(records.len(), 1, "one audit record per export");
-        assert_eq!(records[0].get::<String, _>("action"), "export");
-        assert_eq!(records[0].get::<String, _>("decision"), "allow");
-        assert_eq!(records[0].get::<String, _>("resolution"), "aggregate:900s");
-        assert_eq!(records[0].get::<i64, _>("rows_returned"), 1);
+        let expected = ("export".to_owned(), "allow".to_owned(), "aggregate:900s".to_owned(), 1);
+        assert_eq!(records, [expected], "one audit record per export: (action, decision, resolution, rows)");
     }
     let jsonl = town
         .api
@@ -395,17 +391,18 @@ async fn erasure_deletes_the_erased_datasets_dead_letters_and_no_others() {
     assert_eq!(body["dead_letters"], json!({"deleted": 3, "payloads_removed": 1}), "{body}");
 
     for (i, (topic, fate)) in topics.iter().enumerate() {
-        let row = sqlx::query("SELECT payload, reason FROM dead_letters WHERE mqtt_topic = $1")
-            .bind(topic)
-            .fetch_optional(&town.pool)
-            .await
-            .unwrap();
-        let payload = row.as_ref().map(|r| r.get::<Vec<u8>, _>("payload"));
+        let row: Option<(Vec<u8>, String)> =
+            sqlx::query_as("SELECT payload, reason FROM dead_letters WHERE mqtt_topic = $1")
+                .bind(topic)
+                .fetch_optional(&town.pool)
+                .await
+                .unwrap();
+        let payload = row.as_ref().map(|(payload, _)| payload.clone());
         match *fate {
             "gone" => assert!(row.is_none(), "{topic} belongs to the erased dataset"),
             "emptied" => {
                 assert_eq!(payload.as_deref(), Some(&b""[..]), "{topic}: the payload may hold erased readings");
-                assert!(row.unwrap().get::<String, _>("reason").contains("erased dataset"), "{topic}");
+                assert!(row.is_some_and(|(_, reason)| reason.contains("erased dataset")), "{topic}");
             }
             _ => assert_eq!(payload, Some(format!("{{\"value\": {i}.5}}").into_bytes()), "{topic} is another's"),
         }

@@ -5,7 +5,7 @@
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_store::observations;
 use hoheit_tests::Isolation;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 fn readings(datastream: i64, from: i64, n: i64) -> Vec<Reading> {
     (from..from + n)
@@ -30,7 +30,7 @@ async fn redelivered_and_repeated_readings_are_stored_once_and_the_transaction_s
     // Half of this batch is stored already: the COPY fails, the fallback skips those.
     let mut tx = conn.begin().await?;
     assert_eq!(observations::insert(&mut tx, &readings(1, 500, 1_000)).await?, 500);
-    let in_tx: i64 = sqlx::query("SELECT count(*) FROM observations").fetch_one(&mut *tx).await?.get(0);
+    let in_tx: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&mut *tx).await?;
     assert_eq!(in_tx, 1_500, "the transaction is usable after the fallback");
     tx.commit().await?;
 
@@ -45,13 +45,12 @@ async fn redelivered_and_repeated_readings_are_stored_once_and_the_transaction_s
     assert_eq!(observations::insert(&mut conn, &readings(3, 0, 5)).await?, 5);
     assert_eq!(observations::insert(&mut conn, &readings(3, 0, 5)).await?, 0);
 
-    let total: i64 = sqlx::query("SELECT count(*) FROM observations").fetch_one(&pool).await?.get(0);
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
     assert_eq!(total, 1_515);
-    let value: f64 = sqlx::query("SELECT value FROM observations WHERE datastream_id = 1 AND time = $1")
+    let value: f64 = sqlx::query_scalar("SELECT value FROM observations WHERE datastream_id = 1 AND time = $1")
         .bind(Micros(1_795_132_800_000_000 + 1_499 * 1_000_000).to_datetime())
         .fetch_one(&pool)
-        .await?
-        .get(0);
+        .await?;
     assert_eq!(value, 1_499.0, "times and values survive the binary COPY exactly");
     drop(conn);
     pool.close().await;

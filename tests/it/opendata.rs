@@ -19,7 +19,6 @@
 use hoheit_tests::town::small_town;
 use hoheit_tests::{start_api, Isolation};
 use serde_json::Value;
-use sqlx::Row;
 
 use hoheit_tests::repo;
 
@@ -116,14 +115,12 @@ async fn open_downloads_stream_every_reading_with_the_license_and_are_audited() 
         assert_eq!(response.headers()["content-type"], "application/problem+json", "{path}");
     }
 
-    let audited = sqlx::query(
+    let seen: Vec<(String, i64, i64, bool)> = sqlx::query_as(
         "SELECT principal_name, dataset_id, rows_returned, decision = 'allow' FROM audit_log WHERE action = 'opendata_download' ORDER BY id",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
-    let seen: Vec<(String, i64, i64, bool)> =
-        audited.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
     assert_eq!(
         seen,
         vec![("anonymous".into(), town.verkehr, town.readings as i64, true), ("anonymous".into(), town.luft, 4, true)]

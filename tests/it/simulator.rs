@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use hoheit_simulator::{Simulator, SimulatorConfig};
 use hoheit_tests::{eventually, Platform};
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,14 +26,14 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
     eventually(Duration::from_secs(60), "every published reading stored", || {
         let pool = pool.clone();
         async move {
-            let stored: i64 = sqlx::query("SELECT count(*) FROM observations").fetch_one(&pool).await?.get(0);
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
             Ok((stored >= published).then_some(()))
         }
     })
     .await?;
-    let stored: i64 = sqlx::query("SELECT count(*) FROM observations").fetch_one(&pool).await?.get(0);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
     assert_eq!(stored, published);
-    let dead: i64 = sqlx::query("SELECT count(*) FROM dead_letters").fetch_one(&pool).await?.get(0);
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&pool).await?;
     assert_eq!(dead, 0, "the simulator's payloads are all valid");
 
     let list = platform.api.get_json("/v1/datastreams").await?;

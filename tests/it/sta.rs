@@ -14,7 +14,7 @@ use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_tests::town::{small_town, SmallTown};
 use hoheit_tests::{start_api, start_api_with, ApiClient, Isolation};
 use serde_json::{json, Value};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 const STA: &str = "/sta/v1.1";
 
@@ -44,14 +44,11 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 async fn stored(pool: &PgPool, datastream: i64) -> Vec<(DateTime<Utc>, f64)> {
-    sqlx::query("SELECT time, value FROM observations WHERE datastream_id = $1 ORDER BY time")
+    sqlx::query_as("SELECT time, value FROM observations WHERE datastream_id = $1 ORDER BY time")
         .bind(datastream)
         .fetch_all(pool)
         .await
         .unwrap()
-        .iter()
-        .map(|r| (r.get("time"), r.get("value")))
-        .collect()
 }
 
 /// The small town on a fresh database behind an API, and the readings stored in its traffic

@@ -8,10 +8,9 @@ use hoheit_tests::{eventually, produce, producer, start_writer, Isolation};
 use prost::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
-use sqlx::Row;
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(pool).await.unwrap().get::<i64, _>(0)
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 fn segment(id: i64, start: i64, n: i64) -> DatastreamBatch {
@@ -91,18 +90,19 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
         "the old-format record"
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM observations WHERE datastream_id = 2 AND value = 499").await, 1);
-    let poison = sqlx::query("SELECT reason_code, reason FROM dead_letters WHERE source_topic = $1")
+    let poison: String = sqlx::query_scalar("SELECT reason_code FROM dead_letters WHERE source_topic = $1")
         .bind(&topics.observations)
         .fetch_one(&pool)
         .await?;
-    assert_eq!(poison.get::<String, _>("reason_code"), "undecodable_record");
-    let stored = sqlx::query("SELECT org, mqtt_topic, payload, reason FROM dead_letters WHERE source_topic = $1")
-        .bind(&topics.dead_letters)
-        .fetch_one(&pool)
-        .await?;
-    assert_eq!(stored.get::<String, _>("org"), "stadt");
-    assert_eq!(stored.get::<Vec<u8>, _>("payload"), b"{oops");
-    assert_eq!(stored.get::<String, _>("reason"), "payload is not valid JSON");
+    assert_eq!(poison, "undecodable_record");
+    let (org, payload, reason): (String, Vec<u8>, String) =
+        sqlx::query_as("SELECT org, payload, reason FROM dead_letters WHERE source_topic = $1")
+            .bind(&topics.dead_letters)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(org, "stadt");
+    assert_eq!(payload, b"{oops");
+    assert_eq!(reason, "payload is not valid JSON");
 
     writer.stop().await?;
 

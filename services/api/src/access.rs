@@ -153,8 +153,8 @@ async fn charge_grant(state: &AppState, who: &Who, grant: &GrantTerms) -> Result
 
 /// Grants the caller's organisation holds on `dataset`.
 async fn grants_for(state: &AppState, caller: &Caller, dataset: &DatasetAccess) -> Result<Vec<GrantTerms>, ApiError> {
-    match caller.principal() {
-        Some(p) if dataset.id != 0 => Ok(grants::held(&state.pool, p.org_id, dataset.id).await?),
+    match (caller.principal(), dataset.id) {
+        (Some(p), Some(dataset_id)) => Ok(grants::held(&state.pool, p.org_id, dataset_id).await?),
         _ => Ok(Vec::new()),
     }
 }
@@ -201,7 +201,7 @@ fn read_record(
     request: &ReadRequest,
 ) -> AuditRecord {
     AuditRecord {
-        dataset_id: (dataset.id != 0).then_some(dataset.id),
+        dataset_id: dataset.id,
         datastream_id: datastream.map(|d| d.0),
         range_from: Some(request.from),
         range_to: Some(request.to),
@@ -253,7 +253,7 @@ impl CallerView {
 
     /// The dataset `datastream` belongs to, if any.
     pub fn dataset_of(&self, datastream: DatastreamId) -> Option<i64> {
-        self.access.get(&datastream).map(|a| a.id).filter(|id| *id != 0)
+        self.access.get(&datastream).and_then(|a| a.id)
     }
 
     /// The datastreams the caller may see, in id order.
@@ -431,10 +431,12 @@ impl<'a> ObservationReads<'a> {
         if let Some((_, permit, rows)) = self.path {
             permit.finish(state, rows).await?;
         }
-        // dataset → (rows, range decided, a datastream read, whether it was the only one)
-        let mut per_dataset: BTreeMap<i64, (usize, ReadRequest, Option<DatastreamId>, bool)> = BTreeMap::new();
+        // dataset (none: datastreams in no dataset) → (rows, range decided, a datastream read,
+        // whether it was the only one)
+        type Reads = (usize, ReadRequest, Option<DatastreamId>, bool);
+        let mut per_dataset: BTreeMap<Option<i64>, Reads> = BTreeMap::new();
         for (ds, (rows, request)) in &self.returned {
-            let dataset = self.view.dataset_of(*ds).unwrap_or(0);
+            let dataset = self.view.dataset_of(*ds);
             let entry = per_dataset.entry(dataset).or_insert((0, *request, Some(*ds), true));
             entry.0 += rows;
             if entry.2 != Some(*ds) {
@@ -443,23 +445,23 @@ impl<'a> ObservationReads<'a> {
         }
         // A grant's dataset queried without a row coming back is audited too: its rate was charged.
         for (dataset, (_, request)) in &self.granted {
-            per_dataset.entry(*dataset).or_insert((0, *request, None, false));
+            per_dataset.entry(Some(*dataset)).or_insert((0, *request, None, false));
         }
         if let Some(request) = self.empty {
-            per_dataset.entry(0).or_insert((0, request, None, false));
+            per_dataset.entry(None).or_insert((0, request, None, false));
         }
-        // The record of an empty read (dataset 0) is needed only if there is no other.
-        if per_dataset.len() > 1 && per_dataset.get(&0).is_some_and(|(rows, ..)| *rows == 0) {
-            per_dataset.remove(&0);
+        // The record of an empty read (no dataset) is needed only if there is no other.
+        if per_dataset.len() > 1 && per_dataset.get(&None).is_some_and(|(rows, ..)| *rows == 0) {
+            per_dataset.remove(&None);
         }
         for (dataset, (rows, request, datastream, only)) in per_dataset {
             // The datastreams of one dataset share its access: any of them tells the way.
             let via = datastream
                 .and_then(|ds| self.view.via(ds, &request))
-                .or_else(|| self.granted.get(&dataset).map(|(grant, _)| Via::Grant(grant.clone())));
+                .or_else(|| dataset.and_then(|d| self.granted.get(&d)).map(|(grant, _)| Via::Grant(grant.clone())));
             let record = AuditRecord {
                 grant_id: via.as_ref().and_then(|v| v.grant()).map(|g| g.id),
-                dataset_id: (dataset != 0).then_some(dataset),
+                dataset_id: dataset,
                 datastream_id: datastream.filter(|d| d.0 != 0 && only).map(|d| d.0),
                 range_from: Some(request.from),
                 range_to: Some(request.to),

@@ -71,6 +71,14 @@ impl fmt::Display for Slug {
     }
 }
 
+/// The stored text form (the store decodes its columns with it).
+impl TryFrom<String> for Slug {
+    type Error = SlugError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Slug::parse("identifier", &value)
+    }
+}
+
 impl<'de> Deserialize<'de> for Slug {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
@@ -96,6 +104,12 @@ impl fmt::Display for DatastreamKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DatastreamId(pub i64);
+
+impl From<i64> for DatastreamId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
 
 impl utoipa::PartialSchema for Slug {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

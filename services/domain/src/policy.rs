@@ -64,6 +64,14 @@ macro_rules! string_enum {
                 }
             }
         }
+
+        /// The stored text form (the store decodes its columns with it).
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
     };
 }
 
@@ -143,7 +151,10 @@ impl Caller {
 /// What the policy needs to know about a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetAccess {
-    pub id: i64,
+    /// `None` for datastreams not (yet) assigned to a dataset: they are read
+    /// as an `internal` dataset of their thing's organisation, and no grant
+    /// applies to them.
+    pub id: Option<i64>,
     pub slug: String,
     pub owner_org_id: i64,
     pub owner_municipality_id: Option<i64>,
@@ -610,7 +621,7 @@ fn grants_on<'g>(
     grants: &'g [GrantTerms],
 ) -> impl Iterator<Item = &'g GrantTerms> {
     let (org, dataset) = (principal.org_id, dataset.id);
-    grants.iter().filter(move |g| g.grantee_org_id == org && g.dataset_id == dataset)
+    grants.iter().filter(move |g| g.grantee_org_id == org && Some(g.dataset_id) == dataset)
 }
 
 /// What the caller may see of `dataset` at `now`; `grants` are the grants
@@ -784,7 +795,7 @@ mod tests {
 
     fn dataset(classification: Classification) -> DatasetAccess {
         DatasetAccess {
-            id: 7,
+            id: Some(7),
             slug: "verkehr".into(),
             owner_org_id: 1,
             owner_municipality_id: Some(1),
@@ -848,6 +859,14 @@ mod tests {
             let decision = decide(&caller, &dataset(classification), &[], &read(Resolution::Raw, 1), now());
             assert_eq!(decision.is_allowed(), allowed, "{classification} by {}: {decision:?}", caller.name());
         }
+    }
+
+    #[test]
+    fn no_grant_opens_datastreams_outside_any_dataset() {
+        let unassigned = DatasetAccess { id: None, ..dataset(Classification::Internal) };
+        let decision = decide(&principal(9, None), &unassigned, &[grant(9)], &read(AGG_15, 1), now());
+        assert!(matches!(decision, Decision::Deny { reason: DenyReason::NoGrant { .. } }), "{decision:?}");
+        assert!(decide(&principal(1, Some(1)), &unassigned, &[], &read(Resolution::Raw, 1), now()).is_allowed());
     }
 
     #[test]
@@ -1016,7 +1035,7 @@ mod tests {
         let org = caller.principal().map(|p| p.org_id);
         let live = held
             .iter()
-            .filter(|g| Some(g.grantee_org_id) == org && g.dataset_id == dataset.id)
+            .filter(|g| Some(g.grantee_org_id) == org && Some(g.dataset_id) == dataset.id)
             .any(|g| g.revoked_at.is_none() && now < g.valid_until);
         (daily || live || caller.owns_data_of(dataset.owner_org_id), raw || daily || on_a_grid, raw)
     }

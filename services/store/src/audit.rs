@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use hoheit_domain::Micros;
@@ -119,12 +119,7 @@ pub async fn append_all(pool: &PgPool, records: &mut [AuditRecord]) -> Result<Ve
         record.range_to = record.range_to.map(truncate_to_micros);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *tx).await?;
-    let mut prev: Vec<u8> = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.get("hash"))
-        .unwrap_or_else(|| vec![0; 32]);
+    let mut prev = lock_chain(&mut tx).await?;
     let (mut prevs, mut hashes) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
     for record in records.iter() {
         let hash = chain(&prev, record);
@@ -174,6 +169,15 @@ pub async fn append_all(pool: &PgPool, records: &mut [AuditRecord]) -> Result<Ve
     // RETURNING follows the insertion order in practice; sorting makes it certain.
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// Takes the chain's lock for the rest of `tx` and returns the hash of the
+/// newest record (32 zero bytes while the log is empty).
+async fn lock_chain(tx: &mut PgConnection) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *tx).await?;
+    let prev: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+    Ok(prev.unwrap_or_else(|| vec![0; 32]))
 }
 
 /// Most records in one group transaction.
@@ -341,13 +345,14 @@ impl StoredChange {
         }
     }
 
-    fn from_row(r: &sqlx::postgres::PgRow) -> Option<Self> {
+    /// The change of a stored row; `None` for a read record.
+    fn of_row(r: &AuditRow) -> Option<Self> {
         Some(Self {
-            object_kind: r.get::<Option<String>, _>("object_kind")?,
-            object_id: r.get::<Option<i64>, _>("object_id")?,
-            concerns_org_id: r.get::<Option<i64>, _>("concerns_org_id")?,
-            before: r.get("before_text"),
-            after: r.get("after_text"),
+            object_kind: r.object_kind.clone()?,
+            object_id: r.object_id?,
+            concerns_org_id: r.concerns_org_id?,
+            before: r.before_text.clone(),
+            after: r.after_text.clone(),
         })
     }
 
@@ -396,12 +401,7 @@ pub async fn record_change(
         reason: "administrative change".into(),
     };
     let stored = StoredChange::of(change);
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut **tx).await?;
-    let prev: Vec<u8> = sqlx::query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.get("hash"))
-        .unwrap_or_else(|| vec![0; 32]);
+    let prev = lock_chain(tx).await?;
     let hash = link(&prev, &stored.canonical(&record));
     sqlx::query_scalar(
         "INSERT INTO audit_log (at, request_id, principal_id, principal_name, org_id, grant_id, dataset_id, datastream_id,
@@ -441,35 +441,69 @@ pub async fn record_change_alone(pool: &PgPool, actor: &Actor, change: &AdminCha
     Ok(id)
 }
 
-/// The hash a stored row must have, from its content and the previous hash.
-fn row_hash(prev: &[u8], row: &sqlx::postgres::PgRow) -> Vec<u8> {
-    let record = record_from_row(row);
-    match StoredChange::from_row(row) {
-        Some(change) => link(prev, &change.canonical(&record)),
-        None => chain(prev, &record),
-    }
+/// A stored row of `audit_log`: every column, `before` and `after` as their
+/// stored text (the hash covers exactly that text).
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    request_id: String,
+    principal_id: Option<i64>,
+    principal_name: String,
+    org_id: Option<i64>,
+    grant_id: Option<i64>,
+    dataset_id: Option<i64>,
+    datastream_id: Option<i64>,
+    action: String,
+    range_from: Option<DateTime<Utc>>,
+    range_to: Option<DateTime<Utc>>,
+    resolution: String,
+    rows_returned: i64,
+    decision: String,
+    reason: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+    object_kind: Option<String>,
+    object_id: Option<i64>,
+    concerns_org_id: Option<i64>,
+    before_text: Option<String>,
+    after_text: Option<String>,
 }
 
-/// Every column of `audit_log`, and `before` and `after` as their stored text.
-const AUDIT_SELECT: &str = "SELECT *, before::text AS before_text, after::text AS after_text FROM audit_log";
+/// The columns of an [`AuditRow`].
+const AUDIT_SELECT: &str = "SELECT id, at, request_id, principal_id, principal_name, org_id, grant_id, dataset_id,
+            datastream_id, action, range_from, range_to, resolution, rows_returned, decision, reason, prev_hash, hash,
+            object_kind, object_id, concerns_org_id, before::text AS before_text, after::text AS after_text
+     FROM audit_log";
 
-fn record_from_row(r: &sqlx::postgres::PgRow) -> AuditRecord {
-    AuditRecord {
-        at: r.get("at"),
-        request_id: r.get("request_id"),
-        principal_id: r.get("principal_id"),
-        principal_name: r.get("principal_name"),
-        org_id: r.get("org_id"),
-        grant_id: r.get("grant_id"),
-        dataset_id: r.get("dataset_id"),
-        datastream_id: r.get("datastream_id"),
-        action: r.get("action"),
-        range_from: r.get("range_from"),
-        range_to: r.get("range_to"),
-        resolution: r.get("resolution"),
-        rows_returned: r.get("rows_returned"),
-        allowed: r.get::<&str, _>("decision") == "allow",
-        reason: r.get("reason"),
+impl AuditRow {
+    fn record(&self) -> AuditRecord {
+        AuditRecord {
+            at: self.at,
+            request_id: self.request_id.clone(),
+            principal_id: self.principal_id,
+            principal_name: self.principal_name.clone(),
+            org_id: self.org_id,
+            grant_id: self.grant_id,
+            dataset_id: self.dataset_id,
+            datastream_id: self.datastream_id,
+            action: self.action.clone(),
+            range_from: self.range_from,
+            range_to: self.range_to,
+            resolution: self.resolution.clone(),
+            rows_returned: self.rows_returned,
+            allowed: self.decision == "allow",
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// The hash the row must have, from its content and the previous hash.
+    fn expected_hash(&self, prev: &[u8]) -> Vec<u8> {
+        let record = self.record();
+        match StoredChange::of_row(self) {
+            Some(change) => link(prev, &change.canonical(&record)),
+            None => chain(prev, &record),
+        }
     }
 }
 
@@ -488,33 +522,30 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
     let mut after = 0i64;
     let mut checked = 0i64;
     loop {
-        let rows = sqlx::query(&format!("{AUDIT_SELECT} WHERE id > $1 ORDER BY id LIMIT 5000"))
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!("{AUDIT_SELECT} WHERE id > $1 ORDER BY id LIMIT 5000"))
             .bind(after)
             .fetch_all(pool)
             .await?;
         if rows.is_empty() {
             return Ok(Verification { records_checked: checked, first_broken_id: None, problem: None });
         }
-        for row in &rows {
-            let id: i64 = row.get("id");
-            let stored_prev: Vec<u8> = row.get("prev_hash");
-            let stored_hash: Vec<u8> = row.get("hash");
+        for row in rows {
             let broken = |problem: &str| Verification {
                 records_checked: checked,
-                first_broken_id: Some(id),
+                first_broken_id: Some(row.id),
                 problem: Some(problem.to_owned()),
             };
-            if stored_prev != prev {
+            if row.prev_hash != prev {
                 return Ok(broken(
                     "its previous-hash does not match the record before it (a record was removed or inserted)",
                 ));
             }
-            if row_hash(&prev, row) != stored_hash {
+            if row.expected_hash(&prev) != row.hash {
                 return Ok(broken("its content does not match its hash (the record was changed)"));
             }
-            prev = stored_hash;
+            prev = row.hash;
             checked += 1;
-            after = id;
+            after = row.id;
         }
     }
 }
@@ -530,9 +561,9 @@ pub struct AuditEntry {
     pub change: Option<AdminChange>,
 }
 
-fn entry_from_row(r: &sqlx::postgres::PgRow) -> AuditEntry {
-    let record = record_from_row(r);
-    let change = StoredChange::from_row(r).map(|c| AdminChange {
+fn entry_from_row(r: &AuditRow) -> AuditEntry {
+    let record = r.record();
+    let change = StoredChange::of_row(r).map(|c| AdminChange {
         action: record.action.clone(),
         object_kind: c.object_kind,
         object_id: c.object_id,
@@ -543,7 +574,7 @@ fn entry_from_row(r: &sqlx::postgres::PgRow) -> AuditEntry {
         before: c.before.and_then(|t| serde_json::from_str(&t).ok()),
         after: c.after.and_then(|t| serde_json::from_str(&t).ok()),
     });
-    AuditEntry { id: r.get("id"), record, change }
+    AuditEntry { id: r.id, record, change }
 }
 
 /// Records oldest first: with neither `dataset_ids` nor `org_id` all of
@@ -558,7 +589,7 @@ pub async fn list(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
         "{AUDIT_SELECT}
          WHERE (($1::bigint[] IS NULL AND $6::bigint IS NULL) OR dataset_id = ANY($1) OR concerns_org_id = $6)
            AND at >= $2 AND at < $3 AND id > $4
@@ -588,16 +619,13 @@ pub struct ChainHead {
 
 /// The chain's newest record; `None` while the log is empty.
 pub async fn head(pool: &PgPool) -> Result<Option<ChainHead>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, at, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(pool).await?;
-    Ok(row.map(|r| ChainHead {
-        id: r.get("id"),
-        at: r.get("at"),
-        hash: r.get::<Vec<u8>, _>("hash").iter().map(|b| format!("{b:02x}")).collect(),
-    }))
+    let row: Option<(i64, DateTime<Utc>, Vec<u8>)> =
+        sqlx::query_as("SELECT id, at, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(pool).await?;
+    Ok(row.map(|(id, at, hash)| ChainHead { id, at, hash: hash.iter().map(|b| format!("{b:02x}")).collect() }))
 }
 
 /// One line of the public transparency report.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, FromRow)]
 pub struct TransparencyLine {
     pub dataset: String,
     pub dataset_title: String,
@@ -618,8 +646,8 @@ pub async fn transparency(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<TransparencyLine>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT ds.slug AS dataset, ds.title, ds.classification, to_char(date_trunc('month', a.at), 'YYYY-MM') AS month,
+    sqlx::query_as(
+        "SELECT ds.slug AS dataset, ds.title AS dataset_title, ds.classification, to_char(date_trunc('month', a.at), 'YYYY-MM') AS month,
                 coalesce(o.slug, 'public') AS accessor, coalesce(g.purpose, ds.purpose) AS purpose, g.id AS grant_id,
                 g.contract_ref, count(*) FILTER (WHERE a.decision = 'allow') AS accesses,
                 count(*) FILTER (WHERE a.decision = 'deny') AS denied
@@ -631,22 +659,7 @@ pub async fn transparency(
     .bind(from)
     .bind(to)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TransparencyLine {
-            dataset: r.get("dataset"),
-            dataset_title: r.get("title"),
-            classification: r.get("classification"),
-            month: r.get("month"),
-            accessor: r.get("accessor"),
-            purpose: r.get("purpose"),
-            grant_id: r.get("grant_id"),
-            contract_ref: r.get("contract_ref"),
-            accesses: r.get("accesses"),
-            denied: r.get("denied"),
-        })
-        .collect())
+    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Only datasets classified `open` are listed here; the catalog is public.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 
 use crate::datasets::{self, Dataset};
 use crate::registry::RegistryError;
@@ -51,8 +51,25 @@ pub async fn open_dataset(pool: &PgPool, slug: &str) -> Result<Option<Dataset>, 
     Ok(datasets::list(pool).await?.into_iter().find(|d| d.slug == slug && d.classification == Classification::Open))
 }
 
+/// The publisher's name and the extent of the things' positions.
+#[derive(FromRow)]
+struct OwnerAndExtent {
+    owner_name: String,
+    min_lon: Option<f64>,
+    min_lat: Option<f64>,
+    max_lon: Option<f64>,
+    max_lat: Option<f64>,
+}
+
+/// The times of the first and the last reading.
+#[derive(FromRow)]
+struct Span {
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
 async fn entry(pool: &PgPool, dataset: Dataset) -> Result<CatalogEntry, RegistryError> {
-    let row = sqlx::query(
+    let row: OwnerAndExtent = sqlx::query_as(
         "SELECT o.name AS owner_name,
                 (SELECT min(t.longitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS min_lon,
                 (SELECT min(t.latitude) FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1) AS min_lat,
@@ -64,14 +81,14 @@ async fn entry(pool: &PgPool, dataset: Dataset) -> Result<CatalogEntry, Registry
     .bind(dataset.owner_org_id)
     .fetch_one(pool)
     .await?;
-    let bbox = match (row.get("min_lon"), row.get("min_lat"), row.get("max_lon"), row.get("max_lat")) {
+    let bbox = match (row.min_lon, row.min_lat, row.max_lon, row.max_lat) {
         (Some(min_lon), Some(min_lat), Some(max_lon), Some(max_lat)) => {
             Some(BoundingBox { min_lon, min_lat, max_lon, max_lat })
         }
         _ => None,
     };
     // Per datastream, so each bound is one probe of the (datastream_id, time) index.
-    let span = sqlx::query(
+    let span: Span = sqlx::query_as(
         "SELECT min(f.first) AS first, max(f.last) AS last FROM datastreams d,
             LATERAL (SELECT (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time LIMIT 1) AS first,
                             (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time DESC LIMIT 1) AS last) f
@@ -80,31 +97,20 @@ async fn entry(pool: &PgPool, dataset: Dataset) -> Result<CatalogEntry, Registry
     .bind(dataset.id)
     .fetch_one(pool)
     .await?;
-    let properties = sqlx::query(
+    let properties: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT d.property AS word FROM datastreams d WHERE d.dataset_id = $1
          UNION SELECT DISTINCT t.name FROM things t JOIN datastreams d ON d.thing_id = t.id WHERE d.dataset_id = $1
          ORDER BY 1",
     )
     .bind(dataset.id)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| r.get::<String, _>("word"))
-    .collect();
-    Ok(CatalogEntry {
-        owner_name: row.get("owner_name"),
-        bbox,
-        first: span.get("first"),
-        last: span.get("last"),
-        properties,
-        dataset,
-    })
+    .await?;
+    Ok(CatalogEntry { owner_name: row.owner_name, bbox, first: span.first, last: span.last, properties, dataset })
 }
 
 /// The catalog's publisher: the (first) municipality on the platform, as (slug, name).
 pub async fn publisher(pool: &PgPool) -> Result<Option<(String, String)>, RegistryError> {
-    let row = sqlx::query("SELECT slug, name FROM organisations WHERE kind = 'municipality' ORDER BY id LIMIT 1")
+    Ok(sqlx::query_as("SELECT slug, name FROM organisations WHERE kind = 'municipality' ORDER BY id LIMIT 1")
         .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| (r.get("slug"), r.get("name"))))
+        .await?)
 }

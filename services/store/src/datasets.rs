@@ -3,7 +3,8 @@
 //! and erasure.
 //!
 //! A datastream not (yet) assigned to a dataset is treated as an `internal`
-//! dataset of its thing's organisation: nothing becomes public by omission.
+//! dataset of its thing's organisation (a [`DatasetAccess`] without an id):
+//! nothing becomes public by omission.
 //!
 //! Creating a dataset, assigning a datastream to one and erasing one write
 //! their audit record in the same transaction.
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{FromRow, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::dead_letters::{self, DeadLettersErased};
@@ -43,7 +44,8 @@ pub struct NewDataset {
     pub min_bucket_count: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A dataset (a row of [`DATASET_SELECT`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, FromRow)]
 pub struct Dataset {
     pub id: i64,
     pub slug: String,
@@ -52,6 +54,7 @@ pub struct Dataset {
     pub title: String,
     pub description: String,
     pub steward_contact: String,
+    #[sqlx(try_from = "String")]
     pub classification: Classification,
     pub license: String,
     pub purpose: String,
@@ -84,7 +87,7 @@ pub async fn create(pool: &PgPool, new: &NewDataset, actor: &Actor) -> Result<Da
         return Err(invalid("min_bucket_count", "must be at least 1"));
     }
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO datasets (slug, owner_org_id, title, description, steward_contact, classification, license,
                                purpose, retention_days, theme, min_bucket_count)
          SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, 5) FROM organisations WHERE slug = $2
@@ -110,7 +113,7 @@ pub async fn create(pool: &PgPool, new: &NewDataset, actor: &Actor) -> Result<Da
         _ => e.into(),
     })?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.owner)))?;
-    let dataset = fetch(&mut *tx, row.get("id")).await?;
+    let dataset = fetch(&mut *tx, id).await?;
     let change = AdminChange {
         dataset_id: Some(dataset.id),
         ..AdminChange::new("dataset.create", "dataset", dataset.id, dataset.owner_org_id)
@@ -120,47 +123,38 @@ pub async fn create(pool: &PgPool, new: &NewDataset, actor: &Actor) -> Result<Da
     Ok(dataset)
 }
 
-const DATASET_SELECT: &str =
-    "SELECT ds.*, o.slug AS owner FROM datasets ds JOIN organisations o ON o.id = ds.owner_org_id WHERE ds.erased_at IS NULL";
-
-fn from_row(row: &sqlx::postgres::PgRow) -> Result<Dataset, RegistryError> {
-    Ok(Dataset {
-        id: row.get("id"),
-        slug: row.get("slug"),
-        owner: row.get("owner"),
-        owner_org_id: row.get("owner_org_id"),
-        title: row.get("title"),
-        description: row.get("description"),
-        steward_contact: row.get("steward_contact"),
-        classification: row
-            .get::<&str, _>("classification")
-            .parse()
-            .map_err(|e: String| invalid("classification", &e))?,
-        license: row.get("license"),
-        purpose: row.get("purpose"),
-        retention_days: row.get("retention_days"),
-        theme: row.get("theme"),
-        min_bucket_count: row.get("min_bucket_count"),
-        created_at: row.get("created_at"),
-    })
-}
+/// The columns of a [`Dataset`], of the datasets not erased.
+const DATASET_SELECT: &str = "SELECT ds.id, ds.slug, o.slug AS owner, ds.owner_org_id, ds.title, ds.description,
+            ds.steward_contact, ds.classification, ds.license, ds.purpose, ds.retention_days, ds.theme,
+            ds.min_bucket_count, ds.created_at
+     FROM datasets ds JOIN organisations o ON o.id = ds.owner_org_id WHERE ds.erased_at IS NULL";
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Dataset, RegistryError> {
     fetch(pool, id).await
 }
 
 async fn fetch<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<Dataset, RegistryError> {
-    let row = sqlx::query(&format!("{DATASET_SELECT} AND ds.id = $1"))
+    sqlx::query_as(&format!("{DATASET_SELECT} AND ds.id = $1"))
         .bind(id)
         .fetch_optional(executor)
         .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("dataset {id}")))?;
-    from_row(&row)
+        .ok_or_else(|| RegistryError::NotFound(format!("dataset {id}")))
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Dataset>, RegistryError> {
-    let rows = sqlx::query(&format!("{DATASET_SELECT} ORDER BY ds.id")).fetch_all(pool).await?;
-    rows.iter().map(from_row).collect()
+    Ok(sqlx::query_as(&format!("{DATASET_SELECT} ORDER BY ds.id")).fetch_all(pool).await?)
+}
+
+/// One (not erased) dataset by slug, if it exists.
+pub async fn by_slug(pool: &PgPool, slug: &Slug) -> Result<Option<Dataset>, RegistryError> {
+    Ok(sqlx::query_as(&format!("{DATASET_SELECT} AND ds.slug = $1")).bind(slug.as_str()).fetch_optional(pool).await?)
+}
+
+/// The dataset a datastream is in and the organisation it must belong to.
+#[derive(FromRow)]
+struct Assignment {
+    dataset_id: Option<i64>,
+    owner_org_id: i64,
 }
 
 /// Puts a datastream into a dataset of the same owner organisation; audited
@@ -173,7 +167,7 @@ pub async fn assign(
     actor: &Actor,
 ) -> Result<(), RegistryError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let current: Assignment = sqlx::query_as(
         "SELECT d.dataset_id, ds.owner_org_id FROM datastreams d
          JOIN things t ON t.id = d.thing_id
          JOIN datasets ds ON ds.id = $1 AND ds.erased_at IS NULL AND ds.owner_org_id = t.org_id
@@ -186,7 +180,7 @@ pub async fn assign(
     .ok_or_else(|| {
         RegistryError::NotFound(format!("dataset {dataset_id} and datastream {datastream} of the same organisation"))
     })?;
-    let before: Option<i64> = row.get("dataset_id");
+    let before = current.dataset_id;
     if before == Some(dataset_id) {
         return Ok(());
     }
@@ -198,7 +192,7 @@ pub async fn assign(
     let change = AdminChange {
         dataset_id: Some(dataset_id),
         datastream_id: Some(datastream.0),
-        ..AdminChange::new("dataset.assign", "datastream", datastream.0, row.get("owner_org_id"))
+        ..AdminChange::new("dataset.assign", "datastream", datastream.0, current.owner_org_id)
     };
     let state = |dataset: Option<i64>| serde_json::json!({ "dataset_id": dataset });
     audit::record_change(&mut tx, actor, &change.states(Some(&state(before)), Some(&state(Some(dataset_id))))).await?;
@@ -206,67 +200,82 @@ pub async fn assign(
     Ok(())
 }
 
-/// The policy view of the dataset a datastream belongs to.
-pub async fn access_for_datastream(pool: &PgPool, datastream: DatastreamId) -> Result<DatasetAccess, RegistryError> {
-    let row = sqlx::query(
-        "SELECT ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
-                coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
-         FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
-         LEFT JOIN datasets ds ON ds.id = d.dataset_id
-         JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)
-         WHERE d.id = $1",
-    )
-    .bind(datastream.0)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?;
-    access_from_row(&row)
+/// What the policy needs of a datastream's dataset, as stored: the dataset's
+/// columns are all `NULL` for a datastream not assigned to one.
+#[derive(FromRow)]
+struct AccessRow {
+    dataset_id: Option<i64>,
+    dataset_slug: Option<String>,
+    classification: Option<String>,
+    min_bucket_count: Option<i32>,
+    owner_id: i64,
+    thing_org: String,
+    #[sqlx(try_from = "String")]
+    owner_kind: OrgKind,
+    owner_parent: Option<i64>,
 }
 
-fn access_from_row(row: &sqlx::postgres::PgRow) -> Result<DatasetAccess, RegistryError> {
-    let owner_org_id: i64 = row.get("owner_id");
-    let kind: OrgKind = row.get::<&str, _>("owner_kind").parse().map_err(|e: String| invalid("kind", &e))?;
-    let municipality = municipality_of(owner_org_id, kind, row.get("owner_parent"));
-    Ok(match row.get::<Option<i64>, _>("dataset_id") {
-        Some(id) => DatasetAccess {
-            id,
-            slug: row.get("dataset_slug"),
-            owner_org_id,
-            owner_municipality_id: municipality,
-            classification: row
-                .get::<&str, _>("classification")
-                .parse()
-                .map_err(|e: String| invalid("classification", &e))?,
-            min_bucket_count: row.get("min_bucket_count"),
-        },
-        None => DatasetAccess {
-            id: 0,
-            slug: format!("(unassigned datastreams of {})", row.get::<&str, _>("thing_org")),
-            owner_org_id,
-            owner_municipality_id: municipality,
-            classification: Classification::Internal,
-            min_bucket_count: 5,
-        },
-    })
+impl TryFrom<AccessRow> for DatasetAccess {
+    type Error = RegistryError;
+    fn try_from(row: AccessRow) -> Result<Self, RegistryError> {
+        let municipality = municipality_of(row.owner_id, row.owner_kind, row.owner_parent);
+        Ok(match (row.dataset_id, row.dataset_slug, row.classification, row.min_bucket_count) {
+            (Some(id), Some(slug), Some(classification), Some(min_bucket_count)) => DatasetAccess {
+                id: Some(id),
+                slug,
+                owner_org_id: row.owner_id,
+                owner_municipality_id: municipality,
+                classification: classification.parse().map_err(|e: String| invalid("classification", &e))?,
+                min_bucket_count,
+            },
+            _ => DatasetAccess {
+                id: None,
+                slug: format!("(unassigned datastreams of {})", row.thing_org),
+                owner_org_id: row.owner_id,
+                owner_municipality_id: municipality,
+                classification: Classification::Internal,
+                min_bucket_count: 5,
+            },
+        })
+    }
+}
+
+/// The columns of an [`AccessRow`] per datastream (`d`), with the datastream's id.
+const DATASTREAM_ACCESS_SELECT: &str =
+    "SELECT d.id AS datastream_id, ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
+            coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
+     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+     LEFT JOIN datasets ds ON ds.id = d.dataset_id
+     JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)";
+
+/// An [`AccessRow`] with its datastream.
+#[derive(FromRow)]
+struct DatastreamAccessRow {
+    datastream_id: i64,
+    #[sqlx(flatten)]
+    access: AccessRow,
+}
+
+/// The policy view of the dataset a datastream belongs to.
+pub async fn access_for_datastream(pool: &PgPool, datastream: DatastreamId) -> Result<DatasetAccess, RegistryError> {
+    sqlx::query_as::<_, DatastreamAccessRow>(&format!("{DATASTREAM_ACCESS_SELECT} WHERE d.id = $1"))
+        .bind(datastream.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?
+        .access
+        .try_into()
 }
 
 /// The policy view of every datastream's dataset.
 pub async fn access_all(pool: &PgPool) -> Result<Vec<(DatastreamId, DatasetAccess)>, RegistryError> {
-    let rows = sqlx::query(
-        "SELECT d.id AS datastream_id, ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
-                coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
-         FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
-         LEFT JOIN datasets ds ON ds.id = d.dataset_id
-         JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)",
-    )
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(|r| Ok((DatastreamId(r.get("datastream_id")), access_from_row(r)?))).collect()
+    let rows: Vec<DatastreamAccessRow> = sqlx::query_as(DATASTREAM_ACCESS_SELECT).fetch_all(pool).await?;
+    rows.into_iter().map(|r| Ok((DatastreamId(r.datastream_id), r.access.try_into()?))).collect()
 }
 
 /// The policy view of a dataset.
 pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, RegistryError> {
-    let row = sqlx::query(
+    sqlx::query_as::<_, AccessRow>(
         "SELECT ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
                 ds.owner_org_id AS owner_id, o.slug AS thing_org, o.kind AS owner_kind, o.parent_id AS owner_parent
          FROM datasets ds JOIN organisations o ON o.id = ds.owner_org_id WHERE ds.id = $1 AND ds.erased_at IS NULL",
@@ -274,8 +283,8 @@ pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, Reg
     .bind(dataset_id)
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| RegistryError::NotFound(format!("dataset {dataset_id}")))?;
-    access_from_row(&row)
+    .ok_or_else(|| RegistryError::NotFound(format!("dataset {dataset_id}")))?
+    .try_into()
 }
 
 /// Deletes readings older than each dataset's retention. Returns rows deleted.
@@ -392,7 +401,7 @@ pub async fn erase(
 }
 
 /// One exported reading.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct ExportRow {
     pub datastream_id: i64,
     pub thing: String,
@@ -409,8 +418,8 @@ pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<
     let state = Some((pool.clone(), None::<(i64, DateTime<Utc>)>));
     futures::stream::unfold(state, move |state| async move {
         let (pool, last) = state?;
-        let page = sqlx::query(
-            "SELECT d.id, t.slug AS thing, d.property, d.unit, o.time, o.value
+        let page = sqlx::query_as::<_, ExportRow>(
+            "SELECT d.id AS datastream_id, t.slug AS thing, d.property, d.unit, o.time, o.value
              FROM datastreams d JOIN things t ON t.id = d.thing_id
              JOIN observations o ON o.datastream_id = d.id
              WHERE d.dataset_id = $1 AND ($2::bigint IS NULL OR (d.id, o.time) > ($2, $3))
@@ -427,17 +436,6 @@ pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<
             Ok(rows) if rows.is_empty() => None,
             Ok(rows) => {
                 let full = rows.len() as i64 == PAGE;
-                let rows: Vec<ExportRow> = rows
-                    .iter()
-                    .map(|r| ExportRow {
-                        datastream_id: r.get("id"),
-                        thing: r.get("thing"),
-                        property: r.get("property"),
-                        unit: r.get("unit"),
-                        time: r.get("time"),
-                        value: r.get("value"),
-                    })
-                    .collect();
                 let last = rows.last().map(|r| (r.datastream_id, r.time));
                 let next = full.then_some((pool, last));
                 Some((rows.into_iter().map(Ok).collect(), next))
@@ -450,37 +448,35 @@ pub fn export_rows(pool: &PgPool, dataset_id: i64) -> BoxStream<'static, Result<
 
 /// Number of readings in a dataset.
 pub async fn count_readings(pool: &PgPool, dataset_id: i64) -> Result<i64, sqlx::Error> {
-    Ok(sqlx::query(
+    sqlx::query_scalar(
         "SELECT count(*) FROM observations o JOIN datastreams d ON d.id = o.datastream_id WHERE d.dataset_id = $1",
     )
     .bind(dataset_id)
     .fetch_one(pool)
-    .await?
-    .get(0))
+    .await
+}
+
+/// A datastream of a dataset as an export describes it.
+#[derive(Serialize, FromRow)]
+struct ExportedDatastream {
+    id: i64,
+    thing: String,
+    thing_name: String,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    property: String,
+    name: String,
+    unit: Option<String>,
 }
 
 /// The datastreams of a dataset (for exports).
 pub async fn datastreams_of(pool: &PgPool, dataset_id: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<ExportedDatastream> = sqlx::query_as(
         "SELECT d.id, t.slug AS thing, t.name AS thing_name, t.latitude, t.longitude, d.property, d.name, d.unit
          FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.dataset_id = $1 ORDER BY d.id",
     )
     .bind(dataset_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.get::<i64, _>("id"),
-                "thing": r.get::<String, _>("thing"),
-                "thing_name": r.get::<String, _>("thing_name"),
-                "latitude": r.get::<Option<f64>, _>("latitude"),
-                "longitude": r.get::<Option<f64>, _>("longitude"),
-                "property": r.get::<String, _>("property"),
-                "name": r.get::<String, _>("name"),
-                "unit": r.get::<Option<String>, _>("unit"),
-            })
-        })
-        .collect())
+    rows.iter().map(|r| serde_json::to_value(r).map_err(|e| sqlx::Error::Decode(e.into()))).collect()
 }

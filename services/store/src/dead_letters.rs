@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{FromRow, PgConnection, PgPool};
 
 use hoheit_domain::topic::TopicScheme;
 use hoheit_domain::{Micros, Slug};
@@ -132,7 +132,7 @@ pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Resul
 }
 
 /// A stored dead letter as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct DeadLetter {
     pub id: i64,
     pub received_at: DateTime<Utc>,
@@ -154,7 +154,7 @@ pub async fn list(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT id, received_at, org, mqtt_topic, reason_code, reason, rejections, payload
          FROM dead_letters
          WHERE ($1::text IS NULL OR org = $1) AND received_at >= $2 AND received_at < $3 AND id > $4
@@ -166,20 +166,7 @@ pub async fn list(
     .bind(after_id)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DeadLetter {
-            id: r.get("id"),
-            received_at: r.get("received_at"),
-            org: r.get("org"),
-            mqtt_topic: r.get("mqtt_topic"),
-            reason_code: r.get("reason_code"),
-            reason: r.get("reason"),
-            rejections: r.get("rejections"),
-            payload: r.get("payload"),
-        })
-        .collect())
+    .await
 }
 
 /// What an erasure removed of the dead letters.

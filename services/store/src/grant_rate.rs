@@ -7,7 +7,14 @@
 //! serialises concurrent readers of the same grant, the database's clock is
 //! the only clock, so replicas cannot disagree.
 
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
+
+/// A bucket after a take: whether a token was taken, and what is left.
+#[derive(FromRow)]
+struct Taken {
+    granted: bool,
+    tokens: f64,
+}
 
 /// Takes one token from `grant_id`'s bucket of `per_minute` reads per minute.
 /// `Ok(Err(seconds))`: the bucket is empty; a token is back in `seconds`.
@@ -15,7 +22,7 @@ pub async fn take(pool: &PgPool, grant_id: i64, per_minute: i32) -> Result<Resul
     let capacity = f64::from(per_minute.max(1));
     // `refilled` is the bucket after the time passed; repeated in SET because an
     // UPDATE cannot name an expression of its own.
-    let row = sqlx::query(
+    let taken: Taken = sqlx::query_as(
         "INSERT INTO grant_rate AS b (grant_id, tokens, at, granted) VALUES ($1, $2 - 1, now(), true)
          ON CONFLICT (grant_id) DO UPDATE SET
              granted = LEAST($2, b.tokens + EXTRACT(EPOCH FROM now() - b.at) * $2 / 60) >= 1,
@@ -29,11 +36,10 @@ pub async fn take(pool: &PgPool, grant_id: i64, per_minute: i32) -> Result<Resul
     .bind(capacity)
     .fetch_one(pool)
     .await?;
-    if row.get::<bool, _>("granted") {
+    if taken.granted {
         return Ok(Ok(()));
     }
-    let tokens: f64 = row.get("tokens");
-    Ok(Err(seconds_until_token(tokens, capacity)))
+    Ok(Err(seconds_until_token(taken.tokens, capacity)))
 }
 
 /// Whole seconds (at least one) until a bucket holding `tokens` of

@@ -1,10 +1,11 @@
 //! Grants (contracts) from a dataset's owner to another organisation, with
 //! their SQL. The terms are enforced by [`hoheit_domain::policy`]. Creating and
-//! revoking a grant writes its audit record in the same transaction.
+//! revoking a grant writes its audit record in the same transaction. The
+//! operators' tool lists them with the names of dataset and grantee.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use sqlx::{PgExecutor, PgPool, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::registry::RegistryError;
@@ -31,23 +32,53 @@ fn invalid(field: &'static str, reason: &str) -> RegistryError {
     RegistryError::Invalid { field, reason: reason.into() }
 }
 
-const GRANT_SELECT: &str =
-    "SELECT g.*, o.slug AS grantee FROM grants g JOIN organisations o ON o.id = g.grantee_org_id";
+/// A grant's terms as stored ([`GrantTerms`] is the domain's and knows no SQL).
+#[derive(FromRow)]
+struct GrantRow {
+    id: i64,
+    dataset_id: i64,
+    grantee_org_id: i64,
+    purpose: String,
+    contract_ref: String,
+    min_interval_mins: Option<i32>,
+    history_days: Option<i32>,
+    valid_from: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
+    rate_per_minute: i32,
+    revoked_at: Option<DateTime<Utc>>,
+}
 
-fn from_row(r: &sqlx::postgres::PgRow) -> GrantTerms {
-    GrantTerms {
-        id: r.get("id"),
-        dataset_id: r.get("dataset_id"),
-        grantee_org_id: r.get("grantee_org_id"),
-        purpose: r.get("purpose"),
-        contract_ref: r.get("contract_ref"),
-        min_interval_mins: r.get("min_interval_mins"),
-        history_days: r.get("history_days"),
-        valid_from: r.get("valid_from"),
-        valid_until: r.get("valid_until"),
-        rate_per_minute: r.get("rate_per_minute"),
-        revoked_at: r.get("revoked_at"),
+impl From<GrantRow> for GrantTerms {
+    fn from(r: GrantRow) -> Self {
+        GrantTerms {
+            id: r.id,
+            dataset_id: r.dataset_id,
+            grantee_org_id: r.grantee_org_id,
+            purpose: r.purpose,
+            contract_ref: r.contract_ref,
+            min_interval_mins: r.min_interval_mins,
+            history_days: r.history_days,
+            valid_from: r.valid_from,
+            valid_until: r.valid_until,
+            rate_per_minute: r.rate_per_minute,
+            revoked_at: r.revoked_at,
+        }
     }
+}
+
+/// The columns of a [`GrantRow`] of `grants g`.
+macro_rules! grant_columns {
+    () => {
+        "g.id, g.dataset_id, g.grantee_org_id, g.purpose, g.contract_ref, g.min_interval_mins, g.history_days,
+         g.valid_from, g.valid_until, g.rate_per_minute, g.revoked_at"
+    };
+}
+
+/// Every grant's [`GrantRow`], for a `WHERE` to follow.
+const GRANT_SELECT: &str = concat!("SELECT ", grant_columns!(), " FROM grants g");
+
+fn all_terms(rows: Vec<GrantRow>) -> Vec<GrantTerms> {
+    rows.into_iter().map(GrantTerms::from).collect()
 }
 
 /// Creates a grant on a dataset of the actor's choosing (the caller checked
@@ -72,7 +103,7 @@ pub async fn create(pool: &PgPool, new: &NewGrant, actor: &Actor) -> Result<Gran
         }
     }
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO grants (dataset_id, grantee_org_id, purpose, contract_ref, min_interval_mins, history_days,
                              valid_from, valid_until, rate_per_minute)
          SELECT ds.id, o.id, $3, $4, $5, $6, $7, $8, coalesce($9, 60)
@@ -91,7 +122,7 @@ pub async fn create(pool: &PgPool, new: &NewGrant, actor: &Actor) -> Result<Gran
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("dataset {} or organisation {}", new.dataset_id, new.grantee)))?;
-    let (grant, owner) = fetch(&mut *tx, row.get("id")).await?;
+    let (grant, owner) = fetch(&mut *tx, id).await?;
     audit::record_change(
         &mut tx,
         actor,
@@ -110,25 +141,35 @@ fn change(action: &str, grant: &GrantTerms, owner: i64) -> AdminChange {
     }
 }
 
+/// A grant with the organisation that owns its dataset.
+#[derive(FromRow)]
+struct GrantWithOwner {
+    #[sqlx(flatten)]
+    grant: GrantRow,
+    owner_org_id: i64,
+}
+
 /// A grant and the organisation that owns its dataset.
 async fn fetch<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<(GrantTerms, i64), RegistryError> {
-    let row = sqlx::query(
-        "SELECT g.*, ds.owner_org_id FROM grants g JOIN datasets ds ON ds.id = g.dataset_id WHERE g.id = $1",
-    )
+    let row: GrantWithOwner = sqlx::query_as(concat!(
+        "SELECT ",
+        grant_columns!(),
+        ", ds.owner_org_id FROM grants g JOIN datasets ds ON ds.id = g.dataset_id WHERE g.id = $1"
+    ))
     .bind(id)
     .fetch_optional(executor)
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("grant {id}")))?;
-    Ok((from_row(&row), row.get("owner_org_id")))
+    Ok((row.grant.into(), row.owner_org_id))
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<GrantTerms, RegistryError> {
-    let row = sqlx::query(&format!("{GRANT_SELECT} WHERE g.id = $1"))
+    sqlx::query_as::<_, GrantRow>(&format!("{GRANT_SELECT} WHERE g.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("grant {id}")))?;
-    Ok(from_row(&row))
+        .map(GrantTerms::from)
+        .ok_or_else(|| RegistryError::NotFound(format!("grant {id}")))
 }
 
 /// Revokes an active grant; audited as `grant.revoke`.
@@ -152,28 +193,78 @@ pub async fn revoke(pool: &PgPool, id: i64, actor: &Actor) -> Result<(), Registr
 /// Grants held by organisation `org_id` on dataset `dataset_id` (all states:
 /// the policy explains why a revoked or expired one does not apply).
 pub async fn held(pool: &PgPool, org_id: i64, dataset_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 AND g.dataset_id = $2 ORDER BY g.id"))
-        .bind(org_id)
-        .bind(dataset_id)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(from_row).collect())
+    let rows =
+        sqlx::query_as(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 AND g.dataset_id = $2 ORDER BY g.id"))
+            .bind(org_id)
+            .bind(dataset_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(all_terms(rows))
 }
 
 /// Every grant on a dataset (for its owner).
 pub async fn on_dataset(pool: &PgPool, dataset_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.dataset_id = $1 ORDER BY g.id"))
+    let rows = sqlx::query_as(&format!("{GRANT_SELECT} WHERE g.dataset_id = $1 ORDER BY g.id"))
         .bind(dataset_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(all_terms(rows))
 }
 
 /// Every grant held by an organisation (for the grantee).
 pub async fn held_by(pool: &PgPool, org_id: i64) -> Result<Vec<GrantTerms>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 ORDER BY g.id"))
+    let rows = sqlx::query_as(&format!("{GRANT_SELECT} WHERE g.grantee_org_id = $1 ORDER BY g.id"))
         .bind(org_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(all_terms(rows))
+}
+
+/// A grant with the names of its dataset and grantee.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantListing {
+    #[serde(flatten)]
+    pub terms: GrantTerms,
+    pub dataset: String,
+    pub grantee: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A [`GrantRow`] with the names of its dataset and grantee.
+#[derive(FromRow)]
+struct GrantListingRow {
+    #[sqlx(flatten)]
+    grant: GrantRow,
+    dataset: String,
+    grantee: String,
+    created_at: DateTime<Utc>,
+}
+
+/// Grants, on one dataset and/or held by one organisation or all, ordered by id.
+pub async fn list_grants(
+    pool: &PgPool,
+    dataset_id: Option<i64>,
+    grantee: Option<&Slug>,
+) -> Result<Vec<GrantListing>, sqlx::Error> {
+    let rows: Vec<GrantListingRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        grant_columns!(),
+        ", g.created_at, ds.slug AS dataset, o.slug AS grantee
+         FROM grants g JOIN datasets ds ON ds.id = g.dataset_id JOIN organisations o ON o.id = g.grantee_org_id
+         WHERE ($1::bigint IS NULL OR g.dataset_id = $1) AND ($2::text IS NULL OR o.slug = $2)
+         ORDER BY g.id"
+    ))
+    .bind(dataset_id)
+    .bind(grantee.map(Slug::as_str))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| GrantListing {
+            terms: r.grant.into(),
+            dataset: r.dataset,
+            grantee: r.grantee,
+            created_at: r.created_at,
+        })
+        .collect())
 }

@@ -3,13 +3,15 @@
 //! 15-minute rollup ([`observations`]), dead letters ([`dead_letters`]),
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
-//! the hash-chained audit log ([`audit`]), the open data catalog's facts
-//! ([`catalog`]), and the operators' listings ([`admin_queries`]).
+//! the hash-chained audit log ([`audit`]) and the open data catalog's facts
+//! ([`catalog`]). The operators' listings live beside their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
-//! are the policy's (`hoheit_domain::policy`), never made here.
+//! are the policy's (`hoheit_domain::policy`), never made here. Rows are read
+//! into types (`#[derive(sqlx::FromRow)]`, `query_as`, `query_scalar`), never
+//! column by column by name, so each statement and the type it fills sit
+//! side by side.
 
-pub mod admin_queries;
 pub mod audit;
 pub mod catalog;
 pub mod datasets;

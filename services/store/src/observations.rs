@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, FromRow, PgConnection, PgPool};
 
 use hoheit_domain::policy::{ReadRequest, Release, Resolution};
 use hoheit_domain::{DatastreamId, Micros, Reading};
@@ -198,7 +198,7 @@ pub fn encode_copy(readings: &[Reading], out: &mut Vec<u8>) -> Result<(), sqlx::
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema, FromRow)]
 pub struct Observation {
     pub time: DateTime<Utc>,
     pub value: f64,
@@ -218,7 +218,7 @@ pub async fn range(
         Some(cursor) if cursor >= from => cursor + chrono::Duration::microseconds(1),
         _ => from,
     };
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT time, value FROM observations
          WHERE datastream_id = $1 AND time >= $2 AND time < $3
          ORDER BY time ASC LIMIT $4",
@@ -228,12 +228,14 @@ pub async fn range(
     .bind(to)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(|r| Observation { time: r.get("time"), value: r.get("value") }).collect())
+    .await
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+/// One aggregate; its queries name the time column `bucket` (as an output
+/// alias, `time` would be the readings' column in `GROUP BY`).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema, FromRow)]
 pub struct Bucket {
+    #[sqlx(rename = "bucket")]
     pub time: DateTime<Utc>,
     pub avg: f64,
     /// Absent for personal data: an extreme is one person's reading.
@@ -286,18 +288,7 @@ pub async fn aggregates(
     } else {
         AGGREGATES_RAW
     };
-    let rows =
-        sqlx::query(sql).bind(datastream.0).bind(from).bind(to).bind(interval_secs as f64).fetch_all(pool).await?;
-    Ok(rows
-        .iter()
-        .map(|r| Bucket {
-            time: r.get("bucket"),
-            avg: r.get("avg"),
-            min: Some(r.get("min")),
-            max: Some(r.get("max")),
-            count: r.get("count"),
-        })
-        .collect())
+    sqlx::query_as(sql).bind(datastream.0).bind(from).bind(to).bind(interval_secs as f64).fetch_all(pool).await
 }
 
 fn on_rollup_grid(t: DateTime<Utc>) -> bool {
@@ -324,9 +315,10 @@ pub async fn personal_aggregates(
             "personal aggregates need an interval on the 15-minute grid, not {interval_secs} s"
         )));
     }
-    let rows = sqlx::query(
+    // No minimum or maximum: an extreme is one person's reading.
+    sqlx::query_as(
         "SELECT time_bucket(make_interval(secs => $4::float8), bucket, timestamptz 'epoch') AS bucket,
-                sum(sum) / sum(count) AS avg, sum(count)::bigint AS count
+                sum(sum) / sum(count) AS avg, NULL::float8 AS min, NULL::float8 AS max, sum(count)::bigint AS count
          FROM observations_15m
          WHERE datastream_id = $1 AND bucket >= $2 AND bucket + INTERVAL '15 minutes' <= $3 AND count >= $5
          GROUP BY 1 HAVING sum(count) >= $5 ORDER BY 1",
@@ -337,11 +329,7 @@ pub async fn personal_aggregates(
     .bind(interval_secs as f64)
     .bind(i64::from(min_count))
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Bucket { time: r.get("bucket"), avg: r.get("avg"), min: None, max: None, count: r.get("count") })
-        .collect())
+    .await
 }
 
 /// Aggregates from the raw readings.

@@ -10,6 +10,7 @@
 //! Creating and disabling a principal, issuing and revoking a key each write
 //! their audit record in the same transaction (metadata only: never a key or
 //! a hash). [`still_valid`] re-checks a credential for long-lived requests.
+//! The operators' tool lists principals and keys by name.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -17,7 +18,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{FromRow, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::registry::RegistryError;
@@ -123,12 +124,14 @@ pub struct NewPrincipal {
     pub oidc_subject: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A principal as the administration shows it (a row of [`VIEW_SELECT`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, FromRow)]
 pub struct PrincipalView {
     pub id: i64,
     pub org: String,
     pub name: String,
     pub kind: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub oidc_subject: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -146,6 +149,39 @@ pub struct ApiKeyView {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A key's row as stored; the view adds the key prefix to `lookup`.
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: i64,
+    principal_id: i64,
+    lookup: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKeyView {
+    fn from(row: ApiKeyRow) -> Self {
+        ApiKeyView {
+            id: row.id,
+            principal_id: row.principal_id,
+            lookup: format!("{KEY_PREFIX}{}", row.lookup),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// What an insert returns: the new row's id and time, and the organisation
+/// its audit record concerns.
+#[derive(FromRow)]
+struct Inserted {
+    id: i64,
+    org_id: i64,
+    created_at: DateTime<Utc>,
 }
 
 /// A freshly created key: shown once.
@@ -187,7 +223,7 @@ pub async fn create_principal(
     actor: &Actor,
 ) -> Result<PrincipalView, RegistryError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let inserted: Inserted = sqlx::query_as(
         "INSERT INTO principals (org_id, name, kind, role, oidc_subject)
          SELECT id, $2, $3, $4, $5 FROM organisations WHERE slug = $1
          RETURNING id, org_id, created_at",
@@ -202,44 +238,55 @@ pub async fn create_principal(
     .map_err(|e| unique_violation(e, format!("principal {} (or its OIDC subject)", new.name)))?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
     let view = PrincipalView {
-        id: row.get("id"),
+        id: inserted.id,
         org: new.org.to_string(),
         name: new.name.to_string(),
         kind: new.kind.as_str().into(),
         role: new.role,
         oidc_subject: new.oidc_subject.clone(),
-        created_at: row.get("created_at"),
+        created_at: inserted.created_at,
         disabled_at: None,
     };
-    let change = AdminChange::new("principal.create", "principal", view.id, row.get("org_id"));
+    let change = AdminChange::new("principal.create", "principal", view.id, inserted.org_id);
     audit::record_change(&mut tx, actor, &change.states(None::<&PrincipalView>, Some(&view))).await?;
     tx.commit().await?;
     Ok(view)
 }
 
+/// The columns of a [`PrincipalView`], and the principal's `org_id`.
+const VIEW_SELECT: &str = "SELECT p.id, o.slug AS org, p.org_id, p.name, p.kind, p.role, p.oidc_subject, p.created_at,
+            p.disabled_at
+     FROM principals p JOIN organisations o ON o.id = p.org_id";
+
+/// A principal's view with its organisation's id.
+#[derive(FromRow)]
+struct ViewWithOrg {
+    #[sqlx(flatten)]
+    view: PrincipalView,
+    org_id: i64,
+}
+
 /// A principal's view and organisation id.
 async fn principal_view<'e>(executor: impl PgExecutor<'e>, id: i64) -> Result<(PrincipalView, i64), RegistryError> {
-    let row = sqlx::query(
-        "SELECT p.id, o.slug AS org, p.org_id, p.name, p.kind, p.role, p.oidc_subject, p.created_at, p.disabled_at
-         FROM principals p JOIN organisations o ON o.id = p.org_id WHERE p.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(executor)
-    .await?
-    .ok_or_else(|| RegistryError::NotFound(format!("principal {id}")))?;
-    let role =
-        row.get::<&str, _>("role").parse().map_err(|e: String| RegistryError::Invalid { field: "role", reason: e })?;
-    let view = PrincipalView {
-        id: row.get("id"),
-        org: row.get("org"),
-        name: row.get("name"),
-        kind: row.get("kind"),
-        role,
-        oidc_subject: row.get("oidc_subject"),
-        created_at: row.get("created_at"),
-        disabled_at: row.get("disabled_at"),
-    };
-    Ok((view, row.get("org_id")))
+    let row: ViewWithOrg = sqlx::query_as(&format!("{VIEW_SELECT} WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("principal {id}")))?;
+    Ok((row.view, row.org_id))
+}
+
+/// One principal by its (unique) name, if it exists.
+pub async fn principal_by_name(pool: &PgPool, name: &Slug) -> Result<Option<PrincipalView>, RegistryError> {
+    Ok(sqlx::query_as(&format!("{VIEW_SELECT} WHERE p.name = $1")).bind(name.as_str()).fetch_optional(pool).await?)
+}
+
+/// Principals, of one organisation or all, ordered by id.
+pub async fn list_principals(pool: &PgPool, org: Option<&Slug>) -> Result<Vec<PrincipalView>, RegistryError> {
+    Ok(sqlx::query_as(&format!("{VIEW_SELECT} WHERE ($1::text IS NULL OR o.slug = $1) ORDER BY p.id"))
+        .bind(org.map(Slug::as_str))
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Disables a principal: none of its keys or tokens is accepted any more;
@@ -263,11 +310,10 @@ pub async fn disable(pool: &PgPool, principal_id: i64, actor: &Actor) -> Result<
 
 /// The organisation id a principal belongs to.
 pub async fn org_of_principal(pool: &PgPool, principal_id: i64) -> Result<i64, RegistryError> {
-    sqlx::query("SELECT org_id FROM principals WHERE id = $1")
+    sqlx::query_scalar("SELECT org_id FROM principals WHERE id = $1")
         .bind(principal_id)
         .fetch_optional(pool)
         .await?
-        .map(|r| r.get("org_id"))
         .ok_or_else(|| RegistryError::NotFound(format!("principal {principal_id}")))
 }
 
@@ -299,7 +345,7 @@ pub async fn create_key(
     let key = format!("{KEY_PREFIX}{lookup}_{secret}");
     let secret_hash = Sha256::digest(secret.as_bytes()).to_vec();
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let inserted: Inserted = sqlx::query_as(
         "INSERT INTO api_keys (principal_id, lookup, secret_hash, mqtt_hash, expires_at)
          SELECT id, $2, $3, $4, $5 FROM principals WHERE id = $1
          RETURNING id, created_at, (SELECT org_id FROM principals WHERE id = $1) AS org_id",
@@ -313,14 +359,14 @@ pub async fn create_key(
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("principal {principal_id}")))?;
     let view = ApiKeyView {
-        id: row.get("id"),
+        id: inserted.id,
         principal_id,
         lookup: format!("{KEY_PREFIX}{lookup}"),
-        created_at: row.get("created_at"),
+        created_at: inserted.created_at,
         expires_at,
         revoked_at: None,
     };
-    let change = AdminChange::new("key.issue", "api_key", view.id, row.get("org_id"));
+    let change = AdminChange::new("key.issue", "api_key", view.id, inserted.org_id);
     audit::record_change(&mut tx, actor, &change.states(None::<&ApiKeyView>, Some(&view))).await?;
     tx.commit().await?;
     Ok(IssuedKey { view, key })
@@ -330,7 +376,7 @@ pub async fn create_key(
 /// by the caller, e.g. with [`org_of_key`].)
 pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(), RegistryError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
+    let row: KeyWithOrg = sqlx::query_as(
         "UPDATE api_keys k SET revoked_at = now() FROM principals p
          WHERE k.id = $1 AND k.revoked_at IS NULL AND p.id = k.principal_id
          RETURNING k.id, k.principal_id, k.lookup, k.created_at, k.expires_at, k.revoked_at, p.org_id",
@@ -339,16 +385,9 @@ pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(),
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| RegistryError::NotFound(format!("active key {key_id}")))?;
-    let after = ApiKeyView {
-        id: row.get("id"),
-        principal_id: row.get("principal_id"),
-        lookup: format!("{KEY_PREFIX}{}", row.get::<&str, _>("lookup")),
-        created_at: row.get("created_at"),
-        expires_at: row.get("expires_at"),
-        revoked_at: row.get("revoked_at"),
-    };
+    let after = ApiKeyView::from(row.key);
     let before = ApiKeyView { revoked_at: None, ..after.clone() };
-    let change = AdminChange::new("key.revoke", "api_key", key_id, row.get("org_id"));
+    let change = AdminChange::new("key.revoke", "api_key", key_id, row.org_id);
     audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
     tx.commit().await?;
     Ok(())
@@ -356,33 +395,102 @@ pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(),
 
 /// The organisation that owns a key (through its principal).
 pub async fn org_of_key(pool: &PgPool, key_id: i64) -> Result<i64, RegistryError> {
-    sqlx::query("SELECT p.org_id FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1")
+    sqlx::query_scalar("SELECT p.org_id FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1")
         .bind(key_id)
         .fetch_optional(pool)
         .await?
-        .map(|r| r.get("org_id"))
         .ok_or_else(|| RegistryError::NotFound(format!("key {key_id}")))
+}
+
+/// A key's row with the organisation of its principal.
+#[derive(FromRow)]
+struct KeyWithOrg {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    org_id: i64,
+}
+
+/// A key's metadata with its principal and organisation (never the key).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyListing {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    pub principal: String,
+    pub org: String,
+}
+
+/// A key's row with the names of its principal and organisation.
+#[derive(FromRow)]
+struct KeyListingRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    principal: String,
+    org: String,
+}
+
+/// API keys, of one principal and/or organisation or all, ordered by id.
+pub async fn list_keys(
+    pool: &PgPool,
+    principal: Option<&Slug>,
+    org: Option<&Slug>,
+) -> Result<Vec<KeyListing>, sqlx::Error> {
+    let rows: Vec<KeyListingRow> = sqlx::query_as(
+        "SELECT k.id, k.principal_id, k.lookup, k.created_at, k.expires_at, k.revoked_at, p.name AS principal, o.slug AS org
+         FROM api_keys k JOIN principals p ON p.id = k.principal_id JOIN organisations o ON o.id = p.org_id
+         WHERE ($1::text IS NULL OR p.name = $1) AND ($2::text IS NULL OR o.slug = $2)
+         ORDER BY k.id",
+    )
+    .bind(principal.map(Slug::as_str))
+    .bind(org.map(Slug::as_str))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| KeyListing { key: r.key.into(), principal: r.principal, org: r.org }).collect())
+}
+
+/// What authentication needs of a principal and its organisation. The role
+/// and the kind stay text here: a value that does not parse is an invalid
+/// credential ([`AuthError::Invalid`]), not an unavailable database.
+#[derive(FromRow)]
+struct PrincipalRow {
+    id: i64,
+    name: String,
+    role: String,
+    disabled_at: Option<DateTime<Utc>>,
+    org_id: i64,
+    org_slug: String,
+    org_kind: String,
+    parent_id: Option<i64>,
 }
 
 const PRINCIPAL_SELECT: &str =
     "SELECT p.id, p.name, p.role, p.disabled_at, o.id AS org_id, o.slug AS org_slug, o.kind AS org_kind, o.parent_id
      FROM principals p JOIN organisations o ON o.id = p.org_id";
 
-fn principal_from_row(row: &sqlx::postgres::PgRow, key_id: Option<i64>) -> Result<Principal, AuthError> {
-    if row.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some() {
-        return Err(AuthError::Disabled);
+impl PrincipalRow {
+    fn principal(self, key_id: Option<i64>) -> Result<Principal, AuthError> {
+        if self.disabled_at.is_some() {
+            return Err(AuthError::Disabled);
+        }
+        let kind: OrgKind = self.org_kind.parse().map_err(|_| AuthError::Invalid)?;
+        Ok(Principal {
+            id: self.id,
+            name: self.name,
+            org_id: self.org_id,
+            org_slug: self.org_slug,
+            municipality_id: municipality_of(self.org_id, kind, self.parent_id),
+            role: self.role.parse().map_err(|_| AuthError::Invalid)?,
+            key_id,
+        })
     }
-    let org_id: i64 = row.get("org_id");
-    let kind: OrgKind = row.get::<&str, _>("org_kind").parse().map_err(|_| AuthError::Invalid)?;
-    Ok(Principal {
-        id: row.get("id"),
-        name: row.get("name"),
-        org_id,
-        org_slug: row.get("org_slug"),
-        municipality_id: municipality_of(org_id, kind, row.get("parent_id")),
-        role: row.get::<&str, _>("role").parse().map_err(|_| AuthError::Invalid)?,
-        key_id,
-    })
+}
+
+/// What checking a presented key needs of its row.
+#[derive(FromRow)]
+struct KeySecret {
+    id: i64,
+    secret_hash: Vec<u8>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 /// The municipality an organisation belongs to ("Konzern Stadt").
@@ -401,7 +509,7 @@ pub async fn authenticate_key(pool: &PgPool, presented: &str) -> Result<Principa
     if lookup.len() != 16 || !lookup.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AuthError::Invalid);
     }
-    let row = sqlx::query(&format!(
+    let row: Option<PrincipalRow> = sqlx::query_as(&format!(
         "{PRINCIPAL_SELECT} JOIN api_keys k ON k.principal_id = p.id
          WHERE k.lookup = $1"
     ))
@@ -410,33 +518,41 @@ pub async fn authenticate_key(pool: &PgPool, presented: &str) -> Result<Principa
     .await
     .map_err(|_| AuthError::Unavailable)?;
     let Some(row) = row else { return Err(AuthError::Invalid) };
-    let key = sqlx::query("SELECT id, secret_hash, expires_at, revoked_at FROM api_keys WHERE lookup = $1")
-        .bind(lookup)
-        .fetch_one(pool)
-        .await
-        .map_err(|_| AuthError::Unavailable)?;
-    let stored: Vec<u8> = key.get("secret_hash");
+    let key: KeySecret =
+        sqlx::query_as("SELECT id, secret_hash, expires_at, revoked_at FROM api_keys WHERE lookup = $1")
+            .bind(lookup)
+            .fetch_one(pool)
+            .await
+            .map_err(|_| AuthError::Unavailable)?;
+    let stored = &key.secret_hash;
     let presented_hash = Sha256::digest(secret.as_bytes());
     let same = stored.len() == presented_hash.len()
         && stored.iter().zip(presented_hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if !same {
         return Err(AuthError::Invalid);
     }
-    if let Some(at) = key.get::<Option<DateTime<Utc>>, _>("revoked_at") {
+    if let Some(at) = key.revoked_at {
         return Err(AuthError::Revoked(at));
     }
-    let expires: DateTime<Utc> = key.get("expires_at");
-    if expires <= Utc::now() {
-        return Err(AuthError::Expired(expires));
+    if key.expires_at <= Utc::now() {
+        return Err(AuthError::Expired(key.expires_at));
     }
-    principal_from_row(&row, Some(key.get("id")))
+    row.principal(Some(key.id))
+}
+
+/// What [`still_valid`] re-reads of a principal and its key.
+#[derive(FromRow)]
+struct CredentialState {
+    disabled_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 /// Whether a credential accepted earlier is still good: the principal is not
 /// disabled and, for an API key, the key is neither revoked nor expired. A
 /// long-lived request (the live stream) asks this on every tick.
 pub async fn still_valid(pool: &PgPool, principal: &Principal) -> Result<(), AuthError> {
-    let row = sqlx::query(
+    let state: CredentialState = sqlx::query_as(
         "SELECT p.disabled_at, k.revoked_at, k.expires_at
          FROM principals p LEFT JOIN api_keys k ON k.id = $2 AND k.principal_id = p.id
          WHERE p.id = $1",
@@ -447,14 +563,14 @@ pub async fn still_valid(pool: &PgPool, principal: &Principal) -> Result<(), Aut
     .await
     .map_err(|_| AuthError::Unavailable)?
     .ok_or(AuthError::Invalid)?;
-    if row.get::<Option<DateTime<Utc>>, _>("disabled_at").is_some() {
+    if state.disabled_at.is_some() {
         return Err(AuthError::Disabled);
     }
     if principal.key_id.is_some() {
-        if let Some(at) = row.get::<Option<DateTime<Utc>>, _>("revoked_at") {
+        if let Some(at) = state.revoked_at {
             return Err(AuthError::Revoked(at));
         }
-        match row.get::<Option<DateTime<Utc>>, _>("expires_at") {
+        match state.expires_at {
             None => return Err(AuthError::Invalid),
             Some(expires) if expires <= Utc::now() => return Err(AuthError::Expired(expires)),
             Some(_) => {}
@@ -465,18 +581,26 @@ pub async fn still_valid(pool: &PgPool, principal: &Principal) -> Result<(), Aut
 
 /// The principal mapped to an OIDC subject.
 pub async fn by_oidc_subject(pool: &PgPool, subject: &str) -> Result<Principal, AuthError> {
-    let row = sqlx::query(&format!("{PRINCIPAL_SELECT} WHERE p.oidc_subject = $1"))
+    let row: PrincipalRow = sqlx::query_as(&format!("{PRINCIPAL_SELECT} WHERE p.oidc_subject = $1"))
         .bind(subject)
         .fetch_optional(pool)
         .await
         .map_err(|_| AuthError::Unavailable)?
         .ok_or(AuthError::UnknownSubject)?;
-    principal_from_row(&row, None)
+    row.principal(None)
+}
+
+/// A usable key's broker credentials.
+#[derive(FromRow)]
+struct MqttCredential {
+    lookup: String,
+    mqtt_hash: String,
+    slug: String,
 }
 
 /// MQTT credentials of every usable key: (user name, broker hash, organisation slug).
 pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<MqttCredential> = sqlx::query_as(
         "SELECT k.lookup, k.mqtt_hash, o.slug FROM api_keys k
          JOIN principals p ON p.id = k.principal_id JOIN organisations o ON o.id = p.org_id
          WHERE k.revoked_at IS NULL AND k.expires_at > now() AND p.disabled_at IS NULL
@@ -484,10 +608,7 @@ pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<(String, String, Stri
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (format!("{KEY_PREFIX}{}", r.get::<&str, _>("lookup")), r.get("mqtt_hash"), r.get("slug")))
-        .collect())
+    Ok(rows.into_iter().map(|r| (format!("{KEY_PREFIX}{}", r.lookup), r.mqtt_hash, r.slug)).collect())
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! The registry: organisations, things and datastreams, with their SQL.
 //!
 //! Ingest looks datastreams up by their natural key ([`DatastreamKey`]); the
-//! API creates and lists them.
+//! API creates and lists them; the operators' tool lists organisations,
+//! changes an existing organisation's kind and parent (audited like every
+//! administrative change) and finds the datastreams of a thing.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgExecutor, PgPool};
 
+use crate::audit::{self, Actor, AdminChange};
 use hoheit_domain::policy::OrgKind;
 use hoheit_domain::{DatastreamId, DatastreamKey, Slug, Unit};
 
@@ -24,6 +27,13 @@ pub enum RegistryError {
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// A stored value that does not parse. Stored values were validated on the
+/// way in; a failure means the table was edited by hand, which deserves an
+/// error rather than a panic.
+fn stored<T, E: std::fmt::Display>(field: &'static str, parsed: Result<T, E>) -> Result<T, RegistryError> {
+    parsed.map_err(|e| RegistryError::Invalid { field, reason: format!("stored value is not valid: {e}") })
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -70,12 +80,16 @@ pub struct NewThing {
     pub longitude: Option<f64>,
 }
 
-/// A datastream as the API lists it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, FromRow)]
 pub struct Datastream {
+    #[sqlx(try_from = "i64")]
     pub id: DatastreamId,
+    #[sqlx(try_from = "String")]
     pub org: Slug,
+    #[sqlx(try_from = "String")]
     pub thing: Slug,
+    #[sqlx(try_from = "String")]
     pub property: Slug,
     pub name: String,
     pub unit: Option<String>,
@@ -109,11 +123,11 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result<Organisation, RegistryError> {
-    check_name(&new.name)?;
-    let kind = new.kind.unwrap_or(OrgKind::Municipality);
+/// Departments and municipal companies name their municipality as parent,
+/// the others have none.
+fn check_parent(kind: OrgKind, parent: Option<&Slug>) -> Result<(), RegistryError> {
     let needs_parent = matches!(kind, OrgKind::Department | OrgKind::MunicipalCompany);
-    if needs_parent != new.parent.is_some() {
+    if needs_parent != parent.is_some() {
         let reason = if needs_parent {
             "departments and municipal companies name their municipality as parent"
         } else {
@@ -121,18 +135,26 @@ pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result
         };
         return Err(RegistryError::Invalid { field: "parent", reason: reason.into() });
     }
-    let parent_id: Option<i64> = match &new.parent {
-        None => None,
-        Some(parent) => Some(
-            sqlx::query("SELECT id FROM organisations WHERE slug = $1 AND kind = 'municipality'")
-                .bind(parent.as_str())
-                .fetch_optional(pool)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound(format!("municipality {parent}")))?
-                .get("id"),
-        ),
-    };
-    let row = sqlx::query(
+    Ok(())
+}
+
+/// The id of the municipality `parent`, if one is named.
+async fn parent_id<'e>(executor: impl PgExecutor<'e>, parent: Option<&Slug>) -> Result<Option<i64>, RegistryError> {
+    let Some(parent) = parent else { return Ok(None) };
+    sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1 AND kind = 'municipality'")
+        .bind(parent.as_str())
+        .fetch_optional(executor)
+        .await?
+        .map(Some)
+        .ok_or_else(|| RegistryError::NotFound(format!("municipality {parent}")))
+}
+
+pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result<Organisation, RegistryError> {
+    check_name(&new.name)?;
+    let kind = new.kind.unwrap_or(OrgKind::Municipality);
+    check_parent(kind, new.parent.as_ref())?;
+    let parent_id = parent_id(pool, new.parent.as_ref()).await?;
+    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO organisations (slug, name, kind, parent_id) VALUES ($1, $2, $3, $4) RETURNING id, created_at",
     )
     .bind(new.slug.as_str())
@@ -149,13 +171,115 @@ pub async fn create_organisation(pool: &PgPool, new: &NewOrganisation) -> Result
         }
     })?;
     Ok(Organisation {
-        id: row.get("id"),
+        id,
         slug: new.slug.clone(),
         name: new.name.clone(),
         kind,
         parent: new.parent.clone(),
-        created_at: row.get("created_at"),
+        created_at,
     })
+}
+
+/// An organisation as stored, with its parent's slug.
+#[derive(FromRow)]
+struct OrganisationRow {
+    id: i64,
+    slug: String,
+    name: String,
+    #[sqlx(try_from = "String")]
+    kind: OrgKind,
+    parent: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+const ORGANISATION_SELECT: &str = "SELECT o.id, o.slug, o.name, o.kind, p.slug AS parent, o.created_at
+     FROM organisations o LEFT JOIN organisations p ON p.id = o.parent_id";
+
+impl TryFrom<OrganisationRow> for Organisation {
+    type Error = RegistryError;
+    fn try_from(row: OrganisationRow) -> Result<Self, RegistryError> {
+        Ok(Organisation {
+            id: row.id,
+            slug: stored("slug", Slug::parse("organisation", &row.slug))?,
+            name: row.name,
+            kind: row.kind,
+            parent: row.parent.map(|p| stored("parent", Slug::parse("organisation", &p))).transpose()?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Every organisation, ordered by id.
+pub async fn list_organisations(pool: &PgPool) -> Result<Vec<Organisation>, RegistryError> {
+    let rows: Vec<OrganisationRow> =
+        sqlx::query_as(&format!("{ORGANISATION_SELECT} ORDER BY o.id")).fetch_all(pool).await?;
+    rows.into_iter().map(Organisation::try_from).collect()
+}
+
+/// One organisation by slug, if it exists.
+pub async fn organisation(pool: &PgPool, slug: &Slug) -> Result<Option<Organisation>, RegistryError> {
+    let row: Option<OrganisationRow> = sqlx::query_as(&format!("{ORGANISATION_SELECT} WHERE o.slug = $1"))
+        .bind(slug.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.map(Organisation::try_from).transpose()
+}
+
+/// Changes an existing organisation's kind and parent, with the rules of
+/// [`create_organisation`]: departments and municipal companies name their
+/// municipality as parent, the others have none. A municipality that others
+/// name as parent cannot stop being one. Audited as `organisation.update`.
+pub async fn set_organisation_kind(
+    pool: &PgPool,
+    slug: &Slug,
+    kind: OrgKind,
+    parent: Option<&Slug>,
+    actor: &Actor,
+) -> Result<Organisation, RegistryError> {
+    check_parent(kind, parent)?;
+    if parent == Some(slug) {
+        return Err(RegistryError::Invalid {
+            field: "parent",
+            reason: "an organisation cannot be its own parent".into(),
+        });
+    }
+    let mut tx = pool.begin().await?;
+    let before: Organisation =
+        sqlx::query_as::<_, OrganisationRow>(&format!("{ORGANISATION_SELECT} WHERE o.slug = $1 FOR UPDATE OF o"))
+            .bind(slug.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))?
+            .try_into()?;
+    let id = before.id;
+    let parent_id = parent_id(&mut *tx, parent).await?;
+    if kind != OrgKind::Municipality {
+        let children: i64 = sqlx::query_scalar("SELECT count(*) FROM organisations WHERE parent_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if children > 0 {
+            return Err(RegistryError::Invalid {
+                field: "kind",
+                reason: format!("{slug} is the parent of {children} organisation(s) and must stay a municipality"),
+            });
+        }
+    }
+    sqlx::query("UPDATE organisations SET kind = $2, parent_id = $3 WHERE id = $1")
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(parent_id)
+        .execute(&mut *tx)
+        .await?;
+    let after: Organisation = sqlx::query_as::<_, OrganisationRow>(&format!("{ORGANISATION_SELECT} WHERE o.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_into()?;
+    let change = AdminChange::new("organisation.update", "organisation", id, id);
+    audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
 pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, RegistryError> {
@@ -166,7 +290,7 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
     if new.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
         return Err(RegistryError::Invalid { field: "longitude", reason: "must be between -180 and 180".into() });
     }
-    let row = sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO things (org_id, slug, name, latitude, longitude)
          SELECT id, $2, $3, $4, $5 FROM organisations WHERE slug = $1
          RETURNING id",
@@ -187,7 +311,7 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
     })?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
     Ok(Thing {
-        id: row.get("id"),
+        id,
         org: new.org.clone(),
         slug: new.slug.clone(),
         name: new.name.clone(),
@@ -198,7 +322,7 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
 
 pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Datastream, RegistryError> {
     check_name(&new.name)?;
-    let row = sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO datastreams (thing_id, property, name, unit)
          SELECT t.id, $3, $4, $5 FROM things t JOIN organisations o ON o.id = t.org_id
          WHERE o.slug = $1 AND t.slug = $2
@@ -220,7 +344,7 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
     })?
     .ok_or_else(|| RegistryError::NotFound(format!("thing {}/{}", new.org, new.thing)))?;
     Ok(Datastream {
-        id: DatastreamId(row.get("id")),
+        id: DatastreamId(id),
         org: new.org.clone(),
         thing: new.thing.clone(),
         property: new.property.clone(),
@@ -231,6 +355,7 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
     })
 }
 
+/// The columns of a [`Datastream`].
 const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.property, d.name, d.unit,
         latest.time AS latest_time, latest.value AS latest_value
      FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
@@ -238,109 +363,118 @@ const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.
         SELECT ob.time, ob.value FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
      ) latest ON true";
 
-fn datastream_from_row(row: &sqlx::postgres::PgRow) -> Result<Datastream, RegistryError> {
-    // Stored slugs were validated on the way in; a failure here means the
-    // table was edited by hand, which deserves an error rather than a panic.
-    let slug = |column: &'static str| -> Result<Slug, RegistryError> {
-        Slug::parse(column, row.get::<&str, _>(column))
-            .map_err(|e| RegistryError::Invalid { field: column, reason: e.to_string() })
-    };
-    Ok(Datastream {
-        id: DatastreamId(row.get("id")),
-        org: slug("org")?,
-        thing: slug("thing")?,
-        property: slug("property")?,
-        name: row.get("name"),
-        unit: row.get("unit"),
-        latest_time: row.get("latest_time"),
-        latest_value: row.get("latest_value"),
-    })
+/// Where a datastream is: its thing's name and position.
+#[derive(FromRow)]
+struct Place {
+    id: i64,
+    name: String,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
 }
 
-/// Every datastream, ordered by id.
 /// Where each datastream is: its thing's name and position (latitude,
 /// longitude), by datastream id; one query for all of them.
 pub async fn places(
     pool: &PgPool,
 ) -> Result<std::collections::HashMap<i64, (String, Option<f64>, Option<f64>)>, RegistryError> {
-    let rows = sqlx::query(
+    let rows: Vec<Place> = sqlx::query_as(
         "SELECT d.id, t.name, t.latitude, t.longitude FROM datastreams d JOIN things t ON t.id = d.thing_id",
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(|r| (r.get("id"), (r.get("name"), r.get("latitude"), r.get("longitude")))).collect())
+    Ok(rows.into_iter().map(|p| (p.id, (p.name, p.latitude, p.longitude))).collect())
 }
 
+/// Every datastream, ordered by id.
 pub async fn list_datastreams(pool: &PgPool) -> Result<Vec<Datastream>, RegistryError> {
-    let rows = sqlx::query(&format!("{DATASTREAM_SELECT} ORDER BY d.id")).fetch_all(pool).await?;
-    rows.iter().map(datastream_from_row).collect()
+    Ok(sqlx::query_as(&format!("{DATASTREAM_SELECT} ORDER BY d.id")).fetch_all(pool).await?)
 }
 
 pub async fn get_datastream(pool: &PgPool, id: DatastreamId) -> Result<Datastream, RegistryError> {
-    let row = sqlx::query(&format!("{DATASTREAM_SELECT} WHERE d.id = $1"))
+    sqlx::query_as(&format!("{DATASTREAM_SELECT} WHERE d.id = $1"))
         .bind(id.0)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))?;
-    datastream_from_row(&row)
+        .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
 }
+
+/// The ids of every datastream of a thing, ordered by id.
+pub async fn datastreams_of_thing(pool: &PgPool, org: &Slug, thing: &Slug) -> Result<Vec<DatastreamId>, RegistryError> {
+    let thing_id: i64 = sqlx::query_scalar(
+        "SELECT t.id FROM things t JOIN organisations o ON o.id = t.org_id WHERE o.slug = $1 AND t.slug = $2",
+    )
+    .bind(org.as_str())
+    .bind(thing.as_str())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("thing {org}/{thing}")))?;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM datastreams WHERE thing_id = $1 ORDER BY id")
+        .bind(thing_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(ids.into_iter().map(DatastreamId).collect())
+}
+
+/// A datastream's natural key and unit as stored.
+#[derive(FromRow)]
+struct KeyRow {
+    id: i64,
+    unit: Option<String>,
+    org: String,
+    thing: String,
+    property: String,
+}
+
+impl KeyRow {
+    fn reference(&self) -> DatastreamRef {
+        DatastreamRef { id: DatastreamId(self.id), unit: self.unit.as_deref().and_then(|u| Unit::parse(u).ok()) }
+    }
+
+    /// `None` if a stored slug does not parse (the table was edited by hand).
+    fn key(&self) -> Option<DatastreamKey> {
+        Some(DatastreamKey {
+            org: Slug::parse("organisation", &self.org).ok()?,
+            thing: Slug::parse("thing", &self.thing).ok()?,
+            property: Slug::parse("property", &self.property).ok()?,
+        })
+    }
+}
+
+const KEY_SELECT: &str = "SELECT d.id, d.unit, o.slug AS org, t.slug AS thing, d.property FROM datastreams d
+     JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id";
 
 /// Looks one datastream up by its natural key.
 pub async fn lookup(pool: &PgPool, key: &DatastreamKey) -> Result<Option<DatastreamRef>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT d.id, d.unit FROM datastreams d JOIN things t ON t.id = d.thing_id
-         JOIN organisations o ON o.id = t.org_id
-         WHERE o.slug = $1 AND t.slug = $2 AND d.property = $3",
-    )
-    .bind(key.org.as_str())
-    .bind(key.thing.as_str())
-    .bind(key.property.as_str())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|row| DatastreamRef {
-        id: DatastreamId(row.get("id")),
-        unit: row.get::<Option<&str>, _>("unit").and_then(|u| Unit::parse(u).ok()),
-    }))
+    let row: Option<KeyRow> =
+        sqlx::query_as(&format!("{KEY_SELECT} WHERE o.slug = $1 AND t.slug = $2 AND d.property = $3"))
+            .bind(key.org.as_str())
+            .bind(key.thing.as_str())
+            .bind(key.property.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.as_ref().map(KeyRow::reference))
 }
 
 /// Every datastream's key and reference, for warming ingest's cache.
 pub async fn load_all(pool: &PgPool) -> Result<Vec<(DatastreamKey, DatastreamRef)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT d.id, d.unit, o.slug AS org, t.slug AS thing, d.property FROM datastreams d
-         JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            let key = DatastreamKey {
-                org: Slug::parse("organisation", row.get("org")).ok()?,
-                thing: Slug::parse("thing", row.get("thing")).ok()?,
-                property: Slug::parse("property", row.get("property")).ok()?,
-            };
-            let unit = row.get::<Option<&str>, _>("unit").and_then(|u| Unit::parse(u).ok());
-            Some((key, DatastreamRef { id: DatastreamId(row.get("id")), unit }))
-        })
-        .collect())
+    let rows: Vec<KeyRow> = sqlx::query_as(KEY_SELECT).fetch_all(pool).await?;
+    Ok(rows.iter().filter_map(|row| Some((row.key()?, row.reference()))).collect())
 }
 
-/// An organisation's id and kind by slug.
+/// An organisation's id by slug.
 pub async fn organisation_id(pool: &PgPool, slug: &Slug) -> Result<i64, RegistryError> {
-    sqlx::query("SELECT id FROM organisations WHERE slug = $1")
+    sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
         .bind(slug.as_str())
         .fetch_optional(pool)
         .await?
-        .map(|r| r.get("id"))
         .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))
 }
 
 /// The organisation that owns a thing's datastream (through the thing).
 pub async fn datastream_org(pool: &PgPool, id: DatastreamId) -> Result<i64, RegistryError> {
-    sqlx::query("SELECT t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.id = $1")
+    sqlx::query_scalar("SELECT t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.id = $1")
         .bind(id.0)
         .fetch_optional(pool)
         .await?
-        .map(|r| r.get("org_id"))
         .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
 }

@@ -13,6 +13,7 @@ mod rust_source;
 mod service_deps;
 mod shellcheck;
 mod tree;
+mod typed_rows;
 
 use std::fmt;
 use std::path::Path;
@@ -54,6 +55,7 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Violation>> {
     violations.extend(module_doc::check(&tree)?);
     violations.extend(api_sql::check(&tree)?);
     violations.extend(access_gate::check(&tree)?);
+    violations.extend(typed_rows::check(&tree)?);
     violations.extend(service_deps::check(&tree)?);
     violations.extend(architecture_paths::check(&tree)?);
     violations.extend(openapi_routes::check(&tree)?);

@@ -5,9 +5,9 @@
 use clap::{Args, Subcommand};
 use hoheit_domain::policy::Classification;
 use hoheit_domain::{DatastreamId, Slug};
-use hoheit_store::admin_queries;
 use hoheit_store::audit::Actor;
 use hoheit_store::datasets::{self, Dataset, NewDataset};
+use hoheit_store::registry;
 use sqlx::PgPool;
 
 use super::ThingRef;
@@ -73,9 +73,7 @@ pub struct AssignArgs {
 
 /// The dataset called `slug`, or an input error.
 pub async fn by_slug(pool: &PgPool, slug: &Slug) -> Result<Dataset, AdminError> {
-    admin_queries::dataset_by_slug(pool, slug)
-        .await?
-        .ok_or_else(|| AdminError::Input(format!("dataset {slug} not found")))
+    datasets::by_slug(pool, slug).await?.ok_or_else(|| AdminError::Input(format!("dataset {slug} not found")))
 }
 
 pub async fn run(
@@ -132,7 +130,7 @@ pub async fn run(
             let ds = by_slug(pool, &a.dataset).await?;
             let mut ids: Vec<DatastreamId> = a.datastreams.iter().copied().map(DatastreamId).collect();
             for thing in &a.thing {
-                let of_thing = admin_queries::datastreams_of_thing(pool, &thing.org, &thing.thing).await?;
+                let of_thing = registry::datastreams_of_thing(pool, &thing.org, &thing.thing).await?;
                 if of_thing.is_empty() {
                     return Err(AdminError::Input(format!("thing {}/{} has no datastreams", thing.org, thing.thing)));
                 }

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use hoheit_domain::policy::GrantTerms;
 use hoheit_domain::Slug;
-use hoheit_store::admin_queries::{self, GrantListing};
 use hoheit_store::audit::Actor;
-use hoheit_store::grants::{self, NewGrant};
+use hoheit_store::grants::{self, GrantListing, NewGrant};
 use sqlx::PgPool;
 
 use crate::output::{time, Table};
@@ -144,7 +143,7 @@ pub async fn run(pool: &PgPool, command: GrantCommand, actor: &Actor, out: &mut 
                 Some(slug) => Some(super::datasets::by_slug(pool, slug).await?.id),
                 None => None,
             };
-            let list: Vec<GrantListing> = admin_queries::list_grants(pool, dataset_id, a.grantee.as_ref()).await?;
+            let list: Vec<GrantListing> = grants::list_grants(pool, dataset_id, a.grantee.as_ref()).await?;
             out.show(&list, |out| {
                 let now = Utc::now();
                 let mut table = Table::new(&[

@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use hoheit_domain::Slug;
-use hoheit_store::admin_queries;
 use hoheit_store::audit::Actor;
 use hoheit_store::principals::{self, KeyExpiry, KeyLifetime};
 use serde::Serialize;
@@ -72,7 +71,7 @@ pub struct NewKey {
 
 /// Issues a key for the principal called `name`.
 pub async fn issue(pool: &PgPool, name: &Slug, expires_at: KeyExpiry, actor: &Actor) -> Result<NewKey, AdminError> {
-    let principal = admin_queries::principal_by_name(pool, name)
+    let principal = principals::principal_by_name(pool, name)
         .await?
         .ok_or_else(|| AdminError::Input(format!("principal {name} not found")))?;
     let issued = principals::create_key(pool, principal.id, expires_at, actor).await?;
@@ -119,7 +118,7 @@ pub async fn run(pool: &PgPool, command: KeyCommand, actor: &Actor, out: &mut Ou
             })
         }
         KeyCommand::List(args) => {
-            let keys = admin_queries::list_keys(pool, args.principal.as_ref(), args.org.as_ref()).await?;
+            let keys = principals::list_keys(pool, args.principal.as_ref(), args.org.as_ref()).await?;
             out.show(&keys, |out| {
                 let now = Utc::now();
                 let mut table =

@@ -5,7 +5,6 @@
 use clap::{Args, Subcommand};
 use hoheit_domain::policy::OrgKind;
 use hoheit_domain::Slug;
-use hoheit_store::admin_queries;
 use hoheit_store::audit::{self, Actor, AdminChange};
 use hoheit_store::registry::{self, NewOrganisation, Organisation};
 use sqlx::PgPool;
@@ -61,7 +60,7 @@ pub async fn run(
             })
         }
         OrganisationCommand::List => {
-            let orgs = admin_queries::list_organisations(pool).await?;
+            let orgs = registry::list_organisations(pool).await?;
             out.show(&orgs, |out| {
                 let mut table = Table::new(&["id", "slug", "kind", "parent", "name"]);
                 for o in &orgs {

@@ -6,7 +6,6 @@
 use clap::{Args, Subcommand};
 use hoheit_domain::policy::Role;
 use hoheit_domain::Slug;
-use hoheit_store::admin_queries;
 use hoheit_store::audit::Actor;
 use hoheit_store::principals::{self, NewPrincipal, PrincipalKind};
 use sqlx::PgPool;
@@ -84,7 +83,7 @@ pub async fn run(
             })
         }
         PrincipalCommand::Disable(args) => {
-            let principal = admin_queries::principal_by_name(pool, &args.name)
+            let principal = principals::principal_by_name(pool, &args.name)
                 .await?
                 .ok_or_else(|| AdminError::Input(format!("principal {} not found", args.name)))?;
             let p = principals::disable(pool, principal.id, actor).await?;
@@ -97,7 +96,7 @@ pub async fn run(
             })
         }
         PrincipalCommand::List(args) => {
-            let list = admin_queries::list_principals(pool, args.org.as_ref()).await?;
+            let list = principals::list_principals(pool, args.org.as_ref()).await?;
             out.show(&list, |out| {
                 let mut table = Table::new(&["id", "name", "organisation", "role", "kind", "oidc subject", "created"]);
                 for p in &list {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hoheit_domain::{DatastreamId, DatastreamKey};
-use hoheit_store::admin_queries;
 use hoheit_store::audit::Actor;
 use hoheit_store::datasets::{self, NewDataset};
 use hoheit_store::grants::{self, NewGrant};
@@ -61,7 +60,7 @@ pub(super) async fn ensure_org(pool: &PgPool, plan: &OrgPlan, actor: &Actor) -> 
         change,
         was,
     };
-    match admin_queries::organisation(pool, &org_slug).await? {
+    match registry::organisation(pool, &org_slug).await? {
         None => {
             let new = NewOrganisation {
                 slug: org_slug,
@@ -75,7 +74,7 @@ pub(super) async fn ensure_org(pool: &PgPool, plan: &OrgPlan, actor: &Actor) -> 
         Some(org) if org.kind == plan.kind && org.parent == parent => Ok(outcome(org.name, Change::Unchanged, None)),
         Some(org) => {
             let was = format!("{}{}", org.kind, org.parent.as_ref().map(|p| format!(" of {p}")).unwrap_or_default());
-            admin_queries::set_organisation_kind(pool, &org_slug, plan.kind, parent.as_ref(), actor).await?;
+            registry::set_organisation_kind(pool, &org_slug, plan.kind, parent.as_ref(), actor).await?;
             Ok(outcome(org.name, Change::Updated, Some(was)))
         }
     }
@@ -89,7 +88,7 @@ pub(super) async fn ensure_dataset(
     actor: &Actor,
 ) -> Result<DatasetOutcome, AdminError> {
     let ds_slug = slug("dataset", plan.slug)?;
-    let (ds, change) = match admin_queries::dataset_by_slug(pool, &ds_slug).await? {
+    let (ds, change) = match datasets::by_slug(pool, &ds_slug).await? {
         Some(ds) => (ds, Change::Unchanged),
         None => {
             let new = NewDataset {
@@ -182,7 +181,7 @@ pub(super) async fn ensure_principal(
     actor: &Actor,
 ) -> Result<PrincipalOutcome, AdminError> {
     let name = slug("principal name", plan.name)?;
-    let change = match admin_queries::principal_by_name(pool, &name).await? {
+    let change = match principals::principal_by_name(pool, &name).await? {
         Some(p) if p.org == plan.org => Change::Unchanged,
         Some(p) => {
             return Err(AdminError::Input(format!(
