@@ -360,7 +360,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The datasets this caller may see. */
+        /**
+         * The datasets this caller may see: some read is allowed, it owns the
+         *     data, or its organisation holds a grant in force or still to come (a
+         *     revoked or expired grant shows nothing).
+         */
         get: operations["datasets_list"];
         put?: never;
         post?: never;
@@ -665,6 +669,10 @@ export interface components {
             /** Format: int64 */
             rows_returned: number;
         };
+        /**
+         * @description One aggregate; its queries name the time column `bucket` (as an output
+         *     alias, `time` would be the readings' column in `GROUP BY`).
+         */
         Bucket: {
             /** Format: double */
             avg: number;
@@ -703,6 +711,7 @@ export interface components {
          * @enum {string}
          */
         Classification: "open" | "internal" | "restricted" | "personal";
+        /** @description A dataset (a row of [`DATASET_SELECT`]). */
         Dataset: {
             classification: components["schemas"]["Classification"];
             /** Format: date-time */
@@ -727,7 +736,7 @@ export interface components {
         DatasetList: {
             datasets: components["schemas"]["Dataset"][];
         };
-        /** @description A datastream as the API lists it. */
+        /** @description A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]). */
         Datastream: {
             id: components["schemas"]["DatastreamId"];
             /**
@@ -784,6 +793,12 @@ export interface components {
              */
             payloads_removed: number;
         };
+        /**
+         * @description The stable machine code of a [`DenyReason`], one per variant: the
+         *     `code` member of a denied request's problem+json answer.
+         * @enum {string}
+         */
+        DenyCode: "not_authenticated" | "no_grant" | "grant_revoked" | "grant_not_yet_valid" | "grant_expired" | "raw_not_granted" | "interval_below_grant" | "interval_off_grid" | "outside_grant_window" | "personal_raw" | "personal_off_grid" | "personal_not_owner" | "not_data_owner" | "not_visible";
         /** @description The metadata at the head of a JSON download. */
         DownloadHead: {
             /** @description The dataset's IRI in the catalog. */
@@ -998,6 +1013,7 @@ export interface components {
         };
         /** @enum {string} */
         PrincipalKind: "person" | "service";
+        /** @description A principal as the administration shows it (a row of [`VIEW_SELECT`]). */
         PrincipalView: {
             /** Format: date-time */
             created_at: string;
@@ -1016,6 +1032,23 @@ export interface components {
         };
         /** @description An RFC 9457 problem: every error response of the API. */
         Problem: {
+            /**
+             * @description On a denial by the access policy (403): why, as a stable machine
+             *     code (the `detail` says it in words). `not_authenticated`: the data
+             *     is not open, present a credential; `no_grant`: the caller's
+             *     organisation holds no grant; `grant_revoked`, `grant_not_yet_valid`,
+             *     `grant_expired`: the grant is not in force; `raw_not_granted`: the
+             *     grant allows aggregates only; `interval_below_grant`: a finer interval
+             *     than the grant allows; `interval_off_grid`: the interval is not a
+             *     whole multiple of the grant's grid; `outside_grant_window`: the range
+             *     starts before the grant's history window; `personal_raw`: raw
+             *     personal data leaves for nobody; `personal_off_grid`: personal
+             *     aggregates lie on the 15-minute grid; `personal_not_owner`: personal
+             *     data is for its owner only; `not_data_owner`: exports are for the
+             *     owner's admins and data owners; `not_visible`: the dataset (or the
+             *     datastream's dataset) is not shared with the caller.
+             */
+            code?: components["schemas"]["DenyCode"];
             /** @description What is wrong and what to change. */
             detail: string;
             /** Format: int32 */
@@ -1123,7 +1156,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1206,7 +1239,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1291,7 +1324,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1391,7 +1424,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1474,7 +1507,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1555,7 +1588,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1639,7 +1672,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1726,7 +1759,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1832,7 +1865,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1937,7 +1970,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2042,7 +2075,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2144,7 +2177,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2228,7 +2261,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2315,7 +2348,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2420,7 +2453,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2524,7 +2557,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2614,7 +2647,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2719,7 +2752,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2831,7 +2864,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2914,7 +2947,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2997,7 +3030,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3083,7 +3116,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3169,7 +3202,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3261,7 +3294,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3347,7 +3380,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3430,7 +3463,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3516,7 +3549,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3609,7 +3642,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3706,7 +3739,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3800,7 +3833,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3884,7 +3917,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3972,7 +4005,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the policy denies this caller (the reason is in `detail`) */
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
             403: {
                 headers: {
                     [name: string]: unknown;
