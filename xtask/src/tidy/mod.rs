@@ -7,6 +7,7 @@
 mod access_gate;
 mod api_sql;
 mod architecture_paths;
+mod layers;
 mod module_doc;
 mod openapi_routes;
 mod rust_source;
@@ -57,6 +58,7 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Violation>> {
     violations.extend(access_gate::check(&tree)?);
     violations.extend(typed_rows::check(&tree)?);
     violations.extend(service_deps::check(&tree)?);
+    violations.extend(layers::check(&tree)?);
     violations.extend(architecture_paths::check(&tree)?);
     violations.extend(openapi_routes::check(&tree)?);
     violations.extend(shellcheck::check(&tree, shellcheck::PROGRAM)?);

@@ -16,18 +16,18 @@ use super::{Tree, Violation};
 const RULE: &str = "service-deps";
 const DEP_TABLES: &[&str] = &["dependencies", "dev-dependencies", "build-dependencies"];
 
-struct Crate {
-    dir: String,
-    name: String,
-    manifest_path: String,
-    manifest: Document<String>,
-    is_service: bool,
+pub(super) struct Crate {
+    pub(super) dir: String,
+    pub(super) name: String,
+    pub(super) manifest_path: String,
+    pub(super) manifest: Document<String>,
+    pub(super) is_service: bool,
 }
 
 /// Where a dependency points: its package name and, for a path dependency, its directory.
-struct Target {
-    package: String,
-    dir: Option<String>,
+pub(super) struct Target {
+    pub(super) package: String,
+    pub(super) dir: Option<String>,
 }
 
 pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
@@ -61,11 +61,11 @@ pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
     Ok(violations)
 }
 
-fn parse(tree: &Tree, path: &str) -> anyhow::Result<Document<String>> {
+pub(super) fn parse(tree: &Tree, path: &str) -> anyhow::Result<Document<String>> {
     Document::parse(tree.read(path)?).with_context(|| format!("parsing {path}"))
 }
 
-fn load(tree: &Tree, dir: String) -> anyhow::Result<Crate> {
+pub(super) fn load(tree: &Tree, dir: String) -> anyhow::Result<Crate> {
     let manifest_path = format!("{dir}/Cargo.toml");
     let manifest = parse(tree, &manifest_path)?;
     let name = manifest.get("package").and_then(|p| p.get("name")).and_then(Item::as_str).unwrap_or(&dir).to_owned();
@@ -75,7 +75,7 @@ fn load(tree: &Tree, dir: String) -> anyhow::Result<Crate> {
 }
 
 /// The dependency tables of a manifest with their names: the plain ones and those under `[target.*]`.
-fn dependency_tables(manifest: &Document<String>) -> Vec<(String, &dyn TableLike)> {
+pub(super) fn dependency_tables(manifest: &Document<String>) -> Vec<(String, &dyn TableLike)> {
     let mut tables = Vec::new();
     for name in DEP_TABLES {
         if let Some(table) = manifest.get(name).and_then(Item::as_table_like) {
@@ -94,7 +94,7 @@ fn dependency_tables(manifest: &Document<String>) -> Vec<(String, &dyn TableLike
 }
 
 /// What the dependency `key = item` of the crate in `crate_dir` points to.
-fn resolve(key: &str, item: &Item, crate_dir: &str, workspace_deps: Option<&dyn TableLike>) -> Target {
+pub(super) fn resolve(key: &str, item: &Item, crate_dir: &str, workspace_deps: Option<&dyn TableLike>) -> Target {
     let inherited = item.get("workspace").and_then(Item::as_bool) == Some(true);
     let (item, base) = match workspace_deps.and_then(|deps| deps.get(key)) {
         Some(workspace_item) if inherited => (workspace_item, ""),
