@@ -69,9 +69,23 @@ pub async fn authorize(
     request: ReadRequest,
 ) -> Result<ReadPermit, ApiError> {
     let grants = grants_for(state, &who.caller, &dataset).await?;
-    let now = Utc::now();
-    let decision = policy::decide(&who.caller, &dataset, &grants, &request, now);
-    let record = read_record(who, &dataset, datastream, action, &request);
+    decide_read(state, who, &dataset, &grants, datastream, action, request, Utc::now()).await
+}
+
+/// The decision of [`authorize`] on access facts and grants already at hand.
+#[allow(clippy::too_many_arguments)]
+async fn decide_read(
+    state: &AppState,
+    who: &Who,
+    dataset: &DatasetAccess,
+    grants: &[GrantTerms],
+    datastream: Option<DatastreamId>,
+    action: &str,
+    request: ReadRequest,
+    now: DateTime<Utc>,
+) -> Result<ReadPermit, ApiError> {
+    let decision = policy::decide(&who.caller, dataset, grants, &request, now);
+    let record = read_record(who, dataset, datastream, action, &request);
     admit(state, who, record, decision, &request, now).await
 }
 
@@ -299,8 +313,13 @@ impl CallerView {
 /// What the caller may see of the dataset `dataset_id`.
 pub async fn dataset_visibility(state: &AppState, caller: &Caller, dataset_id: i64) -> Result<Visibility, ApiError> {
     let access = datasets::access(&state.pool, dataset_id).await?;
-    let grants = grants_for(state, caller, &access).await?;
-    Ok(policy::visibility(caller, &access, &grants, Utc::now()))
+    visibility_of(state, caller, &access).await
+}
+
+/// What the caller may see of `dataset`, under the grants its organisation holds on it.
+async fn visibility_of(state: &AppState, caller: &Caller, dataset: &DatasetAccess) -> Result<Visibility, ApiError> {
+    let grants = grants_for(state, caller, dataset).await?;
+    Ok(policy::visibility(caller, dataset, &grants, Utc::now()))
 }
 
 /// 403 (`not_visible`) unless the caller may see `dataset`.
@@ -323,8 +342,7 @@ pub async fn require_datastream_visible(
     datastream: DatastreamId,
 ) -> Result<Visibility, ApiError> {
     let dataset = datasets::access_for_datastream(&state.pool, datastream).await?;
-    let grants = grants_for(state, &who.caller, &dataset).await?;
-    let visibility = policy::visibility(&who.caller, &dataset, &grants, Utc::now());
+    let visibility = visibility_of(state, &who.caller, &dataset).await?;
     if visibility.shows_datastreams() {
         return Ok(visibility);
     }
@@ -377,15 +395,32 @@ impl<'a> ObservationReads<'a> {
         }
     }
 
-    /// Decides a read of the one datastream a path addresses, through
-    /// [`authorize_datastream`] (which charges its grant and audits a denial).
+    /// Decides a read of the one datastream a path addresses like
+    /// [`authorize`] (charging its grant, auditing a denial), on the access
+    /// facts and grants the request's view has already loaded.
     pub async fn authorize_path(
         &mut self,
         state: &AppState,
         datastream: DatastreamId,
         request: ReadRequest,
     ) -> Result<(), ApiError> {
-        let permit = authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?;
+        let view = self.view;
+        let permit = match view.access.get(&datastream) {
+            Some(dataset) => {
+                decide_read(
+                    state,
+                    self.who,
+                    dataset,
+                    &view.grants,
+                    Some(datastream),
+                    STA_OBSERVATIONS,
+                    request,
+                    view.now,
+                )
+                .await?
+            }
+            None => authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?,
+        };
         self.charged.extend(self.view.grants_used(&[datastream], &request).iter().map(|g| g.id));
         self.path = Some((datastream, permit, 0));
         Ok(())

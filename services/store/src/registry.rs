@@ -469,12 +469,3 @@ pub async fn organisation_id(pool: &PgPool, slug: &Slug) -> Result<i64, Registry
         .await?
         .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))
 }
-
-/// The organisation that owns a thing's datastream (through the thing).
-pub async fn datastream_org(pool: &PgPool, id: DatastreamId) -> Result<i64, RegistryError> {
-    sqlx::query_scalar("SELECT t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.id = $1")
-        .bind(id.0)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
-}

@@ -7,8 +7,7 @@
 //! The crates are named here (a layer is a decision, not something to infer); a crate that is not
 //! in the tree is skipped, so the rule runs on partial trees too.
 
-use super::service_deps::{dependency_tables, load, parse, resolve, Crate};
-use super::tree::line_of;
+use super::service_deps::{dependency_tables, key_line, load, parse, resolve};
 use super::{Tree, Violation};
 
 const RULE: &str = "layers";
@@ -62,7 +61,7 @@ pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
                 if let Some(why) = why {
                     violations.push(Violation::new(
                         &krate.manifest_path,
-                        line(krate, table.get_key_value(key).map(|(k, _)| k)),
+                        key_line(&krate.manifest, table, key),
                         RULE,
                         why,
                     ));
@@ -71,10 +70,6 @@ pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
         }
     }
     Ok(violations)
-}
-
-fn line(krate: &Crate, key: Option<&toml_edit::Key>) -> usize {
-    key.and_then(|k| k.span()).map_or(1, |span| line_of(krate.manifest.raw(), span.start))
 }
 
 #[cfg(test)]

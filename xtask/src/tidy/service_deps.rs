@@ -46,8 +46,7 @@ pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
                         && (target.dir.as_deref() == Some(&other.dir) || target.package == other.name)
                 });
                 if let Some(other) = other {
-                    let at = table.get_key_value(key).and_then(|(key, _)| key.span()).map(|span| span.start);
-                    let line = at.map_or(1, |at| line_of(service.manifest.raw(), at));
+                    let line = key_line(&service.manifest, table, key);
                     let message = format!(
                         "{} (a service) depends on {} (the service in {}/) in [{section}]; services share code \
                          through library crates only",
@@ -59,6 +58,12 @@ pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
         }
     }
     Ok(violations)
+}
+
+/// The line of the dependency `key` in `table` of `manifest` (1 if it cannot be told).
+pub(super) fn key_line(manifest: &Document<String>, table: &dyn TableLike, key: &str) -> usize {
+    let at = table.get_key_value(key).and_then(|(key, _)| key.span()).map(|span| span.start);
+    at.map_or(1, |at| line_of(manifest.raw(), at))
 }
 
 pub(super) fn parse(tree: &Tree, path: &str) -> anyhow::Result<Document<String>> {
