@@ -214,7 +214,14 @@ async fn register(pool: &PgPool, things: &[String]) -> anyhow::Result<Vec<i64>> 
         let thing = Slug::parse("thing", name)?;
         registry::create_thing(
             pool,
-            &NewThing { org: org.clone(), slug: thing.clone(), name: name.clone(), latitude: None, longitude: None },
+            &NewThing {
+                org: org.clone(),
+                slug: thing.clone(),
+                name: name.clone(),
+                latitude: None,
+                longitude: None,
+                external_id: None,
+            },
         )
         .await?;
         let datastream = registry::create_datastream(

@@ -131,6 +131,7 @@ async fn register_town(pool: &PgPool) -> anyhow::Result<Town> {
             name: thing.name.clone(),
             latitude: Some(thing.latitude),
             longitude: Some(thing.longitude),
+            external_id: None,
         };
         registry::create_thing(pool, &new).await?;
     }
@@ -420,7 +421,14 @@ async fn retention_run_deletes_readings_past_retention_and_keeps_newer_and_unass
     let thing = Slug::parse("thing", "pegel-1")?;
     registry::create_thing(
         &pool,
-        &NewThing { org: org.clone(), slug: thing.clone(), name: "Pegel".into(), latitude: None, longitude: None },
+        &NewThing {
+            org: org.clone(),
+            slug: thing.clone(),
+            name: "Pegel".into(),
+            latitude: None,
+            longitude: None,
+            external_id: None,
+        },
     )
     .await?;
     let mut streams = Vec::new();

@@ -393,6 +393,7 @@ async fn every_change_through_the_command_line_is_audited_with_the_operating_sys
             name: "Pegel".into(),
             latitude: None,
             longitude: None,
+            external_id: None,
         },
     )
     .await?;

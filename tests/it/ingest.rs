@@ -24,7 +24,14 @@ async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, u
     .await;
     let _ = registry::create_thing(
         pool,
-        &NewThing { org: slug(org), slug: slug(thing), name: thing.into(), latitude: None, longitude: None },
+        &NewThing {
+            org: slug(org),
+            slug: slug(thing),
+            name: thing.into(),
+            latitude: None,
+            longitude: None,
+            external_id: None,
+        },
     )
     .await;
     let new = NewDatastream {

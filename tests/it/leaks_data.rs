@@ -341,6 +341,7 @@ fn dead_letter(topic: String, offset: i64) -> NewDeadLetter {
         received: Micros::now(),
         org: "stadt".into(),
         mqtt_topic: topic,
+        door: Some("mqtt".into()),
         payload: format!("{{\"value\": {offset}.5}}").into_bytes(),
         rejections: vec![StoredRejection { reading_index: None, code: "unit_mismatch".into(), reason: "unit".into() }],
         source: SourcePosition { topic: "dead-letters".into(), partition: 0, offset },

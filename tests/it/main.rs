@@ -22,6 +22,7 @@ mod oidc;
 mod openapi;
 mod opendata;
 mod pipeline;
+mod push;
 mod simulator;
 mod sta;
 mod tracing;

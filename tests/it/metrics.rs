@@ -85,7 +85,7 @@ async fn start_writer(isolation: &Isolation, tweak: impl FnOnce(&mut WriterConfi
     let ops_url = format!("http://{}", writer.ops_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(writer.run(shutdown.clone()));
-    let running = Running { shutdown, task, ops_url };
+    let running = Running { shutdown, task, ops_url, doors_url: String::new() };
     running.wait_ready(Duration::from_secs(60)).await?;
     Ok(running)
 }

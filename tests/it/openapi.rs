@@ -146,7 +146,10 @@ fn fuzz_setting(name: &str, default: u32) -> String {
 async fn the_api_conforms_to_its_own_document_under_fuzzing() {
     let isolation = Isolation::new();
     let pool = isolation.create_database().await.unwrap();
-    let (running, api) = start_api(&isolation).await.unwrap();
+    // With ingest, whose HTTP doors answer the write paths the API forwards.
+    let ingest = hoheit_tests::start_ingest(&isolation).await.unwrap();
+    let doors = ingest.doors_url.clone();
+    let (running, api) = hoheit_tests::start_api_with(&isolation, |api| api.ingest_url = doors).await.unwrap();
     small_town(&api, &pool).await.unwrap();
     // Async, so that the API on this runtime answers while schemathesis runs.
     let output = tokio::process::Command::new(venv().join("st"))
@@ -166,4 +169,5 @@ async fn the_api_conforms_to_its_own_document_under_fuzzing() {
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "schemathesis found problems:\n{report}");
     running.stop().await.unwrap();
+    ingest.stop().await.unwrap();
 }

@@ -51,6 +51,7 @@ mod payloads_as_ingest_reads_them {
 
     use chrono::{TimeZone, Utc};
     use hoheit_domain::topic::{TopicAddress, TopicScheme};
+    use hoheit_domain::write::WriteTarget;
     use hoheit_domain::{DatastreamId, DatastreamKey, Micros, Unit};
     use hoheit_ingest::check::{self, Clock};
     use hoheit_ingest::decode::{self, JsonKind, Limits};
@@ -68,7 +69,15 @@ mod payloads_as_ingest_reads_them {
                     thing: thing.slug.clone(),
                     property: hoheit_domain::Slug::parse("property", property.slug).unwrap(),
                 };
-                (key, DatastreamRef { id: DatastreamId(i as i64 + 1), unit: Some(Unit::parse(property.unit).unwrap()) })
+                let target = WriteTarget { org_id: 1, dataset_id: None, thing_id: i as i64 + 1 };
+                (
+                    key,
+                    DatastreamRef {
+                        id: DatastreamId(i as i64 + 1),
+                        unit: Some(Unit::parse(property.unit).unwrap()),
+                        target,
+                    },
+                )
             })
             .collect()
     }
@@ -91,7 +100,7 @@ mod payloads_as_ingest_reads_them {
         assert!(decoded.rejections.is_empty(), "{}: {:?}", message.topic, decoded.rejections);
         assert!(decoded.readings.iter().all(|r| r.time.is_some()), "every reading carries its time");
         let clock = Clock { received: now, max_future_micros: 300_000_000 };
-        let routed = check::route(&address, &decoded.readings, clock, |key| registry.get(key).cloned());
+        let routed = check::route(&address, &decoded.readings, clock, |key| registry.get(key).cloned(), |_| Ok(()));
         assert!(routed.rejections.is_empty(), "{}: {:?}", message.topic, routed.rejections);
         assert_eq!(routed.accepted, message.readings);
         let mut out = Vec::new();

@@ -122,6 +122,7 @@ impl Isolation {
             mqtt_client_id: format!("ingest-{}", self.id),
             topic_root: self.topic_root.clone(),
             ops_listen: ANY_LOOPBACK_PORT,
+            http_listen: ANY_LOOPBACK_PORT,
             kafka: self.kafka(defaults.kafka),
             database: self.database(defaults.database),
             ..defaults
@@ -190,6 +191,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     pub task: JoinHandle<anyhow::Result<()>>,
     pub ops_url: String,
+    /// Ingest's HTTP doors (`/v1/push/…`, …); empty for the other services.
+    pub doors_url: String,
 }
 
 impl Running {
@@ -220,11 +223,22 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
 }
 
 pub async fn start_ingest(isolation: &Isolation) -> anyhow::Result<Running> {
-    let ingest = Ingest::build(isolation.ingest_config()).await?;
+    start_ingest_with(isolation, |_| {}).await
+}
+
+/// Starts ingest with settings of the test's own on top of [`Isolation::ingest_config`].
+pub async fn start_ingest_with(
+    isolation: &Isolation,
+    configure: impl FnOnce(&mut IngestConfig),
+) -> anyhow::Result<Running> {
+    let mut config = isolation.ingest_config();
+    configure(&mut config);
+    let ingest = Ingest::build(config).await?;
     let ops_url = format!("http://{}", ingest.ops_addr());
+    let doors_url = format!("http://{}", ingest.http_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(ingest.run(shutdown.clone()));
-    let running = Running { shutdown, task, ops_url };
+    let running = Running { shutdown, task, ops_url, doors_url };
     running.wait_ready(Duration::from_secs(60)).await?;
     Ok(running)
 }
@@ -234,7 +248,7 @@ pub async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
     let ops_url = format!("http://{}", writer.ops_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(writer.run(shutdown.clone()));
-    let running = Running { shutdown, task, ops_url };
+    let running = Running { shutdown, task, ops_url, doors_url: String::new() };
     running.wait_ready(Duration::from_secs(60)).await?;
     Ok(running)
 }
@@ -255,7 +269,7 @@ pub async fn start_api_with(
     let api = Api::build(config, &shutdown).await?;
     let base = format!("http://{}", api.local_addr());
     let task = tokio::spawn(api.run(shutdown.clone()));
-    Ok((Running { shutdown, task, ops_url: base.clone() }, ApiClient::new(base)))
+    Ok((Running { shutdown, task, ops_url: base.clone(), doors_url: String::new() }, ApiClient::new(base)))
 }
 
 /// An HTTP client of the API that presents the test token.
@@ -470,6 +484,8 @@ pub struct Platform {
     pub pool: PgPool,
     pub api: ApiClient,
     pub scheme: hoheit_domain::topic::TopicScheme,
+    /// Ingest's HTTP doors (the API forwards its write paths there).
+    pub doors: String,
     services: Vec<Running>,
 }
 
@@ -477,11 +493,12 @@ impl Platform {
     pub async fn start() -> anyhow::Result<Self> {
         let isolation = Isolation::new();
         let pool = isolation.create_database().await?;
-        let (api_running, api) = start_api(&isolation).await?;
         let ingest = start_ingest(&isolation).await?;
+        let doors = ingest.doors_url.clone();
+        let (api_running, api) = start_api_with(&isolation, |api| api.ingest_url = doors.clone()).await?;
         let writer = start_writer(&isolation).await?;
         let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
-        Ok(Self { isolation, pool, api, scheme, services: vec![ingest, writer, api_running] })
+        Ok(Self { isolation, pool, api, scheme, doors, services: vec![ingest, writer, api_running] })
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ mod dashboard;
 pub mod dcat;
 pub mod error;
 mod extract;
+mod forward;
 pub mod headers;
 pub mod oidc;
 pub mod openapi;
@@ -97,6 +98,9 @@ pub struct ApiConfig {
     /// from that address gets 429 until the budget refills.
     #[arg(long, env = "HOHEIT_API_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
     pub auth_failures_per_minute: u32,
+    /// Ingest's HTTP doors: writes sent to the API (`/v1/push/…`, SensorThings create) go there.
+    #[arg(long, env = "HOHEIT_INGEST_URL", default_value = "http://127.0.0.1:8081")]
+    pub ingest_url: String,
     /// Longest lifetime of a new API key, in days (the admin CLI reads the same variable).
     #[arg(long, env = "HOHEIT_MAX_KEY_LIFETIME_DAYS", default_value_t = hoheit_store::principals::DEFAULT_MAX_KEY_LIFETIME_DAYS)]
     pub max_key_lifetime_days: u32,
@@ -132,6 +136,8 @@ pub struct AppState {
     pub auth_failures_per_minute: u32,
     /// The longest lifetime of a new API key.
     pub max_key_lifetime: hoheit_store::principals::KeyLifetime,
+    /// Ingest's HTTP doors, where writes are forwarded.
+    pub ingest: Arc<forward::Ingest>,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -189,6 +195,7 @@ impl Api {
             anonymous_budget: Arc::new(rate_limit::AnonymousBudget::new(anonymous_concurrency)),
             auth_failures_per_minute: config.auth_failures_per_minute.max(1),
             max_key_lifetime,
+            ingest: Arc::new(forward::Ingest::new(&config.ingest_url)),
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
         Ok(Self { listener, router: router(state), pool, retention_every })
@@ -255,7 +262,7 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata};
+    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata, push};
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
@@ -263,6 +270,8 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(datastreams::aggregates))
         .routes(routes!(live::stream))
         .routes(routes!(dead_letters::list))
+        .routes(routes!(push::datastream))
+        .routes(routes!(push::thing))
         .routes(routes!(admin::create_organisation))
         .routes(routes!(admin::create_thing))
         .routes(routes!(admin::create_datastream))

@@ -1,7 +1,8 @@
 //! Hoheit's domain: the types that can only hold valid values, the MQTT topic
-//! scheme ([`topic`]), the reasons a reading is rejected ([`rejection`]) and the
-//! access policy ([`policy`]: the one place that decides what a caller may
-//! see and read). Pure: no I/O, no async, no database.
+//! scheme ([`topic`]), the doors readings come in by ([`door`]), the reasons a
+//! reading is rejected ([`rejection`]), the access policy ([`policy`]: the one
+//! place that decides what a caller may see and read) and who may write
+//! ([`write`]). Pure: no I/O, no async, no database.
 //!
 //! Parse, don't validate. A slug (organisation, thing, property) is what appears in MQTT topics and
 //! URLs, so it is restricted to lower-case ASCII letters, digits, `-` and `_`,
@@ -10,9 +11,11 @@
 
 use std::fmt;
 
+pub mod door;
 pub mod policy;
 pub mod rejection;
 pub mod topic;
+pub mod write;
 
 /// Width of the 15-minute rollup's buckets: the finest grid on which
 /// aggregates of personal data are released, and the cells the rollup stores.

@@ -87,7 +87,9 @@ string_enum!(
 
 string_enum!(
     /// What a principal may do within its organisation.
-    Role { Admin => "admin", DataOwner => "data_owner", Reader => "reader" }
+    /// `publisher`: a device's or gateway's service account, which writes
+    /// readings and reads nothing but open data.
+    Role { Admin => "admin", DataOwner => "data_owner", Reader => "reader", Publisher => "publisher" }
 );
 
 /// An authenticated principal.
@@ -349,6 +351,7 @@ string_enum!(
         PersonalNotOwner => "personal_not_owner",
         NotDataOwner => "not_data_owner",
         NotVisible => "not_visible",
+        WriteOnly => "write_only",
     }
 );
 
@@ -430,6 +433,10 @@ pub enum DenyReason {
         classification: Classification,
         datastream: Option<crate::DatastreamId>,
     },
+    /// A publisher key (write only) asks to read data that is not open.
+    WriteOnly {
+        dataset: String,
+    },
 }
 
 impl DenyReason {
@@ -449,6 +456,7 @@ impl DenyReason {
             DenyReason::PersonalNotOwner { .. } => DenyCode::PersonalNotOwner,
             DenyReason::NotDataOwner { .. } => DenyCode::NotDataOwner,
             DenyReason::NotVisible { .. } => DenyCode::NotVisible,
+            DenyReason::WriteOnly { .. } => DenyCode::WriteOnly,
         }
     }
 }
@@ -514,6 +522,10 @@ impl fmt::Display for DenyReason {
             DenyReason::NotVisible { dataset, classification, datastream: None } => {
                 write!(f, "dataset {dataset} is {classification} and not shared with this caller")
             }
+            DenyReason::WriteOnly { dataset } => write!(
+                f,
+                "publisher keys write readings and read only open data; dataset {dataset} is not open (use a reader key)"
+            ),
         }
     }
 }
@@ -597,6 +609,9 @@ fn standing<'c>(caller: &'c Caller, dataset: &DatasetAccess) -> Standing<'c> {
                 classification: dataset.classification,
             });
         }
+        Caller::Principal(p) if p.role == Role::Publisher => {
+            return Standing::Refused(DenyReason::WriteOnly { dataset: dataset.slug.clone() });
+        }
         Caller::Principal(p) => p,
     };
     if principal.org_id == dataset.owner_org_id {
@@ -645,6 +660,7 @@ pub fn visibility(caller: &Caller, dataset: &DatasetAccess, grants: &[GrantTerms
         Standing::Reads(_) if dataset.classification == Classification::Personal => Visibility::Aggregates,
         Standing::Reads(_) => Visibility::Raw,
         Standing::NeedsGrant(_) => under_grants(),
+        Standing::Refused(DenyReason::WriteOnly { .. }) => Visibility::Hidden,
         // A grant on personal data lets its holder read nothing, but shows the dataset.
         Standing::Refused(_) => under_grants().min(Visibility::Metadata),
     }
@@ -1092,6 +1108,25 @@ mod tests {
         }
     }
 
+    fn publisher(org_id: i64) -> Caller {
+        let Caller::Principal(p) = principal(org_id, Some(1)) else { unreachable!() };
+        Caller::Principal(Principal { role: Role::Publisher, ..p })
+    }
+
+    #[test]
+    fn publishers_read_open_data_only_even_of_their_own_organisation() {
+        for classification in [Classification::Internal, Classification::Restricted, Classification::Personal] {
+            let ds = dataset(classification);
+            assert_eq!(visibility(&publisher(1), &ds, &[], now()), Visibility::Hidden, "{classification}");
+            let held = [GrantTerms { grantee_org_id: 1, min_interval_mins: None, history_days: None, ..grant(1) }];
+            assert_eq!(visibility(&publisher(1), &ds, &held, now()), Visibility::Hidden, "{classification}");
+            let request = read(AGG_15, 1);
+            assert!(!decide(&publisher(1), &ds, &held, &request, now()).is_allowed(), "{classification}");
+        }
+        let open = dataset(Classification::Open);
+        assert_eq!(visibility(&publisher(1), &open, &[], now()), Visibility::Raw);
+    }
+
     #[test]
     fn exports_are_for_the_owners_admins_and_data_owners() {
         let ds = dataset(Classification::Restricted);
@@ -1194,6 +1229,10 @@ mod tests {
                     datastream: Some(crate::DatastreamId(4)),
                 },
                 "datastream 4 belongs to dataset verkehr, which this caller may not read",
+            ),
+            (
+                deny(&publisher(1), &ds, &[], read(AGG_15, 1)),
+                "publisher keys write readings and read only open data; dataset verkehr is not open (use a reader key)",
             ),
         ];
         let mut codes: Vec<DenyCode> = Vec::new();

@@ -21,6 +21,12 @@ pub enum RejectCode {
     PropertyMismatch,
     MissingProperty,
     UndecodableRecord,
+    /// A network server's or citizen sensor's device that no thing carries as its external id.
+    UnknownDevice,
+    /// A text (or other non-number, non-boolean) field of a decoded payload.
+    NonNumericValue,
+    /// The writer may not write into this datastream (e.g. outside its supply grant).
+    WriteDenied,
 }
 
 impl RejectCode {
@@ -41,6 +47,9 @@ impl RejectCode {
             RejectCode::PropertyMismatch => "property_mismatch",
             RejectCode::MissingProperty => "missing_property",
             RejectCode::UndecodableRecord => "undecodable_record",
+            RejectCode::UnknownDevice => "unknown_device",
+            RejectCode::NonNumericValue => "non_numeric_value",
+            RejectCode::WriteDenied => "write_denied",
         }
     }
 }

@@ -84,6 +84,14 @@ impl TopicScheme {
         format!("{}/{org}/{thing}", self.root)
     }
 
+    /// The topic of an address (what the other doors' dead letters show).
+    pub fn topic_of(&self, address: &TopicAddress) -> String {
+        match address {
+            TopicAddress::Datastream { org, thing, property } => self.datastream_topic(org, thing, property),
+            TopicAddress::Thing { org, thing } => self.thing_topic(org, thing),
+        }
+    }
+
     /// The organisation segment of a topic, even when the rest is malformed,
     /// so that a dead letter can still be shown to its owner.
     pub fn org_segment<'t>(&self, topic: &'t str) -> Option<&'t str> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use hoheit_domain::rejection::{RejectCode, Rejection};
 use hoheit_domain::topic::TopicAddress;
+use hoheit_domain::write::WriteDenial;
 use hoheit_domain::{DatastreamId, DatastreamKey, Micros, Slug};
 use hoheit_store::registry::DatastreamRef;
 
@@ -51,6 +52,7 @@ pub fn check(
     stream: Option<&DatastreamRef>,
     reading: &RawReading,
     clock: Clock,
+    permit: impl Fn(&DatastreamRef) -> Result<(), WriteDenial>,
 ) -> Result<(DatastreamId, Micros, f64), Rejection> {
     let i = reading.index;
     let Some(stream) = stream else {
@@ -60,6 +62,9 @@ pub fn check(
             format!("no datastream {key} is registered; register it before publishing"),
         ));
     };
+    if let Err(denial) = permit(stream) {
+        return Err(Rejection::reading(i, RejectCode::WriteDenied, format!("datastream {key}: {denial}")));
+    }
     if !reading.value.is_finite() {
         return Err(Rejection::reading(
             i,
@@ -113,16 +118,20 @@ pub struct Routed {
 }
 
 /// Checks every reading and groups the accepted ones; `lookup` answers from
-/// the registry cache (which the caller has filled for these keys).
+/// the registry cache (which the caller has filled for these keys), `permit`
+/// says whether the writer may write into a datastream (see
+/// `hoheit_domain::write`; the MQTT door's broker ACL decided before).
 pub fn route(
     address: &TopicAddress,
     readings: &[RawReading],
     clock: Clock,
     mut lookup: impl FnMut(&DatastreamKey) -> Option<DatastreamRef>,
+    permit: impl Fn(&DatastreamRef) -> Result<(), WriteDenial>,
 ) -> Routed {
     let mut routed = Routed::default();
     for reading in readings {
-        let outcome = key_of(address, reading).and_then(|key| check(&key, lookup(&key).as_ref(), reading, clock));
+        let outcome =
+            key_of(address, reading).and_then(|key| check(&key, lookup(&key).as_ref(), reading, clock, &permit));
         match outcome {
             Ok((id, time, value)) => {
                 let (times, values) = routed.batches.entry(id).or_default();
@@ -139,6 +148,7 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hoheit_domain::write::WriteTarget;
     use hoheit_domain::Unit;
 
     fn slug(s: &str) -> Slug {
@@ -155,12 +165,20 @@ mod tests {
         }
     }
 
+    const TARGET: WriteTarget = WriteTarget { org_id: 1, dataset_id: None, thing_id: 1 };
+
+    fn anyone(_: &DatastreamRef) -> Result<(), WriteDenial> {
+        Ok(())
+    }
+
     const CLOCK: Clock = Clock { received: Micros(1_000_000_000_000_000), max_future_micros: 300_000_000 };
 
     fn registry(key: &DatastreamKey) -> Option<DatastreamRef> {
         match key.property.as_str() {
-            "no2" => Some(DatastreamRef { id: DatastreamId(1), unit: Some(Unit::parse("ug/m3").unwrap()) }),
-            "count" => Some(DatastreamRef { id: DatastreamId(2), unit: None }),
+            "no2" => {
+                Some(DatastreamRef { id: DatastreamId(1), unit: Some(Unit::parse("ug/m3").unwrap()), target: TARGET })
+            }
+            "count" => Some(DatastreamRef { id: DatastreamId(2), unit: None, target: TARGET }),
             _ => None,
         }
     }
@@ -173,7 +191,7 @@ mod tests {
             reading(1, Some("count"), 3.0, None, None),
             reading(2, Some("no2"), 21.0, None, Some(6)),
         ];
-        let routed = route(&thing, &readings, CLOCK, registry);
+        let routed = route(&thing, &readings, CLOCK, registry, anyone);
         assert!(routed.rejections.is_empty(), "{:?}", routed.rejections);
         assert_eq!(routed.batches[&DatastreamId(1)], (vec![5, 6], vec![20.0, 21.0]));
         assert_eq!(routed.batches[&DatastreamId(2)], (vec![CLOCK.received.0], vec![3.0]), "no time means receive time");
@@ -192,7 +210,7 @@ mod tests {
             reading(6, None, 1.0, None, None),
             reading(7, Some("Bad Name"), 1.0, None, None),
         ];
-        let routed = route(&thing, &readings, CLOCK, registry);
+        let routed = route(&thing, &readings, CLOCK, registry, anyone);
         let codes: Vec<_> = routed.rejections.iter().map(|r| (r.reading_index, r.code)).collect();
         assert_eq!(
             codes,
@@ -219,9 +237,28 @@ mod tests {
             &[reading(0, None, 1.0, None, Some(1)), reading(1, Some("no2"), 2.0, None, Some(2))],
             CLOCK,
             registry,
+            anyone,
         );
         assert_eq!(ok.accepted, 2);
-        let mismatch = route(&topic, &[reading(0, Some("count"), 1.0, None, None)], CLOCK, registry);
+        let mismatch = route(&topic, &[reading(0, Some("count"), 1.0, None, None)], CLOCK, registry, anyone);
         assert_eq!(mismatch.rejections[0].code, RejectCode::PropertyMismatch);
+    }
+
+    #[test]
+    fn a_reading_the_writer_may_not_write_is_rejected_with_the_reason() {
+        let topic = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let readings = [reading(0, Some("no2"), 1.0, None, None), reading(1, Some("count"), 2.0, None, None)];
+        let only_no2 = |stream: &DatastreamRef| {
+            if stream.id == DatastreamId(1) {
+                Ok(())
+            } else {
+                Err(WriteDenial::ThingNotSupplied { grant: 4 })
+            }
+        };
+        let routed = route(&topic, &readings, CLOCK, registry, only_no2);
+        assert_eq!(routed.accepted, 1);
+        assert_eq!(routed.rejections.len(), 1);
+        assert_eq!((routed.rejections[0].reading_index, routed.rejections[0].code), (Some(1), RejectCode::WriteDenied));
+        assert!(routed.rejections[0].reason.contains("supply grant 4"), "{}", routed.rejections[0].reason);
     }
 }

@@ -58,24 +58,43 @@ pub enum JsonKind {
     Senml,
 }
 
-/// Decodes `payload`; `received` resolves missing and relative times.
+/// Decodes `payload`, JSON or protobuf by its first byte (MQTT says nothing
+/// about it); `received` resolves missing and relative times.
 pub fn decode(payload: &[u8], kind: JsonKind, received: Micros, limits: Limits) -> Result<Decoded, Rejection> {
+    check_size(payload, limits)?;
+    let first = payload.iter().copied().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{') | Some(b'[') => decode_json(payload, kind, received, limits),
+        _ => decode_protobuf(payload, limits),
+    }
+}
+
+/// Decodes a payload known to be JSON of `kind` (a content type said so).
+pub fn decode_json(payload: &[u8], kind: JsonKind, received: Micros, limits: Limits) -> Result<Decoded, Rejection> {
+    check_size(payload, limits)?;
+    match kind {
+        JsonKind::Plain => decode_plain_json(payload, limits),
+        JsonKind::Senml => decode_senml(payload, received, limits),
+    }
+}
+
+/// Decodes a payload known to be a protobuf `ObservationBatch`.
+pub fn decode_protobuf_only(payload: &[u8], limits: Limits) -> Result<Decoded, Rejection> {
+    check_size(payload, limits)?;
+    decode_protobuf(payload, limits)
+}
+
+fn check_size(payload: &[u8], limits: Limits) -> Result<(), Rejection> {
     if payload.len() > limits.max_payload_bytes {
         return Err(Rejection::message(
             RejectCode::PayloadTooLarge,
             format!("payload has {} bytes; the limit is {} bytes", payload.len(), limits.max_payload_bytes),
         ));
     }
-    let first = payload.iter().copied().find(|b| !b.is_ascii_whitespace());
-    let decoded = match (first, kind) {
-        (None, _) if payload.is_empty() => {
-            return Err(Rejection::message(RejectCode::EmptyPayload, "payload is empty"));
-        }
-        (Some(b'{') | Some(b'['), JsonKind::Plain) => decode_plain_json(payload, limits)?,
-        (Some(b'{') | Some(b'['), JsonKind::Senml) => decode_senml(payload, received, limits)?,
-        _ => decode_protobuf(payload, limits)?,
-    };
-    Ok(decoded)
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::message(RejectCode::EmptyPayload, "payload is empty"));
+    }
+    Ok(())
 }
 
 fn too_many(count: usize, limits: Limits) -> Rejection {

@@ -9,7 +9,9 @@
 
 pub mod check;
 pub mod decode;
+mod doors;
 mod gather;
+pub mod inbound;
 mod pipeline;
 mod registry_cache;
 mod service;

@@ -1,6 +1,9 @@
-//! One MQTT message in, what goes to Kafka out: decode, check, route.
-//! (The service gathers the outcomes of several messages into records.)
+//! One delivery in, what goes to Kafka out: resolve the address, decode,
+//! check, route. Every door (MQTT, HTTP push, SensorThings, the network
+//! servers, airrohr) goes through here, so the checks exist once. (The
+//! service gathers the outcomes of several deliveries into records.)
 
+use hoheit_domain::door::Door;
 use hoheit_domain::rejection::{RejectCode, Rejection};
 use hoheit_domain::topic::{TopicAddress, TopicScheme};
 use hoheit_domain::Micros;
@@ -9,21 +12,39 @@ use hoheit_runtime::ops::Readiness;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Clock};
-use crate::decode::{self, JsonKind, Limits};
+use crate::decode::{self, Decoded, JsonKind, Limits};
+use crate::inbound::{Body, Inbound, Target};
 use crate::registry_cache::{RegistryCache, Stopped};
 
 /// A dead letter carries at most this many individual reasons; the headline
 /// says how many more there were. Keeps records far below Kafka's size limit.
 const MAX_REASONS_PER_DEAD_LETTER: usize = 100;
 
-/// What one MQTT message turns into: one batch per datastream it holds
-/// readings of, and a dead letter when some (or all) were rejected.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// What one delivery turns into: one batch per datastream it holds readings
+/// of, and a dead letter when some (or all) were rejected.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    pub door: Door,
+    /// The organisation addressed (metrics label; empty when unknown).
+    pub org: String,
     pub observations: Vec<DatastreamBatch>,
     pub dead_letter: Option<DeadLetter>,
     pub accepted: usize,
-    pub rejected: Vec<RejectCode>,
+    /// Every rejection (the dead letter keeps the first 100).
+    pub rejections: Vec<Rejection>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            door: Door::Mqtt,
+            org: String::new(),
+            observations: Vec::new(),
+            dead_letter: None,
+            accepted: 0,
+            rejections: Vec::new(),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -33,29 +54,35 @@ pub struct Pipeline {
     pub cache: RegistryCache,
 }
 
+/// Where a delivery was resolved to, or why it addresses nothing.
+struct Resolved {
+    address: Result<TopicAddress, Rejection>,
+    /// The organisation and the address as dead letters show them.
+    org: String,
+    label: String,
+}
+
 impl Pipeline {
+    /// Runs one delivery through the checks.
     pub async fn handle(
         &mut self,
-        topic: &str,
-        payload: &[u8],
+        inbound: &Inbound,
         readiness: &Readiness,
         shutdown: &CancellationToken,
     ) -> Result<Outcome, Stopped> {
         let received = Micros::now();
-        let address = match self.scheme.parse(topic) {
+        let resolved = self.resolve(inbound, readiness, shutdown).await?;
+        let address = match resolved.address {
             Ok(address) => address,
-            Err(error) => {
-                let rejection = Rejection::message(RejectCode::InvalidTopic, error.to_string());
-                return Ok(self.rejected(topic, payload, received, vec![rejection]));
+            Err(rejection) => {
+                return Ok(self.rejected(inbound, &resolved.org, &resolved.label, received, vec![rejection]))
             }
         };
-        let kind = match address {
-            TopicAddress::Datastream { .. } => JsonKind::Plain,
-            TopicAddress::Thing { .. } => JsonKind::Senml,
-        };
-        let decoded = match decode::decode(payload, kind, received, self.limits) {
+        let decoded = match self.decode(inbound, &address, received) {
             Ok(decoded) => decoded,
-            Err(rejection) => return Ok(self.rejected(topic, payload, received, vec![rejection])),
+            Err(rejection) => {
+                return Ok(self.rejected(inbound, &resolved.org, &resolved.label, received, vec![rejection]))
+            }
         };
         for reading in &decoded.readings {
             if let Ok(key) = check::key_of(&address, reading) {
@@ -63,7 +90,8 @@ impl Pipeline {
             }
         }
         let clock = Clock { received, max_future_micros: self.max_future_micros };
-        let routed = check::route(&address, &decoded.readings, clock, |key| self.cache.get(key));
+        let permit = |stream: &_| inbound.writer.as_ref().map_or(Ok(()), |writer| writer.permit(stream));
+        let routed = check::route(&address, &decoded.readings, clock, |key| self.cache.get(key), permit);
         let observations = routed
             .batches
             .into_iter()
@@ -79,34 +107,113 @@ impl Pipeline {
         rejections.extend(routed.rejections);
         rejections.sort_by_key(|r| r.reading_index);
         let mut outcome = if rejections.is_empty() {
-            Outcome::default()
+            Outcome { door: inbound.door, org: resolved.org, ..Outcome::default() }
         } else {
-            self.rejected(topic, payload, received, rejections)
+            self.rejected(inbound, &resolved.org, &resolved.label, received, rejections)
         };
         outcome.observations = observations;
         outcome.accepted = routed.accepted;
         Ok(outcome)
     }
 
-    fn rejected(&self, topic: &str, payload: &[u8], received: Micros, mut rejections: Vec<Rejection>) -> Outcome {
-        let rejected = rejections.iter().map(|r| r.code).collect();
-        let total = rejections.len();
+    /// The address a delivery's target names, with the registry's help for
+    /// devices and datastream ids.
+    async fn resolve(
+        &mut self,
+        inbound: &Inbound,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<Resolved, Stopped> {
+        let found = |address: TopicAddress, scheme: &TopicScheme| Resolved {
+            org: address.org().to_string(),
+            label: scheme.topic_of(&address),
+            address: Ok(address),
+        };
+        Ok(match &inbound.target {
+            Target::Topic(topic) => match self.scheme.parse(topic) {
+                Ok(address) => Resolved { org: address.org().to_string(), label: topic.clone(), address: Ok(address) },
+                Err(error) => Resolved {
+                    org: self.scheme.org_segment(topic).unwrap_or_default().chars().take(64).collect(),
+                    label: topic.chars().take(1024).collect(),
+                    address: Err(Rejection::message(RejectCode::InvalidTopic, error.to_string())),
+                },
+            },
+            Target::Address(address) => found(address.clone(), &self.scheme),
+            Target::Device { org, device } => match self.cache.thing_of_device(org, device, readiness, shutdown).await?
+            {
+                Some(thing) => found(TopicAddress::Thing { org: org.clone(), thing }, &self.scheme),
+                None => Resolved {
+                    org: org.to_string(),
+                    label: format!("{}/{org}/device/{}", inbound.door, device.chars().take(128).collect::<String>()),
+                    address: Err(Rejection::message(
+                        RejectCode::UnknownDevice,
+                        format!("no thing of {org} has the external id {device:?}; register the device first"),
+                    )),
+                },
+            },
+            Target::Datastream(id) => match self.cache.key_of_id(*id, readiness, shutdown).await? {
+                Some(key) => found(
+                    TopicAddress::Datastream { org: key.org, thing: key.thing, property: key.property },
+                    &self.scheme,
+                ),
+                None => Resolved {
+                    org: String::new(),
+                    label: format!("Datastreams({id})"),
+                    address: Err(Rejection::message(
+                        RejectCode::UnknownDatastream,
+                        format!("no datastream {id} is registered"),
+                    )),
+                },
+            },
+        })
+    }
+
+    fn decode(&self, inbound: &Inbound, address: &TopicAddress, received: Micros) -> Result<Decoded, Rejection> {
+        let implied = match address {
+            TopicAddress::Datastream { .. } => JsonKind::Plain,
+            TopicAddress::Thing { .. } => JsonKind::Senml,
+        };
+        match &inbound.body {
+            Body::Sniff => decode::decode(&inbound.payload, implied, received, self.limits),
+            Body::Json(kind) => decode::decode_json(&inbound.payload, *kind, received, self.limits),
+            Body::Protobuf => decode::decode_protobuf_only(&inbound.payload, self.limits),
+            Body::Decoded(decoded) => Ok(decoded.clone()),
+        }
+    }
+
+    fn rejected(
+        &self,
+        inbound: &Inbound,
+        org: &str,
+        label: &str,
+        received: Micros,
+        rejections: Vec<Rejection>,
+    ) -> Outcome {
+        let mut listed = rejections.clone();
+        let total = listed.len();
         if total > MAX_REASONS_PER_DEAD_LETTER {
-            rejections.truncate(MAX_REASONS_PER_DEAD_LETTER);
-            rejections[0].reason = format!(
+            listed.truncate(MAX_REASONS_PER_DEAD_LETTER);
+            listed[0].reason = format!(
                 "{} ({total} readings rejected; the first {MAX_REASONS_PER_DEAD_LETTER} reasons are listed)",
-                rejections[0].reason
+                listed[0].reason
             );
         }
-        let org = self.scheme.org_segment(topic).unwrap_or_default().chars().take(64).collect::<String>();
         let letter = DeadLetter {
-            org,
-            mqtt_topic: topic.chars().take(1024).collect(),
-            payload: payload.to_vec(),
+            org: org.chars().take(64).collect(),
+            mqtt_topic: label.chars().take(1024).collect(),
+            payload: inbound.payload.to_vec(),
             received_unix_us: received.0,
-            rejections: rejections.iter().map(Rejection::to_proto).collect(),
+            rejections: listed.iter().map(Rejection::to_proto).collect(),
+            door: inbound.door.as_str().to_owned(),
             ..Default::default()
         };
-        Outcome { observations: Vec::new(), dead_letter: Some(letter), accepted: 0, rejected }
+        Outcome {
+            door: inbound.door,
+            org: org.to_owned(),
+            observations: Vec::new(),
+            dead_letter: Some(letter),
+            accepted: 0,
+            rejections,
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Ingest's cache of the registry: datastream key → id and unit.
+//! Ingest's cache of the registry: datastream key → id, unit and owner; and
+//! for the doors that address otherwise, datastream id → key and device
+//! (external id) → thing.
 //!
 //! Warmed with every datastream at start and reloaded every minute; a key
 //! that is not cached is looked up in the database at once (so a datastream
@@ -8,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hoheit_domain::DatastreamKey;
+use hoheit_domain::{DatastreamId, DatastreamKey, Slug};
 use hoheit_runtime::ops::Readiness;
 use hoheit_store::registry::{self, DatastreamRef};
 use sqlx::PgPool;
@@ -21,6 +23,9 @@ pub struct RegistryCache {
     pool: PgPool,
     known: HashMap<DatastreamKey, DatastreamRef>,
     unknown: HashMap<DatastreamKey, Instant>,
+    /// Datastream ids and devices, each with when it was looked up (`None`: not registered).
+    by_id: HashMap<DatastreamId, (Option<DatastreamKey>, Instant)>,
+    devices: HashMap<(Slug, String), (Option<Slug>, Instant)>,
     loaded_at: Option<Instant>,
 }
 
@@ -30,13 +35,22 @@ pub struct Stopped;
 
 impl RegistryCache {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, known: HashMap::new(), unknown: HashMap::new(), loaded_at: None }
+        Self {
+            pool,
+            known: HashMap::new(),
+            unknown: HashMap::new(),
+            by_id: HashMap::new(),
+            devices: HashMap::new(),
+            loaded_at: None,
+        }
     }
 
     async fn reload(&mut self) -> Result<(), sqlx::Error> {
         let all = registry::load_all(&self.pool).await?;
+        self.by_id = all.iter().map(|(key, r)| (r.id, (Some(key.clone()), Instant::now()))).collect();
         self.known = all.into_iter().collect();
         self.unknown.clear();
+        self.devices.clear();
         self.loaded_at = Some(Instant::now());
         Ok(())
     }
@@ -50,12 +64,91 @@ impl RegistryCache {
         readiness: &Readiness,
         shutdown: &CancellationToken,
     ) -> Result<(), Stopped> {
+        let fresh = self.loaded_at.is_some_and(|at| at.elapsed() <= RELOAD_EVERY);
+        if fresh && self.known.contains_key(key) {
+            return Ok(());
+        }
+        let key = key.clone();
+        self.patiently(readiness, shutdown, move |cache| {
+            let key = key.clone();
+            Box::pin(async move { cache.try_ensure(&key).await })
+        })
+        .await
+    }
+
+    /// The key of datastream `id`; `None` when no such datastream is registered.
+    pub async fn key_of_id(
+        &mut self,
+        id: DatastreamId,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<DatastreamKey>, Stopped> {
+        self.patiently(readiness, shutdown, move |cache| Box::pin(cache.try_key_of_id(id))).await
+    }
+
+    /// The thing of `org` that carries `device` as its external id.
+    pub async fn thing_of_device(
+        &mut self,
+        org: &Slug,
+        device: &str,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Slug>, Stopped> {
+        let wanted = (org.clone(), device.to_ascii_lowercase());
+        self.patiently(readiness, shutdown, move |cache| {
+            let wanted = wanted.clone();
+            Box::pin(async move { cache.try_thing_of_device(wanted).await })
+        })
+        .await
+    }
+
+    async fn try_key_of_id(&mut self, id: DatastreamId) -> Result<Option<DatastreamKey>, sqlx::Error> {
+        if self.loaded_at.is_none_or(|at| at.elapsed() > RELOAD_EVERY) {
+            self.reload().await?;
+        }
+        match self.by_id.get(&id) {
+            Some((Some(key), _)) => return Ok(Some(key.clone())),
+            Some((None, at)) if at.elapsed() < REMEMBER_UNKNOWN => return Ok(None),
+            _ => {}
+        }
+        let found = registry::lookup_id(&self.pool, id).await?;
+        let key = found.as_ref().map(|(key, _)| key.clone());
+        if let Some((key, reference)) = found {
+            self.unknown.remove(&key);
+            self.known.insert(key, reference);
+        }
+        self.by_id.insert(id, (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    async fn try_thing_of_device(&mut self, wanted: (Slug, String)) -> Result<Option<Slug>, sqlx::Error> {
+        match self.devices.get(&wanted) {
+            Some((thing, at)) if thing.is_some() || at.elapsed() < REMEMBER_UNKNOWN => return Ok(thing.clone()),
+            _ => {}
+        }
+        let thing = registry::thing_by_external_id(&self.pool, &wanted.0, &wanted.1).await?;
+        self.devices.insert(wanted, (thing.clone(), Instant::now()));
+        Ok(thing)
+    }
+
+    /// Runs a registry lookup, waiting (with back-off) while the database is
+    /// unreachable.
+    async fn patiently<T>(
+        &mut self,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+        mut lookup: impl for<'c> FnMut(
+            &'c mut Self,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>,
+        >,
+    ) -> Result<T, Stopped> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.try_ensure(key).await {
-                Ok(()) => {
+            match lookup(self).await {
+                Ok(found) => {
                     readiness.set("database", true);
-                    return Ok(());
+                    return Ok(found);
                 }
                 Err(error) => {
                     readiness.set("database", false);

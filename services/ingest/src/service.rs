@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use hoheit_domain::door::Door;
 use hoheit_domain::topic;
 use hoheit_domain::topic::TopicScheme;
 use hoheit_kafka::{KafkaArgs, Topics, TraceFields};
@@ -30,7 +31,8 @@ use hoheit_store::db;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::mpsc;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
@@ -38,9 +40,12 @@ use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::decode::Limits;
+use crate::doors::{self, Doors};
 use crate::gather::{Gather, Gathered, Record, RecordKind};
+use crate::inbound::{Body, Inbound, NotConfirmed, Submission, Target};
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry_cache::RegistryCache;
+use hoheit_domain::door::Receipt;
 
 /// Configuration of the ingest service.
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +73,14 @@ pub struct IngestConfig {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "HOHEIT_INGEST_OPS_LISTEN", default_value = "127.0.0.1:9101")]
     pub ops_listen: SocketAddr,
+    /// Address of the HTTP doors: `/v1/push/…`, SensorThings create, the
+    /// network servers' webhooks, sensor.community devices.
+    #[arg(long, env = "HOHEIT_INGEST_HTTP_LISTEN", default_value = "127.0.0.1:8081")]
+    pub http_listen: SocketAddr,
+    /// Requests per second one key (or device, or connector) may make to the
+    /// HTTP doors; a burst of one second's worth is allowed. Beyond: `429`.
+    #[arg(long, env = "HOHEIT_INGEST_HTTP_REQUESTS_PER_SECOND", default_value_t = 200)]
+    pub http_requests_per_second: u32,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -81,16 +94,26 @@ pub struct IngestConfig {
 pub struct Ingest {
     config: IngestConfig,
     ops_listener: tokio::net::TcpListener,
+    http_listener: tokio::net::TcpListener,
     readiness: Readiness,
 }
 
-/// An MQTT message waiting for Kafka's confirmation before the broker gets its ack.
+/// A delivery waiting for Kafka's confirmation before its door answers.
 #[derive(Debug)]
 struct Waiting {
-    publish: Publish,
-    /// The message's span; it ends when the message is acknowledged.
+    answer: Answer,
+    /// The delivery's span; it ends when the delivery is answered.
     span: Span,
     received: Instant,
+}
+
+/// How a delivery is answered once Kafka confirmed its records.
+#[derive(Debug)]
+enum Answer {
+    /// An MQTT message: the broker gets its PUBACK (only the packet id is kept).
+    Mqtt(Publish),
+    /// The other doors: the receipt goes back to the waiting request.
+    Reply(oneshot::Sender<Result<Receipt, NotConfirmed>>, Receipt),
 }
 
 /// Messages sent together, and the deliveries of their records.
@@ -105,11 +128,19 @@ impl Ingest {
         let _ = hoheit_runtime::ops::metrics_handle();
         let ops_listener =
             ops::bind(config.ops_listen).await.with_context(|| format!("binding {}", config.ops_listen))?;
-        Ok(Self { config, ops_listener, readiness: Readiness::default() })
+        let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("binding {}", config.http_listen))?;
+        Ok(Self { config, ops_listener, http_listener, readiness: Readiness::default() })
     }
 
     pub fn ops_addr(&self) -> SocketAddr {
         self.ops_listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address of the HTTP doors (push, SensorThings create, network servers, airrohr).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -119,16 +150,26 @@ impl Ingest {
     /// Runs until `shutdown` fires, then finishes in-flight messages: those
     /// confirmed by Kafka are acknowledged, the rest are left to the broker.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { config, ops_listener, readiness } = self;
+        let Self { config, ops_listener, http_listener, readiness } = self;
         for condition in ["mqtt", "kafka", "database"] {
             readiness.set(condition, false);
         }
         let ops_task = tokio::spawn(ops::serve(ops_listener, readiness.clone(), shutdown.clone()));
-        let Some(mut running) = Running::start(&config, readiness, &shutdown).await? else {
+        let pool = match db::connect(config.database.url.expose(), config.database.max_connections, &shutdown).await {
+            Ok(pool) => pool,
+            Err(db::DbError::Cancelled) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        readiness.set("database", true);
+        let (submit, submissions) = mpsc::channel::<Submission>(1024);
+        let doors = Doors::new(&config, pool.clone(), readiness.clone(), submit);
+        let http_task = tokio::spawn(doors::serve(http_listener, doors, shutdown.clone()));
+        let Some(mut running) = Running::start(&config, pool, readiness, submissions, &shutdown).await? else {
             return Ok(());
         };
         running.event_loop(&shutdown).await?;
         running.drain().await;
+        let _ = http_task.await;
         let _ = ops_task.await;
         // Hand the last messages' spans to the exporter (a no-op without it).
         let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;
@@ -139,6 +180,12 @@ impl Ingest {
 
 /// An event of the MQTT event loop, or why the connection broke.
 type MqttEvent = Result<Event, rumqttc::ConnectionError>;
+
+/// What the main loop handles next: an MQTT event or another door's delivery.
+enum Input {
+    Mqtt(MqttEvent),
+    Door(Submission),
+}
 
 /// Ingest at work: the MQTT connection, the pipeline, the producing side and
 /// the acknowledger task.
@@ -151,6 +198,8 @@ struct Running {
     eventloop: EventLoop,
     /// Acks that did not fit into the request channel (see [`acknowledge`]).
     overflow_rx: mpsc::UnboundedReceiver<u16>,
+    /// Deliveries of the other doors (HTTP, SensorThings, network servers).
+    submissions: mpsc::Receiver<Submission>,
     acker: JoinHandle<()>,
     /// The wait before the next reconnection attempt.
     backoff: Duration,
@@ -171,15 +220,11 @@ impl Running {
     /// acknowledger; `None` if shutdown came first.
     async fn start(
         config: &IngestConfig,
+        pool: PgPool,
         readiness: Readiness,
+        submissions: mpsc::Receiver<Submission>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Self>> {
-        let pool = match db::connect(config.database.url.expose(), config.database.max_connections, shutdown).await {
-            Ok(pool) => pool,
-            Err(db::DbError::Cancelled) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        };
-        readiness.set("database", true);
         // Read once: partitions added to the topic later stay unused until ingest restarts.
         let Some(partitions) = config.kafka.await_topics(shutdown).await else {
             return Ok(None);
@@ -218,6 +263,7 @@ impl Running {
             client,
             eventloop,
             overflow_rx,
+            submissions,
             acker,
             backoff: Duration::from_millis(200),
         }))
@@ -225,7 +271,16 @@ impl Running {
 
     /// Handles MQTT events until shutdown (or until the pipeline stops).
     async fn event_loop(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        while let Some(event) = self.next_event(shutdown).await? {
+        while let Some(input) = self.next_event(shutdown).await? {
+            let event = match input {
+                Input::Mqtt(event) => event,
+                Input::Door(submission) => {
+                    if !self.submission(submission, shutdown).await? {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let go_on = match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     self.subscribe();
@@ -249,14 +304,20 @@ impl Running {
     /// The next MQTT event; `None` at shutdown. While the next event is
     /// already there, gathering goes on; before waiting for one, what is
     /// gathered is sent (the poll stays pending meanwhile).
-    async fn next_event(&mut self, shutdown: &CancellationToken) -> anyhow::Result<Option<MqttEvent>> {
+    async fn next_event(&mut self, shutdown: &CancellationToken) -> anyhow::Result<Option<Input>> {
         write_overflowing_acks(&mut self.eventloop, &mut self.overflow_rx);
         let poll = self.eventloop.poll();
         tokio::pin!(poll);
+        let submissions = &mut self.submissions;
         if !self.outbox.gather.is_empty() {
-            let ready = std::future::poll_fn(|cx| match poll.as_mut().poll(cx) {
-                Poll::Ready(event) => Poll::Ready(Some(event)),
-                Poll::Pending => Poll::Ready(None),
+            let ready = std::future::poll_fn(|cx| {
+                if let Poll::Ready(event) = poll.as_mut().poll(cx) {
+                    return Poll::Ready(Some(Input::Mqtt(event)));
+                }
+                match submissions.poll_recv(cx) {
+                    Poll::Ready(Some(submission)) => Poll::Ready(Some(Input::Door(submission))),
+                    _ => Poll::Ready(None),
+                }
             })
             .await;
             if ready.is_some() {
@@ -268,7 +329,8 @@ impl Running {
         }
         tokio::select! {
             _ = shutdown.cancelled() => Ok(None),
-            event = &mut poll => Ok(Some(event)),
+            event = &mut poll => Ok(Some(Input::Mqtt(event))),
+            Some(submission) = self.submissions.recv() => Ok(Some(Input::Door(submission))),
         }
     }
 
@@ -284,22 +346,53 @@ impl Running {
     /// them when the gather is full. `Ok(false)` when shutdown interrupts.
     async fn message(&mut self, publish: Publish, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let received = Instant::now();
-        let span = message_span(&publish);
-        let handled = self
-            .pipeline
-            .handle(&publish.topic, &publish.payload, &self.readiness, shutdown)
-            .instrument(span.clone())
-            .await;
+        let span = message_span("mqtt", &publish.topic, publish.payload.len());
+        let inbound = Inbound {
+            door: Door::Mqtt,
+            target: Target::Topic(publish.topic.clone()),
+            body: Body::Sniff,
+            payload: publish.payload.clone(),
+            writer: None,
+        };
+        let handled = self.pipeline.handle(&inbound, &self.readiness, shutdown).instrument(span.clone()).await;
         let Ok(outcome) = handled else {
             return Ok(false);
         };
         // From here on only the packet id matters (for the ack): the payload need not wait for Kafka.
         let publish = Publish { payload: Default::default(), ..publish };
+        self.gather(outcome, Waiting { answer: Answer::Mqtt(publish), span, received }, shutdown).await
+    }
+
+    /// Runs one delivery of another door through the pipeline, like an MQTT
+    /// message; its receipt goes back once Kafka confirmed its records.
+    async fn submission(&mut self, submission: Submission, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let received = Instant::now();
+        let Submission { inbound, reply } = submission;
+        let label = match &inbound.target {
+            Target::Topic(topic) => topic.clone(),
+            other => format!("{other:?}"),
+        };
+        let span = message_span(inbound.door.as_str(), &label, inbound.payload.len());
+        let handled = self.pipeline.handle(&inbound, &self.readiness, shutdown).instrument(span.clone()).await;
+        let Ok(outcome) = handled else {
+            return Ok(false);
+        };
+        let receipt = Receipt::new(outcome.accepted, &outcome.rejections);
+        self.gather(outcome, Waiting { answer: Answer::Reply(reply, receipt), span, received }, shutdown).await
+    }
+
+    /// Gathers a delivery's outcome, sending what is gathered when full.
+    async fn gather(
+        &mut self,
+        outcome: Outcome,
+        waiting: Waiting,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
         record_metrics(&outcome);
-        span.record("hoheit.readings.accepted", outcome.accepted as i64);
-        span.record("hoheit.readings.rejected", outcome.rejected.len() as i64);
-        let trace = TraceFields::of(&span.context());
-        self.outbox.gather.add(outcome, &trace, Waiting { publish, span, received });
+        waiting.span.record("hoheit.readings.accepted", outcome.accepted as i64);
+        waiting.span.record("hoheit.readings.rejected", outcome.rejections.len() as i64);
+        let trace = TraceFields::of(&waiting.span.context());
+        self.outbox.gather.add(outcome, &trace, waiting);
         if self.outbox.gather.is_full() {
             return self.outbox.send(shutdown).await;
         }
@@ -391,16 +484,17 @@ fn mqtt_options(config: &IngestConfig) -> MqttOptions {
     options
 }
 
-/// The span of one MQTT message (OpenTelemetry messaging conventions).
-fn message_span(publish: &Publish) -> Span {
+/// The span of one delivery (OpenTelemetry messaging conventions).
+fn message_span(door: &'static str, destination: &str, size: usize) -> Span {
     tracing::debug_span!(
         "ingest message",
         otel.kind = "consumer",
         otel.status_code = Empty,
         messaging.system = "mqtt",
+        hoheit.door = door,
         messaging.operation.type = "process",
-        messaging.destination.name = %publish.topic,
-        messaging.message.body.size = publish.payload.len() as i64,
+        messaging.destination.name = %destination,
+        messaging.message.body.size = size as i64,
         hoheit.readings.accepted = Empty,
         hoheit.readings.rejected = Empty,
     )
@@ -409,8 +503,16 @@ fn message_span(publish: &Publish) -> Span {
 fn record_metrics(outcome: &Outcome) {
     metrics::counter!("hoheit_ingest_messages_total").increment(1);
     metrics::counter!("hoheit_ingest_readings_accepted_total").increment(outcome.accepted as u64);
-    for code in &outcome.rejected {
-        metrics::counter!("hoheit_ingest_readings_rejected_total", "reason" => code.as_str()).increment(1);
+    for rejection in &outcome.rejections {
+        metrics::counter!("hoheit_ingest_readings_rejected_total", "reason" => rejection.code.as_str()).increment(1);
+    }
+    // Per door and organisation: who delivers how much through which door.
+    let (door, org) = (outcome.door.as_str(), outcome.org.clone());
+    metrics::counter!("hoheit_ingest_door_readings_total", "door" => door, "org" => org.clone(), "result" => "accepted")
+        .increment(outcome.accepted as u64);
+    if !outcome.rejections.is_empty() {
+        metrics::counter!("hoheit_ingest_door_readings_total", "door" => door, "org" => org, "result" => "rejected")
+            .increment(outcome.rejections.len() as u64);
     }
     if outcome.dead_letter.is_some() {
         metrics::counter!("hoheit_ingest_dead_letters_total").increment(1);
@@ -513,13 +615,23 @@ async fn acknowledge(
         if confirmed {
             readiness.set("kafka", true);
         }
-        for Waiting { publish, span, received } in messages {
+        for Waiting { answer, span, received } in messages {
             if !confirmed {
                 span.record("otel.status_code", "ERROR");
+                if let Answer::Reply(reply, _) = answer {
+                    let _ = reply.send(Err(NotConfirmed));
+                }
                 continue;
             }
-            if publish.qos == QoS::AtLeastOnce && client.try_ack(&publish).is_err() {
-                let _ = overflow.send(publish.pkid);
+            match answer {
+                Answer::Mqtt(publish) => {
+                    if publish.qos == QoS::AtLeastOnce && client.try_ack(&publish).is_err() {
+                        let _ = overflow.send(publish.pkid);
+                    }
+                }
+                Answer::Reply(reply, receipt) => {
+                    let _ = reply.send(Ok(receipt));
+                }
             }
             metrics::counter!("hoheit_ingest_messages_acknowledged_total").increment(1);
             metrics::histogram!("hoheit_ingest_message_seconds").record(received.elapsed().as_secs_f64());

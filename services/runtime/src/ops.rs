@@ -64,6 +64,11 @@ impl Readiness {
         }
     }
 
+    /// Whether condition `name` holds now.
+    pub fn holds(&self, name: &str) -> bool {
+        self.conditions.lock().map(|c| c.get(name).copied().unwrap_or(false)).unwrap_or(false)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.conditions.lock().map(|c| !c.is_empty() && c.values().all(|ok| *ok)).unwrap_or(false)
     }

@@ -32,6 +32,8 @@ pub struct NewDeadLetter {
     pub received: Micros,
     pub org: String,
     pub mqtt_topic: String,
+    /// `None` for a record that did not decode (its door is unknown).
+    pub door: Option<String>,
     pub payload: Vec<u8>,
     pub rejections: Vec<StoredRejection>,
     pub source: SourcePosition,
@@ -60,6 +62,7 @@ impl NewDeadLetter {
             received: Micros(record.received_unix_us),
             org: record.org,
             mqtt_topic: record.mqtt_topic,
+            door: Some(if record.door.is_empty() { "mqtt".into() } else { record.door.chars().take(32).collect() }),
             payload: record.payload,
             rejections,
             source,
@@ -93,8 +96,8 @@ pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Resul
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut source_topics, mut partitions, mut offsets) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut source_topics, mut partitions, mut offsets, mut doors) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for letter in letters {
         let (code, reason) = letter.headline();
         received.push(letter.received.0);
@@ -107,13 +110,14 @@ pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Resul
         source_topics.push(letter.source.topic.as_str());
         partitions.push(letter.source.partition);
         offsets.push(letter.source.offset);
+        doors.push(letter.door.as_deref());
     }
     let result = sqlx::query(
         "INSERT INTO dead_letters (received_at, org, mqtt_topic, reason_code, reason, rejections, payload,
-                                   source_topic, source_partition, source_offset)
-         SELECT timestamptz 'epoch' + r * interval '1 microsecond', o, m, c, re, j::jsonb, p, st, sp, so
+                                   source_topic, source_partition, source_offset, door)
+         SELECT timestamptz 'epoch' + r * interval '1 microsecond', o, m, c, re, j::jsonb, p, st, sp, so, d
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
-                     $8::text[], $9::int[], $10::bigint[]) AS u(r, o, m, c, re, j, p, st, sp, so)
+                     $8::text[], $9::int[], $10::bigint[], $11::text[]) AS u(r, o, m, c, re, j, p, st, sp, so, d)
          ON CONFLICT DO NOTHING",
     )
     .bind(&received)
@@ -126,6 +130,7 @@ pub async fn insert(conn: &mut PgConnection, letters: &[NewDeadLetter]) -> Resul
     .bind(&source_topics)
     .bind(&partitions)
     .bind(&offsets)
+    .bind(&doors)
     .execute(conn)
     .await?;
     Ok(result.rows_affected())
@@ -138,6 +143,9 @@ pub struct DeadLetter {
     pub received_at: DateTime<Utc>,
     pub org: String,
     pub mqtt_topic: String,
+    /// The door it came in by: `mqtt`, `http`, `sta`, `chirpstack`, `tts`,
+    /// `airrohr`; `None` for a Kafka record that did not decode.
+    pub door: Option<String>,
     pub reason_code: String,
     pub reason: String,
     pub rejections: serde_json::Value,
@@ -155,7 +163,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, received_at, org, mqtt_topic, reason_code, reason, rejections, payload
+        "SELECT id, received_at, org, mqtt_topic, door, reason_code, reason, rejections, payload
          FROM dead_letters
          WHERE ($1::text IS NULL OR org = $1) AND received_at >= $2 AND received_at < $3 AND id > $4
          ORDER BY id LIMIT $5",

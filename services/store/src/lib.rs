@@ -22,3 +22,4 @@ pub mod grants;
 pub mod observations;
 pub mod principals;
 pub mod registry;
+pub mod supply;

@@ -11,6 +11,7 @@ use sqlx::{FromRow, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use hoheit_domain::policy::OrgKind;
+use hoheit_domain::write::WriteTarget;
 use hoheit_domain::{DatastreamId, DatastreamKey, Slug, Unit};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,9 @@ pub struct Thing {
     pub name: String,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    /// The device's identity outside Hoheit (LoRaWAN DevEUI, sensor.community
+    /// `esp8266-<chip id>`, SenML base name), lower case.
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -78,6 +82,24 @@ pub struct NewThing {
     pub name: String,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    /// The device's identity outside Hoheit: a LoRaWAN DevEUI
+    /// (`70b3d57ed0001234`), a sensor.community chip (`esp8266-12345`), a SenML
+    /// base name (`urn:dev:ow:10e2073a01080063`); stored in lower case.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// A device's external id as stored: trimmed, lower case, 1 to 128 visible
+/// ASCII characters (a SenML base name's trailing separator is dropped).
+pub fn normalise_external_id(raw: &str) -> Result<String, RegistryError> {
+    let id = raw.trim().trim_end_matches([':', '/', '.']).to_ascii_lowercase();
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RegistryError::Invalid {
+            field: "external_id",
+            reason: "must be 1 to 128 visible ASCII characters (a DevEUI, a chip id, a URN)".into(),
+        });
+    }
+    Ok(id)
 }
 
 /// A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]).
@@ -114,6 +136,8 @@ pub struct NewDatastream {
 pub struct DatastreamRef {
     pub id: DatastreamId,
     pub unit: Option<Unit>,
+    /// Whose it is: what a write into it is decided on.
+    pub target: WriteTarget,
 }
 
 fn check_name(name: &str) -> Result<(), RegistryError> {
@@ -290,9 +314,10 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
     if new.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
         return Err(RegistryError::Invalid { field: "longitude", reason: "must be between -180 and 180".into() });
     }
+    let external_id = new.external_id.as_deref().map(normalise_external_id).transpose()?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO things (org_id, slug, name, latitude, longitude)
-         SELECT id, $2, $3, $4, $5 FROM organisations WHERE slug = $1
+        "INSERT INTO things (org_id, slug, name, latitude, longitude, external_id)
+         SELECT id, $2, $3, $4, $5, $6 FROM organisations WHERE slug = $1
          RETURNING id",
     )
     .bind(new.org.as_str())
@@ -300,14 +325,15 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
     .bind(&new.name)
     .bind(new.latitude)
     .bind(new.longitude)
+    .bind(&external_id)
     .fetch_optional(pool)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            RegistryError::Conflict(format!("thing {}/{}", new.org, new.slug))
-        } else {
-            e.into()
+    .map_err(|e| match (&e, &external_id) {
+        (sqlx::Error::Database(db), Some(external)) if db.constraint() == Some("things_external_id") => {
+            RegistryError::Conflict(format!("a thing of {} with external id {external}", new.org))
         }
+        _ if is_unique_violation(&e) => RegistryError::Conflict(format!("thing {}/{}", new.org, new.slug)),
+        _ => e.into(),
     })?
     .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
     Ok(Thing {
@@ -317,6 +343,7 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
         name: new.name.clone(),
         latitude: new.latitude,
         longitude: new.longitude,
+        external_id,
     })
 }
 
@@ -415,7 +442,7 @@ pub async fn datastreams_of_thing(pool: &PgPool, org: &Slug, thing: &Slug) -> Re
     Ok(ids.into_iter().map(DatastreamId).collect())
 }
 
-/// A datastream's natural key and unit as stored.
+/// A datastream's natural key, unit and owner as stored.
 #[derive(FromRow)]
 struct KeyRow {
     id: i64,
@@ -423,11 +450,18 @@ struct KeyRow {
     org: String,
     thing: String,
     property: String,
+    org_id: i64,
+    thing_id: i64,
+    dataset_id: Option<i64>,
 }
 
 impl KeyRow {
     fn reference(&self) -> DatastreamRef {
-        DatastreamRef { id: DatastreamId(self.id), unit: self.unit.as_deref().and_then(|u| Unit::parse(u).ok()) }
+        DatastreamRef {
+            id: DatastreamId(self.id),
+            unit: self.unit.as_deref().and_then(|u| Unit::parse(u).ok()),
+            target: WriteTarget { org_id: self.org_id, dataset_id: self.dataset_id, thing_id: self.thing_id },
+        }
     }
 
     /// `None` if a stored slug does not parse (the table was edited by hand).
@@ -440,8 +474,9 @@ impl KeyRow {
     }
 }
 
-const KEY_SELECT: &str = "SELECT d.id, d.unit, o.slug AS org, t.slug AS thing, d.property FROM datastreams d
-     JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id";
+const KEY_SELECT: &str = "SELECT d.id, d.unit, o.slug AS org, t.slug AS thing, d.property,
+            t.org_id, t.id AS thing_id, d.dataset_id
+     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id";
 
 /// Looks one datastream up by its natural key.
 pub async fn lookup(pool: &PgPool, key: &DatastreamKey) -> Result<Option<DatastreamRef>, sqlx::Error> {
@@ -453,6 +488,28 @@ pub async fn lookup(pool: &PgPool, key: &DatastreamKey) -> Result<Option<Datastr
             .fetch_optional(pool)
             .await?;
     Ok(row.as_ref().map(KeyRow::reference))
+}
+
+/// Looks one datastream up by its id (SensorThings addresses datastreams so).
+pub async fn lookup_id(pool: &PgPool, id: DatastreamId) -> Result<Option<(DatastreamKey, DatastreamRef)>, sqlx::Error> {
+    let row: Option<KeyRow> =
+        sqlx::query_as(&format!("{KEY_SELECT} WHERE d.id = $1")).bind(id.0).fetch_optional(pool).await?;
+    Ok(row.and_then(|row| Some((row.key()?, row.reference()))))
+}
+
+/// The slug of the thing of `org` whose external id is `external_id`
+/// (normalised as stored).
+pub async fn thing_by_external_id(pool: &PgPool, org: &Slug, external_id: &str) -> Result<Option<Slug>, sqlx::Error> {
+    let Ok(external_id) = normalise_external_id(external_id) else { return Ok(None) };
+    let slug: Option<String> = sqlx::query_scalar(
+        "SELECT t.slug FROM things t JOIN organisations o ON o.id = t.org_id
+         WHERE o.slug = $1 AND t.external_id = $2",
+    )
+    .bind(org.as_str())
+    .bind(&external_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(slug.and_then(|s| Slug::parse("thing", &s).ok()))
 }
 
 /// Every datastream's key and reference, for warming ingest's cache.

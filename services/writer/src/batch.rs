@@ -134,6 +134,7 @@ impl Batch {
             received: Micros::now(),
             org: String::new(),
             mqtt_topic: String::new(),
+            door: None,
             payload: payload.to_vec(),
             rejections: vec![StoredRejection {
                 reading_index: None,

@@ -40,7 +40,12 @@ pub struct DeadLetterView {
     id: i64,
     received_at: DateTime<Utc>,
     org: String,
+    /// Where it was addressed: the MQTT topic, or for the other doors the
+    /// topic of the datastream or thing they addressed (or what identified it).
     mqtt_topic: String,
+    /// The door it came in by; absent for a Kafka record that did not decode.
+    #[schema(value_type = Option<hoheit_domain::door::Door>)]
+    door: Option<String>,
     reason_code: String,
     reason: String,
     rejections: serde_json::Value,
@@ -85,6 +90,7 @@ pub async fn list(
             received_at: r.received_at,
             org: r.org,
             mqtt_topic: r.mqtt_topic,
+            door: r.door,
             reason_code: r.reason_code,
             reason: r.reason,
             rejections: r.rejections,

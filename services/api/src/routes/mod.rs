@@ -8,3 +8,4 @@ pub mod dead_letters;
 pub mod health;
 pub mod live;
 pub mod opendata;
+pub mod push;

@@ -552,6 +552,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/push/{org}/{thing}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Readings of a thing that name their properties: a SenML pack
+         *     (`application/senml+json`, RFC 8428) or a `hoheit.v1.ObservationBatch`
+         *     (`application/x-protobuf`). Otherwise as the datastream push.
+         */
+        post: operations["push_thing"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/push/{org}/{thing}/{property}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Readings of one datastream: a JSON reading `{"time", "value", "unit"}` (time
+         *     and unit optional) or an array of them (`application/json`), or a
+         *     `hoheit.v1.ObservationBatch` (`application/x-protobuf`). Needs an API key of
+         *     a writer role (`publisher`, `data_owner`, `admin`) of the organisation, or
+         *     of a supplier under a supply grant. Answered once Kafka confirmed every
+         *     record: what `202` counts as accepted is stored exactly once.
+         */
+        post: operations["push_datastream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/transparency": {
         parameters: {
             query?: never;
@@ -765,8 +810,13 @@ export interface components {
             next_cursor?: string | null;
         };
         DeadLetterView: {
+            door?: null | components["schemas"]["Door"];
             /** Format: int64 */
             id: number;
+            /**
+             * @description Where it was addressed: the MQTT topic, or for the other doors the
+             *     topic of the datastream or thing they addressed (or what identified it).
+             */
             mqtt_topic: string;
             org: string;
             /** @description The raw payload, base64. */
@@ -798,7 +848,12 @@ export interface components {
          *     `code` member of a denied request's problem+json answer.
          * @enum {string}
          */
-        DenyCode: "not_authenticated" | "no_grant" | "grant_revoked" | "grant_not_yet_valid" | "grant_expired" | "raw_not_granted" | "interval_below_grant" | "interval_off_grid" | "outside_grant_window" | "personal_raw" | "personal_off_grid" | "personal_not_owner" | "not_data_owner" | "not_visible";
+        DenyCode: "not_authenticated" | "no_grant" | "grant_revoked" | "grant_not_yet_valid" | "grant_expired" | "raw_not_granted" | "interval_below_grant" | "interval_off_grid" | "outside_grant_window" | "personal_raw" | "personal_off_grid" | "personal_not_owner" | "not_data_owner" | "not_visible" | "write_only";
+        /**
+         * @description A door of the platform.
+         * @enum {string}
+         */
+        Door: "mqtt" | "http" | "sta" | "chirpstack" | "tts" | "airrohr";
         /** @description The metadata at the head of a JSON download. */
         DownloadHead: {
             /** @description The dataset's IRI in the catalog. */
@@ -971,6 +1026,12 @@ export interface components {
             role: components["schemas"]["Role"];
         };
         NewThing: {
+            /**
+             * @description The device's identity outside Hoheit: a LoRaWAN DevEUI
+             *     (`70b3d57ed0001234`), a sensor.community chip (`esp8266-12345`), a SenML
+             *     base name (`urn:dev:ow:10e2073a01080063`); stored in lower case.
+             */
+            external_id?: string | null;
             /** Format: double */
             latitude?: number | null;
             /** Format: double */
@@ -1058,14 +1119,38 @@ export interface components {
             /** @description Always `about:blank`: the status says what kind of problem it is. */
             type: string;
         };
+        /** @description What became of a delivery's readings. */
+        Receipt: {
+            /** @description Readings accepted: confirmed by Kafka, stored once by the writer. */
+            accepted: number;
+            /** @description Readings (or whole payloads) rejected; each is in the owner's dead letters. */
+            rejected: number;
+            /** @description Why, per rejected reading (the first 100). */
+            rejections: components["schemas"]["ReceiptRejection"][];
+        };
+        /** @description One rejection in a [`Receipt`]. */
+        ReceiptRejection: {
+            /** @description A stable reason code (`unknown_datastream`, `unit_mismatch`, …). */
+            code: string;
+            /** @description The reading's position in the payload; absent when the whole payload was rejected. */
+            index?: number | null;
+            reason: string;
+        };
         /**
          * @description What a principal may do within its organisation.
+         *     `publisher`: a device's or gateway's service account, which writes
+         *     readings and reads nothing but open data.
          * @enum {string}
          */
-        Role: "admin" | "data_owner" | "reader";
+        Role: "admin" | "data_owner" | "reader" | "publisher";
         /** @description lower-case letters, digits, `-` and `_`; starts with a letter or digit */
         Slug: string;
         Thing: {
+            /**
+             * @description The device's identity outside Hoheit (LoRaWAN DevEUI, sensor.community
+             *     `esp8266-<chip id>`, SenML base name), lower case.
+             */
+            external_id?: string | null;
             /** Format: int64 */
             id: number;
             /** Format: double */
@@ -3954,6 +4039,263 @@ export interface operations {
                 };
             };
             /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    push_thing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org: string;
+                thing: string;
+            };
+            cookie?: never;
+        };
+        /** @description a SenML pack or an ObservationBatch */
+        requestBody: {
+            content: {
+                "application/senml+json": unknown;
+                "application/x-protobuf": number[];
+            };
+        };
+        responses: {
+            /** @description accepted and rejected readings (the rejected ones are dead letters with their codes) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Receipt"];
+                };
+            };
+            /** @description an invalid organisation or thing */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no valid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a reader key, or another organisation's thing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description beyond the payload limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description an unknown content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Kafka is away: nothing was accepted (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    push_datastream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org: string;
+                thing: string;
+                property: string;
+            };
+            cookie?: never;
+        };
+        /** @description a reading, an array of readings, or an ObservationBatch */
+        requestBody: {
+            content: {
+                "application/json": unknown;
+                "application/x-protobuf": number[];
+            };
+        };
+        responses: {
+            /** @description accepted and rejected readings (the rejected ones are dead letters with their codes) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Receipt"];
+                };
+            };
+            /** @description an invalid organisation, thing or property */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no valid API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a reader key, or another organisation's datastream (code: read_only_role, foreign_organisation, supply_grant_…) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description beyond the payload limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description an unknown content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Kafka is away: nothing was accepted (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -1,0 +1,77 @@
+//! Writes are ingest's: the API keeps no Kafka client. What a client sends to
+//! a write path of the API (`/v1/push/…`, SensorThings create) is forwarded
+//! as it came (method, path, query, body, content type, credential) to
+//! ingest's HTTP doors, and ingest's answer goes back unchanged. So clients
+//! have one base URL for reading and writing, and who may write is decided
+//! in one place (ingest asks `hoheit_domain::write`).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::problem;
+
+/// The largest body the API forwards; ingest's own (smaller) limit answers first.
+const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Headers that travel to ingest, and back.
+const REQUEST_HEADERS: [HeaderName; 3] =
+    [header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-api-key")];
+const RESPONSE_HEADERS: [HeaderName; 4] =
+    [header::CONTENT_TYPE, header::RETRY_AFTER, header::LOCATION, header::WWW_AUTHENTICATE];
+
+/// Ingest's HTTP doors as the API reaches them.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Ingest {
+    pub fn new(base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+    }
+
+    /// Forwards `request` to the same path of ingest's doors (`uri`: the
+    /// request's as the client sent it, before any router nesting).
+    pub async fn forward(&self, uri: &Uri, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let Ok(body) = axum::body::to_bytes(body, MAX_FORWARDED_BYTES).await else {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_FORWARDED_BYTES} bytes; split it"),
+            );
+        };
+        let mut outgoing = self.http.request(parts.method.clone(), format!("{}{path}", self.base)).body(body);
+        for name in &REQUEST_HEADERS {
+            if let Some(value) = parts.headers.get(name) {
+                outgoing = outgoing.header(name, value);
+            }
+        }
+        let answer = match outgoing.send().await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(%error, "ingest's HTTP doors are unreachable");
+                let mut response = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the ingest service is unreachable; nothing was accepted, retry later".into(),
+                );
+                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return response;
+            }
+        };
+        let status = answer.status();
+        let headers: Vec<_> = RESPONSE_HEADERS
+            .iter()
+            .filter_map(|name| answer.headers().get(name).map(|value| (name.clone(), value.clone())))
+            .collect();
+        let body = answer.bytes().await.unwrap_or_default();
+        let mut response = (status, Body::from(body)).into_response();
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
