@@ -756,3 +756,75 @@ async fn links_start_with_the_configured_public_base_url_whatever_the_host_heade
     }
     isolation.drop_database().await;
 }
+
+#[tokio::test]
+async fn filters_name_ids_as_iot_id_and_look_into_collections_as_frost_does() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
+    let filtered = |entity: &str, filter: &str| format!("{entity}?$filter={}&$top=1000", enc(filter));
+    // `@iot.id` names the id in paths, as it does in the resource path.
+    let page = ok(&s.api, None, &filtered("Observations", &format!("Datastream/@iot.id eq {}", s.town.counts))).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 48);
+    let page = ok(&s.api, None, &format!("Datastreams?$orderby={}", enc("@iot.id desc"))).await;
+    let descending = ids(&page);
+    assert!(descending.windows(2).all(|w| w[0] > w[1]), "{descending:?}");
+    assert_eq!(
+        ids(&ok(&s.api, None, &filtered("Datastreams", &format!("Thing/@iot.id eq {owner_id}"))).await),
+        vec![s.town.counts]
+    );
+
+    // A condition through a collection holds if any related entity satisfies it …
+    let zaehler_2 =
+        ids(&ok(&s.api, None, &filtered("Things", "Datastreams/ObservedProperty/name eq 'temperature'")).await);
+    assert_eq!(zaehler_2.len(), 1);
+    assert_ne!(zaehler_2[0], owner_id);
+    let both = ok(&s.api, None, &filtered("Things", "Datastreams/ObservedProperty/name eq 'vehicles'")).await;
+    assert_eq!(ids(&both), vec![owner_id, zaehler_2[0]]);
+    // … written as a lambda too, with `all` for every related entity, and `any()` for at least one.
+    let any = "Datastreams/any(d: d/ObservedProperty/name eq 'temperature' and d/unitOfMeasurement/symbol eq 'Cel')";
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", any)).await), zaehler_2);
+    let all = "Datastreams/all(d: d/ObservedProperty/name eq 'vehicles')";
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", all)).await), vec![owner_id]);
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", "not Datastreams/any()")).await), Vec::<i64>::new());
+    // Through Things to their datastreams, from a location.
+    let page = ok(&s.api, None, &filtered("Locations", "Things/Datastreams/unitOfMeasurement/symbol eq 'Cel'")).await;
+    assert_eq!(ids(&page), zaehler_2);
+
+    // Observations are read only as a request of their own, decided and audited by the gate.
+    let (status, detail) = refused(&s.api, None, &filtered("Datastreams", "Observations/result gt 5")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("cannot look into their Observations"), "{detail}");
+    let (status, _) = refused(&s.api, None, &filtered("Things", "Datastreams/any(d: d/Observations/any())")).await;
+    assert_eq!(status, 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_look_into_a_collection_sees_only_what_the_caller_may_see() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
+    let filtered = |filter: &str| format!("Things?$filter={}", enc(filter));
+    let department = Some(s.town.department_key.as_str());
+    // The internal `load` datastream of the counting station: the public cannot find the station
+    // by it, however it asks; the department (same municipality) can.
+    for filter in [
+        "Datastreams/ObservedProperty/name eq 'load'".to_owned(),
+        "Datastreams/any(d: d/ObservedProperty/name eq 'load')".to_owned(),
+        format!("Datastreams/@iot.id eq {}", s.town.load),
+        format!("Datastreams/any(d: d/id eq {})", s.town.load),
+        "Datastreams/unitOfMeasurement/symbol eq '%'".to_owned(),
+    ] {
+        assert_eq!(ids(&ok(&s.api, None, &filtered(&filter)).await), Vec::<i64>::new(), "anonymous: {filter}");
+        assert_eq!(ids(&ok(&s.api, department, &filtered(&filter)).await), vec![owner_id], "department: {filter}");
+    }
+    // `all` quantifies over the datastreams the caller sees: for the public, every datastream of the
+    // counting station counts vehicles; the department sees the load besides.
+    let all = filtered("Datastreams/all(d: d/ObservedProperty/name eq 'vehicles')");
+    assert_eq!(ids(&ok(&s.api, None, &all).await), vec![owner_id]);
+    assert_eq!(ids(&ok(&s.api, department, &all).await), Vec::<i64>::new());
+    // The same for the property's other datastreams.
+    let of_property = format!("ObservedProperties?$filter={}", enc(&format!("Datastreams/id eq {}", s.town.load)));
+    assert_eq!(ids(&ok(&s.api, None, &of_property).await), Vec::<i64>::new());
+    assert_eq!(ids(&ok(&s.api, department, &of_property).await).len(), 1);
+    s.stop().await;
+}
