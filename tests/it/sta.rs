@@ -92,6 +92,9 @@ async fn the_service_root_names_every_entity_set() {
     // The service root names every entity set.
     let root: Value = s.api.get_as(None, STA).send().await.unwrap().json().await.unwrap();
     let sets: Vec<&str> = root["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    // Written with a trailing slash, as clients that join paths to a base URL ask for it, the same.
+    let slashed: Value = s.api.get_as(None, &format!("{STA}/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(slashed, root);
     for set in [
         "Things",
         "Locations",

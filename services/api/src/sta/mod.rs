@@ -67,6 +67,14 @@ pub async fn root(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// The service root written with a trailing slash, as clients that join
+/// paths to a base URL ask for it: the same answer as [`root`].
+#[utoipa::path(get, operation_id = "sta_root_slash", path = "/sta/v1.1/", tag = "sensorthings", security((), ("bearer" = [])),
+    responses((status = 200, description = "the SensorThings service root: entity sets and conformance classes")))]
+pub async fn root_slash(state: State<AppState>) -> Json<Value> {
+    root(state).await
+}
+
 /// Any resource path below the root: entity sets, entities by id
 /// (`Things(1)`), navigation (`Datastreams(5)/Observations`), properties and
 /// `$value`, `$ref`; with `$filter`, `$expand`, `$select`, `$orderby`,
