@@ -831,3 +831,28 @@ async fn a_look_into_a_collection_sees_only_what_the_caller_may_see() {
     assert_eq!(ids(&ok(&s.api, department, &of_property).await).len(), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_next_page_of_references_is_references() {
+    let s = Seeded::start().await;
+    let first = ok(&s.api, None, &format!("Datastreams({})/Observations/$ref?$top=20", s.town.counts)).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut page = first;
+    loop {
+        for entry in page["value"].as_array().unwrap() {
+            let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
+            assert_eq!(keys, vec!["@iot.selfLink"], "{entry}");
+            seen.push(entry["@iot.selfLink"].as_str().unwrap().to_owned());
+        }
+        let Some(link) = page["@iot.nextLink"].as_str() else { break };
+        assert!(
+            link.starts_with(&format!("{}{STA}/Datastreams({})/Observations/$ref?", s.api.base, s.town.counts)),
+            "{link}"
+        );
+        page = ok(&s.api, None, link.trim_start_matches(&format!("{}{STA}/", s.api.base))).await;
+    }
+    assert_eq!(seen.len(), 48, "every reading once, as a reference");
+    let things = ok(&s.api, None, "Things/$ref?$top=1").await;
+    assert!(things["@iot.nextLink"].as_str().unwrap().contains("/Things/$ref?"), "{things}");
+    s.stop().await;
+}
