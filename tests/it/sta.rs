@@ -856,3 +856,74 @@ async fn the_next_page_of_references_is_references() {
     assert!(things["@iot.nextLink"].as_str().unwrap().contains("/Things/$ref?"), "{things}");
     s.stop().await;
 }
+
+/// The requests of FROST's clients, from `tests/conformance/sta_client_queries.json`.
+#[derive(serde::Deserialize)]
+struct ClientQueries {
+    sources: std::collections::BTreeMap<String, Value>,
+    queries: Vec<ClientQuery>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClientQuery {
+    client: String,
+    source: String,
+    path: String,
+    query: Vec<(String, String)>,
+    #[serde(default)]
+    expect: Expectation,
+}
+
+/// What a replayed query must answer beyond a well-formed 200.
+#[derive(serde::Deserialize, Default)]
+struct Expectation {
+    /// The ids of the page, in order (placeholders allowed).
+    ids: Option<Vec<String>>,
+    count: Option<i64>,
+}
+
+#[tokio::test]
+async fn the_queries_of_frost_clients_are_answered() {
+    let s = Seeded::start().await;
+    let (_, thing) = s.counting_station().await;
+    let thing2: i64 =
+        sqlx::query_scalar("SELECT id FROM things WHERE id <> $1").bind(thing).fetch_one(&s.pool).await.unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/sta_client_queries.json");
+    let list: ClientQueries = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let fill = |text: &str| {
+        text.replace("{thing}", &thing.to_string())
+            .replace("{thing2}", &thing2.to_string())
+            .replace("{datastream}", &s.town.counts.to_string())
+    };
+    assert!(list.queries.len() >= 20, "{} queries", list.queries.len());
+    for query in &list.queries {
+        assert!(list.sources.contains_key(&query.client), "{}: no source for the client", query.source);
+        let mut encoded = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &query.query {
+            encoded.append_pair(key, &fill(value));
+        }
+        let path = format!("{}?{}", fill(&query.path), encoded.finish());
+        let (status, body) = get(&s.api, None, &path).await;
+        let what = format!("{} ({}): {path}", query.client, query.source);
+        assert_eq!(status, 200, "{what}: {body}");
+        // Well-formed: a page of entities with ids, or one entity with its id.
+        match body.get("value") {
+            Some(Value::Array(entities)) => {
+                assert!(entities.iter().all(|e| e.get("@iot.id").is_some()), "{what}: {body}")
+            }
+            Some(other) => panic!("{what}: value is not an array: {other}"),
+            None => assert!(body.get("@iot.id").is_some(), "{what}: {body}"),
+        }
+        if query.query.iter().any(|(k, v)| k == "$count" && v == "true") {
+            assert!(body["@iot.count"].is_i64(), "{what}: {body}");
+        }
+        if let Some(expected) = &query.expect.ids {
+            let expected: Vec<i64> = expected.iter().map(|id| fill(id).parse().unwrap()).collect();
+            assert_eq!(ids(&body), expected, "{what}");
+        }
+        if let Some(count) = query.expect.count {
+            assert_eq!(body["@iot.count"], count, "{what}");
+        }
+    }
+    s.stop().await;
+}
