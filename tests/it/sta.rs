@@ -92,6 +92,9 @@ async fn the_service_root_names_every_entity_set() {
     // The service root names every entity set.
     let root: Value = s.api.get_as(None, STA).send().await.unwrap().json().await.unwrap();
     let sets: Vec<&str> = root["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    // Written with a trailing slash, as clients that join paths to a base URL ask for it, the same.
+    let slashed: Value = s.api.get_as(None, &format!("{STA}/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(slashed, root);
     for set in [
         "Things",
         "Locations",
@@ -755,4 +758,172 @@ async fn links_start_with_the_configured_public_base_url_whatever_the_host_heade
         assert!(error.contains("public base URL") || error.contains("absolute URL"), "{error}");
     }
     isolation.drop_database().await;
+}
+
+#[tokio::test]
+async fn filters_name_ids_as_iot_id_and_look_into_collections_as_frost_does() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
+    let filtered = |entity: &str, filter: &str| format!("{entity}?$filter={}&$top=1000", enc(filter));
+    // `@iot.id` names the id in paths, as it does in the resource path.
+    let page = ok(&s.api, None, &filtered("Observations", &format!("Datastream/@iot.id eq {}", s.town.counts))).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 48);
+    let page = ok(&s.api, None, &format!("Datastreams?$orderby={}", enc("@iot.id desc"))).await;
+    let descending = ids(&page);
+    assert!(descending.windows(2).all(|w| w[0] > w[1]), "{descending:?}");
+    assert_eq!(
+        ids(&ok(&s.api, None, &filtered("Datastreams", &format!("Thing/@iot.id eq {owner_id}"))).await),
+        vec![s.town.counts]
+    );
+
+    // A condition through a collection holds if any related entity satisfies it …
+    let zaehler_2 =
+        ids(&ok(&s.api, None, &filtered("Things", "Datastreams/ObservedProperty/name eq 'temperature'")).await);
+    assert_eq!(zaehler_2.len(), 1);
+    assert_ne!(zaehler_2[0], owner_id);
+    let both = ok(&s.api, None, &filtered("Things", "Datastreams/ObservedProperty/name eq 'vehicles'")).await;
+    assert_eq!(ids(&both), vec![owner_id, zaehler_2[0]]);
+    // … written as a lambda too, with `all` for every related entity, and `any()` for at least one.
+    let any = "Datastreams/any(d: d/ObservedProperty/name eq 'temperature' and d/unitOfMeasurement/symbol eq 'Cel')";
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", any)).await), zaehler_2);
+    let all = "Datastreams/all(d: d/ObservedProperty/name eq 'vehicles')";
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", all)).await), vec![owner_id]);
+    assert_eq!(ids(&ok(&s.api, None, &filtered("Things", "not Datastreams/any()")).await), Vec::<i64>::new());
+    // Through Things to their datastreams, from a location.
+    let page = ok(&s.api, None, &filtered("Locations", "Things/Datastreams/unitOfMeasurement/symbol eq 'Cel'")).await;
+    assert_eq!(ids(&page), zaehler_2);
+
+    // Observations are read only as a request of their own, decided and audited by the gate.
+    let (status, detail) = refused(&s.api, None, &filtered("Datastreams", "Observations/result gt 5")).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("cannot look into their Observations"), "{detail}");
+    let (status, _) = refused(&s.api, None, &filtered("Things", "Datastreams/any(d: d/Observations/any())")).await;
+    assert_eq!(status, 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_look_into_a_collection_sees_only_what_the_caller_may_see() {
+    let s = Seeded::start().await;
+    let (_, owner_id) = s.counting_station().await;
+    let filtered = |filter: &str| format!("Things?$filter={}", enc(filter));
+    let department = Some(s.town.department_key.as_str());
+    // The internal `load` datastream of the counting station: the public cannot find the station
+    // by it, however it asks; the department (same municipality) can.
+    for filter in [
+        "Datastreams/ObservedProperty/name eq 'load'".to_owned(),
+        "Datastreams/any(d: d/ObservedProperty/name eq 'load')".to_owned(),
+        format!("Datastreams/@iot.id eq {}", s.town.load),
+        format!("Datastreams/any(d: d/id eq {})", s.town.load),
+        "Datastreams/unitOfMeasurement/symbol eq '%'".to_owned(),
+    ] {
+        assert_eq!(ids(&ok(&s.api, None, &filtered(&filter)).await), Vec::<i64>::new(), "anonymous: {filter}");
+        assert_eq!(ids(&ok(&s.api, department, &filtered(&filter)).await), vec![owner_id], "department: {filter}");
+    }
+    // `all` quantifies over the datastreams the caller sees: for the public, every datastream of the
+    // counting station counts vehicles; the department sees the load besides.
+    let all = filtered("Datastreams/all(d: d/ObservedProperty/name eq 'vehicles')");
+    assert_eq!(ids(&ok(&s.api, None, &all).await), vec![owner_id]);
+    assert_eq!(ids(&ok(&s.api, department, &all).await), Vec::<i64>::new());
+    // The same for the property's other datastreams.
+    let of_property = format!("ObservedProperties?$filter={}", enc(&format!("Datastreams/id eq {}", s.town.load)));
+    assert_eq!(ids(&ok(&s.api, None, &of_property).await), Vec::<i64>::new());
+    assert_eq!(ids(&ok(&s.api, department, &of_property).await).len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_next_page_of_references_is_references() {
+    let s = Seeded::start().await;
+    let first = ok(&s.api, None, &format!("Datastreams({})/Observations/$ref?$top=20", s.town.counts)).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut page = first;
+    loop {
+        for entry in page["value"].as_array().unwrap() {
+            let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
+            assert_eq!(keys, vec!["@iot.selfLink"], "{entry}");
+            seen.push(entry["@iot.selfLink"].as_str().unwrap().to_owned());
+        }
+        let Some(link) = page["@iot.nextLink"].as_str() else { break };
+        assert!(
+            link.starts_with(&format!("{}{STA}/Datastreams({})/Observations/$ref?", s.api.base, s.town.counts)),
+            "{link}"
+        );
+        page = ok(&s.api, None, link.trim_start_matches(&format!("{}{STA}/", s.api.base))).await;
+    }
+    assert_eq!(seen.len(), 48, "every reading once, as a reference");
+    let things = ok(&s.api, None, "Things/$ref?$top=1").await;
+    assert!(things["@iot.nextLink"].as_str().unwrap().contains("/Things/$ref?"), "{things}");
+    s.stop().await;
+}
+
+/// The requests of FROST's clients, from `tests/conformance/sta_client_queries.json`.
+#[derive(serde::Deserialize)]
+struct ClientQueries {
+    sources: std::collections::BTreeMap<String, Value>,
+    queries: Vec<ClientQuery>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClientQuery {
+    client: String,
+    source: String,
+    path: String,
+    query: Vec<(String, String)>,
+    #[serde(default)]
+    expect: Expectation,
+}
+
+/// What a replayed query must answer beyond a well-formed 200.
+#[derive(serde::Deserialize, Default)]
+struct Expectation {
+    /// The ids of the page, in order (placeholders allowed).
+    ids: Option<Vec<String>>,
+    count: Option<i64>,
+}
+
+#[tokio::test]
+async fn the_queries_of_frost_clients_are_answered() {
+    let s = Seeded::start().await;
+    let (_, thing) = s.counting_station().await;
+    let thing2: i64 =
+        sqlx::query_scalar("SELECT id FROM things WHERE id <> $1").bind(thing).fetch_one(&s.pool).await.unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/sta_client_queries.json");
+    let list: ClientQueries = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let fill = |text: &str| {
+        text.replace("{thing}", &thing.to_string())
+            .replace("{thing2}", &thing2.to_string())
+            .replace("{datastream}", &s.town.counts.to_string())
+    };
+    assert!(list.queries.len() >= 20, "{} queries", list.queries.len());
+    for query in &list.queries {
+        assert!(list.sources.contains_key(&query.client), "{}: no source for the client", query.source);
+        let mut encoded = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &query.query {
+            encoded.append_pair(key, &fill(value));
+        }
+        let path = format!("{}?{}", fill(&query.path), encoded.finish());
+        let (status, body) = get(&s.api, None, &path).await;
+        let what = format!("{} ({}): {path}", query.client, query.source);
+        assert_eq!(status, 200, "{what}: {body}");
+        // Well-formed: a page of entities with ids, or one entity with its id.
+        match body.get("value") {
+            Some(Value::Array(entities)) => {
+                assert!(entities.iter().all(|e| e.get("@iot.id").is_some()), "{what}: {body}")
+            }
+            Some(other) => panic!("{what}: value is not an array: {other}"),
+            None => assert!(body.get("@iot.id").is_some(), "{what}: {body}"),
+        }
+        if query.query.iter().any(|(k, v)| k == "$count" && v == "true") {
+            assert!(body["@iot.count"].is_i64(), "{what}: {body}");
+        }
+        if let Some(expected) = &query.expect.ids {
+            let expected: Vec<i64> = expected.iter().map(|id| fill(id).parse().unwrap()).collect();
+            assert_eq!(ids(&body), expected, "{what}");
+        }
+        if let Some(count) = query.expect.count {
+            assert_eq!(body["@iot.count"], count, "{what}");
+        }
+    }
+    s.stop().await;
 }

@@ -297,6 +297,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(opendata::catalog))
         .routes(routes!(opendata::download))
         .routes(routes!(sta::root))
+        .routes(routes!(sta::root_slash))
         .routes(routes!(sta::resource))
         .nest("/v1", v1);
     openapi::add_problem_responses(all.get_openapi_mut());

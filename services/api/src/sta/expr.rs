@@ -16,10 +16,29 @@ pub enum Expr {
     Geography(Geometry),
     /// A property path such as `name`, `Thing/name`, `unitOfMeasurement/symbol`.
     Path(Vec<String>),
+    /// An OData lambda over a collection: `Datastreams/any(d: d/name eq 'x')`,
+    /// `Datastreams/all(d: …)`, `Datastreams/any()` (not empty).
+    Lambda(Lambda),
     Not(Box<Expr>),
     Negate(Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     Call(String, Vec<Expr>),
+}
+
+/// `collection/any(variable: body)` or `collection/all(variable: body)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lambda {
+    /// The path to the collection: navigations, the first possibly a lambda variable.
+    pub collection: Vec<String>,
+    pub quantifier: Quantifier,
+    /// The variable and the condition; `None` for `any()`.
+    pub predicate: Option<(String, Box<Expr>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +108,7 @@ enum Token {
     Close,
     Comma,
     Slash,
+    Colon,
     Minus,
 }
 
@@ -112,6 +132,7 @@ impl Expr {
             Expr::Not(inner) | Expr::Negate(inner) => inner.nodes(),
             Expr::Binary(_, left, right) => left.nodes() + right.nodes(),
             Expr::Call(_, args) => args.iter().map(Expr::nodes).sum(),
+            Expr::Lambda(lambda) => lambda.predicate.as_ref().map_or(0, |(_, body)| body.nodes()),
             _ => 0,
         }
     }
@@ -151,6 +172,10 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
             }
             '/' => {
                 tokens.push(Token::Slash);
+                i += 1;
+            }
+            ':' => {
+                tokens.push(Token::Colon);
                 i += 1;
             }
             '-' if !chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()) => {
@@ -305,11 +330,12 @@ pub fn parse_orderby(text: &str) -> Result<Vec<OrderItem>, String> {
     loop {
         let expr = parser.expression(0)?;
         let descending = match parser.peek() {
-            Some(Token::Word(w)) if w == "desc" => {
+            // Clients write the direction in capitals too (the FROST Python client's default is `DESC`).
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("desc") => {
                 parser.at += 1;
                 true
             }
-            Some(Token::Word(w)) if w == "asc" => {
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("asc") => {
                 parser.at += 1;
                 false
             }
@@ -341,6 +367,7 @@ fn describe(token: &Token) -> String {
         Token::Close => "`)`".into(),
         Token::Comma => "`,`".into(),
         Token::Slash => "`/`".into(),
+        Token::Colon => "`:`".into(),
         Token::Minus => "`-`".into(),
     }
 }
@@ -445,6 +472,12 @@ impl Parser {
                     while self.peek() == Some(&Token::Slash) {
                         self.at += 1;
                         match self.next() {
+                            Some(Token::Word(segment))
+                                if (segment == "any" || segment == "all") && self.peek() == Some(&Token::Open) =>
+                            {
+                                self.at += 1;
+                                return self.lambda(path, &segment);
+                            }
                             Some(Token::Word(segment)) => path.push(segment),
                             _ => return Err(format!("`{}/` must be followed by a property name", path.join("/"))),
                         }
@@ -454,6 +487,30 @@ impl Parser {
             },
             other => Err(format!("unexpected {} where a value was expected", describe(&other))),
         }
+    }
+
+    /// The rest of `collection/any(` or `collection/all(`: `)`, or `variable: condition)`.
+    fn lambda(&mut self, collection: Vec<String>, word: &str) -> Result<Expr, String> {
+        let quantifier = if word == "any" { Quantifier::Any } else { Quantifier::All };
+        if self.peek() == Some(&Token::Close) {
+            self.at += 1;
+            if quantifier == Quantifier::All {
+                return Err(format!("`{}/all()` needs a condition: all(x: x/… )", collection.join("/")));
+            }
+            return Ok(Expr::Lambda(Lambda { collection, quantifier, predicate: None }));
+        }
+        let variable = match (self.next(), self.next()) {
+            (Some(Token::Word(variable)), Some(Token::Colon)) if !variable.contains(['.', '$', '@']) => variable,
+            _ => {
+                return Err(format!(
+                    "`{}/{word}(` must be followed by a variable and a colon, e.g. {word}(d: d/name eq 'x')",
+                    collection.join("/")
+                ))
+            }
+        };
+        let body = self.expression(0)?;
+        self.expect_close()?;
+        Ok(Expr::Lambda(Lambda { collection, quantifier, predicate: Some((variable, Box::new(body))) }))
     }
 }
 
@@ -518,6 +575,28 @@ mod tests {
     }
 
     #[test]
+    fn lambdas_over_collections() {
+        let Expr::Lambda(any) = parse_filter("Datastreams/any(d: d/ObservedProperty/name eq 'no2')").unwrap() else {
+            panic!("a lambda")
+        };
+        assert_eq!((any.collection, any.quantifier), (vec!["Datastreams".to_owned()], Quantifier::Any));
+        let (variable, body) = any.predicate.unwrap();
+        assert_eq!(variable, "d");
+        assert_eq!(
+            *body,
+            Expr::Binary(BinaryOp::Eq, path("d/ObservedProperty/name"), Box::new(Expr::String("no2".into())))
+        );
+        let Expr::Lambda(nonempty) = parse_filter("Thing/Datastreams/any()").unwrap() else { panic!("a lambda") };
+        assert_eq!(nonempty.collection.len(), 2);
+        assert!(nonempty.predicate.is_none());
+        assert!(parse_filter("Datastreams/all()").unwrap_err().contains("needs a condition"));
+        assert!(parse_filter("Datastreams/any(d/name eq 'x')").unwrap_err().contains("variable and a colon"));
+        assert!(parse_filter("Datastreams/any(d: d/name eq 'x'").unwrap_err().contains("expected `)`"));
+        // `any` and `all` stay property names where no parenthesis follows.
+        assert_eq!(parse_filter("properties/any eq 'x'").unwrap().nodes(), 3);
+    }
+
+    #[test]
     fn expressions_are_bounded_in_size() {
         let comparisons = |n: usize| vec!["result eq 1"; n].join(" or ");
         // Three nodes a comparison, one an `or`.
@@ -537,5 +616,6 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(items[0].descending && !items[1].descending);
         assert!(parse_orderby("name sideways").is_err());
+        assert!(parse_orderby("id DESC").unwrap()[0].descending, "as the FROST Python client writes it");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A request is answered in steps, one module each: [`path`] resolves the
 //! resource path, [`options`] reads the query options (`$filter`/`$orderby`
-//! parsed in [`expr`]), [`answer`] reads the page and its expansions
+//! parsed in [`expr`], the paths of FROST's clients made plain OData in
+//! [`lambda`]), [`answer`] reads the page and its expansions
 //! ([`fetch`]: SQL with bound parameters, [`sql`] translating the
 //! expressions, over the entity model of [`model`]) and [`render`] writes
 //! it. What the caller may see and read is decided by the API's access gate
@@ -22,6 +23,7 @@
 mod answer;
 mod expr;
 mod fetch;
+mod lambda;
 mod model;
 mod options;
 mod path;
@@ -63,6 +65,14 @@ pub async fn root(State(state): State<AppState>) -> Json<Value> {
             ]
         }
     }))
+}
+
+/// The service root written with a trailing slash, as clients that join
+/// paths to a base URL ask for it: the same answer as [`root`].
+#[utoipa::path(get, operation_id = "sta_root_slash", path = "/sta/v1.1/", tag = "sensorthings", security((), ("bearer" = [])),
+    responses((status = 200, description = "the SensorThings service root: entity sets and conformance classes")))]
+pub async fn root_slash(state: State<AppState>) -> Json<Value> {
+    root(state).await
 }
 
 /// Any resource path below the root: entity sets, entities by id

@@ -94,6 +94,20 @@ impl Entity {
         }
     }
 
+    /// The entity type's name, as a single navigation to it is named (`Thing`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            Entity::Things => "Thing",
+            Entity::Locations => "Location",
+            Entity::HistoricalLocations => "HistoricalLocation",
+            Entity::Datastreams => "Datastream",
+            Entity::Sensors => "Sensor",
+            Entity::ObservedProperties => "ObservedProperty",
+            Entity::Observations => "Observation",
+            Entity::FeaturesOfInterest => "FeatureOfInterest",
+        }
+    }
+
     pub fn from_plural(name: &str) -> Option<Self> {
         ALL.into_iter().find(|e| e.plural() == name)
     }

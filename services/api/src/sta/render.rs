@@ -133,7 +133,9 @@ impl Writer {
             Some((source, nav, value)) => format!("{}/{}({value})/{}", self.base, source.plural(), nav.name),
             None => format!("{}/{}", self.base, target.entity.plural()),
         };
-        format!("{path}?{}", query.finish())
+        // The next page of references is references too.
+        let reference = if target.reference { "/$ref" } else { "" };
+        format!("{path}{reference}?{}", query.finish())
     }
 
     /// The response to a request whose reads are audited: one entity (or its property, or its reference) or a page of them.

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{Postgres, QueryBuilder};
 
-use super::expr::{BinaryOp, Expr, Geometry, OrderItem};
-use super::model::{Entity, Scope, Ty};
+use super::expr::{BinaryOp, Expr, Geometry, Lambda, OrderItem, Quantifier};
+use super::lambda;
+use super::model::{Entity, Navigation, Scope, Ty};
 
 pub type Sql = QueryBuilder<'static, Postgres>;
 
@@ -47,6 +48,27 @@ enum Kind {
 /// Translates expressions of one entity type, aliased `alias` (`e`, `e1`, …).
 pub struct Translator<'v> {
     pub view: &'v View,
+}
+
+/// Where an expression is translated: the entity it is about (`$it`,
+/// aliased `e`), the lambda variables in scope, and the nesting of
+/// subqueries (each level's alias is `e{depth}`).
+#[derive(Clone)]
+struct Env {
+    entity: Entity,
+    /// The lambda variables in scope, innermost last: name, entity type, alias.
+    variables: Vec<(String, Entity, String)>,
+    depth: usize,
+}
+
+impl Env {
+    fn of(entity: Entity) -> Self {
+        Env { entity, variables: Vec::new(), depth: 0 }
+    }
+
+    fn variable(&self, name: &str) -> Option<(Entity, String)> {
+        self.variables.iter().rev().find(|(n, _, _)| n == name).map(|(_, entity, alias)| (*entity, alias.clone()))
+    }
 }
 
 /// A translated sub-expression: SQL pieces in order, literals bound.
@@ -105,7 +127,8 @@ fn ty_name(kind: Kind) -> &'static str {
 impl Translator<'_> {
     /// Appends `expr` (a boolean condition) for `entity` aliased `e`.
     pub fn push_filter(&self, sql: &mut Sql, entity: Entity, expr: &Expr) -> Result<(), String> {
-        let fragment = self.translate(entity, "e", 0, expr)?;
+        let expr = lambda::any_through_collections(entity, expr)?;
+        let fragment = self.translate(&Env::of(entity), &expr)?;
         if fragment.kind != Kind::Ty(Ty::Bool) {
             return Err(format!("$filter must be a condition (true or false), not {}", ty_name(fragment.kind)));
         }
@@ -118,7 +141,7 @@ impl Translator<'_> {
     pub fn push_order(&self, sql: &mut Sql, entity: Entity, items: &[OrderItem]) -> Result<(), String> {
         let mut fragments = Vec::with_capacity(items.len());
         for item in items {
-            let fragment = self.translate(entity, "e", 0, &item.expr)?;
+            let fragment = self.translate(&Env::of(entity), &item.expr)?;
             if matches!(fragment.kind, Kind::Ty(Ty::Object | Ty::Point)) {
                 return Err("$orderby: objects and geometries cannot be ordered".into());
             }
@@ -160,7 +183,7 @@ impl Translator<'_> {
         }
     }
 
-    fn translate(&self, entity: Entity, alias: &str, depth: usize, expr: &Expr) -> Result<Fragment, String> {
+    fn translate(&self, env: &Env, expr: &Expr) -> Result<Fragment, String> {
         Ok(match expr {
             Expr::Null => Fragment { pieces: vec![Piece::Text("NULL".into())], kind: Kind::Null },
             Expr::Bool(b) => Fragment { pieces: vec![Piece::Bool(*b)], kind: Kind::Ty(Ty::Bool) },
@@ -168,37 +191,30 @@ impl Translator<'_> {
             Expr::String(s) => Fragment { pieces: vec![Piece::String(s.clone())], kind: Kind::Ty(Ty::Text) },
             Expr::Time(t) => Fragment { pieces: vec![Piece::Time(*t)], kind: Kind::Ty(Ty::Time) },
             Expr::Geography(g) => geometry(g),
-            Expr::Path(path) => self.path(entity, alias, depth, path)?,
+            Expr::Path(path) => self.path(env, path)?,
+            Expr::Lambda(lambda) => self.lambda(env, lambda)?,
             Expr::Not(inner) => {
-                let inner = self.translate(entity, alias, depth, inner)?;
+                let inner = self.translate(env, inner)?;
                 if inner.kind != Kind::Ty(Ty::Bool) {
                     return Err(format!("`not` needs a condition, not {}", ty_name(inner.kind)));
                 }
                 inner.wrap("(NOT coalesce(", ", false))", Kind::Ty(Ty::Bool))
             }
             Expr::Negate(inner) => {
-                let inner = self.translate(entity, alias, depth, inner)?;
+                let inner = self.translate(env, inner)?;
                 if inner.kind != Kind::Ty(Ty::Number) {
                     return Err(format!("`-` needs a number, not {}", ty_name(inner.kind)));
                 }
                 inner.wrap("(-", ")", Kind::Ty(Ty::Number))
             }
-            Expr::Binary(op, left, right) => self.binary(entity, alias, depth, *op, left, right)?,
-            Expr::Call(name, args) => self.call(entity, alias, depth, name, args)?,
+            Expr::Binary(op, left, right) => self.binary(env, *op, left, right)?,
+            Expr::Call(name, args) => self.call(env, name, args)?,
         })
     }
 
-    fn binary(
-        &self,
-        entity: Entity,
-        alias: &str,
-        depth: usize,
-        op: BinaryOp,
-        left: &Expr,
-        right: &Expr,
-    ) -> Result<Fragment, String> {
-        let mut l = self.translate(entity, alias, depth, left)?;
-        let mut r = self.translate(entity, alias, depth, right)?;
+    fn binary(&self, env: &Env, op: BinaryOp, left: &Expr, right: &Expr) -> Result<Fragment, String> {
+        let mut l = self.translate(env, left)?;
+        let mut r = self.translate(env, right)?;
         match op {
             BinaryOp::And | BinaryOp::Or => {
                 for side in [&l, &r] {
@@ -255,7 +271,19 @@ impl Translator<'_> {
         }
     }
 
-    fn path(&self, entity: Entity, alias: &str, depth: usize, path: &[String]) -> Result<Fragment, String> {
+    /// A path from `$it` or from a lambda variable (`d/name`).
+    fn path(&self, env: &Env, path: &[String]) -> Result<Fragment, String> {
+        if let Some((entity, alias)) = env.variable(&path[0]) {
+            if path.len() < 2 {
+                return Err(format!("`{}` is an entity; name one of its properties, e.g. {}/id", path[0], path[0]));
+            }
+            return self.member(entity, &alias, env.depth, &lambda::normalized(entity, &path[1..], false));
+        }
+        self.member(env.entity, "e", env.depth, &lambda::normalized(env.entity, path, true))
+    }
+
+    /// A property of `entity` aliased `alias`, or one reached through its single navigations.
+    fn member(&self, entity: Entity, alias: &str, depth: usize, path: &[String]) -> Result<Fragment, String> {
         let full = path.join("/");
         let local = |sql: &str| sql.replace("e.", &format!("{alias}."));
         if let Some((sql, ty)) = entity.property(&full) {
@@ -272,10 +300,23 @@ impl Translator<'_> {
                 kind: Kind::Ty(Ty::Text),
             });
         }
+        if let Some((_, Ty::Point)) = entity.property(&path[0]) {
+            // The GeoJSON type, which clients filter by (QGIS asks for
+            // `location/type eq 'Point' or location/geometry/type eq 'Point'`):
+            // Hoheit's positions are points, never wrapped in a Feature.
+            return match &path[1..] {
+                [member] if member == "type" => Ok(Fragment::text("'Point'::text", Kind::Ty(Ty::Text))),
+                [geometry, member] if geometry == "geometry" && member == "type" => {
+                    Ok(Fragment::text("NULL::text", Kind::Ty(Ty::Text)))
+                }
+                _ => Err(format!("`{}` is a point; of its members only `{}/type` can be compared", path[0], path[0])),
+            };
+        }
         if let Some(nav) = entity.navigation(&path[0]) {
             if !nav.single {
                 return Err(format!(
-                    "`{}` is a collection; a $filter can follow only single navigations (such as Thing or Datastream)",
+                    "`{}` is a collection; only a $filter can look into one (any related entity, or any(…)/all(…)), \
+                     $orderby follows single navigations (such as Thing or Datastream)",
                     path[0]
                 ));
             }
@@ -286,7 +327,8 @@ impl Translator<'_> {
                 return Err("a $filter path may cross at most four navigations".into());
             }
             let inner_alias = format!("e{}", depth + 1);
-            let inner = self.path(nav.target, &inner_alias, depth + 1, &path[1..])?;
+            let inner =
+                self.member(nav.target, &inner_alias, depth + 1, &lambda::normalized(nav.target, &path[1..], false))?;
             let mut pieces = vec![Piece::Text("(SELECT ".into())];
             pieces.extend(inner.pieces);
             pieces.push(Piece::Text(" FROM ".into()));
@@ -306,12 +348,93 @@ impl Translator<'_> {
         Err(format!("{} has no property `{full}`; known: {}", entity.plural(), known.join(", ")))
     }
 
+    /// `collection/any(v: condition)` or `collection/all(v: condition)`: an
+    /// `EXISTS` over each navigation of the collection's path, the related
+    /// entities read from their base query in the caller's view.
+    fn lambda(&self, env: &Env, lambda: &Lambda) -> Result<Fragment, String> {
+        let (entity, alias, rest) = match env.variable(&lambda.collection[0]) {
+            Some((entity, alias)) => (entity, alias, &lambda.collection[1..]),
+            None => (env.entity, "e".to_owned(), &lambda.collection[..]),
+        };
+        let rest = lambda::normalized(entity, rest, alias == "e");
+        let mut navigations = Vec::with_capacity(rest.len());
+        let mut at = entity;
+        for name in &rest {
+            let nav = at.navigation(name).ok_or_else(|| {
+                let names: Vec<&str> = at.navigations().iter().filter(|n| !n.single).map(|n| n.name).collect();
+                format!(
+                    "{} has no collection `{name}` for any/all; its collections are {}",
+                    at.plural(),
+                    names.join(", ")
+                )
+            })?;
+            lambda::check_readable(at, nav)?;
+            navigations.push(nav);
+            at = nav.target;
+        }
+        match navigations.last() {
+            None => return Err("any/all follow a collection, e.g. Datastreams/any(d: d/name eq 'x')".into()),
+            Some(nav) if nav.single => {
+                return Err(format!(
+                    "`{}` is a single entity; any/all follow a collection (such as Datastreams)",
+                    lambda.collection.join("/")
+                ))
+            }
+            Some(_) => {}
+        }
+        self.quantified(env, &alias, &navigations, lambda)
+    }
+
+    /// The quantifier over the first of `navigations` from the entity aliased
+    /// `source`, around the rest. A single navigation on the way is `any`
+    /// (it has at most one entity); the collections take the lambda's.
+    fn quantified(
+        &self,
+        env: &Env,
+        source: &str,
+        navigations: &[Navigation],
+        lambda: &Lambda,
+    ) -> Result<Fragment, String> {
+        let nav = navigations[0];
+        if env.depth >= 4 {
+            return Err("a $filter may nest at most four navigations and lambdas".into());
+        }
+        let mut inner_env = env.clone();
+        inner_env.depth += 1;
+        let alias = format!("e{}", inner_env.depth);
+        let inner = if navigations.len() > 1 {
+            self.quantified(&inner_env, &alias, &navigations[1..], lambda)?
+        } else if let Some((variable, body)) = &lambda.predicate {
+            inner_env.variables.push((variable.clone(), nav.target, alias.clone()));
+            let body = self.translate(&inner_env, body)?;
+            if body.kind != Kind::Ty(Ty::Bool) {
+                return Err(format!("the condition of any/all must be true or false, not {}", ty_name(body.kind)));
+            }
+            body
+        } else {
+            Fragment::text("true", Kind::Ty(Ty::Bool))
+        };
+        let all = lambda.quantifier == Quantifier::All && !nav.single;
+        let mut pieces =
+            vec![Piece::Text(if all { "(NOT EXISTS (SELECT 1 FROM " } else { "(EXISTS (SELECT 1 FROM " }.into())];
+        pieces.push(Piece::Base(nav.target));
+        pieces.push(Piece::Text(format!(
+            "{alias} WHERE {alias}.{} = {source}.{} AND {}",
+            nav.target_column,
+            nav.source_column,
+            if all { "NOT coalesce(" } else { "(" }
+        )));
+        pieces.extend(inner.pieces);
+        pieces.push(Piece::Text(if all { ", false)))" } else { ")))" }.into()));
+        Ok(Fragment { pieces, kind: Kind::Ty(Ty::Bool) })
+    }
+
     /// A function call: its arguments translated, then its entry in
     /// [`FUNCTIONS`] checks them and renders the SQL.
-    fn call(&self, entity: Entity, alias: &str, depth: usize, name: &str, args: &[Expr]) -> Result<Fragment, String> {
+    fn call(&self, env: &Env, name: &str, args: &[Expr]) -> Result<Fragment, String> {
         let mut fragments = Vec::with_capacity(args.len());
         for arg in args {
-            fragments.push(self.translate(entity, alias, depth, arg)?);
+            fragments.push(self.translate(env, arg)?);
         }
         let function = function(name, args.len()).ok_or_else(|| format!("unknown function `{name}`"))?;
         function.params.check(name, &fragments)?;
@@ -681,7 +804,7 @@ mod tests {
             let mut sql = Sql::new("");
             translator.push_filter(&mut sql, entity, &expr)?;
             let binds: Vec<String> = translator
-                .translate(entity, "e", 0, &expr)?
+                .translate(&Env::of(entity), &lambda::any_through_collections(entity, &expr)?)?
                 .pieces
                 .iter()
                 .filter_map(|piece| match piece {
@@ -718,7 +841,6 @@ mod tests {
         (Entity::Things, "floor(id) eq 1", "(floor((e.id)::float8) = $1::float8) | 1"),
         (Entity::Things, "ceiling(id) eq 1", "(ceil((e.id)::float8) = $1::float8) | 1"),
         (Entity::Things, "length(null) eq 1", "(length(NULL) = $1::float8) | 1"),
-        (Entity::Things, "contains(Locations/name, 'a')", "error: `Locations` is a collection; a $filter can follow only single navigations (such as Thing or Datastream)"),
         (Entity::Things, "contains(properties/colour, 'red')", "(strpos((e.properties #>> $1::text[]), $2::text) > 0) | [\"colour\"], \"red\""),
         (Entity::Observations, "year(phenomenonTime) eq 2026", "(floor(extract(year FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 2026"),
         (Entity::Observations, "month(phenomenonTime) eq 11", "(floor(extract(month FROM (e.time) AT TIME ZONE 'UTC'))::float8 = $1::float8) | 11"),
@@ -824,8 +946,67 @@ mod tests {
         assert!(sql_of(Entity::Things, "name eq 3").unwrap_err().contains("cannot compare a string with a number"));
         assert!(sql_of(Entity::Things, "name").unwrap_err().contains("must be a condition"));
         assert!(sql_of(Entity::Things, "colour eq 'red'").unwrap_err().contains("no property `colour`"));
-        assert!(sql_of(Entity::Things, "Datastreams/name eq 'x'").unwrap_err().contains("collection"));
+        assert!(sql_of(Entity::Datastreams, "Observations/result gt 1").unwrap_err().contains("cannot look into"));
+        let order = parse_orderby("Datastreams/name").unwrap();
+        assert!(check_order(Entity::Things, &order).unwrap_err().contains("is a collection"));
         assert!(sql_of(Entity::Things, "frobnicate(name)").unwrap_err().contains("unknown function"));
+    }
+
+    #[test]
+    fn a_condition_through_a_collection_is_an_exists_in_the_callers_view() {
+        let sql = sql_of(Entity::Things, "Datastreams/ObservedProperty/name eq 'no2'").unwrap();
+        // The datastreams in the caller's view ($1), their property in it ($2), the literal bound ($3).
+        assert!(sql.starts_with("(EXISTS (SELECT 1 FROM (SELECT d.id, d.name"), "{sql}");
+        assert!(
+            sql.contains("WHERE d.id = ANY($1::bigint[])) e1 WHERE e1.thing_id = e.id AND (((SELECT e2.name FROM"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "HAVING bool_or(d.id = ANY($2::bigint[]))) e2 WHERE e2.id = e1.property_id LIMIT 1) = $3::text))))"
+            ),
+            "{sql}"
+        );
+        let explicit = sql_of(Entity::Things, "Datastreams/any(d: d/ObservedProperty/name eq 'no2')").unwrap();
+        assert_eq!(explicit, sql, "the same as the lambda it stands for");
+    }
+
+    #[test]
+    fn lambdas_quantify_over_collections() {
+        let all = sql_of(Entity::Things, "Datastreams/all(d: d/unitOfMeasurement/symbol eq 'count')").unwrap();
+        assert!(all.starts_with("(NOT EXISTS (SELECT 1 FROM (SELECT d.id"), "{all}");
+        assert!(
+            all.ends_with("e1 WHERE e1.thing_id = e.id AND NOT coalesce((e1.unit_symbol = $2::text), false)))"),
+            "{all}"
+        );
+        let nonempty = sql_of(Entity::Things, "Datastreams/any()").unwrap();
+        assert!(nonempty.ends_with("e1 WHERE e1.thing_id = e.id AND (true)))"), "{nonempty}");
+        // Nested, the inner one naming the outer's variable.
+        let nested = sql_of(Entity::Locations, "Things/any(t: t/Datastreams/any(d: d/name eq t/name))").unwrap();
+        assert!(nested.contains("e2.thing_id = e1.id AND ((e2.name = e1.name))"), "{nested}");
+        for (filter, says) in [
+            ("Thing/any(t: t/name eq 'x')", "`Thing` is a single entity"),
+            ("Datastreams/all()", "needs a condition"),
+            ("Datastreams/any(d: d/name)", "must be true or false"),
+            ("Datastreams/any(d: d)", "is an entity"),
+            ("Frobs/any(f: f/name eq 'x')", "no collection `Frobs`"),
+            ("Datastreams/any(d: d/Observations/any(o: o/result gt 1))", "cannot look into their Observations"),
+        ] {
+            let error = sql_of(if filter.starts_with("Thing/") { Entity::Datastreams } else { Entity::Things }, filter)
+                .unwrap_err();
+            assert!(error.contains(says), "{filter}: {error}");
+        }
+    }
+
+    #[test]
+    fn ids_and_geojson_types_are_read_as_clients_write_them() {
+        assert_eq!(sql_of(Entity::Datastreams, "@iot.id eq 5").unwrap(), "(e.id = $2::float8)".replace("$2", "$1"));
+        assert!(sql_of(Entity::Observations, "Datastream/@iot.id eq 5").unwrap().contains("SELECT e1.id FROM"));
+        assert_eq!(
+            sql_of(Entity::Locations, "location/type eq 'Point' or location/geometry/type eq 'Point'").unwrap(),
+            "(('Point'::text = $1::text) OR (NULL::text = $2::text))"
+        );
+        assert!(sql_of(Entity::Locations, "location/coordinates eq 'x'").unwrap_err().contains("only `location/type`"));
     }
 
     #[test]
@@ -859,7 +1040,7 @@ mod tests {
     /// translating never panic, whatever the combination.
     #[test]
     fn arbitrary_expressions_never_panic() {
-        const PIECES: [&str; 40] = [
+        const PIECES: [&str; 46] = [
             "name",
             "id",
             "result",
@@ -900,6 +1081,12 @@ mod tests {
             "year(",
             "now()",
             " ",
+            "Datastreams/name",
+            "Locations/location",
+            "Thing/@iot.id",
+            "Datastreams/any(d:",
+            "Things/all(t: t/Datastreams/name eq",
+            "d/name",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = || {
