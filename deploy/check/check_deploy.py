@@ -292,6 +292,11 @@ def check_compose() -> None:
             )
             stage = dockerfile.split(f"AS {target}\n", 1)[-1].split("\nFROM ", 1)[0]
             check(f"EXPOSE {port}\n" in stage, f"Dockerfile: target {target} does not expose {port}")
+            if name == "hoheit-ingest":
+                doors = env["HOHEIT_INGEST_HTTP_PORT"]
+                check(environment.get("HOHEIT_INGEST_HTTP_LISTEN") == f"0.0.0.0:{doors}", f"compose: ingest's HTTP doors are not on 0.0.0.0:{doors}")
+                check(f"{env['HOHEIT_PUBLISH_ADDRESS']}:{doors}:{doors}" in published, f"compose: ingest does not publish its HTTP doors on {doors}")
+                check(f"EXPOSE {doors}\n" in stage, f"Dockerfile: ingest does not expose its HTTP doors ({doors})")
             check(f'"{port}", "/readyz"' in stage, f"Dockerfile: target {target} does not check /readyz on {port}")
 
     prometheus = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
@@ -412,8 +417,9 @@ def check_render(label: str, objects: list[dict], env: dict[str, str]) -> None:
     config = next(iter(config_maps[n] for n in config_maps if n.endswith("-config")))["data"]
     for key in ("HOHEIT_MQTT_PORT", "HOHEIT_MQTT_TOPIC_ROOT", "HOHEIT_MQTT_CLIENT_ID", "HOHEIT_KAFKA_TOPIC_PREFIX", "HOHEIT_WRITER_GROUP"):
         check(config.get(key) == env[key], f"{label}: ConfigMap {key}={config.get(key)!r}, hoheit.env says {env[key]!r}")
-    for key, port in (("HOHEIT_API_LISTEN", "HOHEIT_API_PORT"), ("HOHEIT_INGEST_OPS_LISTEN", "HOHEIT_INGEST_OPS_PORT"), ("HOHEIT_WRITER_OPS_LISTEN", "HOHEIT_WRITER_OPS_PORT")):
+    for key, port in (("HOHEIT_API_LISTEN", "HOHEIT_API_PORT"), ("HOHEIT_INGEST_OPS_LISTEN", "HOHEIT_INGEST_OPS_PORT"), ("HOHEIT_INGEST_HTTP_LISTEN", "HOHEIT_INGEST_HTTP_PORT"), ("HOHEIT_WRITER_OPS_LISTEN", "HOHEIT_WRITER_OPS_PORT")):
         check(config.get(key) == f"0.0.0.0:{env[port]}", f"{label}: ConfigMap {key} is not on port {env[port]}")
+    check(str(config.get("HOHEIT_INGEST_URL", "")).endswith(f"-ingest:{env['HOHEIT_INGEST_HTTP_PORT']}"), f"{label}: ConfigMap HOHEIT_INGEST_URL does not reach ingest's HTTP doors")
 
 
 def env_of(container: dict) -> dict[str, dict]:

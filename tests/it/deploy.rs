@@ -103,6 +103,8 @@ fn the_local_set_up_takes_its_ports_and_names_from_the_shared_file() {
         ("HOHEIT_KAFKA_BOOTSTRAP", format!("127.0.0.1:{}", get("HOHEIT_KAFKA_PORT"))),
         ("HOHEIT_API_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_API_PORT"))),
         ("HOHEIT_INGEST_OPS_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_INGEST_OPS_PORT"))),
+        ("HOHEIT_INGEST_HTTP_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_INGEST_HTTP_PORT"))),
+        ("HOHEIT_INGEST_URL", format!("http://127.0.0.1:{}", get("HOHEIT_INGEST_HTTP_PORT"))),
         ("HOHEIT_WRITER_OPS_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_WRITER_OPS_PORT"))),
         (
             "HOHEIT_DATABASE_URL",
@@ -145,6 +147,7 @@ fn the_services_built_in_defaults_are_those_of_the_shared_file() {
     assert_eq!(default_of(&ingest, "topic_prefix"), shared["HOHEIT_KAFKA_TOPIC_PREFIX"]);
     assert_eq!(port_of(default_of(&ingest, "bootstrap")), shared["HOHEIT_KAFKA_PORT"]);
     assert_eq!(port_of(default_of(&ingest, "ops_listen")), shared["HOHEIT_INGEST_OPS_PORT"]);
+    assert_eq!(port_of(default_of(&ingest, "http_listen")), shared["HOHEIT_INGEST_HTTP_PORT"]);
     let database = default_of(&ingest, "url");
     let expected_db = format!("@127.0.0.1:{}/{}", shared["HOHEIT_PG_PORT"], shared["HOHEIT_DATABASE_NAME"]);
     assert!(database.ends_with(&expected_db), "database default {database} vs {expected_db}");
@@ -153,6 +156,7 @@ fn the_services_built_in_defaults_are_those_of_the_shared_file() {
     assert_eq!(port_of(default_of(&writer, "ops_listen")), shared["HOHEIT_WRITER_OPS_PORT"]);
     let api = ApiConfig::command();
     assert_eq!(port_of(default_of(&api, "listen")), shared["HOHEIT_API_PORT"]);
+    assert_eq!(port_of(default_of(&api, "ingest_url")), shared["HOHEIT_INGEST_HTTP_PORT"]);
     assert_eq!(default_of(&api, "topic_root"), shared["HOHEIT_MQTT_TOPIC_ROOT"]);
     let simulator = SimulatorConfig::command();
     assert_eq!(default_of(&simulator, "topic_root"), shared["HOHEIT_MQTT_TOPIC_ROOT"]);
