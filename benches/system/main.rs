@@ -11,7 +11,11 @@
 //!   highest rate sustained;
 //! - `api`: latency and requests/s of the release `hoheit-api` under
 //!   concurrent clients, beside the same SQL straight on the database and the
-//!   audit log's own append rate.
+//!   audit log's own append rate;
+//! - `push`: the HTTP push door of the release `hoheit-ingest` (single
+//!   readings and batches of 500, answered after Kafka confirmed), beside a
+//!   bare axum handler that only parses the same bodies, and the same
+//!   readings over MQTT.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -26,6 +30,7 @@ mod e2e;
 mod harness;
 mod ingest;
 mod mqtt;
+mod push;
 mod writer;
 
 use std::path::PathBuf;
@@ -56,6 +61,8 @@ enum Command {
     E2e(e2e::E2eArgs),
     /// API latency and requests/s under concurrent clients, beside the SQL alone and the audit log.
     Api(api::ApiArgs),
+    /// HTTP push → Kafka: hoheit-ingest's push door beside a bare axum handler and MQTT.
+    Push(push::PushArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => tables.extend(ingest::run(&infra, args).await?),
             Command::E2e(args) => tables.extend(e2e::run(&infra, args).await?),
             Command::Api(args) => tables.extend(api::run(&infra, args).await?),
+            Command::Push(args) => tables.extend(push::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };
