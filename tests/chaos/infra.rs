@@ -26,6 +26,8 @@ pub struct Ports {
     pub mqtt: u16,
     pub kafka: u16,
     pub ingest_ops: u16,
+    /// Ingest's HTTP doors.
+    pub ingest_http: u16,
     pub writer_ops: u16,
 }
 
@@ -36,6 +38,7 @@ impl Ports {
             mqtt: free_port()?,
             kafka: free_port()?,
             ingest_ops: free_port()?,
+            ingest_http: free_port()?,
             writer_ops: free_port()?,
         })
     }
@@ -248,6 +251,8 @@ impl Infra {
             .env("HOHEIT_MQTT_CLIENT_ID", "hoheit-ingest-chaos")
             .env("HOHEIT_KAFKA_BOOTSTRAP", format!("127.0.0.1:{}", self.ports.kafka))
             .env("HOHEIT_INGEST_OPS_LISTEN", format!("127.0.0.1:{}", self.ports.ingest_ops))
+            .env("HOHEIT_INGEST_HTTP_LISTEN", format!("127.0.0.1:{}", self.ports.ingest_http))
+            .env("HOHEIT_INGEST_HTTP_REQUESTS_PER_SECOND", "100000")
             .env("HOHEIT_WRITER_OPS_LISTEN", format!("127.0.0.1:{}", self.ports.writer_ops))
             .env("HOHEIT_WRITER_GROUP", "hoheit-writer-chaos")
             .stdin(Stdio::null())

@@ -15,6 +15,7 @@
 //! only when nothing is missing, duplicated or altered.
 
 mod infra;
+mod push;
 mod workload;
 
 use std::collections::{HashMap, HashSet};
@@ -139,7 +140,16 @@ async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
     let pool = PgPool::connect(&infra.database_url()).await?;
     hoheit_store::db::migrate(&pool).await?;
     let ids = register(&pool, &workload.things).await?;
+    let (push_ids, key) = push::register(&pool, &workload.things).await?;
     pool.close().await;
+    // Over HTTP beside MQTT: a tenth as many readings, in requests of ten (own seed: the MQTT
+    // workload and the faults stay those of the seed).
+    let pushes = std::sync::Arc::new(push::Pushes::generate(
+        &mut StdRng::seed_from_u64(args.seed.wrapping_add(1)),
+        (args.readings / 10).max(10),
+        args.things,
+    ));
+    println!("chaos: and {} readings pushed over HTTP in {} requests", pushes.readings(), pushes.requests.len());
     infra.start_mosquitto().await.context("starting Mosquitto")?;
     infra.start_tansu().await.context("starting tansu")?;
     // Ingest first: its persistent session must exist before anything is published.
@@ -154,6 +164,13 @@ async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
     let mqtt_port = infra.ports.mqtt;
     let mut publisher =
         tokio::spawn(async move { workload::publish_all("127.0.0.1", mqtt_port, &messages, rate, progress_tx).await });
+    let mut pusher = tokio::spawn(push::push_all(
+        infra.ports.ingest_http,
+        key,
+        workload.things.clone(),
+        pushes.clone(),
+        args.publish_secs,
+    ));
 
     let mut injected = Vec::new();
     let mut crashes = Vec::new();
@@ -174,10 +191,17 @@ async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
             injected.push(Injected { fault, at, downtime });
             crashes.extend(check_alive(infra).await?);
         }
-        if publisher.is_finished() {
+        if publisher.is_finished() && pusher.is_finished() {
             break (&mut publisher).await??;
         }
     };
+    let push_report = (&mut pusher).await??;
+    let mut answers: Vec<_> = push_report.answers.iter().collect();
+    answers.sort();
+    println!(
+        "chaos: pusher done: {} readings answered 202, {} retries (answers by status, 0 = no answer: {:?})",
+        push_report.accepted_readings, push_report.retries, answers
+    );
     println!(
         "chaos: publisher done after {:.1}s: {} messages acknowledged, {} retries, {} connections",
         publish_report.elapsed.as_secs_f64(),
@@ -187,7 +211,8 @@ async fn run(args: &Args, infra: &mut Infra) -> anyhow::Result<bool> {
     );
 
     let pool = PgPool::connect(&infra.database_url()).await?;
-    let expected = workload::expected_rows(&workload, &ids);
+    let mut expected = workload::expected_rows(&workload, &ids);
+    expected.extend(push::expected_rows(&pushes, &push_ids));
     let settle_started = Instant::now();
     settle(&pool, &workload, expected.len(), Duration::from_secs(args.settle_secs)).await?;
     let settle_time = settle_started.elapsed();
@@ -369,7 +394,7 @@ async fn verify(
     println!();
     println!("chaos: ---------------------------------------------------------------- figures");
     println!("  published (acknowledged by the broker): {} messages", workload.messages.len());
-    println!("  valid readings acknowledged:            {}", expected.len());
+    println!("  valid readings acknowledged (PUBACK, 202): {}", expected.len());
     println!("  readings stored:                        {}", rows.len());
     println!("  missing:                                {missing}");
     println!("  duplicates (rows):                      {duplicates}");
