@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hoheit_simulator::{Simulator, SimulatorConfig};
+use hoheit_simulator::{Door, Simulator, SimulatorConfig};
 use hoheit_tests::{eventually, Platform};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +40,36 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
     let streams = list["datastreams"].as_array().unwrap();
     assert_eq!(streams.len(), 26);
     assert!(streams.iter().all(|s| s["latest_time"].is_string()), "every datastream has live data");
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_http_push_door_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    let config = SimulatorConfig {
+        rate: 100,
+        backfill_hours: 1,
+        duration_secs: 2,
+        door: Door::Http,
+        ..platform.isolation.simulator_config(&platform.api.base)
+    };
+    let summary = Simulator::new(config)?.run(CancellationToken::new()).await?;
+    assert_eq!(summary.unacked_messages, 0, "{summary:?}");
+    assert_eq!(summary.acked_messages, summary.messages(), "every request answered 202: {summary:?}");
+    let published = summary.readings() as i64;
+    assert!(summary.live_readings > 0, "{summary:?}");
+    let pool = platform.pool.clone();
+    let stored = eventually(Duration::from_secs(60), "every pushed reading stored", || {
+        let pool = pool.clone();
+        async move {
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
+            Ok((stored >= published).then_some(stored))
+        }
+    })
+    .await?;
+    assert_eq!(stored, published, "202 means stored, once");
+    let doors: Vec<String> = sqlx::query_scalar("SELECT DISTINCT door FROM dead_letters").fetch_all(&pool).await?;
+    assert!(doors.is_empty(), "no dead letters: {doors:?}");
     platform.stop().await
 }
 

@@ -6,16 +6,18 @@
 //! - [`payloads`]: the three payload formats ingest accepts (plain JSON,
 //!   SenML, protobuf), each kind of thing using one of them;
 //! - [`Simulator`]: registration, a repeatable backfill of the past hours,
-//!   then live readings at a fixed total rate until shutdown.
+//!   then live readings at a fixed total rate until shutdown, over MQTT or
+//!   (`--door http`, module `http`) the HTTP push door.
 //!
 //! `main.rs` only parses the configuration and calls [`Simulator::run`], so
 //! tests and benchmarks drive the simulator in-process.
 
 mod error;
+mod http;
 pub mod payloads;
 mod register;
 mod service;
 
 pub use error::SimulatorError;
 pub use register::{Registered, RegisteredDatastream};
-pub use service::{backfill_times, RunSummary, Simulator, SimulatorConfig};
+pub use service::{backfill_times, Door, RunSummary, Simulator, SimulatorConfig};

@@ -25,6 +25,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SimulatorError;
+use crate::http::HttpDoor;
 use crate::payloads::{self, Message, Tick};
 use crate::register::{AdminClient, Registered};
 use hoheit_town::{Kind, Thing, Town};
@@ -82,11 +83,23 @@ pub struct SimulatorConfig {
     /// Hours of history published at start, before the live readings (0: none).
     #[arg(long, env = "HOHEIT_SIMULATOR_BACKFILL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=24 * 366))]
     pub backfill_hours: u32,
+    /// The door the readings go through: Hoheit's MQTT topics, or the HTTP push
+    /// door of the API (`--api-url`, with a publisher key per organisation that
+    /// the simulator issues for itself).
+    #[arg(long, env = "HOHEIT_SIMULATOR_DOOR", value_enum, default_value_t = Door::Mqtt)]
+    pub door: Door,
     /// Seconds of live publishing after the backfill (0: until SIGTERM).
     #[arg(long, env = "HOHEIT_SIMULATOR_DURATION_SECS", default_value_t = 0)]
     pub duration_secs: u64,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// A door the simulator can publish through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Door {
+    Mqtt,
+    Http,
 }
 
 /// What a run published.
@@ -208,7 +221,16 @@ impl Simulator {
             }
         }
 
-        let mut mqtt = Mqtt::connect(&self.config);
+        let mut mqtt = match self.config.door {
+            Door::Mqtt => Sink::Mqtt(Mqtt::connect(&self.config)),
+            Door::Http => {
+                let mut orgs: Vec<String> = self.town.things.iter().map(|t| t.org.to_string()).collect();
+                orgs.sort();
+                orgs.dedup();
+                let token = self.config.api_token.expose();
+                Sink::Http(HttpDoor::connect(&self.config.api_url, token, self.scheme.root(), &orgs).await?)
+            }
+        };
         let published = async {
             self.backfill(&mut mqtt, &shutdown, &mut summary).await?;
             self.live(&mut mqtt, &shutdown, &mut summary).await
@@ -224,7 +246,7 @@ impl Simulator {
 
     async fn backfill(
         &self,
-        mqtt: &mut Mqtt,
+        mqtt: &mut Sink,
         shutdown: &CancellationToken,
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
@@ -258,7 +280,7 @@ impl Simulator {
     /// so no reading is a duplicate of another.
     async fn live(
         &self,
-        mqtt: &mut Mqtt,
+        mqtt: &mut Sink,
         shutdown: &CancellationToken,
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
@@ -339,7 +361,7 @@ impl Simulator {
                     live_readings = summary.live_readings,
                     readings_per_sec = (summary.live_readings as f64 / started.elapsed().as_secs_f64()).round(),
                     acked = mqtt.acked(),
-                    queued = mqtt.enqueued,
+                    queued = mqtt.enqueued(),
                     "progress"
                 );
             }
@@ -352,6 +374,48 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Where the messages go: the MQTT broker, or the HTTP push door.
+enum Sink {
+    Mqtt(Mqtt),
+    Http(HttpDoor),
+}
+
+impl Sink {
+    /// Publishes (MQTT: queues) `message`; `false` when shutdown interrupted.
+    async fn publish(&mut self, message: Message, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        match self {
+            Sink::Mqtt(mqtt) => mqtt.publish(message, shutdown).await,
+            Sink::Http(http) => tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Ok(false),
+                pushed = http.push(&message) => pushed.map(|()| true),
+            },
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        match self {
+            Sink::Mqtt(mqtt) => mqtt.acked(),
+            Sink::Http(http) => http.acked,
+        }
+    }
+
+    fn enqueued(&self) -> u64 {
+        match self {
+            Sink::Mqtt(mqtt) => mqtt.enqueued,
+            Sink::Http(http) => http.sent,
+        }
+    }
+
+    /// (acknowledged, unacknowledged) at the end.
+    async fn finish(self) -> (u64, u64) {
+        match self {
+            Sink::Mqtt(mqtt) => mqtt.finish().await,
+            Sink::Http(http) => (http.acked, http.sent - http.acked),
+        }
     }
 }
 
@@ -612,7 +676,7 @@ mod tests {
         ))
         .unwrap();
         let (shutdown, mut summary) = (CancellationToken::new(), RunSummary::default());
-        let mut mqtt = Mqtt::connect(simulator.config());
+        let mut mqtt = Sink::Mqtt(Mqtt::connect(simulator.config()));
         simulator.backfill(&mut mqtt, &shutdown, &mut summary).await.unwrap();
         simulator.live(&mut mqtt, &shutdown, &mut summary).await.unwrap();
         let (acked, unacked) = mqtt.finish().await;

@@ -1,0 +1,123 @@
+//! Publishing over the HTTP push door instead of MQTT: each message goes to
+//! `POST /v1/push/{org}/{thing}[/{property}]` of the API (which forwards to
+//! ingest) with a publisher key per organisation, which the simulator issues
+//! for itself through the administration API (a principal `sim-{org}-{run}`). A request counts as
+//! acknowledged when it was answered `202` (Kafka confirmed); `503` and
+//! `429` are retried after their `Retry-After`, as a correct client would.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::payloads::Message;
+
+/// The HTTP push client of one run.
+pub struct HttpDoor {
+    http: reqwest::Client,
+    base: String,
+    /// The topic root the messages were encoded under (stripped to get the path).
+    root: String,
+    /// Publisher key per organisation slug.
+    keys: HashMap<String, String>,
+    pub sent: u64,
+    pub acked: u64,
+}
+
+impl HttpDoor {
+    /// Issues a publisher key for each of `orgs` (a principal `simulator-{org}`, reused if it exists).
+    pub async fn connect(base: &str, token: &str, root: &str, orgs: &[String]) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let base = base.trim_end_matches('/').to_owned();
+        let mut keys = HashMap::new();
+        // A principal per run (the administration lists none to reuse): `sim-{org}-{run}`.
+        let run = format!("{:08x}", rand::random::<u32>());
+        for org in orgs {
+            let name: String = format!("sim-{org}").chars().take(54).chain(format!("-{run}").chars()).collect();
+            let created = http
+                .post(format!("{base}/v1/admin/principals"))
+                .bearer_auth(token)
+                .json(&json!({"org": org, "name": name, "kind": "service", "role": "publisher"}))
+                .send()
+                .await?;
+            if !created.status().is_success() {
+                bail!("creating principal {name}: {} {}", created.status(), created.text().await.unwrap_or_default());
+            }
+            let principal: Value = created.json().await?;
+            let id = principal["id"].as_i64().context("principal id")?;
+            let issued = http
+                .post(format!("{base}/v1/admin/principals/{id}/keys"))
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await?;
+            if !issued.status().is_success() {
+                bail!("issuing a key for {name}: {} {}", issued.status(), issued.text().await.unwrap_or_default());
+            }
+            let issued: Value = issued.json().await?;
+            keys.insert(org.clone(), issued["key"].as_str().context("key in the answer")?.to_owned());
+        }
+        Ok(Self { http, base, root: root.trim_end_matches('/').to_owned(), keys, sent: 0, acked: 0 })
+    }
+
+    /// Pushes one message, retrying until it is answered `202`.
+    pub async fn push(&mut self, message: &Message) -> anyhow::Result<()> {
+        let rest = message
+            .topic
+            .strip_prefix(&self.root)
+            .and_then(|r| r.strip_prefix('/'))
+            .with_context(|| format!("topic {} is not below {}", message.topic, self.root))?;
+        let org = rest.split('/').next().unwrap_or_default();
+        let key = self.keys.get(org).with_context(|| format!("no publisher key for {org}"))?;
+        let is_thing = rest.split('/').count() == 2;
+        let json = message.payload.first().is_some_and(|b| *b == b'{' || *b == b'[');
+        let content_type = match (json, is_thing) {
+            (false, _) => "application/x-protobuf",
+            (true, true) => "application/senml+json",
+            (true, false) => "application/json",
+        };
+        self.sent += 1;
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..30 {
+            let answer = self
+                .http
+                .post(format!("{}/v1/push/{rest}", self.base))
+                .header("x-api-key", key)
+                .header("content-type", content_type)
+                .body(message.payload.clone())
+                .send()
+                .await;
+            let wait = match answer {
+                Ok(answer) if answer.status() == StatusCode::ACCEPTED => {
+                    self.acked += 1;
+                    return Ok(());
+                }
+                Ok(answer)
+                    if matches!(
+                        answer.status(),
+                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS | StatusCode::BAD_GATEWAY
+                    ) =>
+                {
+                    answer
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                        .map_or(delay, Duration::from_secs)
+                }
+                Ok(answer) => {
+                    let status = answer.status();
+                    bail!("pushing to {rest}: {status} {}", answer.text().await.unwrap_or_default());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the push door is unreachable; retrying");
+                    delay
+                }
+            };
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        bail!("pushing to {rest}: not accepted after 30 attempts")
+    }
+}
