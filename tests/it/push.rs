@@ -135,6 +135,26 @@ async fn readings_pushed_over_http_read_back_exactly_and_bad_ones_are_dead_lette
     })
     .await?;
     assert_eq!(letter["door"], "http");
+
+    // Writes are counted per door and organisation (they are not in the read audit).
+    let metrics = reqwest::get(format!("{}/metrics", platform.ingest_ops())).await?.text().await?;
+    let count = |result: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("hoheit_ingest_door_readings_total{")
+                    && l.contains("door=\"http\"")
+                    && l.contains("org=\"stadt\"")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!((count("accepted"), count("rejected")), (Some(5.0), Some(1.0)), "{metrics}");
+    let audit = api.get_json("/v1/audit").await?;
+    assert!(
+        audit["records"].as_array().is_none_or(|r| r.iter().all(|r| r["principal_name"] != "gateway-1")),
+        "a write is no read: {audit}"
+    );
     assert_eq!(letter["reason_code"], "unit_mismatch");
     assert_eq!(letter["mqtt_topic"], format!("{}/stadt/luft-1/no2", platform.isolation.topic_root));
     assert_eq!(serde_json::from_str::<Value>(letter["payload_text"].as_str().unwrap_or_default())?, array);

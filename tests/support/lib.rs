@@ -501,6 +501,11 @@ impl Platform {
         Ok(Self { isolation, pool, api, scheme, doors, services: vec![ingest, writer, api_running] })
     }
 
+    /// Ingest's operations endpoint (`/metrics`, `/readyz`).
+    pub fn ingest_ops(&self) -> &str {
+        &self.services[0].ops_url
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         for service in self.services {
             service.stop().await?;
