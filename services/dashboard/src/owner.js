@@ -99,8 +99,10 @@ export async function renderOwner({ state, main }) {
     deadBox.replaceChildren(
       table(
         `${page.dead_letters.length} ${t('deadLetters')}`,
-        [t('received'), t('topic'), 'Code', t('reason'), t('payload')],
-        page.dead_letters.reverse().map((d) => [formatTime(d.received_at), d.mqtt_topic, d.reason_code, d.reason, h('code', {}, (d.payload_text ?? d.payload_base64).slice(0, 200))]),
+        [t('received'), t('door'), t('topic'), 'Code', t('reason'), t('payload')],
+        page.dead_letters
+          .reverse()
+          .map((d) => [formatTime(d.received_at), d.door ?? '–', d.mqtt_topic, d.reason_code, d.reason, h('code', {}, (d.payload_text ?? d.payload_base64).slice(0, 200))]),
         { id: 'dead-letters' },
       ),
     );
