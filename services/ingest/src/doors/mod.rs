@@ -177,11 +177,13 @@ impl Doors {
             return Err(unavailable());
         }
         let (reply, answer) = oneshot::channel();
-        self.shared.submit.send(Submission { inbound, reply }).await.map_err(|_| unavailable())?;
-        match tokio::time::timeout(CONFIRM_WITHIN, answer).await {
-            Ok(Ok(Ok(receipt))) => Ok(receipt),
-            _ => Err(unavailable()),
-        }
+        let submitted = async {
+            self.shared.submit.send(Submission { inbound, reply }).await.ok()?;
+            answer.await.ok()?.ok()
+        };
+        // The wait covers the queue too: while the pipeline is stuck (Kafka's
+        // queue full), a request is answered 503 rather than held open.
+        tokio::time::timeout(CONFIRM_WITHIN, submitted).await.ok().flatten().ok_or_else(unavailable)
     }
 }
 
