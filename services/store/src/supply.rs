@@ -335,3 +335,44 @@ pub async fn supplied_datastreams(pool: &PgPool, now: DateTime<Utc>) -> Result<V
     .fetch_all(pool)
     .await
 }
+
+/// One supply grant in the public transparency report: who supplies what
+/// into which dataset under which contract.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, FromRow)]
+pub struct TransparencySupply {
+    pub supply_grant_id: i64,
+    pub dataset: String,
+    pub dataset_title: String,
+    /// The dataset's owner, whom the readings belong to.
+    pub owner: String,
+    pub supplier: String,
+    pub contract_ref: String,
+    /// The things supplied; absent: every thing of the dataset.
+    pub things: Option<Vec<String>>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Supply grants created in `[from, to)` or in force at some time of it, by id.
+pub async fn transparency(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<TransparencySupply>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.id AS supply_grant_id, d.slug AS dataset, d.title AS dataset_title, owner.slug AS owner,
+                sup.slug AS supplier, s.contract_ref,
+                (SELECT array_agg(t.slug ORDER BY t.id) FROM things t WHERE t.id = ANY(s.things)) AS things,
+                s.valid_from, s.valid_until, s.revoked_at
+         FROM supply_grants s JOIN datasets d ON d.id = s.dataset_id
+         JOIN organisations owner ON owner.id = d.owner_org_id JOIN organisations sup ON sup.id = s.supplier_org_id
+         WHERE (s.created_at >= $1 AND s.created_at < $2)
+            OR (s.valid_from < $2 AND s.valid_until > $1 AND coalesce(s.revoked_at, 'infinity') > $1)
+         ORDER BY s.id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}
