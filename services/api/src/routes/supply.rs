@@ -23,7 +23,7 @@ use crate::AppState;
 
 /// Lets a supplier's writer keys deliver readings into a dataset (its owner's
 /// admins and data owners, or the operator).
-#[utoipa::path(post, operation_id = "admin_create_supply_grant", path = "/admin/supply-grants", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "supply_create", path = "/admin/supply-grants", tag = "admin", security(("bearer" = [])),
     request_body = NewSupplyGrant,
     responses((status = 201, description = "created", body = SupplyTerms)))]
 pub async fn create(
@@ -37,7 +37,7 @@ pub async fn create(
 }
 
 /// Ends a supply grant at once: the supplier's writes are refused from the next second on.
-#[utoipa::path(delete, operation_id = "admin_revoke_supply_grant", path = "/admin/supply-grants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "supply_revoke", path = "/admin/supply-grants/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "supply grant id")),
     responses((status = 204, description = "revoked")))]
 pub async fn revoke(State(state): State<AppState>, who: Who, PathId(id): PathId) -> Result<StatusCode, ApiError> {
@@ -53,7 +53,7 @@ pub struct SupplyGrantList {
 }
 
 /// Who supplies readings into a dataset: its owner's view.
-#[utoipa::path(get, operation_id = "datasets_supply_grants_on", path = "/datasets/{id}/supply-grants", tag = "datasets", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "supply_on_dataset", path = "/datasets/{id}/supply-grants", tag = "datasets", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "dataset id")),
     responses((status = 200, description = "the supply grants on the dataset", body = SupplyGrantList)))]
 pub async fn on_dataset(
@@ -74,7 +74,7 @@ pub struct HeldSupplyGrants {
 }
 
 /// The supply grants the caller's organisation holds (every one for the operator).
-#[utoipa::path(get, operation_id = "supply_grants_held", path = "/supply-grants", tag = "datasets", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "supply_held", path = "/supply-grants", tag = "datasets", security(("bearer" = [])),
     responses((status = 200, description = "the supply grants held", body = HeldSupplyGrants)))]
 pub async fn held(State(state): State<AppState>, who: Who) -> Result<Json<HeldSupplyGrants>, ApiError> {
     let supplier = supplier_scope(&who)?;

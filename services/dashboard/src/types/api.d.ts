@@ -332,7 +332,7 @@ export interface paths {
          * Lets a supplier's writer keys deliver readings into a dataset (its owner's
          *     admins and data owners, or the operator).
          */
-        post: operations["admin_create_supply_grant"];
+        post: operations["supply_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -350,7 +350,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Ends a supply grant at once: the supplier's writes are refused from the next second on. */
-        delete: operations["admin_revoke_supply_grant"];
+        delete: operations["supply_revoke"];
         options?: never;
         head?: never;
         patch?: never;
@@ -504,7 +504,7 @@ export interface paths {
             cookie?: never;
         };
         /** Who supplies readings into a dataset: its owner's view. */
-        get: operations["datasets_supply_grants_on"];
+        get: operations["supply_on_dataset"];
         put?: never;
         post?: never;
         delete?: never;
@@ -679,7 +679,7 @@ export interface paths {
             cookie?: never;
         };
         /** The supply grants the caller's organisation holds (every one for the operator). */
-        get: operations["supply_grants_held"];
+        get: operations["supply_held"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3062,7 +3062,7 @@ export interface operations {
             };
         };
     };
-    admin_create_supply_grant: {
+    supply_create: {
         parameters: {
             query?: never;
             header?: never;
@@ -3167,7 +3167,7 @@ export interface operations {
             };
         };
     };
-    admin_revoke_supply_grant: {
+    supply_revoke: {
         parameters: {
             query?: never;
             header?: never;
@@ -3966,7 +3966,7 @@ export interface operations {
             };
         };
     };
-    datasets_supply_grants_on: {
+    supply_on_dataset: {
         parameters: {
             query?: never;
             header?: never;
@@ -4846,7 +4846,7 @@ export interface operations {
             };
         };
     };
-    supply_grants_held: {
+    supply_held: {
         parameters: {
             query?: never;
             header?: never;
