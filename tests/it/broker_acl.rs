@@ -3,7 +3,9 @@
 //! key publish only into its own organisation's topics and the ingest user
 //! read them all; wrong passwords and anonymous clients are refused; a
 //! revoked key is refused once the files are regenerated and the broker has
-//! reloaded them (SIGHUP).
+//! reloaded them (SIGHUP). Reader keys publish nothing; a supplier's
+//! publisher key publishes the things its supply grant covers until the
+//! grant is revoked and the files rendered again.
 //!
 //! Each test starts its own `mosquitto` on a free loopback port with its own
 //! configuration in a temporary directory, and kills exactly that process
@@ -357,5 +359,157 @@ async fn the_local_broker_refuses_anonymous_clients() -> anyhow::Result<()> {
         refusal(connect(port, Some((&user, "not-the-password"))).await?),
         Some(ConnectReturnCode::NotAuthorized)
     );
+    Ok(())
+}
+
+/// Registers a thing with one datastream `belegt` of `org` in the store.
+async fn thing(pool: &sqlx::PgPool, org: &str, slug: &str) -> anyhow::Result<()> {
+    use hoheit_domain::Slug;
+    use hoheit_store::registry::{self, NewDatastream, NewThing};
+    let (org, slug) = (Slug::parse("org", org)?, Slug::parse("thing", slug)?);
+    let new_thing = NewThing {
+        org: org.clone(),
+        slug: slug.clone(),
+        name: slug.to_string(),
+        latitude: None,
+        longitude: None,
+        external_id: None,
+    };
+    registry::create_thing(pool, &new_thing).await?;
+    let new_datastream = NewDatastream {
+        org,
+        thing: slug,
+        property: Slug::parse("property", "belegt")?,
+        name: "belegt".into(),
+        unit: None,
+    };
+    registry::create_datastream(pool, &new_datastream).await?;
+    Ok(())
+}
+
+/// A user's key, created with the CLI: (MQTT user, key).
+async fn key_of(db: &str, org: &str, name: &str, role: &str) -> anyhow::Result<(String, String)> {
+    admin(db, &["principals", "create", name, "--org", org, "--kind", "service", "--role", role]).await?;
+    let key = admin_json(db, &["keys", "create", name]).await?;
+    Ok((key["mqtt_user"].as_str().context("mqtt user")?.to_owned(), key["key"].as_str().context("key")?.to_owned()))
+}
+
+#[tokio::test]
+async fn readers_publish_nothing_and_a_supplier_publishes_the_supplied_things_until_the_grant_is_revoked(
+) -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let db = isolation.database_url.as_str();
+    for org in ["stadt", "parkraum-gmbh"] {
+        admin(db, &["organisations", "create", org, "--name", org]).await?;
+    }
+    for slug in ["parkhaus-1", "parkhaus-2"] {
+        thing(&pool, "stadt", slug).await?;
+    }
+    admin(
+        db,
+        &[
+            "datasets",
+            "create",
+            "parken",
+            "--owner",
+            "stadt",
+            "--title",
+            "Parkhausbelegung",
+            "--steward-contact",
+            "daten@stadt.example",
+            "--classification",
+            "restricted",
+            "--license",
+            "http://dcat-ap.de/def/licenses/dl-by-de/2.0",
+            "--purpose",
+            "Parkleitsystem",
+            "--retention-days",
+            "365",
+        ],
+    )
+    .await?;
+    admin(db, &["datasets", "assign", "parken", "--thing", "stadt/parkhaus-1", "--thing", "stadt/parkhaus-2"]).await?;
+    let (reader_user, reader_key) = key_of(db, "stadt", "leser", "reader").await?;
+    let (vendor_user, vendor_key) = key_of(db, "parkraum-gmbh", "zaehler", "publisher").await?;
+    let grant = admin_json(
+        db,
+        &[
+            "supply-grants",
+            "add",
+            "--dataset",
+            "parken",
+            "--supplier",
+            "parkraum-gmbh",
+            "--contract-ref",
+            "PV-1",
+            "--thing",
+            "parkhaus-1",
+        ],
+    )
+    .await?;
+    let grant_id = grant["id"].as_i64().context("supply grant id")?;
+    let listed = admin_json(db, &["supply-grants", "list", "--supplier", "parkraum-gmbh"]).await?;
+    assert_eq!(listed[0]["thing_slugs"], serde_json::json!(["parkhaus-1"]), "{listed}");
+
+    let temp = tempfile::tempdir()?;
+    let files = temp.path().join("files");
+    std::fs::create_dir(&files)?;
+    let root = running_as_root();
+    let owner = if root { mosquitto_owner() } else { None };
+    if owner.is_some() {
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let ingest_password = uuid::Uuid::new_v4().simple().to_string();
+    let written = generate(db, &files, &ingest_password, owner.as_deref()).await?;
+    assert_eq!(written["supplied_things"], 1, "{written}");
+    let acl = std::fs::read_to_string(files.join("mosquitto.acl"))?;
+    let reader_rules: Vec<&str> =
+        acl.lines().skip_while(|l| *l != format!("user {reader_user}")).skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(reader_rules.iter().all(|l| !l.starts_with("topic")), "a reader writes nothing: {acl}");
+    let broker = Broker::start(temp.path(), &files, root && owner.is_none()).await?;
+    let port = broker.port;
+
+    let mut ingest = must_connect(port, "hoheit-ingest", &ingest_password).await?;
+    ingest.subscribe("hoheit/v1/#").await?;
+    let supplied = "hoheit/v1/stadt/parkhaus-1/belegt";
+
+    // The reader may connect, but the broker drops what it publishes, even into its own organisation.
+    let mut reader = must_connect(port, &reader_user, &reader_key).await?;
+    reader.publish(supplied, "from a reader").await?;
+    reader.publish("hoheit/v1/stadt/parkhaus-2/belegt", "from a reader").await?;
+    let mut vendor = must_connect(port, &vendor_user, &vendor_key).await?;
+    vendor.publish(supplied, "supplied").await?;
+    assert_eq!(message(&ingest.next_message().await?), (supplied.into(), "supplied".into()));
+    // A thing of the town the grant does not cover, and the town's other topics: dropped.
+    vendor.publish("hoheit/v1/stadt/parkhaus-2/belegt", "not supplied").await?;
+    vendor.publish("hoheit/v1/stadt/other", "not supplied").await?;
+    vendor.publish("hoheit/v1/parkraum-gmbh/eigen/belegt", "own").await?;
+    assert_eq!(message(&ingest.next_message().await?), ("hoheit/v1/parkraum-gmbh/eigen/belegt".into(), "own".into()));
+    drop(vendor);
+
+    // Revoked and rendered again: the broker drops the supplier's publishes to the town's thing.
+    admin(db, &["supply-grants", "revoke", &grant_id.to_string()]).await?;
+    let written = generate(db, &files, &ingest_password, owner.as_deref()).await?;
+    assert_eq!(written["supplied_things"], 0, "{written}");
+    broker.reload()?;
+    // The reload is asynchronous: publish until the broker drops the supplied topic.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    for attempt in 0.. {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the revoked supply grant's topic is still writable");
+        let mut vendor = must_connect(port, &vendor_user, &vendor_key).await?;
+        let marker = format!("marker {attempt}");
+        vendor.publish(supplied, "after the revocation").await?;
+        vendor.publish("hoheit/v1/parkraum-gmbh/eigen/belegt", &marker).await?;
+        if message(&ingest.next_message().await?).1 == marker {
+            break;
+        }
+        assert_eq!(message(&ingest.next_message().await?).1, marker);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    broker.stop().await;
+    isolation.drop_database().await;
     Ok(())
 }

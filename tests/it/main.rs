@@ -25,5 +25,6 @@ mod pipeline;
 mod push;
 mod simulator;
 mod sta;
+mod supply;
 mod tracing;
 mod writer;

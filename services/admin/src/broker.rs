@@ -2,9 +2,18 @@
 //! MQTT credentials (pure: no I/O, so the rules are tested here).
 //!
 //! - every usable API key is an MQTT user `hoh_<lookup>` whose password is the
-//!   key itself; it may only `write` below its own organisation's topics,
-//!   `{root}/{org}/#`, so a publisher can never inject readings for another
+//!   key itself. A `reader` key writes nothing (it reads, and MQTT carries no
+//!   reads). A writer key (`publisher`, `data_owner`, `admin`) may `write`
+//!   below its own organisation's topics, `{root}/{org}/#`, and the
+//!   SensorThings create topics `v1.1/Datastreams({id})/Observations` of its
+//!   organisation's datastreams, so it can never inject readings for another
 //!   organisation (ingest checks the topic's organisation as well);
+//! - a supplier's writer keys additionally write the topics of the things
+//!   that its supply grants in force cover (`{root}/{owner}/{thing}` and
+//!   below, and those things' datastreams' SensorThings topics): only grants
+//!   in force when the files are rendered, so rendering again after a grant
+//!   ended takes its rights away (run `hoheit-admin mqtt-config` after each
+//!   change and when a grant's validity ends, e.g. from a timer);
 //! - one service user, the ingest service, may `read` `{root}/#` and nothing
 //!   else;
 //! - optionally one gateway user (the simulator, or a trusted gateway that
@@ -13,7 +22,13 @@
 //! - anything not listed is denied (with an `acl_file`, Mosquitto denies by
 //!   default), and anonymous clients are refused by `allow_anonymous false`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use hoheit_domain::policy::Role;
 use hoheit_domain::Slug;
+use hoheit_store::principals::MqttCredential;
+use hoheit_store::registry::OwnedDatastream;
+use hoheit_store::supply::SuppliedDatastream;
 
 use crate::AdminError;
 
@@ -77,16 +92,18 @@ pub struct BrokerUser {
     pub hash: String,
 }
 
-/// The MQTT user of one API key and the organisation it publishes for.
+/// The MQTT user of one API key, the organisation it publishes for and its role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUser {
     pub user: BrokerUser,
     pub org: Slug,
+    pub role: Role,
 }
 
 impl KeyUser {
-    /// From a row of [`hoheit_store::principals::mqtt_credentials`]: (user, hash, organisation).
-    pub fn from_credential((name, hash, org): (String, String, String)) -> Result<Self, AdminError> {
+    /// From a row of [`hoheit_store::principals::mqtt_credentials`].
+    pub fn from_credential(credential: MqttCredential) -> Result<Self, AdminError> {
+        let MqttCredential { user: name, hash, org, role } = credential;
         let lookup = name.strip_prefix(KEY_USER_PREFIX).unwrap_or_default();
         let valid_name = lookup.len() == 16 && lookup.bytes().all(|b| b.is_ascii_hexdigit());
         let valid_hash = hash.starts_with("$7$") && hash.chars().all(|c| c.is_ascii_graphic() && c != ':');
@@ -98,8 +115,111 @@ impl KeyUser {
         }
         let org = Slug::parse("organisation", &org)
             .map_err(|e| AdminError::Input(format!("the organisation of key user {name}: {e}")))?;
-        Ok(Self { user: BrokerUser { name, hash }, org })
+        let role: Role = role.parse().map_err(|e| AdminError::Input(format!("the role of key user {name}: {e}")))?;
+        Ok(Self { user: BrokerUser { name, hash }, org, role })
     }
+
+    /// Whether the key may write readings at all (`reader` keys may not).
+    pub fn writes(&self) -> bool {
+        self.role != Role::Reader
+    }
+}
+
+/// What writer keys may write besides their organisation's topic tree: the
+/// SensorThings topics of their own datastreams, and what supply grants in
+/// force let them deliver into other organisations' datastreams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteScope {
+    /// Datastream ids by owning organisation.
+    own: BTreeMap<Slug, BTreeSet<i64>>,
+    /// By supplier: the things (owner, thing) and datastream ids it supplies.
+    supplied: BTreeMap<Slug, Supplies>,
+}
+
+/// What one supplier's keys may deliver into other organisations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Supplies {
+    things: BTreeSet<(Slug, Slug)>,
+    datastreams: BTreeSet<i64>,
+}
+
+impl WriteScope {
+    /// From the registry's datastreams and the datastreams supply grants in force cover.
+    pub fn from_registry(own: Vec<OwnedDatastream>, supplied: Vec<SuppliedDatastream>) -> Result<Self, AdminError> {
+        let slug = |kind: &'static str, value: &str| {
+            Slug::parse(kind, value).map_err(|e| AdminError::Input(format!("a stored {kind} slug: {e}")))
+        };
+        let mut scope = Self::default();
+        for d in own {
+            scope.own.entry(slug("organisation", &d.org)?).or_default().insert(d.datastream_id);
+        }
+        for d in supplied {
+            let supplies = scope.supplied.entry(slug("organisation", &d.supplier)?).or_default();
+            supplies.things.insert((slug("organisation", &d.owner)?, slug("thing", &d.thing)?));
+            supplies.datastreams.insert(d.datastream_id);
+        }
+        Ok(scope)
+    }
+
+    /// The number of (owner, thing) pairs supplied by all suppliers.
+    pub fn supplied_things(&self) -> usize {
+        self.supplied.values().map(|s| s.things.len()).sum()
+    }
+}
+
+/// The SensorThings MQTT create topic of a datastream.
+pub fn sta_create_topic(datastream_id: i64) -> String {
+    format!("v1.1/Datastreams({datastream_id})/Observations")
+}
+
+/// The ACL lines of one key.
+fn key_rules(root: &str, key: &KeyUser, scope: &WriteScope) -> String {
+    let (user, org) = (&key.user.name, &key.org);
+    if !key.writes() {
+        return format!(
+            "
+# a {} key of organisation {org}: writes nothing
+user {user}
+",
+            key.role
+        );
+    }
+    let mut rules = format!(
+        "
+# a {} key of organisation {org}
+user {user}
+topic write {root}/{org}/#
+",
+        key.role
+    );
+    for id in scope.own.get(org).into_iter().flatten() {
+        rules.push_str(&format!(
+            "topic write {}
+",
+            sta_create_topic(*id)
+        ));
+    }
+    if let Some(supplies) = scope.supplied.get(org) {
+        rules.push_str(
+            "# supplied under supply grants in force
+",
+        );
+        for (owner, thing) in &supplies.things {
+            rules.push_str(&format!(
+                "topic write {root}/{owner}/{thing}
+topic write {root}/{owner}/{thing}/#
+"
+            ));
+        }
+        for id in &supplies.datastreams {
+            rules.push_str(&format!(
+                "topic write {}
+",
+                sta_create_topic(*id)
+            ));
+        }
+    }
+    rules
 }
 
 /// Both files' contents.
@@ -119,7 +239,13 @@ pub struct ServiceUsers {
 }
 
 /// Renders the password and ACL files; `generated` goes into their headers.
-pub fn render(root: &TopicRoot, services: &ServiceUsers, keys: &[KeyUser], generated: &str) -> BrokerFiles {
+pub fn render(
+    root: &TopicRoot,
+    services: &ServiceUsers,
+    keys: &[KeyUser],
+    scope: &WriteScope,
+    generated: &str,
+) -> BrokerFiles {
     let ingest = &services.ingest;
     let header = format!(
         "# Generated by `hoheit-admin mqtt-config` from the Hoheit registry at {generated}.\n\
@@ -137,8 +263,10 @@ pub fn render(root: &TopicRoot, services: &ServiceUsers, keys: &[KeyUser], gener
     let root = root.as_str();
     let mut acl_file = header;
     acl_file.push_str(
-        "# Every API key is a user that may publish only below its own organisation's topics;\n\
-         # the ingest service reads every organisation's topics. Everything else is denied.\n\n",
+        "# Every writer key is a user that may publish only below its own organisation's topics\n\
+         # (and the things its organisation supplies under supply grants in force); reader keys\n\
+         # publish nothing; the ingest service reads every organisation's topics. Everything else\n\
+         # is denied.\n\n",
     );
     acl_file.push_str(&format!("# the ingest service\nuser {}\ntopic read {root}/#\n", ingest.name));
     if let Some(gateway) = &services.gateway {
@@ -148,11 +276,7 @@ pub fn render(root: &TopicRoot, services: &ServiceUsers, keys: &[KeyUser], gener
         ));
     }
     for key in keys {
-        acl_file.push_str(&format!(
-            "\n# an API key of organisation {org}\nuser {}\ntopic write {root}/{org}/#\n",
-            key.user.name,
-            org = key.org
-        ));
+        acl_file.push_str(&key_rules(root, key, scope));
     }
     BrokerFiles { password_file, acl_file }
 }
@@ -161,8 +285,131 @@ pub fn render(root: &TopicRoot, services: &ServiceUsers, keys: &[KeyUser], gener
 mod tests {
     use super::*;
 
+    fn credential(user: &str, hash: &str, org: &str, role: &str) -> MqttCredential {
+        MqttCredential { user: user.into(), hash: hash.into(), org: org.into(), role: role.into() }
+    }
+
+    fn key_of(lookup: &str, org: &str, role: &str) -> KeyUser {
+        KeyUser::from_credential(credential(&format!("hoh_{lookup}"), "$7$101$c2FsdA==$aGFzaA==", org, role)).unwrap()
+    }
+
     fn key(lookup: &str, org: &str) -> KeyUser {
-        KeyUser::from_credential((format!("hoh_{lookup}"), "$7$101$c2FsdA==$aGFzaA==".into(), org.into())).unwrap()
+        key_of(lookup, org, "data_owner")
+    }
+
+    fn services() -> ServiceUsers {
+        ServiceUsers {
+            ingest: BrokerUser { name: "hoheit-ingest".into(), hash: "$7$101$aW5nZXN0$aGFzaA==".into() },
+            gateway: None,
+        }
+    }
+
+    /// The rules of the ACL file (no comments, no blank lines).
+    fn rules(files: &BrokerFiles) -> Vec<&str> {
+        files.acl_file.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    }
+
+    /// The rules of one user: its `user` line up to the next one.
+    fn rules_of<'a>(files: &'a BrokerFiles, user: &str) -> Vec<&'a str> {
+        rules(files)
+            .into_iter()
+            .skip_while(|l| *l != format!("user {user}"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("user "))
+            .collect()
+    }
+
+    fn owned(org: &str, id: i64) -> OwnedDatastream {
+        OwnedDatastream { org: org.into(), datastream_id: id }
+    }
+
+    fn supplied(supplier: &str, owner: &str, thing: &str, id: i64) -> SuppliedDatastream {
+        SuppliedDatastream { supplier: supplier.into(), owner: owner.into(), thing: thing.into(), datastream_id: id }
+    }
+
+    #[test]
+    fn reader_keys_write_nothing_and_writer_keys_their_organisation_and_its_sensorthings_topics() {
+        let root = TopicRoot::parse("hoheit/v1").unwrap();
+        let keys = [
+            key_of("0000000000000001", "stadt", "reader"),
+            key_of("0000000000000002", "stadt", "publisher"),
+            key_of("0000000000000003", "stadt", "data_owner"),
+            key_of("0000000000000004", "stadt", "admin"),
+        ];
+        let scope =
+            WriteScope::from_registry(vec![owned("stadt", 7), owned("stadt", 9), owned("andere", 11)], vec![]).unwrap();
+        let files = render(&root, &services(), &keys, &scope, "2026-11-25T10:00:00Z");
+        assert!(files.password_file.contains("\nhoh_0000000000000001:"), "a reader may connect");
+        assert_eq!(rules_of(&files, "hoh_0000000000000001"), Vec::<&str>::new(), "a reader writes nothing");
+        for writer in ["hoh_0000000000000002", "hoh_0000000000000003", "hoh_0000000000000004"] {
+            assert_eq!(
+                rules_of(&files, writer),
+                [
+                    "topic write hoheit/v1/stadt/#",
+                    "topic write v1.1/Datastreams(7)/Observations",
+                    "topic write v1.1/Datastreams(9)/Observations",
+                ],
+                "{writer}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_supplier_writes_the_things_its_grants_in_force_cover_and_no_other_of_the_owner() {
+        let root = TopicRoot::parse("hoheit/v1").unwrap();
+        let keys = [
+            key_of("0000000000000001", "parkraum-gmbh", "publisher"),
+            key_of("0000000000000002", "parkraum-gmbh", "reader"),
+            key_of("0000000000000003", "stadt", "publisher"),
+        ];
+        let scope = WriteScope::from_registry(
+            vec![owned("parkraum-gmbh", 3), owned("stadt", 7), owned("stadt", 8), owned("stadt", 9)],
+            vec![
+                supplied("parkraum-gmbh", "stadt", "parkhaus-1", 7),
+                supplied("parkraum-gmbh", "stadt", "parkhaus-1", 8),
+            ],
+        )
+        .unwrap();
+        let files = render(&root, &services(), &keys, &scope, "2026-11-25T10:00:00Z");
+        assert_eq!(
+            rules_of(&files, "hoh_0000000000000001"),
+            [
+                "topic write hoheit/v1/parkraum-gmbh/#",
+                "topic write v1.1/Datastreams(3)/Observations",
+                "topic write hoheit/v1/stadt/parkhaus-1",
+                "topic write hoheit/v1/stadt/parkhaus-1/#",
+                "topic write v1.1/Datastreams(7)/Observations",
+                "topic write v1.1/Datastreams(8)/Observations",
+            ]
+        );
+        assert_eq!(
+            rules_of(&files, "hoh_0000000000000002"),
+            Vec::<&str>::new(),
+            "the supplier's reader writes nothing"
+        );
+        assert_eq!(
+            rules_of(&files, "hoh_0000000000000003"),
+            [
+                "topic write hoheit/v1/stadt/#",
+                "topic write v1.1/Datastreams(7)/Observations",
+                "topic write v1.1/Datastreams(8)/Observations",
+                "topic write v1.1/Datastreams(9)/Observations",
+            ],
+            "the owner's keys are not changed by the grant"
+        );
+        // Without grants in force (re-rendered after the grant ended), the supplier writes only its own.
+        let ended = WriteScope::from_registry(vec![owned("parkraum-gmbh", 3)], vec![]).unwrap();
+        let files = render(&root, &services(), &keys, &ended, "2026-11-25T10:00:00Z");
+        assert_eq!(
+            rules_of(&files, "hoh_0000000000000001"),
+            ["topic write hoheit/v1/parkraum-gmbh/#", "topic write v1.1/Datastreams(3)/Observations"]
+        );
+    }
+
+    #[test]
+    fn unknown_roles_and_malformed_supplied_slugs_are_reported_not_written() {
+        assert!(KeyUser::from_credential(credential("hoh_0123456789abcdef", "$7$101$a$b", "stadt", "root")).is_err());
+        assert!(WriteScope::from_registry(vec![], vec![supplied("a", "stadt", "thing\nuser evil", 1)]).is_err());
     }
 
     #[test]
@@ -171,7 +418,7 @@ mod tests {
         let ingest = BrokerUser { name: "hoheit-ingest".into(), hash: "$7$101$aW5nZXN0$aGFzaA==".into() };
         let keys = [key("0123456789abcdef", "stadt-eberswalde"), key("fedcba9876543210", "stadtwerke-eberswalde")];
         let services = ServiceUsers { ingest, gateway: None };
-        let files = render(&root, &services, &keys, "2026-11-25T10:00:00Z");
+        let files = render(&root, &services, &keys, &WriteScope::default(), "2026-11-25T10:00:00Z");
         let passwords: Vec<&str> = files.password_file.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             passwords,
@@ -202,7 +449,13 @@ mod tests {
             ingest: BrokerUser { name: "hoheit-ingest".into(), hash: "$7$101$aW5nZXN0$aGFzaA==".into() },
             gateway: Some(BrokerUser { name: "hoheit-gateway".into(), hash: "$7$101$Z2F0ZQ==$aGFzaA==".into() }),
         };
-        let files = render(&root, &services, &[key("0123456789abcdef", "stadt")], "2026-11-25T10:00:00Z");
+        let files = render(
+            &root,
+            &services,
+            &[key("0123456789abcdef", "stadt")],
+            &WriteScope::default(),
+            "2026-11-25T10:00:00Z",
+        );
         assert!(files.password_file.contains("\nhoheit-gateway:$7$101$Z2F0ZQ==$aGFzaA==\n"));
         let rules: Vec<&str> = files.acl_file.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         assert_eq!(
@@ -239,7 +492,7 @@ mod tests {
             ("hoh_0123456789abcdef", "$7$101$a$b", "Not A Slug"),
         ];
         for (name, hash, org) in cases {
-            assert!(KeyUser::from_credential((name.into(), hash.into(), org.into())).is_err(), "{name} {hash} {org}");
+            assert!(KeyUser::from_credential(credential(name, hash, org, "publisher")).is_err(), "{name} {hash} {org}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! - [`Cli`]: the command line (clap); `main.rs` only parses it and calls [`run`];
 //! - [`cmd`]: one module per command group (organisations, principals, keys,
-//!   datasets, grants, audit, retention, mqtt-config, demo);
+//!   datasets, grants, supply-grants, audit, retention, mqtt-config, demo);
 //! - [`broker`]: the Mosquitto password and ACL files, rendered from the registry;
 //! - [`files`]: atomic, mode-0600 writes of secret-bearing files;
 //! - [`output`]: tables for people, `--json` for scripts, on stdout;
@@ -78,6 +78,9 @@ pub enum Command {
     /// Grants (contracts) of a dataset to another organisation.
     #[command(subcommand)]
     Grants(cmd::grants::GrantCommand),
+    /// Supply grants (supply contracts): a supplier's writer keys deliver readings into a dataset.
+    #[command(subcommand)]
+    SupplyGrants(cmd::supply_grants::SupplyGrantCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Keys(c) => cmd::keys::run(&pool, c, &actor, &mut output).await,
         Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
+        Command::SupplyGrants(c) => cmd::supply_grants::run(&pool, c, &actor, &mut output).await,
         Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
         Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
         Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,

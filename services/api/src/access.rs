@@ -19,6 +19,7 @@
 //! - **The owners' listings** ([`audit_scope`], [`dead_letters_scope`]) and
 //!   **administrative permissions** ([`require`]): the operator, an
 //!   organisation's admins, its admins and data owners.
+//! - **Supply grants a supplier holds** ([`supplier_scope`]): its own.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -615,5 +616,17 @@ pub fn require_or(caller: &Caller, needs: Needs, refusal: impl FnOnce() -> Strin
         Ok(())
     } else {
         Err(ApiError::Forbidden(refusal()))
+    }
+}
+
+/// The supplier whose supply grants `who` may list: a principal its own
+/// organisation's, the operator every supplier's (`None`).
+pub fn supplier_scope(who: &Who) -> Result<Option<Slug>, ApiError> {
+    match &*who.caller {
+        Caller::Operator => Ok(None),
+        Caller::Anonymous => Err(ApiError::Unauthorized(
+            "supply grants are shown to the organisations holding them: present an API key".into(),
+        )),
+        Caller::Principal(p) => Ok(Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?)),
     }
 }

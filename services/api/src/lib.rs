@@ -262,7 +262,7 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata, push};
+    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata, push, supply};
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
@@ -283,6 +283,10 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::assign_datastream))
         .routes(routes!(admin::create_grant))
         .routes(routes!(admin::revoke_grant))
+        .routes(routes!(supply::create))
+        .routes(routes!(supply::revoke))
+        .routes(routes!(supply::on_dataset))
+        .routes(routes!(supply::held))
         .routes(routes!(datasets::list))
         .routes(routes!(datasets::get_one, datasets::erase))
         .routes(routes!(datasets::grants_on))

@@ -337,8 +337,8 @@ pub struct Erasure {
 
 /// Erases a dataset: its readings, the raw payloads of its dead letters
 /// ([`dead_letters::erase_for_dataset`], topics under `scheme`) and its
-/// datastreams are deleted, the dataset is marked erased. Grants on it are
-/// revoked and kept (with the audit log) as the record of what was agreed.
+/// datastreams are deleted, the dataset is marked erased. Grants and supply
+/// grants on it are revoked and kept (with the audit log) as the record of what was agreed.
 /// Audited as `dataset.erase`: before, the dataset; after, when it was erased
 /// and what was deleted and revoked.
 pub async fn erase(
@@ -374,6 +374,12 @@ pub async fn erase(
     .bind(dataset_id)
     .fetch_all(&mut *tx)
     .await?;
+    let supply_revoked: Vec<i64> = sqlx::query_scalar(
+        "UPDATE supply_grants SET revoked_at = now() WHERE dataset_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(dataset_id)
+    .fetch_all(&mut *tx)
+    .await?;
     let erased_at: Option<DateTime<Utc>> = sqlx::query_scalar(
         "UPDATE datasets SET erased_at = now() WHERE id = $1 AND erased_at IS NULL RETURNING erased_at",
     )
@@ -388,6 +394,7 @@ pub async fn erase(
         "readings_deleted": readings,
         "datastreams_deleted": datastreams,
         "grants_revoked": revoked,
+        "supply_grants_revoked": supply_revoked,
         "dead_letters_deleted": dead_letters.deleted,
         "dead_letter_payloads_removed": dead_letters.payloads_removed,
     });

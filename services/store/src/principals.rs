@@ -590,25 +590,45 @@ pub async fn by_oidc_subject(pool: &PgPool, subject: &str) -> Result<Principal, 
     row.principal(None)
 }
 
-/// A usable key's broker credentials.
+/// A usable key's broker credentials as stored.
 #[derive(FromRow)]
-struct MqttCredential {
+struct MqttCredentialRow {
     lookup: String,
     mqtt_hash: String,
     slug: String,
+    role: String,
 }
 
-/// MQTT credentials of every usable key: (user name, broker hash, organisation slug).
-pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    let rows: Vec<MqttCredential> = sqlx::query_as(
-        "SELECT k.lookup, k.mqtt_hash, o.slug FROM api_keys k
+/// A usable key's broker credentials: its MQTT user, the broker's hash of
+/// the key, its organisation and its principal's role (which decides what
+/// it may write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttCredential {
+    pub user: String,
+    pub hash: String,
+    pub org: String,
+    pub role: String,
+}
+
+/// MQTT credentials of every usable key.
+pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<MqttCredential>, sqlx::Error> {
+    let rows: Vec<MqttCredentialRow> = sqlx::query_as(
+        "SELECT k.lookup, k.mqtt_hash, o.slug, p.role FROM api_keys k
          JOIN principals p ON p.id = k.principal_id JOIN organisations o ON o.id = p.org_id
          WHERE k.revoked_at IS NULL AND k.expires_at > now() AND p.disabled_at IS NULL
          ORDER BY k.id",
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|r| (format!("{KEY_PREFIX}{}", r.lookup), r.mqtt_hash, r.slug)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| MqttCredential {
+            user: format!("{KEY_PREFIX}{}", r.lookup),
+            hash: r.mqtt_hash,
+            org: r.slug,
+            role: r.role,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -519,6 +519,23 @@ pub async fn load_all(pool: &PgPool) -> Result<Vec<(DatastreamKey, DatastreamRef
 }
 
 /// An organisation's id by slug.
+/// A datastream's id with the slug of the organisation owning it.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct OwnedDatastream {
+    pub org: String,
+    pub datastream_id: i64,
+}
+
+/// Every datastream's id with its organisation (for the broker's ACL).
+pub async fn datastream_owners(pool: &PgPool) -> Result<Vec<OwnedDatastream>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.slug AS org, d.id AS datastream_id FROM datastreams d
+         JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn organisation_id(pool: &PgPool, slug: &Slug) -> Result<i64, RegistryError> {
     sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
         .bind(slug.as_str())

@@ -11,11 +11,11 @@ use chrono::Utc;
 use clap::Args;
 use hoheit_domain::topic;
 use hoheit_runtime::config::Secret;
-use hoheit_store::principals;
+use hoheit_store::{principals, registry, supply};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::broker::{self, BrokerUser, KeyUser, ServiceUserName, ServiceUsers, TopicRoot};
+use crate::broker::{self, BrokerUser, KeyUser, ServiceUserName, ServiceUsers, TopicRoot, WriteScope};
 use crate::files::{self, Owner};
 use crate::output::time;
 use crate::{AdminError, Output};
@@ -59,12 +59,17 @@ pub struct Written {
     pub gateway_user: Option<String>,
     /// Key users and their organisations.
     pub key_users: Vec<KeyUserSummary>,
+    /// Things that suppliers' writer keys may write under supply grants in force.
+    pub supplied_things: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyUserSummary {
     pub user: String,
     pub org: String,
+    pub role: String,
+    /// False for reader keys, which may publish nothing.
+    pub writes: bool,
 }
 
 /// A service user's name and password, checked.
@@ -104,8 +109,13 @@ pub async fn write(
         .into_iter()
         .map(KeyUser::from_credential)
         .collect::<Result<Vec<_>, _>>()?;
+    let now = Utc::now();
+    let scope = WriteScope::from_registry(
+        registry::datastream_owners(pool).await?,
+        supply::supplied_datastreams(pool, now).await?,
+    )?;
     let services = ServiceUsers { ingest: ingest.broker_user(), gateway: gateway.map(ServiceLogin::broker_user) };
-    let rendered = broker::render(root, &services, &keys, &time(Utc::now()));
+    let rendered = broker::render(root, &services, &keys, &scope, &time(now));
     let password_file = dir.join(PASSWORD_FILE);
     let acl_file = dir.join(ACL_FILE);
     // Passwords first: a reload between the two writes then sees new users
@@ -118,7 +128,16 @@ pub async fn write(
         topic_root: root.as_str().to_owned(),
         ingest_user: services.ingest.name,
         gateway_user: services.gateway.map(|g| g.name),
-        key_users: keys.iter().map(|k| KeyUserSummary { user: k.user.name.clone(), org: k.org.to_string() }).collect(),
+        key_users: keys
+            .iter()
+            .map(|k| KeyUserSummary {
+                user: k.user.name.clone(),
+                org: k.org.to_string(),
+                role: k.role.to_string(),
+                writes: k.writes(),
+            })
+            .collect(),
+        supplied_things: scope.supplied_things(),
     })
 }
 
@@ -143,7 +162,7 @@ pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> R
         orgs.dedup();
         out.line(format!(
             "wrote {} and {}: ingest user {} (read {root}/#){} and {} key user(s) of {} organisation(s) \
-             (each writes {root}/<its org>/#)",
+             (each writer key writes {root}/<its org>/#, reader keys nothing; {} supplied thing(s))",
             written.password_file.display(),
             written.acl_file.display(),
             written.ingest_user,
@@ -154,6 +173,7 @@ pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> R
                 .unwrap_or_default(),
             written.key_users.len(),
             orgs.len(),
+            written.supplied_things,
             root = written.topic_root
         ))?;
         out.line("reload the broker to apply them: kill -HUP <mosquitto pid> (or: systemctl reload mosquitto)")

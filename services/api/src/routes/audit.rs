@@ -1,10 +1,12 @@
 //! The audit log for owners, its verification for the operator, and the
-//! public transparency report with the chain's head.
+//! public transparency report (reads per dataset, and supply contracts) with
+//! the chain's head.
 
 use axum::extract::State;
 use axum::Json;
 use chrono::Duration;
 use hoheit_store::audit::{self, AuditEntry, ChainHead, TransparencyLine, Verification};
+use hoheit_store::supply::{self, TransparencySupply};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{audit_scope, require_or, AuditScope, Needs};
@@ -84,6 +86,9 @@ pub struct TransparencyQuery {
 pub struct TransparencyReport {
     /// Per dataset and month: which organisations read it, how often, under which purpose and grant.
     lines: Vec<TransparencyLine>,
+    /// Supply contracts: which organisation delivers readings into which dataset (they belong to
+    /// the dataset's owner), under which contract, valid from and until, revoked when.
+    supply_grants: Vec<TransparencySupply>,
     /// The newest record of the audit chain (absent while it is empty): keep it,
     /// and a later rewrite of the whole log shows as a different hash at this id.
     chain_head: Option<ChainHead>,
@@ -99,5 +104,6 @@ pub async fn transparency(
 ) -> Result<Json<TransparencyReport>, ApiError> {
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(365))?;
     let lines = audit::transparency(&state.pool, range.from, range.to).await?;
-    Ok(Json(TransparencyReport { lines, chain_head: audit::head(&state.pool).await? }))
+    let supply_grants = supply::transparency(&state.pool, range.from, range.to).await?;
+    Ok(Json(TransparencyReport { lines, supply_grants, chain_head: audit::head(&state.pool).await? }))
 }

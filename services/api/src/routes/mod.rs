@@ -9,3 +9,4 @@ pub mod health;
 pub mod live;
 pub mod opendata;
 pub mod push;
+pub mod supply;

@@ -319,6 +319,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/supply-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lets a supplier's writer keys deliver readings into a dataset (its owner's
+         *     admins and data owners, or the operator).
+         */
+        post: operations["supply_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/supply-grants/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Ends a supply grant at once: the supplier's writes are refused from the next second on. */
+        delete: operations["supply_revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/things": {
         parameters: {
             query?: never;
@@ -451,6 +488,23 @@ export interface paths {
         };
         /** Who holds grants on a dataset: its owner's view. */
         get: operations["datasets_grants_on"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/datasets/{id}/supply-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who supplies readings into a dataset: its owner's view. */
+        get: operations["supply_on_dataset"];
         put?: never;
         post?: never;
         delete?: never;
@@ -611,6 +665,23 @@ export interface paths {
          *     record: what `202` counts as accepted is stored exactly once.
          */
         post: operations["push_datastream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/supply-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The supply grants the caller's organisation holds (every one for the operator). */
+        get: operations["supply_held"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -934,6 +1005,9 @@ export interface components {
             /** Format: date-time */
             valid_until: string;
         };
+        HeldSupplyGrants: {
+            supply_grants: components["schemas"]["SupplyListing"][];
+        };
         /** @description A freshly created key: shown once. */
         IssuedKey: components["schemas"]["ApiKeyView"] & {
             key: string;
@@ -1044,6 +1118,27 @@ export interface components {
             oidc_subject?: string | null;
             org: components["schemas"]["Slug"];
             role: components["schemas"]["Role"];
+        };
+        /** @description A supply grant as the owner asks for it. */
+        NewSupplyGrant: {
+            /** @description Reference of the supply contract. */
+            contract_ref: string;
+            /** Format: int64 */
+            dataset_id: number;
+            /** @description The organisation whose writer keys deliver the readings. */
+            supplier: components["schemas"]["Slug"];
+            /**
+             * @description The things of the dataset the supplier may write for (slugs or ids);
+             *     absent: every thing of the dataset.
+             */
+            things?: components["schemas"]["ThingRef"][] | null;
+            /**
+             * Format: date-time
+             * @description Default: now.
+             */
+            valid_from?: string | null;
+            /** Format: date-time */
+            valid_until: string;
         };
         NewThing: {
             /**
@@ -1165,6 +1260,46 @@ export interface components {
         Role: "admin" | "data_owner" | "reader" | "publisher";
         /** @description lower-case letters, digits, `-` and `_`; starts with a letter or digit */
         Slug: string;
+        SupplyGrantList: {
+            supply_grants: components["schemas"]["SupplyTerms"][];
+        };
+        /** @description A supply grant with the names of its dataset, owner, supplier and things. */
+        SupplyListing: components["schemas"]["SupplyTerms"] & {
+            /** Format: date-time */
+            created_at: string;
+            dataset: string;
+            owner: string;
+            supplier: string;
+            /** @description The slugs of `things`; absent: every thing of the dataset. */
+            thing_slugs?: string[] | null;
+        };
+        /**
+         * @description The terms of one supply grant: the organisation owning `dataset_id` lets
+         *     `supplier_org_id`'s writer keys deliver readings into it (all its things,
+         *     or only `things`) between `valid_from` and `valid_until`.
+         */
+        SupplyTerms: {
+            contract_ref: string;
+            /** Format: int64 */
+            dataset_id: number;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: int64
+             * @description The dataset's owner, whom the readings belong to.
+             */
+            owner_org_id: number;
+            /** Format: date-time */
+            revoked_at?: string | null;
+            /** Format: int64 */
+            supplier_org_id: number;
+            /** @description `None`: every thing of the dataset. */
+            things?: number[] | null;
+            /** Format: date-time */
+            valid_from: string;
+            /** Format: date-time */
+            valid_until: string;
+        };
         Thing: {
             /**
              * @description The device's identity outside Hoheit (LoRaWAN DevEUI, sensor.community
@@ -1181,6 +1316,8 @@ export interface components {
             org: components["schemas"]["Slug"];
             slug: components["schemas"]["Slug"];
         };
+        /** @description A thing named in a supply grant: its slug (within the dataset's owner) or its id. */
+        ThingRef: number | components["schemas"]["Slug"];
         /** @description One line of the public transparency report. */
         TransparencyLine: {
             /** Format: int64 */
@@ -1202,6 +1339,33 @@ export interface components {
             chain_head?: null | components["schemas"]["ChainHead"];
             /** @description Per dataset and month: which organisations read it, how often, under which purpose and grant. */
             lines: components["schemas"]["TransparencyLine"][];
+            /**
+             * @description Supply contracts: which organisation delivers readings into which dataset (they belong to
+             *     the dataset's owner), under which contract, valid from and until, revoked when.
+             */
+            supply_grants: components["schemas"]["TransparencySupply"][];
+        };
+        /**
+         * @description One supply grant in the public transparency report: who supplies what
+         *     into which dataset under which contract.
+         */
+        TransparencySupply: {
+            contract_ref: string;
+            dataset: string;
+            dataset_title: string;
+            /** @description The dataset's owner, whom the readings belong to. */
+            owner: string;
+            /** Format: date-time */
+            revoked_at?: string | null;
+            supplier: string;
+            /** Format: int64 */
+            supply_grant_id: number;
+            /** @description The things supplied; absent: every thing of the dataset. */
+            things?: string[] | null;
+            /** Format: date-time */
+            valid_from: string;
+            /** Format: date-time */
+            valid_until: string;
         };
         /** @description a unit symbol as SenML writes them, e.g. Cel, %RH, ug/m3 */
         Unit: string;
@@ -2898,6 +3062,195 @@ export interface operations {
             };
         };
     };
+    supply_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewSupplyGrant"];
+            };
+        };
+        responses: {
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SupplyTerms"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    supply_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description supply grant id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     admin_create_thing: {
         parameters: {
             query?: never;
@@ -3546,6 +3899,92 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GrantList"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    supply_on_dataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description dataset id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the supply grants on the dataset */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SupplyGrantList"];
                 };
             };
             /** @description the request is not valid: `detail` says what to change */
@@ -4397,6 +4836,89 @@ export interface operations {
                 };
             };
             /** @description Kafka is away: nothing was accepted (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    supply_held: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the supply grants held */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HeldSupplyGrants"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
             503: {
                 headers: {
                     [name: string]: unknown;
