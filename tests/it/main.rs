@@ -25,5 +25,6 @@ mod pipeline;
 mod push;
 mod simulator;
 mod sta;
+mod sta_create;
 mod tracing;
 mod writer;
