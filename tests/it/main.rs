@@ -25,6 +25,7 @@ mod pipeline;
 mod push;
 mod simulator;
 mod sta;
+mod sta_create;
 mod supply;
 mod tracing;
 mod writer;

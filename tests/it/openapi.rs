@@ -93,7 +93,8 @@ async fn the_document_names_every_route_and_is_valid_openapi_3_1() {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
-        assert_ne!(status, 405, "{method} {path} is documented but not routed");
+        // A documented 405 (SensorThings updates and deletes) says why; axum's own has no body.
+        assert!(status != 405 || body.contains("not supported"), "{method} {path} is documented but not routed");
         assert!(!body.contains("no resource at"), "{method} {path} is documented but falls through to 404: {body}");
     }
 

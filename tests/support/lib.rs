@@ -115,12 +115,19 @@ impl Isolation {
     /// Ingest for this test: the service's defaults, on this test's MQTT root, client id, Kafka
     /// topics and database, its ops endpoint on a free port. The MQTT login is the environment's
     /// (`HOHEIT_MQTT_USERNAME`/`_PASSWORD`, as for [`mqtt_login`]).
+    /// This test's prefix of SensorThings' MQTT create topics (beside its topic root, so that
+    /// parallel tests on the shared broker do not see each other's creates).
+    pub fn sta_mqtt_prefix(&self) -> String {
+        format!("test-{}/v1.1", self.id)
+    }
+
     pub fn ingest_config(&self) -> IngestConfig {
         let defaults: IngestConfig = defaults(&["hoheit-ingest"]);
         IngestConfig {
             mqtt: MqttArgs { mqtt_host: mqtt_host(), mqtt_port: mqtt_port(), ..defaults.mqtt },
             mqtt_client_id: format!("ingest-{}", self.id),
             topic_root: self.topic_root.clone(),
+            sta_mqtt_prefix: self.sta_mqtt_prefix(),
             ops_listen: ANY_LOOPBACK_PORT,
             http_listen: ANY_LOOPBACK_PORT,
             kafka: self.kafka(defaults.kafka),

@@ -303,6 +303,10 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sta::root))
         .routes(routes!(sta::root_slash))
         .routes(routes!(sta::resource))
+        .routes(routes!(sta::create))
+        .routes(routes!(sta::replace))
+        .routes(routes!(sta::update))
+        .routes(routes!(sta::delete))
         .nest("/v1", v1);
     openapi::add_problem_responses(all.get_openapi_mut());
     all

@@ -104,7 +104,7 @@ fn too_many(count: usize, limits: Limits) -> Rejection {
     )
 }
 
-fn parse_time(text: &str) -> Result<Micros, String> {
+pub(crate) fn parse_time(text: &str) -> Result<Micros, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| Micros::from_datetime(t.to_utc()))
         .map_err(|e| format!("time {text:?} is not an RFC 3339 timestamp ({e})"))

@@ -15,5 +15,6 @@ pub mod inbound;
 mod pipeline;
 mod registry_cache;
 mod service;
+pub mod sta;
 
 pub use service::{Ingest, IngestConfig};

@@ -39,13 +39,16 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::decode::Limits;
+use crate::decode::{Decoded, Limits};
 use crate::doors::{self, Doors};
 use crate::gather::{Gather, Gathered, Record, RecordKind};
 use crate::inbound::{Body, Inbound, NotConfirmed, Submission, Target};
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry_cache::RegistryCache;
+use crate::sta;
 use hoheit_domain::door::Receipt;
+use hoheit_domain::rejection::{RejectCode, Rejection};
+use hoheit_domain::Micros;
 
 /// Configuration of the ingest service.
 #[derive(Debug, Clone, Parser)]
@@ -61,6 +64,11 @@ pub struct IngestConfig {
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
     pub topic_root: String,
+    /// Prefix of SensorThings' MQTT create topics: an Observation published
+    /// to `{prefix}/Datastreams({id})/Observations` is stored like a
+    /// `POST …/Observations` (the broker's ACL decides who may publish there).
+    #[arg(long, env = "HOHEIT_STA_MQTT_PREFIX", default_value = "v1.1")]
+    pub sta_mqtt_prefix: String,
     /// Largest accepted MQTT payload in bytes; larger ones become dead letters.
     #[arg(long, env = "HOHEIT_INGEST_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
     pub max_payload_bytes: usize,
@@ -192,6 +200,8 @@ enum Input {
 struct Running {
     readiness: Readiness,
     scheme: TopicScheme,
+    /// SensorThings' MQTT create topics start with it.
+    sta_prefix: String,
     pipeline: Pipeline,
     outbox: Outbox,
     client: AsyncClient,
@@ -254,10 +264,11 @@ impl Running {
         let (overflow_tx, overflow_rx) = mpsc::unbounded_channel::<u16>();
         let acker = tokio::spawn(acknowledge(client.clone(), overflow_tx, pending_rx, readiness.clone()));
 
-        tracing::info!(subscription = %scheme.subscription(), broker = %config.mqtt.broker(), "ingest running");
+        tracing::info!(subscription = %scheme.subscription(), sta = %sta::create_subscription(&config.sta_mqtt_prefix), broker = %config.mqtt.broker(), "ingest running");
         Ok(Some(Self {
             readiness,
             scheme,
+            sta_prefix: config.sta_mqtt_prefix.trim_end_matches('/').to_owned(),
             pipeline,
             outbox: Outbox { gather, producer, topics, pending_tx },
             client,
@@ -338,7 +349,10 @@ impl Running {
     /// channel (whose room the event loop frees).
     fn subscribe(&mut self) {
         self.backoff = Duration::from_millis(200);
-        let subscribe = rumqttc::Subscribe::new(self.scheme.subscription(), QoS::AtLeastOnce);
+        let subscribe = rumqttc::Subscribe::new_many([
+            rumqttc::SubscribeFilter::new(self.scheme.subscription(), QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new(sta::create_subscription(&self.sta_prefix), QoS::AtLeastOnce),
+        ]);
         self.eventloop.pending.push_front(rumqttc::Request::Subscribe(subscribe));
     }
 
@@ -346,14 +360,8 @@ impl Running {
     /// them when the gather is full. `Ok(false)` when shutdown interrupts.
     async fn message(&mut self, publish: Publish, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let received = Instant::now();
-        let span = message_span("mqtt", &publish.topic, publish.payload.len());
-        let inbound = Inbound {
-            door: Door::Mqtt,
-            target: Target::Topic(publish.topic.clone()),
-            body: Body::Sniff,
-            payload: publish.payload.clone(),
-            writer: None,
-        };
+        let inbound = self.inbound(&publish);
+        let span = message_span(inbound.door.as_str(), &publish.topic, publish.payload.len());
         let handled = self.pipeline.handle(&inbound, &self.readiness, shutdown).instrument(span.clone()).await;
         let Ok(outcome) = handled else {
             return Ok(false);
@@ -361,6 +369,53 @@ impl Running {
         // From here on only the packet id matters (for the ack): the payload need not wait for Kafka.
         let publish = Publish { payload: Default::default(), ..publish };
         self.gather(outcome, Waiting { answer: Answer::Mqtt(publish), span, received }, shutdown).await
+    }
+
+    /// What an MQTT message is: a SensorThings create (an Observation on
+    /// `{sta prefix}/Datastreams({id})/Observations`) or Hoheit's own topics.
+    fn inbound(&self, publish: &Publish) -> Inbound {
+        let payload = publish.payload.clone();
+        let Some(rest) = publish.topic.strip_prefix(&self.sta_prefix).filter(|rest| rest.starts_with('/')) else {
+            return Inbound {
+                door: Door::Mqtt,
+                target: Target::Topic(publish.topic.clone()),
+                body: Body::Sniff,
+                payload,
+                writer: None,
+            };
+        };
+        let Some(datastream) = sta::create_topic("", rest) else {
+            return Inbound {
+                door: Door::Sta,
+                target: Target::Topic(publish.topic.clone()),
+                body: Body::Sniff,
+                payload,
+                writer: None,
+            };
+        };
+        let decoded = if payload.len() > self.pipeline.limits.max_payload_bytes {
+            let reason = format!(
+                "payload has {} bytes; the limit is {} bytes",
+                payload.len(),
+                self.pipeline.limits.max_payload_bytes
+            );
+            Decoded { readings: Vec::new(), rejections: vec![Rejection::message(RejectCode::PayloadTooLarge, reason)] }
+        } else {
+            match sta::observation(&payload, Some(datastream), Micros::now()) {
+                Ok(observation) => observation.decoded,
+                Err(reason) => Decoded {
+                    readings: Vec::new(),
+                    rejections: vec![Rejection::message(RejectCode::MalformedPayload, reason)],
+                },
+            }
+        };
+        Inbound {
+            door: Door::Sta,
+            target: Target::Datastream(datastream),
+            body: Body::Decoded(decoded),
+            payload,
+            writer: None,
+        }
     }
 
     /// Runs one delivery of another door through the pipeline, like an MQTT

@@ -1,4 +1,5 @@
-//! OGC SensorThings API 1.1, read part (Sensing core), under `/sta/v1.1`.
+//! OGC SensorThings API 1.1, read part (Sensing core), under `/sta/v1.1`;
+//! creating observations is ingest's ([`write`] forwards it there).
 //!
 //! A request is answered in steps, one module each: [`path`] resolves the
 //! resource path, [`options`] reads the query options (`$filter`/`$orderby`
@@ -30,6 +31,9 @@ mod path;
 mod render;
 mod scope;
 mod sql;
+mod write;
+
+pub use write::{__path_create, __path_delete, __path_replace, __path_update, create, delete, replace, update};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;

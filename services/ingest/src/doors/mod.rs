@@ -2,6 +2,8 @@
 //! in here and is handed, as an [`Inbound`], to the same pipeline as MQTT.
 //!
 //! - `push`: `POST /v1/push/{org}/{thing}[/{property}]` (JSON, SenML, protobuf);
+//! - `sta`: SensorThings create, `POST /sta/v1.1/Observations`,
+//!   `…/Datastreams({id})/Observations` and `…/CreateObservations` (dataArray);
 //!
 //! What every door shares lives here: API keys (with a one-second cache, so
 //! a revoked key or an ended supply grant stops writes within a second), a
@@ -9,6 +11,7 @@
 //! only after Kafka confirmed (`503` with `Retry-After` while it cannot).
 
 mod push;
+mod sta;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use axum::Router;
 use chrono::Utc;
 use hoheit_domain::policy::Caller;
 use hoheit_domain::write::{self, WriteDenial};
-use hoheit_domain::Slug;
+use hoheit_domain::{DatastreamId, Slug};
 use hoheit_runtime::ops::Readiness;
 use hoheit_store::principals::{self, AuthError};
 use hoheit_store::{registry, supply};
@@ -58,6 +61,7 @@ struct Shared {
     readiness: Readiness,
     submit: mpsc::Sender<Submission>,
     max_payload_bytes: usize,
+    max_readings: usize,
     requests_per_second: u32,
     /// Presented key's SHA-256 → who it is (or why not), and when that was read.
     keys: Mutex<HashMap<[u8; 32], KnownKey>>,
@@ -75,6 +79,7 @@ impl Doors {
                 readiness,
                 submit,
                 max_payload_bytes: config.max_payload_bytes,
+                max_readings: config.max_readings,
                 requests_per_second: config.http_requests_per_second.max(1),
                 keys: Mutex::new(HashMap::new()),
                 orgs: Mutex::new(HashMap::new()),
@@ -122,6 +127,24 @@ impl Doors {
     pub async fn admit(&self, writer: &Writer, org: &Slug) -> Result<(), DoorError> {
         let org_id = self.org_id(org).await?;
         write::may_write_into(&writer.caller, org_id, &writer.supplies, Utc::now()).map_err(DoorError::Forbidden)
+    }
+
+    /// Refuses a write into datastream `id` unless it exists (`404`) and
+    /// `writer` may write into it (`403`).
+    pub async fn admit_datastream(&self, writer: &Writer, id: DatastreamId) -> Result<(), DoorError> {
+        let found = registry::lookup_id(&self.shared.pool, id)
+            .await
+            .map_err(|_| DoorError::Unavailable("the registry is unreachable".into()))?;
+        let Some((key, stream)) = found else {
+            return Err(DoorError::NotFound(format!("no Datastream {id} is registered")));
+        };
+        self.admit(writer, &key.org).await?;
+        writer.permit(&stream).map_err(DoorError::Forbidden)
+    }
+
+    /// Most readings one request may hold.
+    pub fn max_readings(&self) -> usize {
+        self.shared.max_readings
     }
 
     async fn org_id(&self, org: &Slug) -> Result<i64, DoorError> {
@@ -187,6 +210,11 @@ impl Doors {
     }
 }
 
+/// What a writer's request rate is counted on: its key.
+pub fn credential(writer: &Writer) -> String {
+    writer.caller.principal().and_then(|p| p.key_id).map_or_else(String::new, |id| format!("key:{id}"))
+}
+
 /// The API key a request presents.
 fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -201,9 +229,19 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DoorError {
     BadRequest(String),
+    /// A rejected reading: nothing was stored; its dead letter has the code.
+    Rejected {
+        code: String,
+        detail: String,
+    },
     Unauthorized(String),
     Forbidden(WriteDenial),
     NotFound(String),
+    /// A method the resource does not support, with the methods it does.
+    MethodNotAllowed {
+        detail: String,
+        allow: &'static str,
+    },
     TooLarge(String),
     UnsupportedMediaType(String),
     /// Seconds until a request is allowed again.
@@ -221,17 +259,23 @@ pub struct Problem {
     detail: String,
     /// A stable code, for refusals of a write (`read_only_role`, `foreign_organisation`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'static str>,
+    code: Option<String>,
 }
 
 impl IntoResponse for DoorError {
     fn into_response(self) -> Response {
         let mut retry_after = None;
+        let mut allow = None;
         let (status, detail, code) = match self {
             DoorError::BadRequest(detail) => (StatusCode::BAD_REQUEST, detail, None),
-            DoorError::Unauthorized(detail) => (StatusCode::UNAUTHORIZED, detail, Some("not_authenticated")),
-            DoorError::Forbidden(denial) => (StatusCode::FORBIDDEN, denial.to_string(), Some(denial.code())),
+            DoorError::Rejected { code, detail } => (StatusCode::BAD_REQUEST, detail, Some(code)),
+            DoorError::Unauthorized(detail) => (StatusCode::UNAUTHORIZED, detail, Some("not_authenticated".to_owned())),
+            DoorError::Forbidden(denial) => (StatusCode::FORBIDDEN, denial.to_string(), Some(denial.code().to_owned())),
             DoorError::NotFound(detail) => (StatusCode::NOT_FOUND, detail, None),
+            DoorError::MethodNotAllowed { detail, allow: methods } => {
+                allow = Some(methods);
+                (StatusCode::METHOD_NOT_ALLOWED, detail, None)
+            }
             DoorError::TooLarge(detail) => (StatusCode::PAYLOAD_TOO_LARGE, detail, None),
             DoorError::UnsupportedMediaType(detail) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, detail, None),
             DoorError::TooManyRequests(secs) => {
@@ -257,6 +301,9 @@ impl IntoResponse for DoorError {
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(methods) = allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+        }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -269,7 +316,7 @@ impl IntoResponse for DoorError {
 
 /// The HTTP doors' router.
 pub fn router(doors: Doors) -> Router {
-    Router::new().merge(push::routes()).with_state(doors)
+    Router::new().merge(push::routes()).merge(sta::routes()).with_state(doors)
 }
 
 /// Serves the HTTP doors until shutdown.

@@ -65,9 +65,7 @@ async fn push(
     let answer = async {
         let writer = doors.writer(headers).await?;
         let address = address?;
-        let credential =
-            writer.caller.principal().and_then(|p| p.key_id).map_or_else(String::new, |id| format!("key:{id}"));
-        doors.take_rate(&credential)?;
+        doors.take_rate(&super::credential(&writer))?;
         doors.admit(&writer, address.org()).await?;
         let body_kind = body_kind(headers, json)?;
         let payload = doors.body(body).await?;
