@@ -167,6 +167,9 @@ impl WriteScope {
     }
 }
 
+/// What ingest subscribes to for SensorThings' MQTT create (its default `--sta-mqtt-prefix`).
+pub const STA_CREATE_FILTER: &str = "v1.1/+/Observations";
+
 /// The SensorThings MQTT create topic of a datastream.
 pub fn sta_create_topic(datastream_id: i64) -> String {
     format!("v1.1/Datastreams({datastream_id})/Observations")
@@ -268,7 +271,10 @@ pub fn render(
          # publish nothing; the ingest service reads every organisation's topics. Everything else\n\
          # is denied.\n\n",
     );
-    acl_file.push_str(&format!("# the ingest service\nuser {}\ntopic read {root}/#\n", ingest.name));
+    acl_file.push_str(&format!(
+        "# the ingest service (and SensorThings' MQTT create topics)\nuser {}\ntopic read {root}/#\ntopic read {STA_CREATE_FILTER}\n",
+        ingest.name
+    ));
     if let Some(gateway) = &services.gateway {
         acl_file.push_str(&format!(
             "\n# the gateway: publishes for every organisation, reads nothing\nuser {}\ntopic write {root}/#\n",
@@ -434,6 +440,7 @@ mod tests {
             [
                 "user hoheit-ingest",
                 "topic read hoheit/v1/#",
+                "topic read v1.1/+/Observations",
                 "user hoh_0123456789abcdef",
                 "topic write hoheit/v1/stadt-eberswalde/#",
                 "user hoh_fedcba9876543210",
@@ -463,6 +470,7 @@ mod tests {
             [
                 "user hoheit-ingest",
                 "topic read hoheit/v1/#",
+                "topic read v1.1/+/Observations",
                 "user hoheit-gateway",
                 "topic write hoheit/v1/#",
                 "user hoh_0123456789abcdef",
