@@ -130,6 +130,7 @@ impl Isolation {
             sta_mqtt_prefix: self.sta_mqtt_prefix(),
             ops_listen: ANY_LOOPBACK_PORT,
             http_listen: ANY_LOOPBACK_PORT,
+            api_token: Some(Secret::new(TOKEN)),
             kafka: self.kafka(defaults.kafka),
             database: self.database(defaults.database),
             ..defaults

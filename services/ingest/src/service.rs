@@ -85,6 +85,10 @@ pub struct IngestConfig {
     /// network servers' webhooks, sensor.community devices.
     #[arg(long, env = "HOHEIT_INGEST_HTTP_LISTEN", default_value = "127.0.0.1:8081")]
     pub http_listen: SocketAddr,
+    /// The operator's bootstrap token (the API's): it may write into every
+    /// organisation through the HTTP doors, as it may administer them.
+    #[arg(long, env = "HOHEIT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<hoheit_runtime::config::Secret>,
     /// Requests per second one key (or device, or connector) may make to the
     /// HTTP doors; a burst of one second's worth is allowed. Beyond: `429`.
     #[arg(long, env = "HOHEIT_INGEST_HTTP_REQUESTS_PER_SECOND", default_value_t = 200)]
