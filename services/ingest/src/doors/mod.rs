@@ -2,12 +2,16 @@
 //! in here and is handed, as an [`Inbound`], to the same pipeline as MQTT.
 //!
 //! - `push`: `POST /v1/push/{org}/{thing}[/{property}]` (JSON, SenML, protobuf);
+//! - `connectors`: the LoRaWAN network servers' webhooks, `POST
+//!   /v1/connectors/{id}/chirpstack?event=up` and `POST /v1/connectors/{id}/tts`
+//!   (a connector's secret instead of an API key);
 //!
 //! What every door shares lives here: API keys (with a one-second cache, so
 //! a revoked key or an ended supply grant stops writes within a second), a
 //! rate per credential (`429`), the payload limit (`413`), and the answer
 //! only after Kafka confirmed (`503` with `Retry-After` while it cannot).
 
+mod connectors;
 mod push;
 
 use std::collections::HashMap;
@@ -65,6 +69,8 @@ struct Shared {
     orgs: Mutex<HashMap<Slug, i64>>,
     /// Per credential: tokens and when they were counted.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Connector id → the connector (or none), and when that was read.
+    connectors: Mutex<HashMap<i64, (Option<hoheit_store::connectors::DoorConnector>, Instant)>>,
 }
 
 impl Doors {
@@ -79,6 +85,7 @@ impl Doors {
                 keys: Mutex::new(HashMap::new()),
                 orgs: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                connectors: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -201,6 +208,8 @@ pub enum DoorError {
     BadRequest(String),
     Unauthorized(String),
     Forbidden(WriteDenial),
+    /// A disabled connector (`403`, code `connector_disabled`).
+    Disabled(String),
     NotFound(String),
     TooLarge(String),
     UnsupportedMediaType(String),
@@ -229,6 +238,7 @@ impl IntoResponse for DoorError {
             DoorError::BadRequest(detail) => (StatusCode::BAD_REQUEST, detail, None),
             DoorError::Unauthorized(detail) => (StatusCode::UNAUTHORIZED, detail, Some("not_authenticated")),
             DoorError::Forbidden(denial) => (StatusCode::FORBIDDEN, denial.to_string(), Some(denial.code())),
+            DoorError::Disabled(detail) => (StatusCode::FORBIDDEN, detail, Some("connector_disabled")),
             DoorError::NotFound(detail) => (StatusCode::NOT_FOUND, detail, None),
             DoorError::TooLarge(detail) => (StatusCode::PAYLOAD_TOO_LARGE, detail, None),
             DoorError::UnsupportedMediaType(detail) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, detail, None),
@@ -267,7 +277,7 @@ impl IntoResponse for DoorError {
 
 /// The HTTP doors' router.
 pub fn router(doors: Doors) -> Router {
-    Router::new().merge(push::routes()).with_state(doors)
+    Router::new().merge(push::routes()).merge(connectors::routes()).with_state(doors)
 }
 
 /// Serves the HTTP doors until shutdown.
