@@ -192,6 +192,9 @@ pub struct IssuedConnector {
     pub webhook_secret: String,
 }
 
+/// How every webhook secret begins (so that the API can tell it from its own credentials).
+pub const SECRET_PREFIX: &str = "hcs_";
+
 /// The SHA-256 a webhook secret is stored as.
 pub fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
@@ -202,7 +205,7 @@ pub async fn create(pool: &PgPool, new: &NewConnector, actor: &Actor) -> Result<
     new.validate()?;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let secret = format!("hcs_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let mut tx = pool.begin().await?;
     let inserted: Option<(i64, i64)> = sqlx::query_as(
         "INSERT INTO connectors (org_id, slug, kind, secret_hash, mqtt_url, mqtt_username, mqtt_password, application)
