@@ -78,6 +78,9 @@ pub enum Command {
     /// Grants (contracts) of a dataset to another organisation.
     #[command(subcommand)]
     Grants(cmd::grants::GrantCommand),
+    /// Connectors: LoRaWAN network servers (ChirpStack, The Things Stack) delivering an organisation's uplinks.
+    #[command(subcommand)]
+    Connectors(cmd::connectors::ConnectorCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Keys(c) => cmd::keys::run(&pool, c, &actor, &mut output).await,
         Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
+        Command::Connectors(c) => cmd::connectors::run(&pool, c, &actor, &mut output).await,
         Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
         Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
         Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,
