@@ -270,7 +270,7 @@ async fn while_kafka_is_away_the_door_answers_503_and_accepts_nothing_then_accep
 
 /// Ingest on this test's database whose Kafka bootstrap is a closed port: it
 /// never becomes ready, but its HTTP doors answer.
-async fn spawn_ingest_without_kafka(isolation: &Isolation) -> anyhow::Result<hoheit_tests::Running> {
+pub(crate) async fn spawn_ingest_without_kafka(isolation: &Isolation) -> anyhow::Result<hoheit_tests::Running> {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut config = isolation.ingest_config();
     config.kafka.bootstrap = closed.to_string();
