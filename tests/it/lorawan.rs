@@ -375,6 +375,39 @@ async fn chirpstack_mqtt_integration_delivers_the_uplinks_published_on_the_netwo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_things_stack_mqtt_integration_delivers_the_documented_uplink() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    let api = platform.api.clone();
+    let ids = device(&api, "stadt", "dev1", "0004A30B001C0530", &["temperature", "luminosity"]).await?;
+    let application = format!("app-{}@ttn", platform.isolation.id);
+    let (user, password) = mqtt_login().unwrap_or_default();
+    connector(
+        &api,
+        json!({"org": "stadt", "slug": "tts-mqtt", "kind": "tts",
+               "mqtt_url": format!("mqtt://{}:{}", mqtt_host(), mqtt_port()),
+               "mqtt_username": user, "mqtt_password": password, "application": application}),
+    )
+    .await?;
+    let example = std::fs::read(hoheit_tests::repo().join("tests/fixtures/tts/uplink.json"))?;
+    let topic = format!("v3/{application}/devices/dev1/up");
+    let mut publisher = Publisher::connect(&platform.isolation.id).await?;
+    let (from, to) = ("2020-02-12T00:00:00Z", "2020-02-13T00:00:00Z");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        publisher.publish_all(vec![(topic.clone(), example.clone())]).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !api.all_observations(ids[1], from, to, 10).await?.is_empty() {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the MQTT integration delivered nothing within 60 s");
+    }
+    let at = "2020-02-12T15:15:45.789585Z".to_owned();
+    assert_eq!(values(&api, ids[0], 1, from, to).await?, [(at.clone(), 1.0)], "a repeated uplink is stored once");
+    assert_eq!(values(&api, ids[1], 1, from, to).await?, [(at, 0.64)]);
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_kafka_is_away_a_webhook_answers_503() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
     let api = platform.api.clone();
