@@ -16,6 +16,7 @@ mod hostile;
 mod ingest;
 mod leaks_data;
 mod limits;
+mod lorawan;
 mod metrics;
 mod observations;
 mod oidc;

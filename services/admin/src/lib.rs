@@ -81,6 +81,9 @@ pub enum Command {
     /// Supply grants (supply contracts): a supplier's writer keys deliver readings into a dataset.
     #[command(subcommand)]
     SupplyGrants(cmd::supply_grants::SupplyGrantCommand),
+    /// Connectors: LoRaWAN network servers (ChirpStack, The Things Stack) delivering an organisation's uplinks.
+    #[command(subcommand)]
+    Connectors(cmd::connectors::ConnectorCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -105,6 +108,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
         Command::SupplyGrants(c) => cmd::supply_grants::run(&pool, c, &actor, &mut output).await,
+        Command::Connectors(c) => cmd::connectors::run(&pool, c, &actor, &mut output).await,
         Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
         Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
         Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,

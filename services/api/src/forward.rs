@@ -1,5 +1,5 @@
 //! Writes are ingest's: the API keeps no Kafka client. What a client sends to
-//! a write path of the API (`/v1/push/…`, SensorThings create) is forwarded
+//! a write path of the API (`/v1/push/…`, the connectors' webhooks, SensorThings create) is forwarded
 //! as it came (method, path, query, body, content type, credential) to
 //! ingest's HTTP doors, and ingest's answer goes back unchanged. So clients
 //! have one base URL for reading and writing, and who may write is decided
@@ -16,8 +16,12 @@ use crate::error::problem;
 const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Headers that travel to ingest, and back.
-const REQUEST_HEADERS: [HeaderName; 3] =
-    [header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-api-key")];
+const REQUEST_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-hoheit-connector-secret"),
+];
 const RESPONSE_HEADERS: [HeaderName; 4] =
     [header::CONTENT_TYPE, header::RETRY_AFTER, header::LOCATION, header::WWW_AUTHENTICATE];
 

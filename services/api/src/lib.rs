@@ -262,7 +262,7 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, datasets, datastreams, dead_letters, health, live, opendata, push, supply};
+    use routes::{admin, audit, connectors, datasets, datastreams, dead_letters, health, live, opendata, push, supply};
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
@@ -272,6 +272,10 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(push::datastream))
         .routes(routes!(push::thing))
+        .routes(routes!(connectors::chirpstack))
+        .routes(routes!(connectors::tts))
+        .routes(routes!(connectors::create, connectors::list))
+        .routes(routes!(connectors::disable))
         .routes(routes!(admin::create_organisation))
         .routes(routes!(admin::create_thing))
         .routes(routes!(admin::create_datastream))

@@ -130,8 +130,12 @@ pub fn route(
 ) -> Routed {
     let mut routed = Routed::default();
     for reading in readings {
-        let outcome =
-            key_of(address, reading).and_then(|key| check(&key, lookup(&key).as_ref(), reading, clock, &permit));
+        let key = key_of(address, reading);
+        let stream = key.as_ref().ok().and_then(&mut lookup);
+        if reading.optional && stream.is_none() {
+            continue;
+        }
+        let outcome = key.and_then(|key| check(&key, stream.as_ref(), reading, clock, &permit));
         match outcome {
             Ok((id, time, value)) => {
                 let (times, values) = routed.batches.entry(id).or_default();
@@ -162,6 +166,7 @@ mod tests {
             time: time.map(Micros),
             value,
             unit: unit.map(str::to_owned),
+            optional: false,
         }
     }
 
@@ -181,6 +186,19 @@ mod tests {
             "count" => Some(DatastreamRef { id: DatastreamId(2), unit: None, target: TARGET }),
             _ => None,
         }
+    }
+
+    #[test]
+    fn an_optional_reading_without_its_datastream_is_left_out_not_rejected() {
+        let thing = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let rssi = RawReading { optional: true, ..reading(1, Some("rssi"), -35.0, None, Some(5)) };
+        let count = RawReading { optional: true, ..reading(2, Some("count"), 1.0, None, Some(5)) };
+        let routed =
+            route(&thing, &[reading(0, Some("no2"), 20.0, None, Some(5)), rssi, count], CLOCK, registry, anyone);
+        assert!(routed.rejections.is_empty(), "{:?}", routed.rejections);
+        assert_eq!(routed.accepted, 2, "no2 and the registered optional count");
+        let missing = route(&thing, &[reading(0, Some("rssi"), -35.0, None, Some(5))], CLOCK, registry, anyone);
+        assert_eq!(missing.rejections[0].code, RejectCode::UnknownDatastream, "a payload field is not optional");
     }
 
     #[test]

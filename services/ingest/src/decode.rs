@@ -26,6 +26,9 @@ pub struct RawReading {
     pub time: Option<Micros>,
     pub value: f64,
     pub unit: Option<String>,
+    /// Something a door adds beyond the payload (a network server's RSSI):
+    /// left out, not dead-lettered, when its datastream is not registered.
+    pub optional: bool,
 }
 
 /// The result of decoding one message: readings that decoded, and the
@@ -163,7 +166,14 @@ fn decode_plain_json(payload: &[u8], limits: Limits) -> Result<Decoded, Rejectio
                 continue;
             }
         };
-        decoded.readings.push(RawReading { index, property: None, time, value: reading.value, unit: reading.unit });
+        decoded.readings.push(RawReading {
+            index,
+            property: None,
+            time,
+            value: reading.value,
+            unit: reading.unit,
+            optional: false,
+        });
     }
     Ok(decoded)
 }
@@ -301,6 +311,7 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
             time,
             value: base_value + v,
             unit: record.u.or_else(|| base_unit.clone()),
+            optional: false,
         });
     }
     Ok(decoded)
@@ -323,6 +334,7 @@ fn decode_protobuf(payload: &[u8], limits: Limits) -> Result<Decoded, Rejection>
             time: r.time_unix_us.map(Micros),
             value: r.value,
             unit: (!r.unit.is_empty()).then_some(r.unit),
+            optional: false,
         })
         .collect();
     Ok(Decoded { readings, rejections: Vec::new() })

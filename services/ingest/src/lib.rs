@@ -12,6 +12,8 @@ pub mod decode;
 mod doors;
 mod gather;
 pub mod inbound;
+pub mod integrations;
+pub mod lorawan;
 mod pipeline;
 mod registry_cache;
 mod service;

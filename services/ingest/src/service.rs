@@ -43,6 +43,7 @@ use crate::decode::{Decoded, Limits};
 use crate::doors::{self, Doors};
 use crate::gather::{Gather, Gathered, Record, RecordKind};
 use crate::inbound::{Body, Inbound, NotConfirmed, Submission, Target};
+use crate::integrations;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry_cache::RegistryCache;
 use crate::sta;
@@ -174,14 +175,21 @@ impl Ingest {
         };
         readiness.set("database", true);
         let (submit, submissions) = mpsc::channel::<Submission>(1024);
-        let doors = Doors::new(&config, pool.clone(), readiness.clone(), submit);
+        let doors = Doors::new(&config, pool.clone(), readiness.clone(), submit.clone());
         let http_task = tokio::spawn(doors::serve(http_listener, doors, shutdown.clone()));
+        let integrations_task = tokio::spawn(integrations::supervise(
+            config.mqtt_client_id.clone(),
+            pool.clone(),
+            submit,
+            shutdown.clone(),
+        ));
         let Some(mut running) = Running::start(&config, pool, readiness, submissions, &shutdown).await? else {
             return Ok(());
         };
         running.event_loop(&shutdown).await?;
         running.drain().await;
         let _ = http_task.await;
+        let _ = integrations_task.await;
         let _ = ops_task.await;
         // Hand the last messages' spans to the exporter (a no-op without it).
         let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;

@@ -205,7 +205,7 @@ fn reading(index: usize, time: Micros, result: &Value) -> Decoded {
     };
     match value {
         Some(value) => Decoded {
-            readings: vec![RawReading { index, property: None, time: Some(time), value, unit: None }],
+            readings: vec![RawReading { index, property: None, time: Some(time), value, unit: None, optional: false }],
             rejections: Vec::new(),
         },
         None => {

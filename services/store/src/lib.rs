@@ -3,6 +3,7 @@
 //! 15-minute rollup ([`observations`]), dead letters ([`dead_letters`]),
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
+//! the network servers' connectors ([`connectors`]),
 //! the hash-chained audit log ([`audit`]) and the open data catalog's facts
 //! ([`catalog`]). The operators' listings live beside their tables too.
 //!
@@ -14,6 +15,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod connectors;
 pub mod datasets;
 pub mod db;
 pub mod dead_letters;

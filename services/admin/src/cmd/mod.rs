@@ -3,6 +3,7 @@
 //! clap reports a bad value with its reason before anything runs.
 
 pub mod audit;
+pub mod connectors;
 pub mod datasets;
 pub mod demo;
 pub mod grants;

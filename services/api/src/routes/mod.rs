@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod connectors;
 pub mod datasets;
 pub mod datastreams;
 pub mod dead_letters;

@@ -4,12 +4,16 @@
 //! - `push`: `POST /v1/push/{org}/{thing}[/{property}]` (JSON, SenML, protobuf);
 //! - `sta`: SensorThings create, `POST /sta/v1.1/Observations`,
 //!   `…/Datastreams({id})/Observations` and `…/CreateObservations` (dataArray);
+//! - `connectors`: the LoRaWAN network servers' webhooks, `POST
+//!   /v1/connectors/{id}/chirpstack?event=up` and `POST /v1/connectors/{id}/tts`
+//!   (a connector's secret instead of an API key);
 //!
 //! What every door shares lives here: API keys (with a one-second cache, so
 //! a revoked key or an ended supply grant stops writes within a second), a
 //! rate per credential (`429`), the payload limit (`413`), and the answer
 //! only after Kafka confirmed (`503` with `Retry-After` while it cannot).
 
+mod connectors;
 mod push;
 mod sta;
 
@@ -71,6 +75,8 @@ struct Shared {
     orgs: Mutex<HashMap<Slug, i64>>,
     /// Per credential: tokens and when they were counted.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Connector id → the connector (or none), and when that was read.
+    connectors: Mutex<HashMap<i64, (Option<hoheit_store::connectors::DoorConnector>, Instant)>>,
 }
 
 impl Doors {
@@ -91,6 +97,7 @@ impl Doors {
                 keys: Mutex::new(HashMap::new()),
                 orgs: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                connectors: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -248,6 +255,8 @@ pub enum DoorError {
     },
     Unauthorized(String),
     Forbidden(WriteDenial),
+    /// A disabled connector (`403`, code `connector_disabled`).
+    Disabled(String),
     NotFound(String),
     /// A method the resource does not support, with the methods it does.
     MethodNotAllowed {
@@ -283,6 +292,7 @@ impl IntoResponse for DoorError {
             DoorError::Rejected { code, detail } => (StatusCode::BAD_REQUEST, detail, Some(code)),
             DoorError::Unauthorized(detail) => (StatusCode::UNAUTHORIZED, detail, Some("not_authenticated".to_owned())),
             DoorError::Forbidden(denial) => (StatusCode::FORBIDDEN, denial.to_string(), Some(denial.code().to_owned())),
+            DoorError::Disabled(detail) => (StatusCode::FORBIDDEN, detail, Some("connector_disabled".to_owned())),
             DoorError::NotFound(detail) => (StatusCode::NOT_FOUND, detail, None),
             DoorError::MethodNotAllowed { detail, allow: methods } => {
                 allow = Some(methods);
@@ -328,7 +338,7 @@ impl IntoResponse for DoorError {
 
 /// The HTTP doors' router.
 pub fn router(doors: Doors) -> Router {
-    Router::new().merge(push::routes()).merge(sta::routes()).with_state(doors)
+    Router::new().merge(push::routes()).merge(sta::routes()).merge(connectors::routes()).with_state(doors)
 }
 
 /// Serves the HTTP doors until shutdown.
