@@ -23,6 +23,7 @@ mod openapi;
 mod opendata;
 mod pipeline;
 mod push;
+mod senml;
 mod simulator;
 mod sta;
 mod tracing;
