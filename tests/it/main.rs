@@ -8,6 +8,7 @@ mod access;
 mod admin;
 mod admin_audit;
 mod admin_support;
+mod airrohr;
 mod api;
 mod broker_acl;
 mod dashboard;

@@ -74,6 +74,8 @@ pub struct ApiDoc;
 
 /// Security scheme name used by the handlers' `security(...)`.
 pub const BEARER: &str = "bearer";
+/// Security scheme name of the doors that authenticate a device by its token.
+pub const DEVICE_BASIC: &str = "basic";
 
 struct Security;
 
@@ -89,6 +91,17 @@ impl Modify for Security {
                         "`Authorization: Bearer <credential>`: a principal's API key (`hoh_…`), an OIDC \
                          token (JWT) of the configured issuer, or the operator's bootstrap token. \
                          Without the header the caller is anonymous (open data only).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            DEVICE_BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A device's own token (`POST /v1/admin/things/{id}/device-token`) as the password of                          HTTP basic auth (the user is not looked at), as the airrohr firmware sends it;                          `Authorization: Bearer <token>` is accepted too.",
                     ))
                     .build(),
             ),

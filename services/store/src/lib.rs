@@ -3,8 +3,8 @@
 //! 15-minute rollup ([`observations`]), dead letters ([`dead_letters`]),
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
-//! the hash-chained audit log ([`audit`]) and the open data catalog's facts
-//! ([`catalog`]). The operators' listings live beside their tables too.
+//! the hash-chained audit log ([`audit`]), the open data catalog's facts
+//! ([`catalog`]) and devices' own tokens ([`device_tokens`]). The operators' listings live beside their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
 //! are the policy's (`hoheit_domain::policy`), never made here. Rows are read
@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod datasets;
 pub mod db;
 pub mod dead_letters;
+pub mod device_tokens;
 pub mod grant_rate;
 pub mod grants;
 pub mod observations;

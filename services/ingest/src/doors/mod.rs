@@ -2,12 +2,14 @@
 //! in here and is handed, as an [`Inbound`], to the same pipeline as MQTT.
 //!
 //! - `push`: `POST /v1/push/{org}/{thing}[/{property}]` (JSON, SenML, protobuf);
+//! - `airrohr`: `POST /v1/push/airrohr/{org}` (sensor.community firmware, a device token);
 //!
 //! What every door shares lives here: API keys (with a one-second cache, so
 //! a revoked key or an ended supply grant stops writes within a second), a
 //! rate per credential (`429`), the payload limit (`413`), and the answer
 //! only after Kafka confirmed (`503` with `Retry-After` while it cannot).
 
+mod airrohr;
 mod push;
 
 use std::collections::HashMap;
@@ -25,13 +27,14 @@ use hoheit_domain::write::{self, WriteDenial};
 use hoheit_domain::Slug;
 use hoheit_runtime::ops::Readiness;
 use hoheit_store::principals::{self, AuthError};
-use hoheit_store::{registry, supply};
+use hoheit_store::{device_tokens, registry, supply};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::Limits;
 use crate::inbound::{Inbound, Submission, Writer};
 use crate::service::IngestConfig;
 use hoheit_domain::door::Receipt;
@@ -58,6 +61,7 @@ struct Shared {
     readiness: Readiness,
     submit: mpsc::Sender<Submission>,
     max_payload_bytes: usize,
+    max_readings: usize,
     requests_per_second: u32,
     /// Presented key's SHA-256 → who it is (or why not), and when that was read.
     keys: Mutex<HashMap<[u8; 32], KnownKey>>,
@@ -75,6 +79,7 @@ impl Doors {
                 readiness,
                 submit,
                 max_payload_bytes: config.max_payload_bytes,
+                max_readings: config.max_readings,
                 requests_per_second: config.http_requests_per_second.max(1),
                 keys: Mutex::new(HashMap::new()),
                 orgs: Mutex::new(HashMap::new()),
@@ -116,6 +121,25 @@ impl Doors {
             .await
             .map_err(|_| DoorError::Unavailable("the registry is unreachable".into()))?;
         Ok(Writer { caller: Caller::Principal(principal), supplies })
+    }
+
+    /// Checks a device's own token (the doors of devices, e.g. airrohr):
+    /// `401` for an unknown device, one without a token, or a wrong token.
+    pub async fn authenticate_device(&self, org: &Slug, device: &str, token: &str) -> Result<(), DoorError> {
+        let found = device_tokens::device(&self.shared.pool, org, device)
+            .await
+            .map_err(|_| DoorError::Unavailable("the registry is unreachable".into()))?;
+        match found {
+            Some(credential) if credential.accepts(token) => Ok(()),
+            _ => Err(DoorError::Unauthorized(format!(
+                "device {device} is not a thing of {org} with a device token, or the token is wrong: register the thing with external_id {device:?} and set its token (POST /v1/admin/things/{{id}}/device-token)"
+            ))),
+        }
+    }
+
+    /// The decoders' limits (for the doors that decode themselves).
+    pub fn limits(&self) -> Limits {
+        Limits { max_payload_bytes: self.shared.max_payload_bytes, max_readings: self.shared.max_readings }
     }
 
     /// Refuses (`403`) a writer that may not write into `org` at all.
@@ -267,7 +291,7 @@ impl IntoResponse for DoorError {
 
 /// The HTTP doors' router.
 pub fn router(doors: Doors) -> Router {
-    Router::new().merge(push::routes()).with_state(doors)
+    Router::new().merge(push::routes()).merge(airrohr::routes()).with_state(doors)
 }
 
 /// Serves the HTTP doors until shutdown.
