@@ -4,8 +4,8 @@
 //! password) reads back exactly; a value that is no number is a dead letter
 //! of the airrohr door; a wrong token, an unknown device, another
 //! organisation and an API key instead of the device's token are refused
-//! with 401 and leave no dead letter; only the thing's organisation may
-//! issue its token.
+//! with 401 and leave no dead letter; only the thing's organisation (or the
+//! operator's command line) may issue its token.
 
 use std::time::Duration;
 
@@ -102,7 +102,17 @@ async fn a_firmware_request_reads_back_exactly_and_a_value_that_is_no_number_is_
         assert_eq!(values(&api, *id, 1).await?, [value], "datastream {id}");
     }
 
-    // Bearer works too (straight at ingest's door); a value that is no number is a dead letter of the airrohr door.
+    // A token from the command line replaces the API's; Bearer works too (straight at ingest's door);
+    // a value that is no number is a dead letter of the airrohr door.
+    let issued = crate::admin_support::admin_json(
+        &platform.isolation.database_url,
+        &["things", "device-token", "stadt", "feinstaub-1"],
+    )
+    .await?;
+    assert_eq!(issued["external_id"], CHIP, "{issued}");
+    let (status, _) = answer(firmware(&http, &platform.doors, "stadt", CHIP, Some(&token), FIRMWARE_BODY)).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the API's token was replaced");
+    let token = issued["token"].as_str().unwrap_or_default().to_owned();
     let bad = r#"{"esp8266id": "15793365", "software_version": "NRZ-2020-133", "sensordatavalues":[{"value_type":"SDS_P1","value":"nan-ish"},{"value_type":"SDS_P2","value":"8.10"}]}"#;
     let (status, receipt) = answer(
         http.post(format!("{}/v1/push/airrohr/stadt", platform.doors))

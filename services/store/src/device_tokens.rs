@@ -52,6 +52,18 @@ pub async fn org_of_thing(pool: &PgPool, thing_id: i64) -> Result<i64, RegistryE
         .ok_or_else(|| RegistryError::NotFound(format!("thing {thing_id}")))
 }
 
+/// The id of thing `thing` of `org` (the command line names things by slug).
+pub async fn thing_id(pool: &PgPool, org: &Slug, thing: &Slug) -> Result<i64, RegistryError> {
+    sqlx::query_scalar(
+        "SELECT t.id FROM things t JOIN organisations o ON o.id = t.org_id WHERE o.slug = $1 AND t.slug = $2",
+    )
+    .bind(org.as_str())
+    .bind(thing.as_str())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("thing {org}/{thing}")))
+}
+
 /// Issues a new token for thing `thing_id`, replacing any earlier one.
 /// The thing needs an external id: that is what its door presents.
 pub async fn issue(pool: &PgPool, thing_id: i64, actor: &Actor) -> Result<IssuedDeviceToken, RegistryError> {

@@ -11,6 +11,7 @@ pub mod mqtt_config;
 pub mod organisations;
 pub mod principals;
 pub mod retention;
+pub mod things;
 
 use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
