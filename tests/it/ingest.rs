@@ -97,7 +97,7 @@ async fn accepted_readings_reach_kafka_in_their_datastreams_partition_and_reject
                 scheme.datastream_topic(&slug("andere-stadt"), &slug("luft-1"), &slug("no2")),
                 br#"{"value": 1}"#.to_vec(),
             ),
-            (format!("{}/stadt", isolation.topic_root), b"{}".to_vec()),
+            (format!("{}/stadt/luft-1/no2/extra", isolation.topic_root), b"{}".to_vec()),
         ])
         .await?;
 
@@ -143,7 +143,7 @@ async fn accepted_readings_reach_kafka_in_their_datastreams_partition_and_reject
     assert_eq!(foreign.payload, br#"{"value": 1}"#);
     let bad_topic =
         letters.iter().find(|l| l.rejections[0].code == "invalid_topic").expect("dead letter of the bad topic");
-    assert_eq!(bad_topic.mqtt_topic, format!("{}/stadt", isolation.topic_root));
+    assert_eq!(bad_topic.mqtt_topic, format!("{}/stadt/luft-1/no2/extra", isolation.topic_root));
 
     ingest.stop().await?;
     pool.close().await;

@@ -123,14 +123,21 @@ mod payloads_as_ingest_reads_them {
         let address = scheme.parse(&message.topic).unwrap_or_else(|e| panic!("{}: {e}", message.topic));
         let kind = match address {
             TopicAddress::Datastream { .. } => JsonKind::Plain,
-            TopicAddress::Thing { .. } => JsonKind::Senml,
+            TopicAddress::Thing { .. } | TopicAddress::Org { .. } => JsonKind::Senml,
         };
         let decoded = decode::decode(&message.payload, kind, now, Limits::default())
             .unwrap_or_else(|e| panic!("{}: {e:?}", message.topic));
         assert!(decoded.rejections.is_empty(), "{}: {:?}", message.topic, decoded.rejections);
         assert!(decoded.readings.iter().all(|r| r.time.is_some()), "every reading carries its time");
         let clock = Clock { received: now, max_future_micros: 300_000_000 };
-        let routed = check::route(&address, &decoded.readings, clock, |key| registry.get(key).cloned(), |_| Ok(()));
+        let routed = check::route(
+            &address,
+            &decoded.readings,
+            &Default::default(),
+            clock,
+            |key| registry.get(key).cloned(),
+            |_| Ok(()),
+        );
         assert!(routed.rejections.is_empty(), "{}: {:?}", message.topic, routed.rejections);
         assert_eq!(routed.accepted, message.readings);
         let mut out = Vec::new();

@@ -69,6 +69,9 @@ pub enum Command {
     /// Principals: people and service accounts of an organisation, with a role.
     #[command(subcommand)]
     Principals(cmd::principals::PrincipalCommand),
+    /// Things: device tokens of the devices that authenticate themselves (airrohr).
+    #[command(subcommand)]
+    Things(cmd::things::ThingCommand),
     /// API keys of principals (also their MQTT passwords).
     #[command(subcommand)]
     Keys(cmd::keys::KeyCommand),
@@ -105,6 +108,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Organisations(c) => cmd::organisations::run(&pool, c, &actor, &mut output).await,
         Command::Principals(c) => cmd::principals::run(&pool, c, &actor, &mut output).await,
         Command::Keys(c) => cmd::keys::run(&pool, c, &actor, &mut output).await,
+        Command::Things(c) => cmd::things::run(&pool, c, &actor, &mut output).await,
         Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
         Command::SupplyGrants(c) => cmd::supply_grants::run(&pool, c, &actor, &mut output).await,

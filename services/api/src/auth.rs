@@ -122,6 +122,13 @@ async fn resolve_counted(state: &AppState, presented: &str, peer: Option<IpAddr>
     resolved
 }
 
+/// Paths whose `Authorization` is a device's own token (basic auth, as the
+/// airrohr firmware sends it), not a caller of the API: the API forwards it
+/// untouched and ingest's door checks it; the request counts as anonymous here.
+fn carries_device_token(path: &str) -> bool {
+    path.starts_with("/v1/push/airrohr/")
+}
+
 /// Middleware: resolves the caller, applies the rate limit and the anonymous
 /// budget, sets the request id, and marks answers to a credential uncacheable.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -132,7 +139,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let presented = match request.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
+    let authorization = match carries_device_token(request.uri().path()) {
+        true => None,
+        false => request.headers().get(header::AUTHORIZATION),
+    };
+    let presented = match authorization.map(|v| v.to_str()) {
         None => None,
         Some(Ok(value)) => match value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
             Some(token) => Some(token.trim().to_owned()),

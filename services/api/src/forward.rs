@@ -16,11 +16,14 @@ use crate::error::problem;
 const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Headers that travel to ingest, and back.
-const REQUEST_HEADERS: [HeaderName; 4] = [
+const REQUEST_HEADERS: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-hoheit-connector-secret"),
+    // The airrohr firmware's device and pin.
+    HeaderName::from_static("x-sensor"),
+    HeaderName::from_static("x-pin"),
 ];
 const RESPONSE_HEADERS: [HeaderName; 4] =
     [header::CONTENT_TYPE, header::RETRY_AFTER, header::LOCATION, header::WWW_AUTHENTICATE];

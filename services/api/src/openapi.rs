@@ -44,8 +44,15 @@ pub struct ProblemDoc {
     /// aggregates lie on the 15-minute grid; `personal_not_owner`: personal
     /// data is for its owner only; `not_data_owner`: exports are for the
     /// owner's admins and data owners; `not_visible`: the dataset (or the
-    /// datastream's dataset) is not shared with the caller.
-    #[schema(nullable = false)]
+    /// datastream's dataset) is not shared with the caller; `write_only`: a
+    /// publisher key reads nothing but open data. On a refused write (the
+    /// doors: push, SensorThings create, connectors, devices):
+    /// `not_authenticated`, `read_only_role` (reader keys never write),
+    /// `foreign_organisation`, `supply_grant_revoked`,
+    /// `supply_grant_not_yet_valid`, `supply_grant_expired`,
+    /// `thing_not_supplied`, `connector_disabled`, and on a rejected reading
+    /// its reason code (`non_numeric_value`, …).
+    #[schema(nullable = false, value_type = Option<String>)]
     pub code: Option<DenyCode>,
 }
 
@@ -74,6 +81,8 @@ pub struct ApiDoc;
 
 /// Security scheme name used by the handlers' `security(...)`.
 pub const BEARER: &str = "bearer";
+/// Security scheme name of the doors that authenticate a device by its token.
+pub const DEVICE_BASIC: &str = "basic";
 
 struct Security;
 
@@ -89,6 +98,17 @@ impl Modify for Security {
                         "`Authorization: Bearer <credential>`: a principal's API key (`hoh_…`), an OIDC \
                          token (JWT) of the configured issuer, or the operator's bootstrap token. \
                          Without the header the caller is anonymous (open data only).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            DEVICE_BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A device's own token (`POST /v1/admin/things/{id}/device-token`) as the password of                          HTTP basic auth (the user is not looked at), as the airrohr firmware sends it;                          `Authorization: Bearer <token>` is accepted too.",
                     ))
                     .build(),
             ),

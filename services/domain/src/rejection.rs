@@ -27,6 +27,8 @@ pub enum RejectCode {
     NonNumericValue,
     /// The writer may not write into this datastream (e.g. outside its supply grant).
     WriteDenied,
+    /// A reading names a device that is another thing than the one its topic addresses.
+    DeviceMismatch,
 }
 
 impl RejectCode {
@@ -50,6 +52,7 @@ impl RejectCode {
             RejectCode::UnknownDevice => "unknown_device",
             RejectCode::NonNumericValue => "non_numeric_value",
             RejectCode::WriteDenied => "write_denied",
+            RejectCode::DeviceMismatch => "device_mismatch",
         }
     }
 }

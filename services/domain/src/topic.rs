@@ -1,7 +1,10 @@
 //! The MQTT topic scheme, in one place.
 //!
 //! - `{root}/{org}/{thing}/{property}`: readings of one datastream (JSON or protobuf);
-//! - `{root}/{org}/{thing}`: a SenML pack (or protobuf batch) whose records name the properties.
+//! - `{root}/{org}/{thing}`: a SenML pack (or protobuf batch) whose records name the properties;
+//! - `{root}/{org}`: a SenML pack of a gateway whose records name their devices
+//!   (a base name such as `urn:dev:ow:10e2073a01080063:`): each device is the
+//!   thing that carries it as its external id.
 //!
 //! `root` is `hoheit/v1` in every deployment; it is a parameter only so that
 //! several isolated Hoheit instances (the test suite) can share one broker.
@@ -21,18 +24,22 @@ pub enum TopicAddress {
     Datastream { org: Slug, thing: Slug, property: Slug },
     /// A thing: `{root}/{org}/{thing}`; readings name their properties.
     Thing { org: Slug, thing: Slug },
+    /// An organisation: `{root}/{org}`; readings name their devices and properties.
+    Org { org: Slug },
 }
 
 impl TopicAddress {
     pub fn org(&self) -> &Slug {
         match self {
-            TopicAddress::Datastream { org, .. } | TopicAddress::Thing { org, .. } => org,
+            TopicAddress::Datastream { org, .. } | TopicAddress::Thing { org, .. } | TopicAddress::Org { org } => org,
         }
     }
 
-    pub fn thing(&self) -> &Slug {
+    /// The thing addressed; `None` on an organisation's topic, where each reading names its device.
+    pub fn thing(&self) -> Option<&Slug> {
         match self {
-            TopicAddress::Datastream { thing, .. } | TopicAddress::Thing { thing, .. } => thing,
+            TopicAddress::Datastream { thing, .. } | TopicAddress::Thing { thing, .. } => Some(thing),
+            TopicAddress::Org { .. } => None,
         }
     }
 }
@@ -44,7 +51,7 @@ pub enum TopicError {
     TooLong,
     #[error("topic does not start with {root:?}")]
     WrongRoot { root: String },
-    #[error("topic must be {root}/{{org}}/{{thing}} or {root}/{{org}}/{{thing}}/{{property}}")]
+    #[error("topic must be {root}/{{org}}, {root}/{{org}}/{{thing}} or {root}/{{org}}/{{thing}}/{{property}}")]
     WrongShape { root: String },
     #[error(transparent)]
     Segment(#[from] SlugError),
@@ -84,11 +91,16 @@ impl TopicScheme {
         format!("{}/{org}/{thing}", self.root)
     }
 
+    pub fn org_topic(&self, org: &Slug) -> String {
+        format!("{}/{org}", self.root)
+    }
+
     /// The topic of an address (what the other doors' dead letters show).
     pub fn topic_of(&self, address: &TopicAddress) -> String {
         match address {
             TopicAddress::Datastream { org, thing, property } => self.datastream_topic(org, thing, property),
             TopicAddress::Thing { org, thing } => self.thing_topic(org, thing),
+            TopicAddress::Org { org } => self.org_topic(org),
         }
     }
 
@@ -109,6 +121,7 @@ impl TopicScheme {
             .ok_or_else(|| TopicError::WrongRoot { root: self.root.clone() })?;
         let segments: Vec<&str> = rest.split('/').collect();
         match segments.as_slice() {
+            [org] => Ok(TopicAddress::Org { org: Slug::parse("organisation", org)? }),
             [org, thing] => {
                 Ok(TopicAddress::Thing { org: Slug::parse("organisation", org)?, thing: Slug::parse("thing", thing)? })
             }
@@ -141,13 +154,16 @@ mod tests {
             scheme.parse("hoheit/v1/stadtwerke/pegel-1").unwrap(),
             TopicAddress::Thing { org: slug("stadtwerke"), thing: slug("pegel-1") }
         );
+        let org = scheme.parse("hoheit/v1/stadtwerke").unwrap();
+        assert_eq!(org, TopicAddress::Org { org: slug("stadtwerke") });
+        assert_eq!((org.thing(), scheme.topic_of(&org).as_str()), (None, "hoheit/v1/stadtwerke"));
     }
 
     #[test]
     fn rejects_other_roots_shapes_and_segments() {
         let scheme = TopicScheme::default();
         assert!(matches!(scheme.parse("other/v1/a/b"), Err(TopicError::WrongRoot { .. })));
-        assert!(matches!(scheme.parse("hoheit/v1/a"), Err(TopicError::WrongShape { .. })));
+        assert!(matches!(scheme.parse("hoheit/v1/a/"), Err(TopicError::Segment(_))));
         assert!(matches!(scheme.parse("hoheit/v1/a/b/c/d"), Err(TopicError::WrongShape { .. })));
         assert!(matches!(scheme.parse("hoheit/v1/A/b"), Err(TopicError::Segment(_))));
         assert!(matches!(scheme.parse(&format!("hoheit/v1/{}", "a".repeat(600))), Err(TopicError::TooLong)));

@@ -2,7 +2,7 @@
 //! of what passes: readings grouped per datastream (one Kafka record each),
 //! everything else collected as rejections for one dead letter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hoheit_domain::rejection::{RejectCode, Rejection};
 use hoheit_domain::topic::TopicAddress;
@@ -12,8 +12,14 @@ use hoheit_store::registry::DatastreamRef;
 
 use crate::decode::RawReading;
 
+/// The things of the devices a delivery's readings name (by external id, in
+/// lower case); `None` for a device that no thing of the organisation carries.
+pub type Devices = HashMap<String, Option<Slug>>;
+
 /// The datastream key a reading addresses, or why it addresses none.
-pub fn key_of(address: &TopicAddress, reading: &RawReading) -> Result<DatastreamKey, Rejection> {
+/// `devices` answers for every device the readings name (see [`Devices`]).
+pub fn key_of(address: &TopicAddress, reading: &RawReading, devices: &Devices) -> Result<DatastreamKey, Rejection> {
+    let thing = thing_of(address, reading, devices)?;
     let property = match (address, reading.property.as_deref()) {
         (TopicAddress::Datastream { property, .. }, None) => property.clone(),
         (TopicAddress::Datastream { property, .. }, Some(named)) if named == property.as_str() => property.clone(),
@@ -24,18 +30,74 @@ pub fn key_of(address: &TopicAddress, reading: &RawReading) -> Result<Datastream
                 format!("reading names property {named:?} but was published on the topic of {property:?}"),
             ));
         }
-        (TopicAddress::Thing { .. }, None) => {
-            return Err(Rejection::reading(
-                reading.index,
-                RejectCode::MissingProperty,
-                "readings on a thing topic must name their property",
-            ));
-        }
-        (TopicAddress::Thing { org, thing }, Some(named)) => Slug::parse("property", named).map_err(|e| {
+        (_, None) => property_of_unit(reading)?,
+        (_, Some(named)) => Slug::parse("property", named).map_err(|e| {
+            let org = address.org();
             Rejection::reading(reading.index, RejectCode::UnknownDatastream, format!("thing {org}/{thing}: {e}"))
         })?,
     };
-    Ok(DatastreamKey { org: address.org().clone(), thing: address.thing().clone(), property })
+    Ok(DatastreamKey { org: address.org().clone(), thing, property })
+}
+
+/// The thing a reading is of: the topic's, or on an organisation's topic the
+/// one that carries the reading's device as its external id. A device that is
+/// another registered thing than the topic's is refused; one that no thing
+/// carries is the topic's thing (a sensor's own name for itself).
+fn thing_of(address: &TopicAddress, reading: &RawReading, devices: &Devices) -> Result<Slug, Rejection> {
+    let org = address.org();
+    let registered = reading.device.as_deref().map(|device| (device, devices.get(device).cloned().flatten()));
+    match (address.thing(), registered) {
+        (Some(thing), None | Some((_, None))) => Ok(thing.clone()),
+        (Some(thing), Some((_, Some(named)))) if &named == thing => Ok(named),
+        (Some(thing), Some((device, Some(named)))) => Err(Rejection::reading(
+            reading.index,
+            RejectCode::DeviceMismatch,
+            format!("reading names device {device:?}, which is thing {org}/{named}, but was published for {org}/{thing}"),
+        )),
+        (None, Some((_, Some(named)))) => Ok(named),
+        (None, Some((device, None))) => Err(Rejection::reading(
+            reading.index,
+            RejectCode::UnknownDevice,
+            format!("no thing of {org} has the external id {device:?}; register the device first"),
+        )),
+        (None, None) => Err(Rejection::reading(
+            reading.index,
+            RejectCode::UnknownDevice,
+            "readings on an organisation's topic must name their device (a SenML base name such as \"urn:dev:ow:10e2073a01080063:\")",
+        )),
+    }
+}
+
+/// SenML units that say which quantity a record of a device is when its name
+/// is the device alone (RFC 8428 §5.1.1, §5.1.3), and the property it goes to.
+pub const UNIT_PROPERTIES: [(&str, &str); 11] = [
+    ("Cel", "temperature"),
+    ("%RH", "humidity"),
+    ("Pa", "pressure"),
+    ("hPa", "pressure"),
+    ("lat", "latitude"),
+    ("lon", "longitude"),
+    ("%EL", "battery"),
+    ("V", "voltage"),
+    ("A", "current"),
+    ("W", "power"),
+    ("lx", "illuminance"),
+];
+
+/// The property of a reading that names only its device, from its unit.
+fn property_of_unit(reading: &RawReading) -> Result<Slug, Rejection> {
+    let missing = |why: String| Rejection::reading(reading.index, RejectCode::MissingProperty, why);
+    let Some(device) = reading.device.as_deref() else {
+        return Err(missing("readings on a thing topic must name their property".into()));
+    };
+    let unit = reading.unit.as_deref().unwrap_or_default();
+    let property = UNIT_PROPERTIES.iter().find(|(u, _)| *u == unit).map(|(_, p)| *p).ok_or_else(|| {
+        missing(format!(
+            "reading names only its device {device:?} and its unit {unit:?} does not say which property it is; name it (n), or use one of the units {}",
+            UNIT_PROPERTIES.iter().map(|(u, _)| *u).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    Slug::parse("property", property).map_err(|e| missing(e.to_string()))
 }
 
 /// How far ahead of the platform's clock a reading may be.
@@ -124,13 +186,14 @@ pub struct Routed {
 pub fn route(
     address: &TopicAddress,
     readings: &[RawReading],
+    devices: &Devices,
     clock: Clock,
     mut lookup: impl FnMut(&DatastreamKey) -> Option<DatastreamRef>,
     permit: impl Fn(&DatastreamRef) -> Result<(), WriteDenial>,
 ) -> Routed {
     let mut routed = Routed::default();
     for reading in readings {
-        let key = key_of(address, reading);
+        let key = key_of(address, reading, devices);
         let stream = key.as_ref().ok().and_then(&mut lookup);
         if reading.optional && stream.is_none() {
             continue;
@@ -162,6 +225,7 @@ mod tests {
     fn reading(index: usize, property: Option<&str>, value: f64, unit: Option<&str>, time: Option<i64>) -> RawReading {
         RawReading {
             index,
+            device: None,
             property: property.map(str::to_owned),
             time: time.map(Micros),
             value,
@@ -193,11 +257,18 @@ mod tests {
         let thing = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
         let rssi = RawReading { optional: true, ..reading(1, Some("rssi"), -35.0, None, Some(5)) };
         let count = RawReading { optional: true, ..reading(2, Some("count"), 1.0, None, Some(5)) };
-        let routed =
-            route(&thing, &[reading(0, Some("no2"), 20.0, None, Some(5)), rssi, count], CLOCK, registry, anyone);
+        let routed = route(
+            &thing,
+            &[reading(0, Some("no2"), 20.0, None, Some(5)), rssi, count],
+            &Devices::new(),
+            CLOCK,
+            registry,
+            anyone,
+        );
         assert!(routed.rejections.is_empty(), "{:?}", routed.rejections);
         assert_eq!(routed.accepted, 2, "no2 and the registered optional count");
-        let missing = route(&thing, &[reading(0, Some("rssi"), -35.0, None, Some(5))], CLOCK, registry, anyone);
+        let missing =
+            route(&thing, &[reading(0, Some("rssi"), -35.0, None, Some(5))], &Devices::new(), CLOCK, registry, anyone);
         assert_eq!(missing.rejections[0].code, RejectCode::UnknownDatastream, "a payload field is not optional");
     }
 
@@ -209,7 +280,7 @@ mod tests {
             reading(1, Some("count"), 3.0, None, None),
             reading(2, Some("no2"), 21.0, None, Some(6)),
         ];
-        let routed = route(&thing, &readings, CLOCK, registry, anyone);
+        let routed = route(&thing, &readings, &Devices::new(), CLOCK, registry, anyone);
         assert!(routed.rejections.is_empty(), "{:?}", routed.rejections);
         assert_eq!(routed.batches[&DatastreamId(1)], (vec![5, 6], vec![20.0, 21.0]));
         assert_eq!(routed.batches[&DatastreamId(2)], (vec![CLOCK.received.0], vec![3.0]), "no time means receive time");
@@ -228,7 +299,7 @@ mod tests {
             reading(6, None, 1.0, None, None),
             reading(7, Some("Bad Name"), 1.0, None, None),
         ];
-        let routed = route(&thing, &readings, CLOCK, registry, anyone);
+        let routed = route(&thing, &readings, &Devices::new(), CLOCK, registry, anyone);
         let codes: Vec<_> = routed.rejections.iter().map(|r| (r.reading_index, r.code)).collect();
         assert_eq!(
             codes,
@@ -253,13 +324,63 @@ mod tests {
         let ok = route(
             &topic,
             &[reading(0, None, 1.0, None, Some(1)), reading(1, Some("no2"), 2.0, None, Some(2))],
+            &Devices::new(),
             CLOCK,
             registry,
             anyone,
         );
         assert_eq!(ok.accepted, 2);
-        let mismatch = route(&topic, &[reading(0, Some("count"), 1.0, None, None)], CLOCK, registry, anyone);
+        let mismatch =
+            route(&topic, &[reading(0, Some("count"), 1.0, None, None)], &Devices::new(), CLOCK, registry, anyone);
         assert_eq!(mismatch.rejections[0].code, RejectCode::PropertyMismatch);
+    }
+
+    fn of_device(index: usize, device: &str, property: Option<&str>, unit: Option<&str>) -> RawReading {
+        RawReading { device: Some(device.to_owned()), ..reading(index, property, 1.0, unit, None) }
+    }
+
+    #[test]
+    fn a_device_selects_the_thing_that_carries_it_on_an_organisation_topic() {
+        let org = TopicAddress::Org { org: slug("stadt") };
+        let devices: Devices =
+            [("urn:dev:ow:1".to_owned(), Some(slug("luft-1"))), ("urn:dev:ow:2".to_owned(), None)].into();
+        let key = |r: &RawReading| key_of(&org, r, &devices);
+        let found = key(&of_device(0, "urn:dev:ow:1", Some("no2"), None)).unwrap();
+        assert_eq!((found.thing.as_str(), found.property.as_str()), ("luft-1", "no2"));
+        assert_eq!(key(&of_device(1, "urn:dev:ow:2", Some("no2"), None)).unwrap_err().code, RejectCode::UnknownDevice);
+        assert_eq!(key(&reading(2, Some("no2"), 1.0, None, None)).unwrap_err().code, RejectCode::UnknownDevice);
+    }
+
+    #[test]
+    fn on_a_thing_topic_a_device_may_not_be_another_thing() {
+        let topic = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let devices: Devices =
+            [("urn:dev:ow:1".to_owned(), Some(slug("luft-1"))), ("urn:dev:ow:9".to_owned(), Some(slug("pegel")))]
+                .into();
+        let key = |r: &RawReading| key_of(&topic, r, &devices);
+        assert_eq!(key(&of_device(0, "urn:dev:ow:1", Some("no2"), None)).unwrap().thing.as_str(), "luft-1");
+        assert_eq!(
+            key(&of_device(1, "urn:dev:unknown", Some("no2"), None)).unwrap().thing.as_str(),
+            "luft-1",
+            "a device no thing carries is the sensor's own name for the topic's thing"
+        );
+        let other = key(&of_device(2, "urn:dev:ow:9", Some("no2"), None)).unwrap_err();
+        assert_eq!(other.code, RejectCode::DeviceMismatch);
+        assert!(other.reason.contains("stadt/pegel"), "{}", other.reason);
+    }
+
+    #[test]
+    fn a_reading_that_names_only_its_device_goes_to_the_property_of_its_unit() {
+        let topic = TopicAddress::Thing { org: slug("stadt"), thing: slug("luft-1") };
+        let devices = Devices::new();
+        let property = |unit| key_of(&topic, &of_device(0, "urn:dev:ow:1", None, unit), &devices);
+        assert_eq!(property(Some("Cel")).unwrap().property.as_str(), "temperature");
+        assert_eq!(property(Some("%RH")).unwrap().property.as_str(), "humidity");
+        assert_eq!(property(Some("%EL")).unwrap().property.as_str(), "battery");
+        let unknown = property(Some("furlong")).unwrap_err();
+        assert_eq!(unknown.code, RejectCode::MissingProperty);
+        assert!(unknown.reason.contains("%RH"), "the reason lists the units: {}", unknown.reason);
+        assert_eq!(property(None).unwrap_err().code, RejectCode::MissingProperty);
     }
 
     #[test]
@@ -273,7 +394,7 @@ mod tests {
                 Err(WriteDenial::ThingNotSupplied { grant: 4 })
             }
         };
-        let routed = route(&topic, &readings, CLOCK, registry, only_no2);
+        let routed = route(&topic, &readings, &Devices::new(), CLOCK, registry, only_no2);
         assert_eq!(routed.accepted, 1);
         assert_eq!(routed.rejections.len(), 1);
         assert_eq!((routed.rejections[0].reading_index, routed.rejections[0].code), (Some(1), RejectCode::WriteDenied));

@@ -3,7 +3,8 @@
 //!
 //! Which decoder runs depends on the topic and the first byte:
 //! - a payload whose first non-whitespace byte is `{` or `[` is JSON: plain
-//!   readings on a datastream topic, a SenML pack (RFC 8428) on a thing topic;
+//!   readings on a datastream topic, a SenML pack (RFC 8428) on a thing or an
+//!   organisation topic;
 //! - anything else is a protobuf `hoheit.v1.ObservationBatch`. Its encoding
 //!   starts with the tag byte 0x0A and can never look like JSON.
 
@@ -19,8 +20,11 @@ use serde_json::value::RawValue;
 pub struct RawReading {
     /// Position in the message (for dead-letter reasons).
     pub index: usize,
+    /// Device named by the payload (the device part of a SenML name, see
+    /// [`split_senml_name`]), in lower case; `None` when the topic names the thing.
+    pub device: Option<String>,
     /// Property named by the payload (SenML name, protobuf field); `None` when
-    /// the topic names it.
+    /// the topic names it (or, with a device, when its unit does).
     pub property: Option<String>,
     /// `None`: the time the platform received the message.
     pub time: Option<Micros>,
@@ -168,6 +172,7 @@ fn decode_plain_json(payload: &[u8], limits: Limits) -> Result<Decoded, Rejectio
         };
         decoded.readings.push(RawReading {
             index,
+            device: None,
             property: None,
             time,
             value: reading.value,
@@ -272,18 +277,19 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
             // A record of base fields only.
             continue;
         }
-        let Some(v) = record.v else {
+        // A boolean is stored as 1 or 0, as the other doors store theirs.
+        let Some(v) = record.v.or(record.vb.map(|b| if b { 1.0 } else { 0.0 })) else {
             decoded.rejections.push(Rejection::reading(
                 index,
                 RejectCode::UnsupportedValue,
                 format!(
-                    "SenML record {index}: only numeric values (v) are supported, not strings, booleans, data or sums"
+                    "SenML record {index}: only numeric (v) and boolean (vb) values are supported, not strings (vs), data (vd) or sums (s)"
                 ),
             ));
             continue;
         };
-        let name = format!("{base_name}{}", record.n.as_deref().unwrap_or(""));
-        if name.is_empty() {
+        let name = record.n.as_deref().unwrap_or("");
+        if base_name.is_empty() && name.is_empty() {
             decoded.rejections.push(Rejection::reading(
                 index,
                 RejectCode::MissingProperty,
@@ -305,16 +311,47 @@ fn decode_senml(payload: &[u8], received: Micros, limits: Limits) -> Result<Deco
                 }
             },
         };
+        let (device, property) = split_senml_name(&base_name, name);
         decoded.readings.push(RawReading {
             index,
-            property: Some(name),
+            device,
+            property,
             time,
-            value: base_value + v,
+            // A base value is a numeric offset; it does not apply to booleans.
+            value: if record.v.is_some() { base_value + v } else { v },
             unit: record.u.or_else(|| base_unit.clone()),
             optional: false,
         });
     }
     Ok(decoded)
+}
+
+/// Splits a resolved SenML name (base name + name) into the device it names
+/// (an external id, in lower case) and the property:
+/// - a base name ending in `:` or `/` is the device, the name the property
+///   (`"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage"`, RFC 8428 §5.1.2);
+/// - a device URN (RFC 9039, `urn:dev:{type}:{id}`) is the device, whatever
+///   follows its next `:` the property; a URN alone names only the device
+///   (§5.1.1, §5.1.3), whose property its unit then says (see `check`);
+/// - any other name with a `/` or `:` is split at the last one
+///   (`2001:db8::2/temperature`);
+/// - a name without either is a property of the topic's thing.
+pub fn split_senml_name(base_name: &str, name: &str) -> (Option<String>, Option<String>) {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let device = |s: &str| some(&s.to_ascii_lowercase());
+    if let Some(base_device) = base_name.strip_suffix([':', '/']).filter(|d| !d.is_empty()) {
+        return (device(base_device), some(name));
+    }
+    let full = format!("{base_name}{name}");
+    if full.get(..8).is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:dev:")) {
+        let mut parts = full.splitn(5, ':');
+        let urn: Vec<&str> = parts.by_ref().take(4).collect();
+        return (device(&urn.join(":")), parts.next().and_then(some));
+    }
+    match full.rsplit_once(['/', ':']) {
+        Some((before, after)) => (device(before.trim_end_matches([':', '/'])), some(after)),
+        None => (None, some(&full)),
+    }
 }
 
 fn decode_protobuf(payload: &[u8], limits: Limits) -> Result<Decoded, Rejection> {
@@ -330,6 +367,7 @@ fn decode_protobuf(payload: &[u8], limits: Limits) -> Result<Decoded, Rejection>
         .enumerate()
         .map(|(index, r)| RawReading {
             index,
+            device: None,
             property: (!r.property.is_empty()).then_some(r.property),
             time: r.time_unix_us.map(Micros),
             value: r.value,
@@ -463,6 +501,179 @@ mod tests {
             vec![RejectCode::UnsupportedValue, RejectCode::MissingProperty, RejectCode::MalformedPayload]
         );
         assert_eq!(senml(r#"{"n": "x", "v": 1}"#).unwrap_err().code, RejectCode::MalformedPayload);
+    }
+
+    /// RFC 8428 §5.1.1 to §5.1.6, verbatim (the streaming example of §5.1.2
+    /// ends in "..." and is no JSON; §5.1.2's second pack names the device
+    /// `…0108006`, one digit short, as the RFC does).
+    const RFC8428_5_1_1: &str = r#"[
+     {"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}
+   ]"#;
+    const RFC8428_5_1_2: &str = r#"[
+  {"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},
+  {"n":"current","u":"A","v":1.2}
+]"#;
+    const RFC8428_5_1_2_TIMED: &str = r#"[
+     {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,
+      "bu":"A","bver":5,
+      "n":"voltage","u":"V","v":120.1},
+     {"n":"current","t":-5,"v":1.2},
+     {"n":"current","t":-4,"v":1.3},
+     {"n":"current","t":-3,"v":1.4},
+     {"n":"current","t":-2,"v":1.5},
+     {"n":"current","t":-1,"v":1.6},
+     {"n":"current","v":1.7}
+   ]"#;
+    const RFC8428_5_1_3: &str = r#"[
+     {"bn":"urn:dev:ow:10e2073a01080063","bt":1.320067464e+09,
+      "bu":"%RH","v":20},
+     {"u":"lon","v":24.30621},
+     {"u":"lat","v":60.07965},
+     {"t":60,"v":20.3},
+     {"u":"lon","t":60,"v":24.30622},
+     {"u":"lat","t":60,"v":60.07965},
+     {"t":120,"v":20.7},
+     {"u":"lon","t":120,"v":24.30623},
+     {"u":"lat","t":120,"v":60.07966},
+     {"u":"%EL","t":150,"v":98},
+     {"t":180,"v":21.2},
+     {"u":"lon","t":180,"v":24.30628},
+     {"u":"lat","t":180,"v":60.07967}
+   ]"#;
+    const RFC8428_5_1_4: &str = r#"[
+     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067464e+09,
+      "v":20},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067464e+09,
+      "v":24.30621},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067464e+09,
+      "v":60.07965},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067524e+09,
+      "v":20.3},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067524e+09,
+      "v":24.30622},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067524e+09,
+      "v":60.07965},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067584e+09,
+      "v":20.7},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067584e+09,
+      "v":24.30623},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067584e+09,
+      "v":60.07966},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"%EL","t":1.320067614e+09,
+      "v":98},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067644e+09,
+      "v":21.2},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067644e+09,
+      "v":24.30628},
+     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067644e+09,
+      "v":60.07967}
+   ]"#;
+    const RFC8428_5_1_5: &str = r#"[
+    {"bn":"urn:dev:ow:10e2073a01080063:","n":"temp","u":"Cel","v":23.1},
+    {"n":"label","vs":"Machine Room"},
+    {"n":"open","vb":false},
+    {"n":"nfv-reader","vd":"aGkgCg"}
+  ]"#;
+    const RFC8428_5_1_6: &str = r#"[
+     {"bn":"2001:db8::2/","bt":1.320078429e+09,
+      "n":"temperature","u":"Cel","v":25.2},
+     {"n":"humidity","u":"%RH","v":30},
+     {"bn":"2001:db8::1/","n":"temperature","u":"Cel","v":12.3},
+     {"n":"humidity","u":"%RH","v":67}
+   ]"#;
+
+    const DEVICE: &str = "urn:dev:ow:10e2073a01080063";
+
+    /// (device, property, unit, value, time) of each decoded reading.
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, f64, Option<i64>);
+
+    fn rows(decoded: &Decoded) -> Vec<Row<'_>> {
+        decoded
+            .readings
+            .iter()
+            .map(|r| (r.device.as_deref(), r.property.as_deref(), r.unit.as_deref(), r.value, r.time.map(|t| t.0)))
+            .collect()
+    }
+
+    #[test]
+    fn rfc8428_single_data_point_names_only_the_device() {
+        let d = senml(RFC8428_5_1_1).unwrap();
+        assert_eq!(rows(&d), vec![(Some(DEVICE), None, Some("Cel"), 23.1, None)]);
+    }
+
+    #[test]
+    fn rfc8428_multiple_data_points_split_the_base_name_into_device_and_property() {
+        let d = senml(RFC8428_5_1_2).unwrap();
+        assert_eq!(
+            rows(&d),
+            vec![
+                (Some(DEVICE), Some("voltage"), Some("V"), 120.1, None),
+                (Some(DEVICE), Some("current"), Some("A"), 1.2, None)
+            ]
+        );
+        let timed = senml(RFC8428_5_1_2_TIMED).unwrap();
+        assert!(timed.rejections.is_empty(), "{:?}", timed.rejections);
+        let t0 = 1_276_020_076_001_000;
+        let expected: Vec<Row> =
+            std::iter::once((Some("urn:dev:ow:10e2073a0108006"), Some("voltage"), Some("V"), 120.1, Some(t0)))
+                .chain([1.2, 1.3, 1.4, 1.5, 1.6, 1.7].into_iter().zip(-5i64..=0).map(|(v, dt)| {
+                    (Some("urn:dev:ow:10e2073a0108006"), Some("current"), Some("A"), v, Some(t0 + dt * 1_000_000))
+                }))
+                .collect();
+        assert_eq!(rows(&timed), expected);
+    }
+
+    #[test]
+    fn rfc8428_multiple_measurements_and_their_resolved_form_read_the_same() {
+        let packed = senml(RFC8428_5_1_3).unwrap();
+        let resolved = senml(RFC8428_5_1_4).unwrap();
+        assert!(packed.rejections.is_empty() && resolved.rejections.is_empty());
+        assert_eq!(packed.readings.len(), 13);
+        assert_eq!(rows(&packed), rows(&resolved), "§5.1.4 is §5.1.3 resolved");
+        assert_eq!(rows(&packed)[0], (Some(DEVICE), None, Some("%RH"), 20.0, Some(1_320_067_464_000_000)));
+        assert_eq!(rows(&packed)[9], (Some(DEVICE), None, Some("%EL"), 98.0, Some(1_320_067_614_000_000)));
+    }
+
+    #[test]
+    fn rfc8428_multiple_data_types_store_booleans_as_one_or_zero_and_refuse_strings_and_data() {
+        let d = senml(RFC8428_5_1_5).unwrap();
+        assert_eq!(
+            rows(&d),
+            vec![(Some(DEVICE), Some("temp"), Some("Cel"), 23.1, None), (Some(DEVICE), Some("open"), None, 0.0, None)]
+        );
+        let refused: Vec<_> = d.rejections.iter().map(|r| (r.reading_index, r.code)).collect();
+        assert_eq!(refused, vec![(Some(1), RejectCode::UnsupportedValue), (Some(3), RejectCode::UnsupportedValue)]);
+        assert!(d.rejections[0].reason.contains("vs"), "{}", d.rejections[0].reason);
+        let on = senml(r#"[{"n":"open","vb":true}]"#).unwrap();
+        assert_eq!(on.readings[0].value, 1.0);
+    }
+
+    #[test]
+    fn rfc8428_collection_of_resources_names_two_devices() {
+        let d = senml(RFC8428_5_1_6).unwrap();
+        let t = Some(1_320_078_429_000_000);
+        assert_eq!(
+            rows(&d),
+            vec![
+                (Some("2001:db8::2"), Some("temperature"), Some("Cel"), 25.2, t),
+                (Some("2001:db8::2"), Some("humidity"), Some("%RH"), 30.0, t),
+                (Some("2001:db8::1"), Some("temperature"), Some("Cel"), 12.3, t),
+                (Some("2001:db8::1"), Some("humidity"), Some("%RH"), 67.0, t)
+            ]
+        );
+    }
+
+    #[test]
+    fn senml_names_split_into_device_and_property() {
+        let split = |bn: &str, n: &str| split_senml_name(bn, n);
+        let own = |d: &str, p: &str| (Some(d.to_owned()), Some(p.to_owned()));
+        assert_eq!(split("", "no2"), (None, Some("no2".into())), "a plain name is a property of the topic's thing");
+        assert_eq!(split("air-", "no2"), (None, Some("air-no2".into())));
+        assert_eq!(split("urn:dev:mac:0024BEFFFE804FF1:", "temp"), own("urn:dev:mac:0024befffe804ff1", "temp"));
+        assert_eq!(split("", "urn:dev:ow:10e2073a01080063:voltage"), own(DEVICE, "voltage"));
+        assert_eq!(split("esp8266-123/", ""), (Some("esp8266-123".into()), None));
+        assert_eq!(split("gw/", "sensor-1/pm10"), own("gw", "sensor-1/pm10"), "the base name decides");
+        assert_eq!(split("", "sensor-1:pm10"), own("sensor-1", "pm10"));
     }
 
     #[test]

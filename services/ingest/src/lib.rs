@@ -7,6 +7,7 @@
 //! acknowledged to the broker only after Kafka has confirmed every record it
 //! was sent in, so if ingest dies the broker redelivers and nothing is lost.
 
+pub mod airrohr;
 pub mod check;
 pub mod decode;
 mod doors;

@@ -11,7 +11,7 @@ use hoheit_proto::v1::{DatastreamBatch, DeadLetter};
 use hoheit_runtime::ops::Readiness;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{self, Clock};
+use crate::check::{self, Clock, Devices};
 use crate::decode::{self, Decoded, JsonKind, Limits};
 use crate::inbound::{Body, Inbound, Target};
 use crate::registry_cache::{RegistryCache, Stopped};
@@ -84,14 +84,15 @@ impl Pipeline {
                 return Ok(self.rejected(inbound, &resolved.org, &resolved.label, received, vec![rejection]))
             }
         };
+        let devices = self.devices(&address, &decoded, readiness, shutdown).await?;
         for reading in &decoded.readings {
-            if let Ok(key) = check::key_of(&address, reading) {
+            if let Ok(key) = check::key_of(&address, reading, &devices) {
                 self.cache.ensure(&key, readiness, shutdown).await?;
             }
         }
         let clock = Clock { received, max_future_micros: self.max_future_micros };
         let permit = |stream: &_| inbound.writer.as_ref().map_or(Ok(()), |writer| writer.permit(stream));
-        let routed = check::route(&address, &decoded.readings, clock, |key| self.cache.get(key), permit);
+        let routed = check::route(&address, &decoded.readings, &devices, clock, |key| self.cache.get(key), permit);
         let observations = routed
             .batches
             .into_iter()
@@ -168,10 +169,28 @@ impl Pipeline {
         })
     }
 
+    /// The things of the devices the readings name, looked up by external id.
+    async fn devices(
+        &mut self,
+        address: &TopicAddress,
+        decoded: &Decoded,
+        readiness: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<Devices, Stopped> {
+        let mut devices = Devices::new();
+        for device in decoded.readings.iter().filter_map(|r| r.device.as_deref()) {
+            if !devices.contains_key(device) {
+                let thing = self.cache.thing_of_device(address.org(), device, readiness, shutdown).await?;
+                devices.insert(device.to_owned(), thing);
+            }
+        }
+        Ok(devices)
+    }
+
     fn decode(&self, inbound: &Inbound, address: &TopicAddress, received: Micros) -> Result<Decoded, Rejection> {
         let implied = match address {
             TopicAddress::Datastream { .. } => JsonKind::Plain,
-            TopicAddress::Thing { .. } => JsonKind::Senml,
+            TopicAddress::Thing { .. } | TopicAddress::Org { .. } => JsonKind::Senml,
         };
         match &inbound.body {
             Body::Sniff => decode::decode(&inbound.payload, implied, received, self.limits),

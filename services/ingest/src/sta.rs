@@ -205,7 +205,15 @@ fn reading(index: usize, time: Micros, result: &Value) -> Decoded {
     };
     match value {
         Some(value) => Decoded {
-            readings: vec![RawReading { index, property: None, time: Some(time), value, unit: None, optional: false }],
+            readings: vec![RawReading {
+                index,
+                device: None,
+                property: None,
+                time: Some(time),
+                value,
+                unit: None,
+                optional: false,
+            }],
             rejections: Vec::new(),
         },
         None => {

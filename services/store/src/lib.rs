@@ -3,9 +3,10 @@
 //! 15-minute rollup ([`observations`]), dead letters ([`dead_letters`]),
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
-//! the network servers' connectors ([`connectors`]),
-//! the hash-chained audit log ([`audit`]) and the open data catalog's facts
-//! ([`catalog`]). The operators' listings live beside their tables too.
+//! the network servers' connectors ([`connectors`]), devices' own tokens
+//! ([`device_tokens`]), the hash-chained audit log ([`audit`]) and the open
+//! data catalog's facts ([`catalog`]). The operators' listings live beside
+//! their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
 //! are the policy's (`hoheit_domain::policy`), never made here. Rows are read
@@ -19,6 +20,7 @@ pub mod connectors;
 pub mod datasets;
 pub mod db;
 pub mod dead_letters;
+pub mod device_tokens;
 pub mod grant_rate;
 pub mod grants;
 pub mod observations;

@@ -13,6 +13,7 @@ pub mod organisations;
 pub mod principals;
 pub mod retention;
 pub mod supply_grants;
+pub mod things;
 
 use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValuesParser, TypedValueParser};

@@ -14,6 +14,7 @@ use hoheit_domain::policy::GrantTerms;
 use hoheit_domain::DatastreamId;
 use hoheit_store::audit::{self, Actor, AdminChange};
 use hoheit_store::datasets::{self, Dataset, NewDataset};
+use hoheit_store::device_tokens::{self, IssuedDeviceToken};
 use hoheit_store::grants::{self, NewGrant};
 use hoheit_store::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
 use hoheit_store::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
@@ -23,6 +24,7 @@ use crate::access::{require, Needs};
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::openapi::ProblemDoc;
 use crate::AppState;
 
 /// The caller of `who` as the actor of an administrative change.
@@ -105,6 +107,25 @@ pub async fn create_principal(
 ) -> Result<(StatusCode, Json<PrincipalView>), ApiError> {
     require(&who.caller, Needs::Admin(registry::organisation_id(&state.pool, &new.org).await?))?;
     Ok((StatusCode::CREATED, Json(principals::create_principal(&state.pool, &new, &actor(&who)).await?)))
+}
+
+/// Issues a device token for a thing with an external id (its organisation's
+/// admins and data owners): the password the device presents at its door
+/// (airrohr: "send to own API", basic auth). Replaces the previous token; the
+/// token is in this response only.
+#[utoipa::path(post, operation_id = "admin_issue_device_token", path = "/admin/things/{id}/device-token", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "thing id")),
+    responses(
+        (status = 201, description = "the token, shown only in this response", body = IssuedDeviceToken),
+        (status = 422, description = "the thing has no external id (the device its door names)", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
+pub async fn issue_device_token(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(thing): PathId,
+) -> Result<(StatusCode, Json<IssuedDeviceToken>), ApiError> {
+    require(&who.caller, Needs::DataOwner(device_tokens::org_of_thing(&state.pool, thing).await?))?;
+    Ok((StatusCode::CREATED, Json(device_tokens::issue(&state.pool, thing, &actor(&who)).await?)))
 }
 
 /// Disables a principal: none of its keys or tokens is accepted any more (its organisation's admins).

@@ -56,3 +56,32 @@ pub async fn datastream(State(state): State<AppState>, OriginalUri(uri): Origina
 pub async fn thing(State(state): State<AppState>, OriginalUri(uri): OriginalUri, request: Request) -> Response {
     state.ingest.forward(&uri, request).await
 }
+
+/// The sensor.community (airrohr) firmware's "send to own API": `X-Sensor:
+/// esp8266-<chip id>` names the device, the thing of the organisation whose
+/// external id it is; the device's token (`POST
+/// /v1/admin/things/{id}/device-token`) is the password of HTTP basic auth
+/// (or `Authorization: Bearer`). The body is the firmware's JSON
+/// (`{"esp8266id", "software_version", "sensordatavalues": [{"value_type",
+/// "value"}]}`, values as strings); each value type goes to its property
+/// (`SDS_P1` → `pm10` in ug/m3, `SDS_P2` → `pm2_5`, `BME280_temperature` →
+/// `temperature` in Cel, `BME280_pressure` → `pressure` in Pa, `signal` in
+/// dBm, …); the firmware's housekeeping (`samples`, `min_micro`, `max_micro`,
+/// `interval`) is skipped. A value that is no number is a dead letter
+/// (`non_numeric_value`, door `airrohr`).
+#[utoipa::path(post, operation_id = "push_airrohr", path = "/push/airrohr/{org}", tag = "ingest",
+    security(("basic" = [])),
+    params(("org" = String, Path),
+        ("X-Sensor" = String, Header, description = "esp8266-<chip id>: the thing's external id")),
+    request_body(description = "the airrohr firmware's JSON", content((serde_json::Value = "application/json"))),
+    responses(
+        (status = 202, description = "accepted and rejected readings (the rejected ones are dead letters with their codes)", body = Receipt),
+        (status = 400, description = "an invalid organisation, or no X-Sensor header", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no token, a wrong token, or a device that is not registered with a token (no dead letter)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "beyond the payload limit", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "over the device's request rate (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Kafka is away: nothing was accepted (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
+pub async fn airrohr(State(state): State<AppState>, OriginalUri(uri): OriginalUri, request: Request) -> Response {
+    state.ingest.forward(&uri, request).await
+}

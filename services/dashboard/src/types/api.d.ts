@@ -432,6 +432,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/things/{id}/device-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issues a device token for a thing with an external id (its organisation's
+         *     admins and data owners): the password the device presents at its door
+         *     (airrohr: "send to own API", basic auth). Replaces the previous token; the
+         *     token is in this response only.
+         */
+        post: operations["admin_issue_device_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -726,6 +748,36 @@ export interface paths {
         get: operations["live_stream"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/push/airrohr/{org}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The sensor.community (airrohr) firmware's "send to own API": `X-Sensor:
+         *     esp8266-<chip id>` names the device, the thing of the organisation whose
+         *     external id it is; the device's token (`POST
+         *     /v1/admin/things/{id}/device-token`) is the password of HTTP basic auth
+         *     (or `Authorization: Bearer`). The body is the firmware's JSON
+         *     (`{"esp8266id", "software_version", "sensordatavalues": [{"value_type",
+         *     "value"}]}`, values as strings); each value type goes to its property
+         *     (`SDS_P1` → `pm10` in ug/m3, `SDS_P2` → `pm2_5`, `BME280_temperature` →
+         *     `temperature` in Cel, `BME280_pressure` → `pressure` in Pa, `signal` in
+         *     dBm, …); the firmware's housekeeping (`samples`, `min_micro`, `max_micro`,
+         *     `interval`) is skipped. A value that is no number is a dead letter
+         *     (`non_numeric_value`, door `airrohr`).
+         */
+        post: operations["push_airrohr"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1073,6 +1125,15 @@ export interface components {
          * @enum {string}
          */
         DenyCode: "not_authenticated" | "no_grant" | "grant_revoked" | "grant_not_yet_valid" | "grant_expired" | "raw_not_granted" | "interval_below_grant" | "interval_off_grid" | "outside_grant_window" | "personal_raw" | "personal_off_grid" | "personal_not_owner" | "not_data_owner" | "not_visible" | "write_only";
+        /** @description The thing a token was issued for (what the audit record keeps). */
+        DeviceTokenView: {
+            /** @description The device's external id, as its door presents it (`esp8266-12345`). */
+            external_id: string;
+            org: string;
+            thing: string;
+            /** Format: int64 */
+            thing_id: number;
+        };
         /**
          * @description A door of the platform.
          * @enum {string}
@@ -1145,6 +1206,11 @@ export interface components {
         IssuedConnector: components["schemas"]["Connector"] & {
             /** @description Send it in `X-Hoheit-Connector-Secret` (or `Authorization: Bearer`); shown only now. */
             webhook_secret: string;
+        };
+        /** @description A freshly issued token: in this answer only. */
+        IssuedDeviceToken: components["schemas"]["DeviceTokenView"] & {
+            /** @description The token, shown only now: the firmware's password (airrohr: "send to own API", password). */
+            token: string;
         };
         /** @description A freshly created key: shown once. */
         IssuedKey: components["schemas"]["ApiKeyView"] & {
@@ -1373,9 +1439,16 @@ export interface components {
              *     aggregates lie on the 15-minute grid; `personal_not_owner`: personal
              *     data is for its owner only; `not_data_owner`: exports are for the
              *     owner's admins and data owners; `not_visible`: the dataset (or the
-             *     datastream's dataset) is not shared with the caller.
+             *     datastream's dataset) is not shared with the caller; `write_only`: a
+             *     publisher key reads nothing but open data. On a refused write (the
+             *     doors: push, SensorThings create, connectors, devices):
+             *     `not_authenticated`, `read_only_role` (reader keys never write),
+             *     `foreign_organisation`, `supply_grant_revoked`,
+             *     `supply_grant_not_yet_valid`, `supply_grant_expired`,
+             *     `thing_not_supplied`, `connector_disabled`, and on a rejected reading
+             *     its reason code (`non_numeric_value`, …).
              */
-            code?: components["schemas"]["DenyCode"];
+            code?: string;
             /** @description What is wrong and what to change. */
             detail: string;
             /** Format: int32 */
@@ -4175,6 +4248,101 @@ export interface operations {
             };
         };
     };
+    admin_issue_device_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description thing id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the token, shown only in this response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedDeviceToken"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing has no external id (the device its door names) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     audit_list: {
         parameters: {
             query?: {
@@ -5670,6 +5838,126 @@ export interface operations {
                 };
             };
             /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    push_airrohr: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description esp8266-<chip id>: the thing's external id */
+                "X-Sensor": string;
+            };
+            path: {
+                org: string;
+            };
+            cookie?: never;
+        };
+        /** @description the airrohr firmware's JSON */
+        requestBody: {
+            content: {
+                "application/json": unknown;
+            };
+        };
+        responses: {
+            /** @description accepted and rejected readings (the rejected ones are dead letters with their codes) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Receipt"];
+                };
+            };
+            /** @description an invalid organisation, or no X-Sensor header */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no token, a wrong token, or a device that is not registered with a token (no dead letter) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description beyond the payload limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the device's request rate (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Kafka is away: nothing was accepted (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -2,6 +2,7 @@
 //! in here and is handed, as an [`Inbound`], to the same pipeline as MQTT.
 //!
 //! - `push`: `POST /v1/push/{org}/{thing}[/{property}]` (JSON, SenML, protobuf);
+//! - `airrohr`: `POST /v1/push/airrohr/{org}` (sensor.community firmware, a device token);
 //! - `sta`: SensorThings create, `POST /sta/v1.1/Observations`,
 //!   `…/Datastreams({id})/Observations` and `…/CreateObservations` (dataArray);
 //! - `connectors`: the LoRaWAN network servers' webhooks, `POST
@@ -13,6 +14,7 @@
 //! rate per credential (`429`), the payload limit (`413`), and the answer
 //! only after Kafka confirmed (`503` with `Retry-After` while it cannot).
 
+mod airrohr;
 mod connectors;
 mod push;
 mod sta;
@@ -32,13 +34,14 @@ use hoheit_domain::write::{self, WriteDenial};
 use hoheit_domain::{DatastreamId, Slug};
 use hoheit_runtime::ops::Readiness;
 use hoheit_store::principals::{self, AuthError};
-use hoheit_store::{registry, supply};
+use hoheit_store::{device_tokens, registry, supply};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::Limits;
 use crate::inbound::{Inbound, Submission, Writer};
 use crate::service::IngestConfig;
 use hoheit_domain::door::Receipt;
@@ -140,6 +143,25 @@ impl Doors {
             .await
             .map_err(|_| DoorError::Unavailable("the registry is unreachable".into()))?;
         Ok(Writer { caller: Caller::Principal(principal), supplies })
+    }
+
+    /// Checks a device's own token (the doors of devices, e.g. airrohr):
+    /// `401` for an unknown device, one without a token, or a wrong token.
+    pub async fn authenticate_device(&self, org: &Slug, device: &str, token: &str) -> Result<(), DoorError> {
+        let found = device_tokens::device(&self.shared.pool, org, device)
+            .await
+            .map_err(|_| DoorError::Unavailable("the registry is unreachable".into()))?;
+        match found {
+            Some(credential) if credential.accepts(token) => Ok(()),
+            _ => Err(DoorError::Unauthorized(format!(
+                "device {device} is not a thing of {org} with a device token, or the token is wrong: register the thing with external_id {device:?} and set its token (POST /v1/admin/things/{{id}}/device-token)"
+            ))),
+        }
+    }
+
+    /// The decoders' limits (for the doors that decode themselves).
+    pub fn limits(&self) -> Limits {
+        Limits { max_payload_bytes: self.shared.max_payload_bytes, max_readings: self.shared.max_readings }
     }
 
     /// Refuses (`403`) a writer that may not write into `org` at all.
@@ -338,7 +360,12 @@ impl IntoResponse for DoorError {
 
 /// The HTTP doors' router.
 pub fn router(doors: Doors) -> Router {
-    Router::new().merge(push::routes()).merge(sta::routes()).merge(connectors::routes()).with_state(doors)
+    Router::new()
+        .merge(push::routes())
+        .merge(airrohr::routes())
+        .merge(sta::routes())
+        .merge(connectors::routes())
+        .with_state(doors)
 }
 
 /// Serves the HTTP doors until shutdown.

@@ -71,6 +71,7 @@ pub fn readings(uplink: &Uplink) -> Decoded {
         match value {
             Ok(value) => decoded.readings.push(RawReading {
                 index,
+                device: None,
                 property: Some(property),
                 time: uplink.time,
                 value,
@@ -90,6 +91,7 @@ pub fn readings(uplink: &Uplink) -> Decoded {
                 let index = decoded.readings.len() + decoded.rejections.len();
                 decoded.readings.push(RawReading {
                     index,
+                    device: None,
                     property: Some(property.to_owned()),
                     time: uplink.time,
                     value,
