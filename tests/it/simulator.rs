@@ -45,17 +45,26 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_http_push_door_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    everything_sent_through_is_stored(Door::Http).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_sensorthings_create_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    everything_sent_through_is_stored(Door::Sta).await
+}
+
+async fn everything_sent_through_is_stored(door: Door) -> anyhow::Result<()> {
     let platform = Platform::start().await?;
     let config = SimulatorConfig {
         rate: 100,
         backfill_hours: 1,
         duration_secs: 2,
-        door: Door::Http,
+        door,
         ..platform.isolation.simulator_config(&platform.api.base)
     };
     let summary = Simulator::new(config)?.run(CancellationToken::new()).await?;
     assert_eq!(summary.unacked_messages, 0, "{summary:?}");
-    assert_eq!(summary.acked_messages, summary.messages(), "every request answered 202: {summary:?}");
+    assert_eq!(summary.acked_messages, summary.messages(), "every request answered 202 (201): {summary:?}");
     let published = summary.readings() as i64;
     assert!(summary.live_readings > 0, "{summary:?}");
     let pool = platform.pool.clone();

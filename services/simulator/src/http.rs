@@ -1,4 +1,6 @@
-//! Publishing over the HTTP push door instead of MQTT: each message goes to
+//! Publishing over the HTTP doors instead of MQTT: the push door, or
+//! SensorThings create (`CreateObservations`, one request per message with
+//! every property of the thing). For the push door: each message goes to
 //! `POST /v1/push/{org}/{thing}[/{property}]` of the API (which forwards to
 //! ingest) with a publisher key per organisation, which the simulator issues
 //! for itself through the administration API (a principal `sim-{org}-{run}`). A request counts as
@@ -22,6 +24,8 @@ pub struct HttpDoor {
     root: String,
     /// Publisher key per organisation slug.
     keys: HashMap<String, String>,
+    /// SensorThings create instead of push: datastream id by `org/thing/property`.
+    pub sta_ids: Option<HashMap<String, i64>>,
     pub sent: u64,
     pub acked: u64,
 }
@@ -59,7 +63,38 @@ impl HttpDoor {
             let issued: Value = issued.json().await?;
             keys.insert(org.clone(), issued["key"].as_str().context("key in the answer")?.to_owned());
         }
-        Ok(Self { http, base, root: root.trim_end_matches('/').to_owned(), keys, sent: 0, acked: 0 })
+        Ok(Self { http, base, root: root.trim_end_matches('/').to_owned(), keys, sta_ids: None, sent: 0, acked: 0 })
+    }
+
+    /// Switches to SensorThings create (`POST /sta/v1.1/CreateObservations`):
+    /// reads the datastreams' ids from the API.
+    pub async fn use_sensorthings(&mut self, token: &str) -> anyhow::Result<()> {
+        let listed: Value =
+            self.http.get(format!("{}/v1/datastreams", self.base)).bearer_auth(token).send().await?.json().await?;
+        let ids = listed["datastreams"]
+            .as_array()
+            .context("the datastream listing")?
+            .iter()
+            .filter_map(|d| {
+                let key = format!("{}/{}/{}", d["org"].as_str()?, d["thing"].as_str()?, d["property"].as_str()?);
+                Some((key, d["id"].as_i64()?))
+            })
+            .collect();
+        self.sta_ids = Some(ids);
+        Ok(())
+    }
+
+    /// The ids of `org/thing`'s `properties`, in their order.
+    pub fn ids_of(&self, org: &str, thing: &str, properties: &[&str]) -> anyhow::Result<Vec<i64>> {
+        let ids = self.sta_ids.as_ref().context("not in SensorThings mode")?;
+        properties
+            .iter()
+            .map(|p| {
+                ids.get(&format!("{org}/{thing}/{p}"))
+                    .copied()
+                    .with_context(|| format!("no datastream {org}/{thing}/{p}"))
+            })
+            .collect()
     }
 
     /// Pushes one message, retrying until it is answered `202`.
@@ -71,6 +106,9 @@ impl HttpDoor {
             .with_context(|| format!("topic {} is not below {}", message.topic, self.root))?;
         let org = rest.split('/').next().unwrap_or_default();
         let key = self.keys.get(org).with_context(|| format!("no publisher key for {org}"))?;
+        if self.sta_ids.is_some() {
+            return self.create_observations(message, key.clone()).await;
+        }
         let is_thing = rest.split('/').count() == 2;
         let json = message.payload.first().is_some_and(|b| *b == b'{' || *b == b'[');
         let content_type = match (json, is_thing) {
@@ -119,5 +157,43 @@ impl HttpDoor {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         bail!("pushing to {rest}: not accepted after 30 attempts")
+    }
+
+    /// Sends a `CreateObservations` body, retrying until it is answered `201`
+    /// with a self link (no error) for every row.
+    async fn create_observations(&mut self, message: &Message, key: String) -> anyhow::Result<()> {
+        self.sent += 1;
+        let url = format!("{}/sta/v1.1/CreateObservations", self.base);
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..30 {
+            let answer = self
+                .http
+                .post(&url)
+                .header("x-api-key", &key)
+                .header("content-type", "application/json")
+                .body(message.payload.clone())
+                .send()
+                .await;
+            match answer {
+                Ok(answer) if answer.status() == StatusCode::CREATED => {
+                    let rows: Vec<Value> = answer.json().await?;
+                    if let Some(error) = rows.iter().find(|r| r.as_str().is_some_and(|r| r.starts_with("error"))) {
+                        bail!("CreateObservations refused a row: {error}");
+                    }
+                    self.acked += 1;
+                    return Ok(());
+                }
+                Ok(answer) if answer.status().is_server_error() || answer.status() == StatusCode::TOO_MANY_REQUESTS => {
+                }
+                Ok(answer) => {
+                    let status = answer.status();
+                    bail!("CreateObservations: {status} {}", answer.text().await.unwrap_or_default());
+                }
+                Err(error) => tracing::warn!(%error, "SensorThings is unreachable; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        bail!("CreateObservations: not accepted after 30 attempts")
     }
 }

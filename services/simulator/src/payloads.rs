@@ -115,6 +115,35 @@ fn datastream_topic(scheme: &TopicScheme, thing: &Thing, property: &Property) ->
     format!("{}/{}/{}/{}", scheme.root(), thing.org, thing.slug, property.slug)
 }
 
+/// `ticks` of `thing` as one SensorThings `CreateObservations` body (FROST's
+/// dataArray extension): one entry per property, its datastream id from
+/// `ids` (ordered like the thing's properties). The topic is the thing's, so
+/// that the door knows the organisation.
+pub fn sta_create(scheme: &TopicScheme, thing: &Thing, ticks: &[Tick], ids: &[i64]) -> Result<Message, PayloadError> {
+    let properties = thing.properties();
+    if ids.len() != properties.len() {
+        return Err(PayloadError::Shape { thing: thing.slug.to_string(), got: ids.len(), expected: properties.len() });
+    }
+    let mut body = Vec::with_capacity(ids.len());
+    for (index, id) in ids.iter().enumerate() {
+        let mut rows = Vec::with_capacity(ticks.len());
+        for tick in ticks {
+            let value = tick.values.get(index).copied().unwrap_or(f64::NAN);
+            rows.push(serde_json::json!([rfc3339(tick.time), json_number(value)?]));
+        }
+        body.push(serde_json::json!({
+            "Datastream": {"@iot.id": id},
+            "components": ["phenomenonTime", "result"],
+            "dataArray": rows,
+        }));
+    }
+    Ok(Message {
+        topic: scheme.thing_topic(&thing.org, &thing.slug),
+        payload: serde_json::to_vec(&body)?,
+        readings: ticks.len() * properties.len(),
+    })
+}
+
 /// RFC 3339 in UTC, with as many fraction digits as needed (none on the backfill grid).
 pub fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)

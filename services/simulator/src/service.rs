@@ -100,6 +100,8 @@ pub struct SimulatorConfig {
 pub enum Door {
     Mqtt,
     Http,
+    /// SensorThings create: `POST /sta/v1.1/CreateObservations`.
+    Sta,
 }
 
 /// What a run published.
@@ -223,12 +225,16 @@ impl Simulator {
 
         let mut mqtt = match self.config.door {
             Door::Mqtt => Sink::Mqtt(Mqtt::connect(&self.config)),
-            Door::Http => {
+            Door::Http | Door::Sta => {
                 let mut orgs: Vec<String> = self.town.things.iter().map(|t| t.org.to_string()).collect();
                 orgs.sort();
                 orgs.dedup();
                 let token = self.config.api_token.expose();
-                Sink::Http(HttpDoor::connect(&self.config.api_url, token, self.scheme.root(), &orgs).await?)
+                let mut door = HttpDoor::connect(&self.config.api_url, token, self.scheme.root(), &orgs).await?;
+                if self.config.door == Door::Sta {
+                    door.use_sensorthings(token).await?;
+                }
+                Sink::Http(door)
             }
         };
         let published = async {
@@ -256,7 +262,11 @@ impl Simulator {
         let started = Instant::now();
         let now = Utc::now();
         for thing in &self.town.things {
-            for message in self.backfill_messages(thing, now)? {
+            let ticks: Vec<Tick> = backfill_times(thing.kind(), now, self.config.backfill_hours)
+                .into_iter()
+                .map(|time| Tick::observe(thing, self.config.seed, time))
+                .collect();
+            for message in mqtt.encode(&self.scheme, thing, &ticks)? {
                 let readings = message.readings as u64;
                 if !mqtt.publish(message, shutdown).await? {
                     return Ok(());
@@ -344,7 +354,7 @@ impl Simulator {
                     anyhow::bail!("the clock is out of range");
                 };
                 let tick = Tick::observe(thing, self.config.seed, time);
-                for message in payloads::encode(&self.scheme, thing, std::slice::from_ref(&tick))? {
+                for message in mqtt.encode(&self.scheme, thing, std::slice::from_ref(&tick))? {
                     let readings = message.readings as u64;
                     if !mqtt.publish(message, shutdown).await? {
                         return Ok(());
@@ -384,6 +394,19 @@ enum Sink {
 }
 
 impl Sink {
+    /// `ticks` of `thing` as the door's messages.
+    fn encode(&self, scheme: &TopicScheme, thing: &Thing, ticks: &[Tick]) -> anyhow::Result<Vec<Message>> {
+        match self {
+            Sink::Http(http) if http.sta_ids.is_some() => {
+                let properties: Vec<&str> = thing.properties().iter().map(|p| p.slug).collect();
+                let ids = http.ids_of(thing.org.as_str(), thing.slug.as_str(), &properties)?;
+                let per_message = (payloads::MAX_READINGS_PER_MESSAGE / properties.len().max(1)).max(1);
+                ticks.chunks(per_message).map(|chunk| Ok(payloads::sta_create(scheme, thing, chunk, &ids)?)).collect()
+            }
+            _ => Ok(payloads::encode(scheme, thing, ticks)?),
+        }
+    }
+
     /// Publishes (MQTT: queues) `message`; `false` when shutdown interrupted.
     async fn publish(&mut self, message: Message, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         match self {
