@@ -276,10 +276,13 @@ impl Service {
         }
         let log = std::env::temp_dir().join(format!("hoheit-bench-{name}-{}.log", run_id()));
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(&bin)
-            .args(args)
-            .env_clear()
-            .env("RUST_LOG", "warn")
+        let mut command = Command::new(&bin);
+        command.args(args).env_clear().env("RUST_LOG", "warn");
+        // The broker admits no anonymous clients: the services log in as the benchmark does.
+        if let Some((user, password)) = &infra.mqtt_login {
+            command.env("HOHEIT_MQTT_USERNAME", user).env("HOHEIT_MQTT_PASSWORD", password);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
