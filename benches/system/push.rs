@@ -37,8 +37,10 @@ pub struct PushArgs {
     /// Readings per batched request.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
-    /// Concurrent HTTP clients (connections).
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent HTTP clients (connections). A request waits for Kafka's
+    /// confirmation, so a door's rate is clients ÷ latency: 256 stand for a
+    /// fleet of gateways (32 clients: 1,155 single readings/s at 27 ms).
+    #[arg(long, default_value_t = 256)]
     pub clients: usize,
     /// Things registered (each with --properties datastreams).
     #[arg(long, default_value_t = 100)]
