@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hoheit_proto::v1::{ObservationBatch, SensorReading};
-use hoheit_tests::{eventually, start_ingest_with, ApiClient, Isolation, Platform};
+use hoheit_tests::{answer, eventually, start_ingest_with, ApiClient, Isolation, Platform};
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -31,14 +31,7 @@ fn push(
     }
 }
 
-async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value, reqwest::header::HeaderMap)> {
-    let response = request.send().await?;
-    let (status, headers) = (response.status(), response.headers().clone());
-    let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers))
-}
-
-async fn observations(api: &ApiClient, id: i64) -> anyhow::Result<Vec<(String, f64)>> {
+pub(crate) async fn observations(api: &ApiClient, id: i64) -> anyhow::Result<Vec<(String, f64)>> {
     api.all_observations(id, "2026-11-19T00:00:00Z", "2026-11-21T00:00:00Z", 1000).await
 }
 

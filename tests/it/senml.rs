@@ -11,81 +11,13 @@ use std::time::Duration;
 use hoheit_tests::{eventually, ApiClient, Platform, Publisher};
 use serde_json::{json, Value};
 
-const RFC8428_5_1_1: &str = r#"[
-     {"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}
-   ]"#;
-const RFC8428_5_1_2: &str = r#"[
-  {"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},
-  {"n":"current","u":"A","v":1.2}
-]"#;
-const RFC8428_5_1_2_TIMED: &str = r#"[
-     {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,
-      "bu":"A","bver":5,
-      "n":"voltage","u":"V","v":120.1},
-     {"n":"current","t":-5,"v":1.2},
-     {"n":"current","t":-4,"v":1.3},
-     {"n":"current","t":-3,"v":1.4},
-     {"n":"current","t":-2,"v":1.5},
-     {"n":"current","t":-1,"v":1.6},
-     {"n":"current","v":1.7}
-   ]"#;
-const RFC8428_5_1_3: &str = r#"[
-     {"bn":"urn:dev:ow:10e2073a01080063","bt":1.320067464e+09,
-      "bu":"%RH","v":20},
-     {"u":"lon","v":24.30621},
-     {"u":"lat","v":60.07965},
-     {"t":60,"v":20.3},
-     {"u":"lon","t":60,"v":24.30622},
-     {"u":"lat","t":60,"v":60.07965},
-     {"t":120,"v":20.7},
-     {"u":"lon","t":120,"v":24.30623},
-     {"u":"lat","t":120,"v":60.07966},
-     {"u":"%EL","t":150,"v":98},
-     {"t":180,"v":21.2},
-     {"u":"lon","t":180,"v":24.30628},
-     {"u":"lat","t":180,"v":60.07967}
-   ]"#;
-const RFC8428_5_1_4: &str = r#"[
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067464e+09,
-      "v":20},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067464e+09,
-      "v":24.30621},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067464e+09,
-      "v":60.07965},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067524e+09,
-      "v":20.3},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067524e+09,
-      "v":24.30622},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067524e+09,
-      "v":60.07965},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067584e+09,
-      "v":20.7},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067584e+09,
-      "v":24.30623},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067584e+09,
-      "v":60.07966},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%EL","t":1.320067614e+09,
-      "v":98},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067644e+09,
-      "v":21.2},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067644e+09,
-      "v":24.30628},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067644e+09,
-      "v":60.07967}
-   ]"#;
-const RFC8428_5_1_5: &str = r#"[
-    {"bn":"urn:dev:ow:10e2073a01080063:","n":"temp","u":"Cel","v":23.1},
-    {"n":"label","vs":"Machine Room"},
-    {"n":"open","vb":false},
-    {"n":"nfv-reader","vd":"aGkgCg"}
-  ]"#;
-const RFC8428_5_1_6: &str = r#"[
-     {"bn":"2001:db8::2/","bt":1.320078429e+09,
-      "n":"temperature","u":"Cel","v":25.2},
-     {"n":"humidity","u":"%RH","v":30},
-     {"bn":"2001:db8::1/","n":"temperature","u":"Cel","v":12.3},
-     {"n":"humidity","u":"%RH","v":67}
-   ]"#;
+const RFC8428_5_1_1: &str = include_str!("../fixtures/senml/rfc8428-5.1.1.json");
+const RFC8428_5_1_2: &str = include_str!("../fixtures/senml/rfc8428-5.1.2.json");
+const RFC8428_5_1_2_TIMED: &str = include_str!("../fixtures/senml/rfc8428-5.1.2-timed.json");
+const RFC8428_5_1_3: &str = include_str!("../fixtures/senml/rfc8428-5.1.3.json");
+const RFC8428_5_1_4: &str = include_str!("../fixtures/senml/rfc8428-5.1.4.json");
+const RFC8428_5_1_5: &str = include_str!("../fixtures/senml/rfc8428-5.1.5.json");
+const RFC8428_5_1_6: &str = include_str!("../fixtures/senml/rfc8428-5.1.6.json");
 
 /// Registers a thing that carries `external_id`, then its datastreams (property, unit); their ids.
 async fn device(

@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hoheit_tests::{eventually, tools_python, ApiClient, Platform, Publisher, TOKEN};
+use crate::push::observations;
+use hoheit_tests::{answer, eventually, tools_python, ApiClient, Platform, Publisher, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -23,17 +24,6 @@ fn create(api: &ApiClient, base: &str, path: &str, key: Option<&str>, body: &Val
         Some(key) => request.bearer_auth(key),
         None => request,
     }
-}
-
-async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value, reqwest::header::HeaderMap)> {
-    let response = request.send().await?;
-    let (status, headers) = (response.status(), response.headers().clone());
-    let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers))
-}
-
-async fn observations(api: &ApiClient, id: i64) -> anyhow::Result<Vec<(String, f64)>> {
-    api.all_observations(id, "2026-11-19T00:00:00Z", "2026-11-21T00:00:00Z", 1000).await
 }
 
 async fn stored(api: &ApiClient, id: i64, count: usize) -> anyhow::Result<Vec<(String, f64)>> {

@@ -403,6 +403,17 @@ impl ApiClient {
     }
 }
 
+/// Sends `request` and returns its status, its body as JSON (a string when it
+/// is not JSON) and its headers.
+pub async fn answer(
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<(reqwest::StatusCode, Value, reqwest::header::HeaderMap)> {
+    let response = request.send().await?;
+    let (status, headers) = (response.status(), response.headers().clone());
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers))
+}
+
 /// An MQTT publisher that waits for the broker's PUBACKs.
 pub struct Publisher {
     client: AsyncClient,

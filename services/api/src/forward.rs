@@ -12,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::problem;
 
-/// The largest body the API forwards; ingest's own (smaller) limit answers first.
-const MAX_FORWARDED_BYTES: usize = 64 * 1024 * 1024;
+/// The largest body the API reads to forward (it holds it in memory while
+/// ingest answers): sixteen times ingest's default payload limit, whose own
+/// `413` answers every body between.
+const MAX_FORWARDED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Headers that travel to ingest, and back.
 const REQUEST_HEADERS: [HeaderName; 6] = [

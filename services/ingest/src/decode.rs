@@ -91,6 +91,22 @@ pub fn decode_protobuf_only(payload: &[u8], limits: Limits) -> Result<Decoded, R
     decode_protobuf(payload, limits)
 }
 
+/// The same limits for a body a door decoded itself (network servers,
+/// SensorThings, airrohr): its payload's size and the number of readings.
+pub fn check_decoded(payload: &[u8], decoded: &Decoded, limits: Limits) -> Result<(), Rejection> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(Rejection::message(
+            RejectCode::PayloadTooLarge,
+            format!("payload has {} bytes; the limit is {} bytes", payload.len(), limits.max_payload_bytes),
+        ));
+    }
+    let count = decoded.readings.len() + decoded.rejections.len();
+    if count > limits.max_readings {
+        return Err(too_many(count, limits));
+    }
+    Ok(())
+}
+
 fn check_size(payload: &[u8], limits: Limits) -> Result<(), Rejection> {
     if payload.len() > limits.max_payload_bytes {
         return Err(Rejection::message(
@@ -441,6 +457,25 @@ mod tests {
     }
 
     #[test]
+    fn a_body_its_door_decoded_keeps_the_limits_of_a_message() {
+        let limits = Limits { max_payload_bytes: 10, max_readings: 2 };
+        let reading = |index| RawReading {
+            index,
+            device: None,
+            property: Some("p".into()),
+            time: None,
+            value: 1.0,
+            unit: None,
+            optional: false,
+        };
+        let two = Decoded { readings: vec![reading(0), reading(1)], rejections: Vec::new() };
+        assert_eq!(check_decoded(b"{}", &two, limits), Ok(()));
+        assert_eq!(check_decoded(&[b' '; 11], &two, limits).unwrap_err().code, RejectCode::PayloadTooLarge);
+        let three = Decoded { readings: vec![reading(0), reading(1), reading(2)], rejections: Vec::new() };
+        assert_eq!(check_decoded(b"{}", &three, limits).unwrap_err().code, RejectCode::TooManyReadings);
+    }
+
+    #[test]
     fn empty_and_oversized_payloads() {
         assert_eq!(plain("").unwrap_err().code, RejectCode::EmptyPayload);
         let limits = Limits { max_payload_bytes: 64, max_readings: 3 };
@@ -506,81 +541,13 @@ mod tests {
     /// RFC 8428 §5.1.1 to §5.1.6, verbatim (the streaming example of §5.1.2
     /// ends in "..." and is no JSON; §5.1.2's second pack names the device
     /// `…0108006`, one digit short, as the RFC does).
-    const RFC8428_5_1_1: &str = r#"[
-     {"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}
-   ]"#;
-    const RFC8428_5_1_2: &str = r#"[
-  {"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},
-  {"n":"current","u":"A","v":1.2}
-]"#;
-    const RFC8428_5_1_2_TIMED: &str = r#"[
-     {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,
-      "bu":"A","bver":5,
-      "n":"voltage","u":"V","v":120.1},
-     {"n":"current","t":-5,"v":1.2},
-     {"n":"current","t":-4,"v":1.3},
-     {"n":"current","t":-3,"v":1.4},
-     {"n":"current","t":-2,"v":1.5},
-     {"n":"current","t":-1,"v":1.6},
-     {"n":"current","v":1.7}
-   ]"#;
-    const RFC8428_5_1_3: &str = r#"[
-     {"bn":"urn:dev:ow:10e2073a01080063","bt":1.320067464e+09,
-      "bu":"%RH","v":20},
-     {"u":"lon","v":24.30621},
-     {"u":"lat","v":60.07965},
-     {"t":60,"v":20.3},
-     {"u":"lon","t":60,"v":24.30622},
-     {"u":"lat","t":60,"v":60.07965},
-     {"t":120,"v":20.7},
-     {"u":"lon","t":120,"v":24.30623},
-     {"u":"lat","t":120,"v":60.07966},
-     {"u":"%EL","t":150,"v":98},
-     {"t":180,"v":21.2},
-     {"u":"lon","t":180,"v":24.30628},
-     {"u":"lat","t":180,"v":60.07967}
-   ]"#;
-    const RFC8428_5_1_4: &str = r#"[
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067464e+09,
-      "v":20},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067464e+09,
-      "v":24.30621},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067464e+09,
-      "v":60.07965},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067524e+09,
-      "v":20.3},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067524e+09,
-      "v":24.30622},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067524e+09,
-      "v":60.07965},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067584e+09,
-      "v":20.7},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067584e+09,
-      "v":24.30623},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067584e+09,
-      "v":60.07966},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%EL","t":1.320067614e+09,
-      "v":98},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"%RH","t":1.320067644e+09,
-      "v":21.2},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lon","t":1.320067644e+09,
-      "v":24.30628},
-     {"n":"urn:dev:ow:10e2073a01080063","u":"lat","t":1.320067644e+09,
-      "v":60.07967}
-   ]"#;
-    const RFC8428_5_1_5: &str = r#"[
-    {"bn":"urn:dev:ow:10e2073a01080063:","n":"temp","u":"Cel","v":23.1},
-    {"n":"label","vs":"Machine Room"},
-    {"n":"open","vb":false},
-    {"n":"nfv-reader","vd":"aGkgCg"}
-  ]"#;
-    const RFC8428_5_1_6: &str = r#"[
-     {"bn":"2001:db8::2/","bt":1.320078429e+09,
-      "n":"temperature","u":"Cel","v":25.2},
-     {"n":"humidity","u":"%RH","v":30},
-     {"bn":"2001:db8::1/","n":"temperature","u":"Cel","v":12.3},
-     {"n":"humidity","u":"%RH","v":67}
-   ]"#;
+    const RFC8428_5_1_1: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.1.json");
+    const RFC8428_5_1_2: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.2.json");
+    const RFC8428_5_1_2_TIMED: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.2-timed.json");
+    const RFC8428_5_1_3: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.3.json");
+    const RFC8428_5_1_4: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.4.json");
+    const RFC8428_5_1_5: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.5.json");
+    const RFC8428_5_1_6: &str = include_str!("../../../tests/fixtures/senml/rfc8428-5.1.6.json");
 
     const DEVICE: &str = "urn:dev:ow:10e2073a01080063";
 

@@ -196,7 +196,10 @@ impl Pipeline {
             Body::Sniff => decode::decode(&inbound.payload, implied, received, self.limits),
             Body::Json(kind) => decode::decode_json(&inbound.payload, *kind, received, self.limits),
             Body::Protobuf => decode::decode_protobuf_only(&inbound.payload, self.limits),
-            Body::Decoded(decoded) => Ok(decoded.clone()),
+            Body::Decoded(decoded) => {
+                decode::check_decoded(&inbound.payload, decoded, self.limits)?;
+                Ok(decoded.clone())
+            }
         }
     }
 
