@@ -162,7 +162,7 @@ async fn the_api_conforms_to_its_own_document_under_fuzzing() {
         .args(["--max-time", &fuzz_setting("HOHEIT_FUZZ_SECONDS", 60)])
         .args(["--workers", "2", "--request-timeout", "10"])
         .args(["--generation-database", "none", "--no-color", "--continue-on-failure"])
-        .env("SCHEMATHESIS_HOOKS", "")
+        .env("SCHEMATHESIS_HOOKS", repo().join("tests/conformance/schemathesis_hooks.py"))
         .current_dir(std::env::temp_dir())
         .output()
         .await

@@ -84,3 +84,9 @@ impl Ingest {
         response
     }
 }
+
+/// A body of raw bytes (a protobuf `ObservationBatch`, a ChirpStack uplink
+/// in its protobuf encoding), as the OpenAPI document names it.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawBody(#[allow(dead_code)] Vec<u8>);

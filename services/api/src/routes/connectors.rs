@@ -92,7 +92,7 @@ pub async fn disable(State(state): State<AppState>, who: Who, PathId(id): PathId
 #[utoipa::path(post, operation_id = "connectors_chirpstack", path = "/connectors/{id}/chirpstack", tag = "ingest",
     params(("id" = i64, Path, description = "connector id"), ("event" = String, Query, description = "ChirpStack's event type: up, join, status, …")),
     request_body(description = "a ChirpStack integration event",
-        content((serde_json::Value = "application/json"), (Vec<u8> = "application/octet-stream"))),
+        content((serde_json::Value = "application/json"), (crate::forward::RawBody = "application/octet-stream"))),
     responses(
         (status = 202, description = "accepted and rejected readings (rejected ones, and unknown devices, are dead letters of the chirpstack door)", body = Receipt),
         (status = 204, description = "an event other than up: ignored"),

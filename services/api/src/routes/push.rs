@@ -20,7 +20,7 @@ use crate::AppState;
     security(("bearer" = [])),
     params(("org" = String, Path), ("thing" = String, Path), ("property" = String, Path)),
     request_body(description = "a reading, an array of readings, or an ObservationBatch",
-        content((serde_json::Value = "application/json"), (Vec<u8> = "application/x-protobuf"))),
+        content((serde_json::Value = "application/json"), (crate::forward::RawBody = "application/x-protobuf"))),
     responses(
         (status = 202, description = "accepted and rejected readings (the rejected ones are dead letters with their codes)", body = Receipt),
         (status = 400, description = "an invalid organisation, thing or property", body = ProblemDoc, content_type = "application/problem+json"),
@@ -42,7 +42,7 @@ pub async fn datastream(State(state): State<AppState>, OriginalUri(uri): Origina
     security(("bearer" = [])),
     params(("org" = String, Path), ("thing" = String, Path)),
     request_body(description = "a SenML pack or an ObservationBatch",
-        content((serde_json::Value = "application/senml+json"), (Vec<u8> = "application/x-protobuf"))),
+        content((serde_json::Value = "application/senml+json"), (crate::forward::RawBody = "application/x-protobuf"))),
     responses(
         (status = 202, description = "accepted and rejected readings (the rejected ones are dead letters with their codes)", body = Receipt),
         (status = 400, description = "an invalid organisation or thing", body = ProblemDoc, content_type = "application/problem+json"),
