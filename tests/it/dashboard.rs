@@ -265,6 +265,7 @@ async fn departments_third_parties_and_the_public_use_the_dashboard_in_a_browser
     let scenario = json!({
         "department_key": department, "third_party_key": third_party, "owner_key": owner,
         "traffic_id": traffic, "open_id": air, "traffic_values": traffic_values, "unit": "count", "license": LICENSE,
+        "license_name_en": "Data licence Germany – attribution 2.0",
         "live_value": 99.25, "denial_contains": "only aggregates of at least 15 minutes", "contract_ref": "V-2026-17",
     });
     let publisher = tokio::sync::Mutex::new(publisher);

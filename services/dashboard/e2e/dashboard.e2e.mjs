@@ -110,7 +110,8 @@ try {
   check(JSON.stringify(values) === JSON.stringify(expected), `the chart shows exactly the published readings: ${values} = ${expected}`);
   check(Number(chart.points) === expected.length, 'the chart holds every point');
   check((await textOf('#unit')).trim() === scenario.unit, 'the unit is shown');
-  check((await textOf('#license')).includes(scenario.license), 'the license is shown');
+  const licenseLink = await page.$eval('#license a', (a) => ({ href: a.getAttribute('href'), text: a.textContent }));
+  check(licenseLink.href === scenario.license && licenseLink.text === scenario.license_name_en, `the license is shown by name, linked to its URI: ${JSON.stringify(licenseLink)}`);
   check(await page.isVisible('#download-csv'), 'CSV download is offered');
   const download = page.waitForEvent('download');
   await page.click('#download-csv');

@@ -8,7 +8,7 @@ import uPlot from 'uplot';
 import { ApiProblem, getJson, query } from './api.js';
 import { h, field, table } from './dom.js';
 import { csvOf, isoSeconds as iso, localInput, unitSuffix } from './format.js';
-import { formatNumber, formatTime, locale, t } from './i18n.js';
+import { formatNumber, formatTime, formatValue, license, locale, t, unit as unitName } from './i18n.js';
 import { INTERVALS, PRESETS, RAW_MAX, aggregateInterval, aggregateRange, axisTicks, wantsRaw } from './range.js';
 
 /** @typedef {import('./types/api').components['schemas']['Observation']} Observation */
@@ -140,11 +140,11 @@ export async function renderDatastream({ state, main, showMessage }, id) {
       'dl',
       { class: 'facts' },
       h('dt', {}, t('thing')), h('dd', {}, d.thing_name || d.thing),
-      h('dt', {}, t('unit')), h('dd', { id: 'unit' }, d.unit || t('none')),
+      h('dt', {}, t('unit')), h('dd', { id: 'unit', dataset: { code: d.unit || '' } }, d.unit ? unitName(d.unit) : t('none')),
       h('dt', {}, t('dataset')), h('dd', {}, dataset?.title || t('none')),
       h('dt', {}, t('classification')), h('dd', {}, dataset?.classification || 'internal'),
-      h('dt', {}, t('license')), h('dd', { id: 'license' }, dataset?.license ? h('a', { href: dataset.license, rel: 'license noreferrer' }, dataset.license) : t('none')),
-      h('dt', {}, t('latest')), h('dd', { id: 'latest' }, d.latest_value != null ? `${formatNumber(d.latest_value)} ${d.unit || ''} (${formatTime(d.latest_time)})` : t('none')),
+      h('dt', {}, t('license')), h('dd', { id: 'license' }, license(dataset?.license)),
+      h('dt', {}, t('latest')), h('dd', { id: 'latest' }, d.latest_value != null ? `${formatValue(d.latest_value, d.unit)} (${formatTime(d.latest_time)})` : t('none')),
     ),
     h('div', { class: 'range', role: 'group', 'aria-label': t('range') }, presetButtons, field(t('resolution'), resolutionSelect)),
     custom,
@@ -168,7 +168,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     plot?.destroy();
     plot = null;
     const times = shown.rows.map((r) => Date.parse(r.time) / 1000);
-    const unit = unitSuffix(d.unit);
+    const unit = unitSuffix(unitName(d.unit));
     /** @type {Pick<uPlot.Options, 'series' | 'bands'>} */
     let opts;
     /** @type {uPlot.AlignedData} */
@@ -198,7 +198,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
       /** @type {uPlot.Axis[]} */
       const axes = [
         { values: (_u, splits) => splits.map((v) => new Date(v * 1000).toLocaleString(locale(), tick)) },
-        { label: d.unit || '' },
+        { label: unitName(d.unit) },
       ];
       plot = new uPlot({ width: chartEl.clientWidth || 600, height: 320, scales: { x: { time: true } }, axes, ...opts }, data, chartEl);
     }

@@ -1,9 +1,13 @@
 // @ts-check
 // The dashboard's current language (German or English; the default follows
-// the browser's), its text and its way of writing numbers and times. The text
-// lives in messages.js, the formatting rules in format.js.
+// the browser's), its text, its way of writing numbers and times and the
+// labels people read for codes (units, themes, licenses, audit actions). The
+// text lives in messages.js, the formatting rules in format.js, the labels in
+// labels.js.
 
-import { formatNumber as numberIn, formatTime as timeIn, localeOf } from './format.js';
+import { h } from './dom.js';
+import { formatNumber as numberIn, formatTime as timeIn, localeOf, withUnit } from './format.js';
+import { actionLabel, licenseLabel, themeLabel, unitLabel } from './labels.js';
 import { message, pickLanguage } from './messages.js';
 
 /** @typedef {import('./messages.js').Language} Language */
@@ -38,6 +42,50 @@ export function formatTime(iso) {
 /** @param {number | null | undefined} v */
 export function formatNumber(v) {
   return numberIn(v, locale(), t('none'));
+}
+
+/**
+ * A unit as people write it (µg/m³ for ug/m3).
+ * @param {string | null | undefined} code
+ */
+export function unit(code) {
+  return unitLabel(code, lang);
+}
+
+/**
+ * A number with its unit as people write it.
+ * @param {number | null | undefined} v
+ * @param {string | null | undefined} code
+ */
+export function formatValue(v, code) {
+  return withUnit(formatNumber(v), unit(code));
+}
+
+/**
+ * A dataset's theme by its label in the EU data-theme vocabulary.
+ * @param {string | null | undefined} theme
+ */
+export function theme(theme) {
+  return themeLabel(theme, lang);
+}
+
+/**
+ * An audit action in words.
+ * @param {string} action
+ */
+export function action(action) {
+  return actionLabel(action, lang);
+}
+
+/**
+ * A license by name, linked to its URI when it has one.
+ * @param {string | null | undefined} license
+ * @param {Record<string, any>} [attrs] of the link
+ */
+export function license(license, attrs = {}) {
+  const { name, href } = licenseLabel(license, lang);
+  if (!name) return t('none');
+  return href ? h('a', { ...attrs, href, rel: 'license noreferrer' }, name) : h('span', attrs, name);
 }
 
 /**

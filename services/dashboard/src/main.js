@@ -17,6 +17,7 @@ import { renderDatastream } from './datastream.js';
 import { renderOwner } from './owner.js';
 import { renderTransparency } from './transparency.js';
 import { finishSignIn, startSignIn } from './oidc.js';
+import { organisations } from './labels.js';
 
 /** @typedef {import('./types/api').components['schemas']['LiveDatastream']} LiveDatastream */
 /** @typedef {import('./types/api').components['schemas']['LiveSnapshot']} LiveSnapshot */
@@ -29,12 +30,14 @@ import { finishSignIn, startSignIn } from './oidc.js';
 /** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
 /** @typedef {import('./types/api').components['schemas']['DatasetList']} DatasetList */
 /** @typedef {(update: LiveUpdate) => void} LiveListener */
+/** @typedef {import('./labels.js').Organisation} Organisation */
 
 /**
  * What the signed-in (or anonymous) caller may see, shared by the views.
  * @typedef {object} State
  * @property {Map<number, LiveDatastream>} streams by id
  * @property {Map<number, Dataset>} datasets by id
+ * @property {import('./labels.js').Organisations} orgs every organisation, to show names for ids and slugs
  * @property {boolean} ownsData
  * @property {AbortController | null} live of the live stream
  * @property {Set<LiveListener>} listeners called on live updates
@@ -57,6 +60,7 @@ import { finishSignIn, startSignIn } from './oidc.js';
 export const state = {
   streams: new Map(),
   datasets: new Map(),
+  orgs: organisations([]),
   ownsData: false,
   live: null,
   listeners: new Set(),
@@ -157,13 +161,29 @@ async function runLive(controller) {
   }
 }
 
+/**
+ * Every organisation's id, slug and name (public): names instead of ids and slugs. Without
+ * them (an API that does not offer the list) the views show ids and slugs.
+ * @returns {Promise<Organisation[]>}
+ */
+async function loadOrganisations() {
+  try {
+    /** @type {{ organisations: Organisation[] }} */
+    const list = await getJson('/v1/organisations');
+    return list.organisations;
+  } catch {
+    return [];
+  }
+}
+
 /** Loads what this caller may see, then (re)opens the live stream. */
 async function load() {
   state.live?.abort();
-  /** @type {[LiveSnapshot, DatasetList]} */
-  const [snapshot, datasets] = await Promise.all([getJson('/v1/live'), getJson('/v1/datasets')]);
+  /** @type {[LiveSnapshot, DatasetList, Organisation[]]} */
+  const [snapshot, datasets, orgs] = await Promise.all([getJson('/v1/live'), getJson('/v1/datasets'), loadOrganisations()]);
   applySnapshot(snapshot);
   state.datasets = new Map(datasets.datasets.map((d) => [d.id, d]));
+  state.orgs = organisations(orgs);
   state.ownsData = false;
   if (signedIn()) {
     try {

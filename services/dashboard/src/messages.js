@@ -93,6 +93,7 @@ export const messages = {
     tilesFailed: 'Kartenkacheln nicht erreichbar – Messstellen werden trotzdem angezeigt.',
     datastreams: 'Datenströme',
     shown: 'angezeigt',
+    publicAccessor: 'Öffentlichkeit (ohne Schlüssel)',
   },
   en: {
     skip: 'Skip to content',
@@ -184,6 +185,7 @@ export const messages = {
     tilesFailed: 'Map tiles unreachable – things are shown anyway.',
     datastreams: 'Datastreams',
     shown: 'shown',
+    publicAccessor: 'The public (no key)',
   },
 };
 

@@ -6,7 +6,8 @@
 import { ApiProblem, getJson, query } from './api.js';
 import { h, field, table } from './dom.js';
 import { isoSeconds as iso } from './format.js';
-import { formatTime, t } from './i18n.js';
+import { action, formatTime, license, t, theme } from './i18n.js';
+import { orgLabel } from './labels.js';
 
 /** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
 /** @typedef {import('./types/api').components['schemas']['GrantList']} GrantList */
@@ -38,11 +39,11 @@ export async function renderOwner({ state, main }) {
   if (!owned.length) grantsSection.append(h('p', {}, t('noOwnedDatasets')));
   for (const { ds, grants } of owned) {
     grantsSection.append(
-      h('h4', {}, `${ds.title} (${ds.slug}) · `, h('span', { class: `badge ${ds.classification}` }, ds.classification), ` · ${ds.license}`),
+      h('h4', {}, `${ds.title} (${ds.slug}) · `, h('span', { class: `badge ${ds.classification}` }, ds.classification), ` · ${theme(ds.theme)} · `, license(ds.license)),
       table(
         `${t('grants')}: ${grants.length}`,
         [t('grantee'), t('purpose'), t('contract'), t('minInterval'), t('history'), t('validUntil')],
-        grants.map((g) => [String(g.grantee_org_id), g.purpose, g.contract_ref, g.min_interval_mins ?? t('raw'), g.history_days ?? t('none'), formatTime(g.valid_until)]),
+        grants.map((g) => [orgLabel(state.orgs, g.grantee_org_id), g.purpose, g.contract_ref, g.min_interval_mins ?? t('raw'), g.history_days ?? t('none'), formatTime(g.valid_until)]),
         { class: 'grants' },
       ),
     );
@@ -64,7 +65,7 @@ export async function renderOwner({ state, main }) {
         table(
           `${records.length} ${t('audit')}`,
           [t('time'), t('principal'), t('action'), t('dataset'), t('decision'), t('reason'), t('rows')],
-          records.map((r) => [formatTime(r.at), r.principal_name, r.action, r.dataset_id ?? t('none'), r.allowed ? t('allowed') : t('deniedShort'), r.reason, r.rows_returned]),
+          records.map((r) => [formatTime(r.at), r.principal_name, h('span', { title: r.action }, action(r.action)), r.dataset_id == null ? t('none') : state.datasets.get(r.dataset_id)?.title ?? r.dataset_id, r.allowed ? t('allowed') : t('deniedShort'), r.reason, r.rows_returned]),
           { id: 'audit' },
         ),
       );

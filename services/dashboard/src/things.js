@@ -4,8 +4,8 @@
 
 import L from 'leaflet';
 import { h, field } from './dom.js';
-import { withUnit } from './format.js';
-import { formatNumber, formatTime, t } from './i18n.js';
+import { formatTime, formatValue, t, theme as themeName } from './i18n.js';
+import { orgLabel } from './labels.js';
 
 /** @typedef {import('./main.js').State} State */
 /** @typedef {import('./main.js').View} View */
@@ -34,7 +34,7 @@ function datasetOf(state, d) {
 /** @param {LiveDatastream} d */
 function latestText(d) {
   if (d.latest_value === null || d.latest_value === undefined) return d.raw ? t('none') : t('noAccessRaw');
-  return withUnit(formatNumber(d.latest_value), d.unit);
+  return formatValue(d.latest_value, d.unit);
 }
 
 /**
@@ -50,18 +50,21 @@ function filtered(state) {
     if (f.org && (ds?.owner || d.org) !== f.org) return false;
     if (f.classification && (ds?.classification || 'internal') !== f.classification) return false;
     if (!needle) return true;
-    return [d.name, d.thing, d.thing_name, d.property, d.org, ds?.title].some((s) => s && s.toLowerCase().includes(needle));
+    return [d.name, d.thing, d.thing_name, d.property, d.org, orgLabel(state.orgs, d.org), ds?.title].some((s) => s && s.toLowerCase().includes(needle));
   });
 }
 
 /**
+ * The options of a filter: its values shown by their labels, in the labels' order.
  * @param {Set<string>} values
  * @param {string} selected
+ * @param {(value: string) => string} label
  */
-function options(values, selected) {
+function options(values, selected, label) {
+  const sorted = [...values].map((v) => ({ v, text: label(v) })).sort((a, b) => a.text.localeCompare(b.text));
   return [
     h('option', { value: '' }, t('all')),
-    ...[...values].sort().map((v) => h('option', { value: v, selected: v === selected }, v)),
+    ...sorted.map(({ v, text }) => h('option', { value: v, selected: v === selected }, text)),
   ];
 }
 
@@ -85,9 +88,9 @@ function filterBar(state, onChange) {
     classes.add(ds?.classification || 'internal');
   }
   const search = h('input', { type: 'search', id: 'filter-search', value: state.filters.search });
-  const theme = h('select', { id: 'filter-theme' }, options(themes, state.filters.theme));
-  const org = h('select', { id: 'filter-org' }, options(orgs, state.filters.org));
-  const cls = h('select', { id: 'filter-classification' }, options(classes, state.filters.classification));
+  const theme = h('select', { id: 'filter-theme' }, options(themes, state.filters.theme, themeName));
+  const org = h('select', { id: 'filter-org' }, options(orgs, state.filters.org, (o) => orgLabel(state.orgs, o)));
+  const cls = h('select', { id: 'filter-classification' }, options(classes, state.filters.classification, (c) => c));
   const update = () => {
     Object.assign(state.filters, { search: search.value, theme: theme.value, org: org.value, classification: cls.value });
     onChange();
@@ -120,8 +123,8 @@ export function renderList({ state, main, onLive }) {
           h('td', {}, h('a', { href: `#/datastream/${d.id}` }, d.name)),
           h('td', {}, d.thing_name || d.thing),
           h('td', {}, ds?.title || t('none')),
-          h('td', {}, ds?.theme || t('none')),
-          h('td', {}, ds?.owner || d.org),
+          h('td', { class: 'theme' }, ds?.theme ? themeName(ds.theme) : t('none')),
+          h('td', { class: 'org' }, orgLabel(state.orgs, ds?.owner || d.org)),
           h('td', {}, h('span', { class: `badge ${ds?.classification || 'internal'}` }, ds?.classification || 'internal')),
           h('td', { class: 'num latest', dataset: { value: d.latest_value ?? '' } }, latestText(d)),
           h('td', {}, formatTime(d.latest_time)),

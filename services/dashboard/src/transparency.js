@@ -5,6 +5,7 @@
 import { getJson } from './api.js';
 import { h, table } from './dom.js';
 import { formatNumber, t } from './i18n.js';
+import { orgLabel } from './labels.js';
 
 /** @typedef {import('./types/api').components['schemas']['TransparencyReport']} TransparencyReport */
 
@@ -38,16 +39,18 @@ function bars(title, totals, id) {
 }
 
 /** @param {import('./main.js').View} view */
-export async function renderTransparency({ main }) {
+export async function renderTransparency({ state, main }) {
   /** @type {TransparencyReport} */
   const report = await getJson('/v1/transparency');
   /** @type {Map<string, number>} */
   const byDataset = new Map();
   /** @type {Map<string, number>} */
   const byAccessor = new Map();
+  // The accessor is an organisation's slug, or "public" for anonymous reads.
+  const accessor = (/** @type {string} */ slug) => (slug === 'public' ? t('publicAccessor') : orgLabel(state.orgs, slug));
   for (const l of report.lines) {
     byDataset.set(l.dataset_title, (byDataset.get(l.dataset_title) || 0) + l.accesses);
-    byAccessor.set(l.accessor, (byAccessor.get(l.accessor) || 0) + l.accesses);
+    byAccessor.set(accessor(l.accessor), (byAccessor.get(accessor(l.accessor)) || 0) + l.accesses);
   }
   main.append(
     h('h2', {}, t('transparency')),
@@ -59,7 +62,7 @@ export async function renderTransparency({ main }) {
       table(
         null,
         [t('month'), t('dataset'), t('classification'), t('accessor'), t('purpose'), t('contract'), t('accesses'), t('deniedShort')],
-        report.lines.map((l) => [l.month, l.dataset_title, l.classification, l.accessor, l.purpose, l.contract_ref ?? t('none'), l.accesses, l.denied]),
+        report.lines.map((l) => [l.month, l.dataset_title, l.classification, accessor(l.accessor), l.purpose, l.contract_ref ?? t('none'), l.accesses, l.denied]),
         { id: 'transparency' },
       ),
     ),
