@@ -8,17 +8,19 @@
 /** @type {string | null} */
 let credential = null;
 
-/** An error answer of the API (problem+json), with the reason it gave. */
+/** An error answer of the API (problem+json), with the reason it gave and its other members. */
 export class ApiProblem extends Error {
   /**
    * @param {number} status
    * @param {string} detail
    * @param {string} title
+   * @param {Record<string, any>} [body] the whole problem (e.g. an import's `errors`)
    */
-  constructor(status, detail, title) {
+  constructor(status, detail, title, body = {}) {
     super(detail || title || `HTTP ${status}`);
     this.status = status;
     this.detail = detail || title || `HTTP ${status}`;
+    this.body = body;
   }
 }
 
@@ -46,15 +48,18 @@ function headers(extra = {}) {
 async function problemOf(response) {
   let detail = '';
   let title = response.statusText;
+  /** @type {Record<string, any>} */
+  let problem = {};
   try {
-    /** @type {Partial<Problem>} */
+    /** @type {Partial<Problem> & Record<string, any>} */
     const body = await response.json();
     detail = body.detail || '';
     title = body.title || title;
+    problem = body;
   } catch {
     /* not problem+json */
   }
-  return new ApiProblem(response.status, detail, title);
+  return new ApiProblem(response.status, detail, title, problem);
 }
 
 /**
@@ -68,6 +73,28 @@ export async function getJson(path, signal) {
   const response = await fetch(path, { headers: headers(), signal, credentials: 'omit', cache: 'no-store' });
   if (!response.ok) throw await problemOf(response);
   return response.json();
+}
+
+/**
+ * Sends `body` (JSON, or text of the given type) with `method`; answers the JSON
+ * answer (null when there is none); throws ApiProblem on an error answer.
+ * @param {'POST' | 'PUT' | 'PATCH' | 'DELETE'} method
+ * @param {string} path
+ * @param {unknown} body
+ * @param {string} [contentType] for a text body; a JSON body without it
+ * @returns {Promise<any>}
+ */
+export async function send(method, path, body, contentType) {
+  const text = contentType ? String(body) : JSON.stringify(body);
+  const response = await fetch(path, {
+    method,
+    headers: headers({ 'Content-Type': contentType || 'application/json' }),
+    body: text,
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (!response.ok) throw await problemOf(response);
+  return response.status === 204 ? null : response.json();
 }
 
 /**

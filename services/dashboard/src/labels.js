@@ -198,7 +198,7 @@ export const ACTIONS = {
   'thing.create': { de: 'Messstelle angelegt', en: 'Registered a thing' },
   'thing.update': { de: 'Messstelle geändert', en: 'Changed a thing' },
   'thing.device_token': { de: 'Geräte-Token ausgegeben', en: 'Issued a device token' },
-  'things.import': { de: 'Messstellen importiert', en: 'Imported things' },
+  'thing.import': { de: 'Messstellen importiert', en: 'Imported things' },
   'datastream.create': { de: 'Datenstrom angelegt', en: 'Registered a datastream' },
   'datastream.update': { de: 'Datenstrom geändert', en: 'Changed a datastream' },
   'device_type.create': { de: 'Gerätetyp angelegt', en: 'Created a device type' },
@@ -213,6 +213,7 @@ export const ACTIONS = {
   'supply_grant.revoke': { de: 'Lieferfreigabe widerrufen', en: 'Revoked a supply grant' },
   'connector.create': { de: 'Anbindung angelegt', en: 'Created a connector' },
   'connector.disable': { de: 'Anbindung abgeschaltet', en: 'Disabled a connector' },
+  'dead_letter.replay': { de: 'Abgelehnte Nachrichten erneut verarbeitet', en: 'Replayed rejected messages' },
   'dead_letters.replay': { de: 'Abgelehnte Nachrichten erneut verarbeitet', en: 'Replayed rejected messages' },
 };
 

@@ -1,8 +1,9 @@
 // @ts-check
 // The dashboard: sign-in with an API key (kept in memory only), the map and
 // list of things with their latest values (updated live), a datastream's
-// chart, the data owner's views and the public transparency report.
-// Routes are URL fragments (#/map, #/list, #/datastream/7, #/owner,
+// chart, the data owner's views, onboarding for an organisation's admins,
+// the caller's own access and the public transparency report. Routes are URL
+// fragments (#/map, #/list, #/datastream/7, #/owner, #/onboarding, #/access,
 // #/transparency), so the API keeps every other path.
 
 import 'leaflet/dist/leaflet.css';
@@ -15,6 +16,7 @@ import { language, setLanguage, t, translate } from './i18n.js';
 import { renderList, renderMap } from './things.js';
 import { renderDatastream } from './datastream.js';
 import { renderOwner } from './owner.js';
+import { mayOnboard, renderOnboarding } from './onboarding.js';
 import { renderTransparency } from './transparency.js';
 import { finishSignIn, startSignIn } from './oidc.js';
 import { organisations } from './labels.js';
@@ -31,6 +33,12 @@ import { organisations } from './labels.js';
 /** @typedef {import('./types/api').components['schemas']['DatasetList']} DatasetList */
 /** @typedef {(update: LiveUpdate) => void} LiveListener */
 /** @typedef {import('./labels.js').Organisation} Organisation */
+/**
+ * Who the signed-in caller is (`GET /v1/me`).
+ * @typedef {{ name: string, principal_id?: number | null, role?: string | null, operator: boolean,
+ *   organisation?: { id: number, slug: string, name: string } | null, signed_in_with: string,
+ *   key?: { lookup: string, created_at: string, expires_at: string } | null }} Me
+ */
 
 /**
  * What the signed-in (or anonymous) caller may see, shared by the views.
@@ -39,6 +47,8 @@ import { organisations } from './labels.js';
  * @property {Map<number, Dataset>} datasets by id
  * @property {import('./labels.js').Organisations} orgs every organisation, to show names for ids and slugs
  * @property {boolean} ownsData
+ * @property {Me | null} me the signed-in caller, null for the public
+ * @property {string} onboardingOrg the organisation the operator onboards
  * @property {AbortController | null} live of the live stream
  * @property {Set<LiveListener>} listeners called on live updates
  * @property {{ search: string, theme: string, org: string, classification: string }} filters
@@ -62,6 +72,8 @@ export const state = {
   datasets: new Map(),
   orgs: organisations([]),
   ownsData: false,
+  me: null,
+  onboardingOrg: '',
   live: null,
   listeners: new Set(),
   filters: { search: '', theme: '', org: '', classification: '' },
@@ -185,6 +197,7 @@ async function load() {
   state.datasets = new Map(datasets.datasets.map((d) => [d.id, d]));
   state.orgs = organisations(orgs);
   state.ownsData = false;
+  state.me = signedIn() ? await getJson('/v1/me').catch(() => null) : null;
   if (signedIn()) {
     try {
       await getJson('/v1/audit?limit=1');
@@ -194,6 +207,7 @@ async function load() {
     }
   }
   byId('nav-owner').hidden = !signedIn();
+  byId('nav-onboarding').hidden = !mayOnboard(state);
   state.live = new AbortController();
   runLive(state.live);
 }
@@ -228,6 +242,7 @@ async function route(event) {
     if (view === 'list') cleanup = renderList(ctx);
     else if (view === 'datastream') cleanup = await renderDatastream(ctx, Number(arg));
     else if (view === 'owner') cleanup = await renderOwner(ctx);
+    else if (view === 'onboarding') cleanup = await renderOnboarding(ctx);
     else if (view === 'transparency') cleanup = await renderTransparency(ctx);
     else cleanup = renderMap(ctx);
   } catch (e) {
