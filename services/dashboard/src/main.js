@@ -17,6 +17,7 @@ import { renderList, renderMap } from './things.js';
 import { renderDatastream } from './datastream.js';
 import { renderOwner } from './owner.js';
 import { mayOnboard, renderOnboarding } from './onboarding.js';
+import { renderMyAccess } from './myaccess.js';
 import { renderTransparency } from './transparency.js';
 import { finishSignIn, startSignIn } from './oidc.js';
 import { organisations } from './labels.js';
@@ -208,6 +209,7 @@ async function load() {
   }
   byId('nav-owner').hidden = !signedIn();
   byId('nav-onboarding').hidden = !mayOnboard(state);
+  byId('nav-access').hidden = !signedIn();
   state.live = new AbortController();
   runLive(state.live);
 }
@@ -243,6 +245,7 @@ async function route(event) {
     else if (view === 'datastream') cleanup = await renderDatastream(ctx, Number(arg));
     else if (view === 'owner') cleanup = await renderOwner(ctx);
     else if (view === 'onboarding') cleanup = await renderOnboarding(ctx);
+    else if (view === 'access') cleanup = await renderMyAccess(ctx);
     else if (view === 'transparency') cleanup = await renderTransparency(ctx);
     else cleanup = renderMap(ctx);
   } catch (e) {
