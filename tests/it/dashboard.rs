@@ -369,3 +369,148 @@ async fn a_department_member_signs_in_with_oidc_authorization_code_and_pkce() ->
     isolation.drop_database().await;
     Ok(())
 }
+
+/// Issue 16 in the browser: a Stadtwerk's admin registers a thing from a device type,
+/// imports a file (a dry run first), sees a bad file's lines and replays the readings the
+/// thing sent before it was registered; the labels people read; a licensee's "my access".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_onboards_things_and_replays_rejected_readings_and_a_licensee_sees_its_access() -> anyhow::Result<()> {
+    let dist = prerequisites();
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let (api_running, api) = start_api_with(&isolation, |api| api.dashboard_dir = dist).await?;
+    let ingest = start_ingest(&isolation).await?;
+    let writer = start_writer(&isolation).await?;
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
+
+    // The Stadtwerk with a device type and an air sensor in a dataset of the environment
+    // theme, granted raw to a company.
+    let (owner_name, grantee_name) = ("Stadtwerke Eberswalde", "Movi Mobilität GmbH");
+    api.post_ok(
+        "/v1/admin/organisations",
+        json!({"slug": "stadt", "name": "Stadt Eberswalde", "kind": "municipality"}),
+    )
+    .await?;
+    api.post_ok(
+        "/v1/admin/organisations",
+        json!({"slug": "stadtwerk", "name": owner_name, "kind": "municipal_company", "parent": "stadt"}),
+    )
+    .await?;
+    api.post_ok("/v1/admin/organisations", json!({"slug": "movi", "name": grantee_name, "kind": "third_party"}))
+        .await?;
+    api.post_ok(
+        "/v1/admin/device-types",
+        json!({"org": "stadtwerk", "slug": "dl-pm", "name": "Decentlab DL-PM", "properties": [
+            {"property": "pm10", "name": "Feinstaub PM10", "unit": "ug/m3", "min": 0, "max": 1000},
+            {"property": "temperature", "name": "Lufttemperatur", "unit": "Cel", "min": -40, "max": 85},
+        ]}),
+    )
+    .await?;
+    let air = api.register("stadtwerk", "luft-1", "pm10", Some("ug/m3")).await?;
+    let dataset = api
+        .post_ok(
+            "/v1/admin/datasets",
+            json!({"slug": "luft", "owner": "stadtwerk", "title": "Luftqualität", "steward_contact": "daten@stadtwerk.example",
+                   "classification": "internal", "license": LICENSE, "purpose": "Luftreinhaltung", "retention_days": 365,
+                   "theme": "http://publications.europa.eu/resource/authority/data-theme/ENVI"}),
+        )
+        .await?;
+    let dataset = dataset["id"].as_i64().unwrap();
+    api.post_ok(&format!("/v1/admin/datasets/{dataset}/datastreams"), json!({"datastream_id": air})).await?;
+    api.post_ok(
+        "/v1/admin/grants",
+        json!({"dataset_id": dataset, "grantee": "movi", "purpose": "Luftprognose", "contract_ref": "L-2026-3",
+               "valid_until": (Utc::now() + chrono::Duration::days(365)).to_rfc3339()}),
+    )
+    .await?;
+    let admin = api.principal_key("stadtwerk", "inbetriebnahme", "admin").await?;
+    let third_party = api.principal_key("movi", "prognose", "reader").await?;
+
+    // Readings of the air sensor, and three of a sensor not registered yet (rejected).
+    let now = Utc::now();
+    let reading = |minutes: i64, value: f64| {
+        json!({"time": (now - chrono::Duration::minutes(minutes)).to_rfc3339(), "value": value})
+            .to_string()
+            .into_bytes()
+    };
+    let air_topic = scheme.datastream_topic(&slug("stadtwerk"), &slug("luft-1"), &slug("pm10"));
+    let early_topic = scheme.datastream_topic(&slug("stadtwerk"), &slug("luft-9"), &slug("pm10"));
+    let mut messages = vec![(air_topic.clone(), reading(10, 17.5)), (air_topic, reading(5, 18.25))];
+    let early_values = [21.0, 22.5, 24.0];
+    for (i, v) in early_values.iter().enumerate() {
+        messages.push((early_topic.clone(), reading(30 - 5 * i as i64, *v)));
+    }
+    let mut publisher = Publisher::connect("dashboard-onboarding").await?;
+    publisher.publish_all(messages).await?;
+    eventually(Duration::from_secs(60), "the readings are stored and the early ones rejected", || {
+        let pool = pool.clone();
+        async move {
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE datastream_id = $1")
+                .bind(air)
+                .fetch_one(&pool)
+                .await?;
+            let rejected: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM dead_letters WHERE org = 'stadtwerk' AND reason_code = 'unknown_datastream'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            Ok((stored == 2 && rejected == 3).then_some(()))
+        }
+    })
+    .await?;
+    // The licensee reads under its grant, for its read log.
+    let read = api.get_as(Some(&third_party), &format!("/v1/datastreams/{air}/observations")).send().await?;
+    assert_eq!(read.status(), 200, "the grant allows raw reads");
+
+    let import_slugs = ["sensor-a", "sensor-b", "sensor-c"];
+    let csv = std::iter::once("slug,name,latitude,longitude,type,external_id,dataset".to_owned())
+        .chain(
+            import_slugs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{s},Sensor {s},52.8{i},13.8{i},dl-pm,70b3d57ed000100{i},")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bad_csv = "slug,name,latitude,longitude,type,external_id,dataset\n\
+                   ok-1,Gut,52.8,13.8,dl-pm,,\n\
+                   bad-1,Zu weit im Norden,95,13.8,dl-pm,,\n\
+                   bad-2,,52.8,13.8,dl-pm,,\n\
+                   bad-3,Ohne Typ,52.8,13.8,no-such-type,,\n";
+    let scenario = json!({
+        "admin_key": admin, "third_party_key": third_party, "org": "stadtwerk", "type_slug": "dl-pm", "type_properties": 2,
+        "new_thing": {"slug": "luft-9", "name": "Luftsensor Bahnhof", "latitude": 52.834, "longitude": 13.796},
+        "dead_letters": early_values.len(), "csv": csv, "import_slugs": import_slugs, "bad_csv": bad_csv, "bad_lines": [3, 4, 5],
+        "grantee_name": grantee_name, "owner_name": owner_name, "theme_label": "Umwelt",
+        "license_name": "Datenlizenz Deutschland – Namensnennung 2.0", "labelled_stream": air, "unit_label": "µg/m³",
+        "contract_ref": "L-2026-3", "third_party_role": "Lesen", "read_action_label": "Messwerte gelesen",
+        "screenshot_prefix": "onboarding-",
+    });
+    run_browser(&api.base, "onboarding.e2e.mjs", "HOHEIT_E2E_ONBOARDING", &scenario, |_| async { Ok(()) }).await;
+
+    // What the page did, in the database: the replayed readings stored once, the imported
+    // things with their datastreams, nothing of the bad file.
+    let replayed: Vec<f64> = sqlx::query_scalar(
+        "SELECT o.value FROM observations o JOIN datastreams d ON d.id = o.datastream_id JOIN things t ON t.id = d.thing_id
+         WHERE t.slug = 'luft-9' AND d.property = 'pm10' ORDER BY o.time",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(replayed, early_values, "the replay stored each rejected reading exactly once");
+    let imported: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.slug, count(d.id) FROM things t LEFT JOIN datastreams d ON d.thing_id = t.id
+         WHERE t.slug LIKE 'sensor-%' OR t.slug LIKE 'ok-%' OR t.slug LIKE 'bad-%' GROUP BY t.slug ORDER BY t.slug",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let expected: Vec<(String, i64)> = import_slugs.iter().map(|s| (s.to_string(), 2)).collect();
+    assert_eq!(imported, expected, "the file's things, each with its type's datastreams; none of the rejected file");
+
+    drop(publisher);
+    for service in [ingest, writer, api_running] {
+        service.stop().await?;
+    }
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
