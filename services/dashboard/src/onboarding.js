@@ -131,7 +131,7 @@ async function renderOrganisation(state, body, org) {
       /** @type {{ things: ThingOverview[] }} */
       const list = await getJson(`/v1/admin/things${query({ org })}`);
       things = list.things.sort((a, b) => a.slug.localeCompare(b.slug));
-      thingsBox.replaceChildren(thingsTable(things));
+      thingsBox.replaceChildren(thingsTable(things, types));
     } catch (e) {
       thingsBox.replaceChildren(errorBox(e));
     }
@@ -154,8 +154,13 @@ async function renderOrganisation(state, body, org) {
   await reloadThings();
 }
 
-/** @param {ThingOverview[]} things */
-function thingsTable(things) {
+/**
+ * The things with their device type by name.
+ * @param {ThingOverview[]} things
+ * @param {DeviceType[]} types
+ */
+function thingsTable(things, types) {
+  const typeName = new Map(types.map((d) => [d.slug, d.name]));
   return table(
     `${things.length} ${t('things')}`,
     [t('slug'), t('name'), t('deviceType'), t('datastreams'), t('lastReading'), t('rejectedCount')],
@@ -165,7 +170,7 @@ function thingsTable(things) {
         { dataset: { slug: x.slug, deadLetters: x.dead_letters, type: x.type ?? '' } },
         h('td', {}, x.slug),
         h('td', {}, x.name),
-        h('td', {}, x.type ?? t('noType')),
+        h('td', {}, x.type ? typeName.get(x.type) ?? x.type : t('noType')),
         h('td', { class: 'num' }, formatNumber(x.datastreams)),
         h('td', {}, formatTime(x.last_reading_at)),
         h('td', { class: 'num dead-letters' }, formatNumber(x.dead_letters)),
@@ -204,7 +209,7 @@ function registerSection(org, types, reload) {
     h('option', { value: '' }, t('noType')),
     types.map((d) => h('option', { value: d.slug }, `${d.name} (${d.slug})`)),
   );
-  const slug = h('input', { id: 'register-slug', required: true, pattern: '[a-z0-9][a-z0-9_-]*', autocomplete: 'off' });
+  const slug = h('input', { id: 'register-slug', required: true, pattern: '[a-z0-9][a-z0-9_\\-]*', maxlength: 64, autocomplete: 'off' });
   const name = h('input', { id: 'register-name', required: true, autocomplete: 'off' });
   const latitude = numberInput('register-latitude', 'any');
   const longitude = numberInput('register-longitude', 'any');
