@@ -483,7 +483,7 @@ async fn an_admin_onboards_things_and_replays_rejected_readings_and_a_licensee_s
         "dead_letters": early_values.len(), "csv": csv, "import_slugs": import_slugs, "bad_csv": bad_csv, "bad_lines": [3, 4, 5],
         "grantee_name": grantee_name, "owner_name": owner_name, "theme_label": "Umwelt",
         "license_name": "Datenlizenz Deutschland – Namensnennung 2.0", "labelled_stream": air, "unit_label": "µg/m³",
-        "contract_ref": "L-2026-3", "third_party_role": "Lesen", "read_action_label": "Messwerte gelesen",
+        "contract_ref": "L-2026-3", "third_party_role": "Lesen", "operator_token": hoheit_tests::TOKEN, "read_action_label": "Messwerte gelesen",
         "screenshot_prefix": "onboarding-",
     });
     run_browser(&api.base, "onboarding.e2e.mjs", "HOHEIT_E2E_ONBOARDING", &scenario, |_| async { Ok(()) }).await;

@@ -9,7 +9,8 @@
 //   rejected before the thing existed (the thing's count of rejected messages
 //   drops to zero);
 // - labels people read: a unit as µg/m³, a grantee by name, a theme by label;
-// - a licensee's "my access": its organisation, role, grant and read log.
+// - a licensee's "my access": its organisation, role, grant and read log;
+// - the operator picks the organisation it onboards.
 //
 // That a dry run created nothing is asked of the API too, not only of the
 // page. Every view is checked with axe-core.
@@ -178,6 +179,16 @@ try {
   check((await textOf('#my-reads')).includes(scenario.read_action_label), 'read actions in words');
   await accessible('my access');
   await shot('05-my-access');
+  await signOut();
+
+  // --- The operator picks the organisation it onboards. ----------------------
+  await signIn(scenario.operator_token);
+  await page.click('#nav-onboarding');
+  await page.waitForSelector('#onboarding-org');
+  await page.selectOption('#onboarding-org', scenario.org);
+  await page.waitForSelector(`#onboarding-things tr[data-slug="${scenario.new_thing.slug}"]`);
+  check(true, "the operator onboards the organisation it picks, and sees its things");
+  await accessible("the operator's onboarding");
   check(errors.length === 0, `no errors in the page: ${errors.join(' | ')}`);
 } catch (error) {
   failed = error;
