@@ -18,6 +18,7 @@ mod ingest;
 mod leaks_data;
 mod limits;
 mod lorawan;
+mod me;
 mod metrics;
 mod observations;
 mod oidc;

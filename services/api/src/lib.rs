@@ -262,7 +262,10 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// `routes!`, which takes the handler's `#[utoipa::path]` into the
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, connectors, datasets, datastreams, dead_letters, health, live, opendata, push, supply};
+    use routes::{
+        admin, audit, connectors, datasets, datastreams, dead_letters, health, live, me, opendata, organisations, push,
+        supply,
+    };
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
@@ -294,6 +297,10 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(supply::on_dataset))
         .routes(routes!(supply::held))
         .routes(routes!(datasets::list))
+        .routes(routes!(organisations::list))
+        .routes(routes!(me::me))
+        .routes(routes!(me::my_grants))
+        .routes(routes!(me::my_reads))
         .routes(routes!(datasets::get_one, datasets::erase))
         .routes(routes!(datasets::grants_on))
         .routes(routes!(datasets::export))

@@ -73,6 +73,7 @@ pub struct ProblemDoc {
         (name = "data", description = "datastreams, readings and aggregates (policy-checked and audited)"),
         (name = "datasets", description = "dataset metadata, grants, export and erasure"),
         (name = "audit", description = "the audit log and the public transparency report"),
+        (name = "me", description = "the caller's own access: who it is, the grants it holds and their use, its read log"),
         (name = "admin", description = "registry, principals and keys, datasets and grants"),
         (name = "opendata", description = "open data: the DCAT-AP.de catalog and downloads"),
     )

@@ -12,6 +12,7 @@
 use std::fmt;
 
 pub mod door;
+pub mod license;
 pub mod policy;
 pub mod rejection;
 pub mod topic;

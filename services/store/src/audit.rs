@@ -662,6 +662,57 @@ pub async fn transparency(
     .await
 }
 
+/// The read records of an organisation (of one principal only, if given),
+/// oldest first: a caller's own read log. Administrative changes are not in it.
+pub async fn reads_of(
+    pool: &PgPool,
+    org_id: i64,
+    principal_id: Option<i64>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        "{AUDIT_SELECT}
+         WHERE org_id = $1 AND object_kind IS NULL AND ($2::bigint IS NULL OR principal_id = $2)
+           AND at >= $3 AND at < $4 AND id > $5
+         ORDER BY id LIMIT $6"
+    ))
+    .bind(org_id)
+    .bind(principal_id)
+    .bind(from)
+    .bind(to)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(entry_from_row).collect())
+}
+
+/// The platform operator's own read records, oldest first.
+pub async fn operator_reads(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        "{AUDIT_SELECT}
+         WHERE principal_id IS NULL AND principal_name = 'operator' AND object_kind IS NULL
+           AND at >= $1 AND at < $2 AND id > $3
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(entry_from_row).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,3 +268,99 @@ pub async fn list_grants(
         })
         .collect())
 }
+
+/// A grant as its holder sees it: the terms, the dataset and its owner by
+/// name, and how much of it is in use.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HeldGrant {
+    #[serde(flatten)]
+    pub terms: GrantTerms,
+    pub dataset_slug: String,
+    pub dataset_title: String,
+    /// The dataset's owner (who granted it): slug and name.
+    pub owner_slug: String,
+    pub owner_name: String,
+    #[serde(rename = "use")]
+    pub use_: GrantUse,
+}
+
+/// The use of a grant, from the audit log and its rate bucket.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GrantUse {
+    /// Reads allowed under the grant in the last 24 hours, and the rows they returned.
+    pub reads_last_day: i64,
+    pub rows_last_day: i64,
+    /// Reads allowed under the grant in the last 30 days.
+    pub reads_last_30_days: i64,
+    /// Reads refused under the grant in the last 30 days (over its rate, beyond its terms).
+    pub refused_last_30_days: i64,
+    /// Reads the rate limit allows at once right now (the grant's bucket; a full
+    /// bucket holds `rate_per_minute`).
+    pub reads_available_now: i64,
+}
+
+#[derive(FromRow)]
+struct HeldGrantRow {
+    #[sqlx(flatten)]
+    grant: GrantRow,
+    dataset_slug: String,
+    dataset_title: String,
+    owner_slug: String,
+    owner_name: String,
+    reads_last_day: i64,
+    rows_last_day: i64,
+    reads_last_30_days: i64,
+    refused_last_30_days: i64,
+    tokens: Option<f64>,
+}
+
+/// Every grant an organisation holds, with names and use, ordered by id.
+pub async fn held_with_use(pool: &PgPool, org_id: i64) -> Result<Vec<HeldGrant>, sqlx::Error> {
+    let rows: Vec<HeldGrantRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        grant_columns!(),
+        ", ds.slug AS dataset_slug, ds.title AS dataset_title, o.slug AS owner_slug, o.name AS owner_name,
+           u.reads_last_day, u.rows_last_day, u.reads_last_30_days, u.refused_last_30_days,
+           LEAST(g.rate_per_minute, b.tokens + EXTRACT(EPOCH FROM now() - b.at) * g.rate_per_minute / 60)::float8
+               AS tokens
+         FROM grants g
+         JOIN datasets ds ON ds.id = g.dataset_id
+         JOIN organisations o ON o.id = ds.owner_org_id
+         LEFT JOIN grant_rate b ON b.grant_id = g.id
+         CROSS JOIN LATERAL (
+             SELECT count(*) FILTER (WHERE a.decision = 'allow' AND a.at > now() - interval '1 day') AS reads_last_day,
+                    COALESCE(sum(a.rows_returned) FILTER (WHERE a.decision = 'allow' AND a.at > now() - interval '1 day'), 0)::bigint
+                        AS rows_last_day,
+                    count(*) FILTER (WHERE a.decision = 'allow') AS reads_last_30_days,
+                    count(*) FILTER (WHERE a.decision = 'deny') AS refused_last_30_days
+             FROM audit_log a
+             WHERE a.grant_id = g.id AND a.object_kind IS NULL AND a.at > now() - interval '30 days'
+         ) u
+         WHERE g.grantee_org_id = $1
+         ORDER BY g.id"
+    ))
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let rate = r.grant.rate_per_minute;
+            HeldGrant {
+                terms: r.grant.into(),
+                dataset_slug: r.dataset_slug,
+                dataset_title: r.dataset_title,
+                owner_slug: r.owner_slug,
+                owner_name: r.owner_name,
+                use_: GrantUse {
+                    reads_last_day: r.reads_last_day,
+                    rows_last_day: r.rows_last_day,
+                    reads_last_30_days: r.reads_last_30_days,
+                    refused_last_30_days: r.refused_last_30_days,
+                    // No bucket yet: nothing used, the bucket is full.
+                    reads_available_now: r.tokens.map_or(i64::from(rate), |t| t.floor().max(0.0) as i64),
+                },
+            }
+        })
+        .collect())
+}

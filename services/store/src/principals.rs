@@ -402,6 +402,18 @@ pub async fn org_of_key(pool: &PgPool, key_id: i64) -> Result<i64, RegistryError
         .ok_or_else(|| RegistryError::NotFound(format!("key {key_id}")))
 }
 
+/// One key's metadata (never the key): what `GET /v1/me` shows of the key in use.
+pub async fn key_view(pool: &PgPool, key_id: i64) -> Result<ApiKeyView, RegistryError> {
+    let row: ApiKeyRow = sqlx::query_as(
+        "SELECT id, principal_id, lookup, created_at, expires_at, revoked_at FROM api_keys WHERE id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("key {key_id}")))?;
+    Ok(row.into())
+}
+
 /// A key's row with the organisation of its principal.
 #[derive(FromRow)]
 struct KeyWithOrg {

@@ -1,13 +1,16 @@
 //! Datastreams, their observations (cursor-paged) and aggregates.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_domain::policy::{Caller, ReadRequest, Resolution};
+use hoheit_domain::license::License;
+use hoheit_domain::policy::{Caller, Classification, ReadRequest, Resolution};
 use hoheit_domain::{DatastreamId, Micros};
+use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::observations::{self, Bucket, Observation};
 use hoheit_store::registry::{self, Datastream};
 use serde::{Deserialize, Serialize};
@@ -21,16 +24,67 @@ use crate::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DatastreamList {
-    datastreams: Vec<Datastream>,
+    datastreams: Vec<DatastreamView>,
 }
 
-/// The datastreams the caller may see; the latest value only where it may read raw data.
+/// A datastream with the terms of the dataset it belongs to, so that a
+/// licensed consumer sees them beside the data.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DatastreamView {
+    #[serde(flatten)]
+    stream: Datastream,
+    /// The dataset it belongs to; absent while it is in none (then it is the
+    /// internal data of its thing's organisation).
+    dataset: Option<DatasetTerms>,
+}
+
+/// What a reader needs to use a dataset's data: which dataset, whose, how
+/// classified, under which license.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DatasetTerms {
+    id: i64,
+    slug: String,
+    title: String,
+    /// The owner organisation's slug.
+    owner: String,
+    #[schema(value_type = String, example = "open")]
+    classification: Classification,
+    license: License,
+}
+
+impl DatasetTerms {
+    fn of(dataset: &Dataset) -> Self {
+        DatasetTerms {
+            id: dataset.id,
+            slug: dataset.slug.clone(),
+            title: dataset.title.clone(),
+            owner: dataset.owner.clone(),
+            classification: dataset.classification,
+            license: License::of(&dataset.license),
+        }
+    }
+}
+
+/// The terms of every dataset, by id.
+async fn terms_by_dataset(state: &AppState) -> Result<HashMap<i64, Dataset>, ApiError> {
+    Ok(datasets::list(&state.pool).await?.into_iter().map(|d| (d.id, d)).collect())
+}
+
+/// The datastreams the caller may see, with their dataset's terms; the latest value only where it may read raw data.
 #[utoipa::path(get, operation_id = "datastreams_list", path = "/datastreams", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the datastreams this caller may see", body = DatastreamList)))]
 pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
-    let datastreams: Vec<Datastream> = visible(&state, &who.caller).await?.into_iter().map(|v| v.stream).collect();
-    let values = datastreams.iter().filter(|d| d.latest_value.is_some()).count();
+    let visible = visible(&state, &who.caller).await?;
+    let values = visible.iter().filter(|v| v.stream.latest_value.is_some()).count();
     audit_latest_values(&state, &who, "datastreams", values).await?;
+    let terms = terms_by_dataset(&state).await?;
+    let datastreams = visible
+        .into_iter()
+        .map(|v| DatastreamView {
+            dataset: v.dataset_id.and_then(|id| terms.get(&id)).map(DatasetTerms::of),
+            stream: v.stream,
+        })
+        .collect();
     Ok(Json(DatastreamList { datastreams }))
 }
 
@@ -62,15 +116,15 @@ pub(crate) async fn visible(state: &AppState, caller: &Arc<Caller>) -> Result<Ve
         .collect())
 }
 
-/// One datastream; its latest value only where the caller may read raw data.
+/// One datastream with its dataset's terms; its latest value only where the caller may read raw data.
 #[utoipa::path(get, operation_id = "datastreams_get_one", path = "/datastreams/{id}", tag = "data", security((), ("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "datastream id")),
-    responses((status = 200, description = "the datastream", body = Datastream)))]
+    responses((status = 200, description = "the datastream", body = DatastreamView)))]
 pub async fn get_one(
     State(state): State<AppState>,
     who: Who,
     PathId(id): PathId,
-) -> Result<Json<Datastream>, ApiError> {
+) -> Result<Json<DatastreamView>, ApiError> {
     let id = DatastreamId(id);
     let visibility = require_datastream_visible(&state, &who, id).await?;
     let mut stream = registry::get_datastream(&state.pool, id).await?;
@@ -78,7 +132,11 @@ pub async fn get_one(
         stream.latest_time = None;
         stream.latest_value = None;
     }
-    Ok(Json(stream))
+    let dataset = match datasets::access_for_datastream(&state.pool, id).await?.id {
+        Some(dataset_id) => Some(DatasetTerms::of(&datasets::get(&state.pool, dataset_id).await?)),
+        None => None,
+    };
+    Ok(Json(DatastreamView { stream, dataset }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -8,6 +8,8 @@ pub mod datastreams;
 pub mod dead_letters;
 pub mod health;
 pub mod live;
+pub mod me;
 pub mod opendata;
+pub mod organisations;
 pub mod push;
 pub mod supply;

@@ -648,7 +648,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The datastreams the caller may see; the latest value only where it may read raw data. */
+        /** The datastreams the caller may see, with their dataset's terms; the latest value only where it may read raw data. */
         get: operations["datastreams_list"];
         put?: never;
         post?: never;
@@ -665,7 +665,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One datastream; its latest value only where the caller may read raw data. */
+        /** One datastream with its dataset's terms; its latest value only where the caller may read raw data. */
         get: operations["datastreams_get_one"];
         put?: never;
         post?: never;
@@ -746,6 +746,81 @@ export interface paths {
          *     events every 3 s, for at most 15 minutes; then reconnect).
          */
         get: operations["live_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller: principal, organisation, role, and the expiry of the key in use. */
+        get: operations["me"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The grants (contracts) the caller's organisation holds, with their terms
+         *     (purpose, contract, resolution, history, validity, rate), status and current use.
+         */
+        get: operations["me_grants"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/reads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's own read log, oldest first, for its own compliance: what it
+         *     read (or was refused), when, under which grant. Admins and data owners see
+         *     their organisation's reads, other principals their own; the operator its own.
+         */
+        get: operations["me_reads"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organisations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every organisation's id, slug and name; no key needed. */
+        get: operations["organisations_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1057,6 +1132,21 @@ export interface components {
         DatasetList: {
             datasets: components["schemas"]["Dataset"][];
         };
+        /**
+         * @description What a reader needs to use a dataset's data: which dataset, whose, how
+         *     classified, under which license.
+         */
+        DatasetTerms: {
+            /** @example open */
+            classification: string;
+            /** Format: int64 */
+            id: number;
+            license: components["schemas"]["License"];
+            /** @description The owner organisation's slug. */
+            owner: string;
+            slug: string;
+            title: string;
+        };
         /** @description A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]). */
         Datastream: {
             id: components["schemas"]["DatastreamId"];
@@ -1079,7 +1169,14 @@ export interface components {
         /** Format: int64 */
         DatastreamId: number;
         DatastreamList: {
-            datastreams: components["schemas"]["Datastream"][];
+            datastreams: components["schemas"]["DatastreamView"][];
+        };
+        /**
+         * @description A datastream with the terms of the dataset it belongs to, so that a
+         *     licensed consumer sees them beside the data.
+         */
+        DatastreamView: components["schemas"]["Datastream"] & {
+            dataset?: null | components["schemas"]["DatasetTerms"];
         };
         DeadLetterPage: {
             dead_letters: components["schemas"]["DeadLetterView"][];
@@ -1176,6 +1273,11 @@ export interface components {
         GrantList: {
             grants: components["schemas"]["GrantTerms"][];
         };
+        /**
+         * @description Where a grant stands now.
+         * @enum {string}
+         */
+        GrantStatus: "active" | "not_yet_valid" | "expired" | "revoked";
         /** @description The terms of one grant (contract). */
         GrantTerms: {
             contract_ref: string;
@@ -1199,6 +1301,44 @@ export interface components {
             /** Format: date-time */
             valid_until: string;
         };
+        /** @description The use of a grant, from the audit log and its rate bucket. */
+        GrantUse: {
+            /**
+             * Format: int64
+             * @description Reads the rate limit allows at once right now (the grant's bucket; a full
+             *     bucket holds `rate_per_minute`).
+             */
+            reads_available_now: number;
+            /**
+             * Format: int64
+             * @description Reads allowed under the grant in the last 30 days.
+             */
+            reads_last_30_days: number;
+            /**
+             * Format: int64
+             * @description Reads allowed under the grant in the last 24 hours, and the rows they returned.
+             */
+            reads_last_day: number;
+            /**
+             * Format: int64
+             * @description Reads refused under the grant in the last 30 days (over its rate, beyond its terms).
+             */
+            refused_last_30_days: number;
+            /** Format: int64 */
+            rows_last_day: number;
+        };
+        /**
+         * @description A grant as its holder sees it: the terms, the dataset and its owner by
+         *     name, and how much of it is in use.
+         */
+        HeldGrant: components["schemas"]["GrantTerms"] & {
+            dataset_slug: string;
+            dataset_title: string;
+            owner_name: string;
+            /** @description The dataset's owner (who granted it): slug and name. */
+            owner_slug: string;
+            use: components["schemas"]["GrantUse"];
+        };
         HeldSupplyGrants: {
             supply_grants: components["schemas"]["SupplyListing"][];
         };
@@ -1215,6 +1355,16 @@ export interface components {
         /** @description A freshly created key: shown once. */
         IssuedKey: components["schemas"]["ApiKeyView"] & {
             key: string;
+        };
+        /** @description A license as a reader is shown it: its name, and where it is a URI, the URI to follow. */
+        License: {
+            /**
+             * @description The license's name (for a URI outside the known vocabulary: the URI;
+             *     for a license written as text: the text).
+             */
+            name: string;
+            /** @description The license's URI, when it was registered as one. */
+            uri?: string | null;
         };
         /** @description A datastream as a dashboard shows it: where, in which dataset, and its latest value. */
         LiveDatastream: {
@@ -1251,6 +1401,47 @@ export interface components {
              * @description Seconds between the stream's `latest` events.
              */
             interval_seconds: number;
+        };
+        Me: {
+            key?: null | components["schemas"]["MyKey"];
+            /** @description The principal's name; `operator` for the platform operator. */
+            name: string;
+            operator: boolean;
+            organisation?: null | components["schemas"]["MyOrganisation"];
+            /**
+             * Format: int64
+             * @description The principal's id; absent for the operator.
+             */
+            principal_id?: number | null;
+            /**
+             * @description The principal's role; absent for the operator, who may do everything.
+             * @example reader
+             */
+            role?: string | null;
+            signed_in_with: components["schemas"]["SignedInWith"];
+        };
+        /** @description A grant the caller's organisation holds. */
+        MyGrant: components["schemas"]["HeldGrant"] & {
+            status: components["schemas"]["GrantStatus"];
+        };
+        MyGrants: {
+            grants: components["schemas"]["MyGrant"][];
+        };
+        /** @description The key the request was made with (never the key itself). */
+        MyKey: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description The key's public part (also its MQTT user name). */
+            lookup: string;
+        };
+        /** @description The organisation a principal belongs to. */
+        MyOrganisation: {
+            /** Format: int64 */
+            id: number;
+            name: string;
+            slug: string;
         };
         /** @description A new connector. */
         NewConnector: {
@@ -1404,6 +1595,15 @@ export interface components {
             parent?: null | components["schemas"]["Slug"];
             slug: components["schemas"]["Slug"];
         };
+        OrganisationName: {
+            /** Format: int64 */
+            id: number;
+            name: string;
+            slug: string;
+        };
+        OrganisationNames: {
+            organisations: components["schemas"]["OrganisationName"][];
+        };
         /** @enum {string} */
         PrincipalKind: "person" | "service";
         /** @description A principal as the administration shows it (a row of [`VIEW_SELECT`]). */
@@ -1458,6 +1658,16 @@ export interface components {
             /** @description Always `about:blank`: the status says what kind of problem it is. */
             type: string;
         };
+        /**
+         * Format: binary
+         * @description A body of raw bytes (a protobuf `ObservationBatch`, a ChirpStack uplink
+         *     in its protobuf encoding), as the OpenAPI document names it.
+         */
+        RawBody: string;
+        ReadsPage: {
+            next_cursor?: string | null;
+            records: components["schemas"]["AuditEntry"][];
+        };
         /** @description What became of a delivery's readings. */
         Receipt: {
             /** @description Readings accepted: confirmed by Kafka, stored once by the writer. */
@@ -1482,6 +1692,11 @@ export interface components {
          * @enum {string}
          */
         Role: "admin" | "data_owner" | "reader" | "publisher";
+        /**
+         * @description How the caller signed in.
+         * @enum {string}
+         */
+        SignedInWith: "operator_token" | "api_key" | "oidc";
         /** @description lower-case letters, digits, `-` and `_`; starts with a letter or digit */
         Slug: string;
         SupplyGrantList: {
@@ -4537,7 +4752,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": unknown;
-                "application/octet-stream": number[];
+                "application/octet-stream": components["schemas"]["RawBody"];
             };
         };
         responses: {
@@ -5412,7 +5627,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Datastream"];
+                    "application/json": components["schemas"]["DatastreamView"];
                 };
             };
             /** @description the request is not valid: `detail` says what to change */
@@ -5848,6 +6063,347 @@ export interface operations {
             };
         };
     };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    me_grants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the grants held; none for the operator, who needs none */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyGrants"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    me_reads: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive), RFC 3339; default: 30 days ago. */
+                from?: string;
+                /** @description End of the range (exclusive), RFC 3339; default: now. */
+                to?: string;
+                /** @description Page size, 1 to 10,000; default 1,000. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one page of the caller's read records */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadsPage"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    organisations_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the organisations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrganisationNames"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     push_airrohr: {
         parameters: {
             query?: never;
@@ -5982,7 +6538,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/senml+json": unknown;
-                "application/x-protobuf": number[];
+                "application/x-protobuf": components["schemas"]["RawBody"];
             };
         };
         responses: {
@@ -6111,7 +6667,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": unknown;
-                "application/x-protobuf": number[];
+                "application/x-protobuf": components["schemas"]["RawBody"];
             };
         };
         responses: {
