@@ -34,12 +34,7 @@ import { organisations } from './labels.js';
 /** @typedef {import('./types/api').components['schemas']['DatasetList']} DatasetList */
 /** @typedef {(update: LiveUpdate) => void} LiveListener */
 /** @typedef {import('./labels.js').Organisation} Organisation */
-/**
- * Who the signed-in caller is (`GET /v1/me`).
- * @typedef {{ name: string, principal_id?: number | null, role?: string | null, operator: boolean,
- *   organisation?: { id: number, slug: string, name: string } | null, signed_in_with: string,
- *   key?: { lookup: string, created_at: string, expires_at: string } | null }} Me
- */
+/** @typedef {import('./types/api').components['schemas']['Me']} Me */
 
 /**
  * What the signed-in (or anonymous) caller may see, shared by the views.
@@ -181,7 +176,7 @@ async function runLive(controller) {
  */
 async function loadOrganisations() {
   try {
-    /** @type {{ organisations: Organisation[] }} */
+    /** @type {import('./types/api').components['schemas']['OrganisationNames']} */
     const list = await getJson('/v1/organisations');
     return list.organisations;
   } catch {

@@ -12,14 +12,9 @@ import { action, formatNumber, formatTime, t } from './i18n.js';
 
 /** @typedef {import('./main.js').View} View */
 /** @typedef {import('./main.js').Me} Me */
-/** @typedef {import('./types/api').components['schemas']['GrantTerms']} GrantTerms */
-/** @typedef {import('./types/api').components['schemas']['AuditEntry']} AuditEntry */
-/**
- * A grant the caller's organisation holds (`GET /v1/me/grants`).
- * @typedef {GrantTerms & { dataset_slug: string, dataset_title: string, owner_slug: string, owner_name: string,
- *   status: 'active' | 'not_yet_valid' | 'expired' | 'revoked',
- *   use: { reads_last_day: number, rows_last_day: number, reads_last_30_days: number, refused_last_30_days: number, reads_available_now: number } }} MyGrant
- */
+/** @typedef {import('./types/api').components['schemas']['MyGrant']} MyGrant */
+/** @typedef {import('./types/api').components['schemas']['MyGrants']} MyGrants */
+/** @typedef {import('./types/api').components['schemas']['ReadsPage']} ReadsPage */
 
 /** A key this close to its expiry is pointed out. */
 const EXPIRY_WARNING_MS = 14 * 864e5;
@@ -118,7 +113,7 @@ export async function renderMyAccess({ state, main }) {
   const grantsBox = h('div', { class: 'scroll' });
   main.append(h('section', { 'aria-labelledby': 'h-my-grants' }, h('h3', { id: 'h-my-grants' }, t('myGrants')), h('p', {}, t('myGrantsIntro')), grantsBox));
   try {
-    /** @type {{ grants: MyGrant[] }} */
+    /** @type {MyGrants} */
     const list = await getJson('/v1/me/grants');
     grantsBox.replaceChildren(list.grants.length ? grantsTable(list.grants) : h('p', {}, t('noGrants')));
   } catch (e) {
@@ -145,7 +140,7 @@ export async function renderMyAccess({ state, main }) {
     readsError.replaceChildren();
     try {
       const from = fromInput.value ? iso(new Date(`${fromInput.value}T00:00:00`).getTime()) : undefined;
-      /** @type {{ records: AuditEntry[], next_cursor?: string | null }} */
+      /** @type {ReadsPage} */
       const page = await getJson(`/v1/me/reads${query({ from, limit: 200, cursor })}`);
       body.append(
         ...page.records.map((r) =>
