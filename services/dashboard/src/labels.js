@@ -188,7 +188,7 @@ export const ACTIONS = {
   live: { de: 'Live-Werte abgerufen', en: 'Read the live values' },
   live_stream: { de: 'Live-Stream geöffnet', en: 'Opened the live stream' },
   opendata_download: { de: 'Offene Daten heruntergeladen', en: 'Downloaded open data' },
-  // Administrative changes (hoheit-api's admin routes, hoheit-store, hoheit-admin).
+  // Administrative changes (hoheit-api's admin routes, hoheit-store, hoheit-admin, ingest's replay).
   'organisation.create': { de: 'Organisation angelegt', en: 'Created an organisation' },
   'organisation.update': { de: 'Organisation geändert', en: 'Changed an organisation' },
   'principal.create': { de: 'Zugang angelegt', en: 'Created a principal' },
@@ -213,7 +213,6 @@ export const ACTIONS = {
   'supply_grant.revoke': { de: 'Lieferfreigabe widerrufen', en: 'Revoked a supply grant' },
   'connector.create': { de: 'Anbindung angelegt', en: 'Created a connector' },
   'connector.disable': { de: 'Anbindung abgeschaltet', en: 'Disabled a connector' },
-  'dead_letter.replay': { de: 'Abgelehnte Nachrichten erneut verarbeitet', en: 'Replayed rejected messages' },
   'dead_letters.replay': { de: 'Abgelehnte Nachrichten erneut verarbeitet', en: 'Replayed rejected messages' },
 };
 

@@ -114,7 +114,7 @@ function actionsInSources() {
     /const [A-Z_]+: &str = "([a-z_]+:[a-z_]+)"/g,
     /\blet action = if [a-z_]+ \{ "([a-z_]+)" \} else \{ "([a-z_]+)" \}/g,
   ];
-  for (const service of ['api', 'store', 'admin']) {
+  for (const service of ['api', 'store', 'admin', 'ingest']) {
     for (const file of rustFiles(join(services, service, 'src'))) {
       const text = readFileSync(file, 'utf8');
       for (const pattern of patterns) {
@@ -129,7 +129,7 @@ function actionsInSources() {
   return found;
 }
 
-test('every audit action the API and the store write has words', () => {
+test('every audit action the API, the store, the admin CLI and ingest write has words', () => {
   const actions = actionsInSources();
   for (const known of ['sta:observations', 'observations', 'aggregates', 'export', 'live_stream', 'grant.create', 'thing.create', 'key.issue']) {
     assert.ok(actions.has(known), `the scan finds ${known} (found: ${[...actions].sort().join(', ')})`);
