@@ -119,7 +119,8 @@ try {
   await chooseFile('bad.csv', scenario.bad_csv);
   await page.click('#import-dry-run');
   await page.waitForSelector('#import-errors tbody tr');
-  const bad = await page.$$eval('#import-errors tbody tr', (rows) => rows.map((r) => Number(r.children[0]?.textContent)));
+  const named = await page.$$eval('#import-errors tbody tr', (rows) => rows.map((r) => Number(r.children[0]?.textContent)));
+  const bad = [...new Set(named)].sort((a, b) => a - b);
   check(JSON.stringify(bad) === JSON.stringify(scenario.bad_lines), `every bad line is named: ${bad}`);
   await accessible('a rejected import file');
   await shot('03-bad-file');
