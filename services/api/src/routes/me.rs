@@ -73,9 +73,9 @@ fn signed_in(who: &Who) -> Result<Option<&Principal>, ApiError> {
 }
 
 /// The caller: principal, organisation, role, and the expiry of the key in use.
-#[utoipa::path(get, operation_id = "me", path = "/me", tag = "me", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "me_get", path = "/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, description = "the caller", body = Me)))]
-pub async fn me(State(state): State<AppState>, who: Who) -> Result<Json<Me>, ApiError> {
+pub async fn get(State(state): State<AppState>, who: Who) -> Result<Json<Me>, ApiError> {
     let Some(principal) = signed_in(&who)? else {
         return Ok(Json(Me {
             name: who.caller.name().to_owned(),
@@ -155,7 +155,7 @@ pub struct MyGrants {
 /// (purpose, contract, resolution, history, validity, rate), status and current use.
 #[utoipa::path(get, operation_id = "me_grants", path = "/me/grants", tag = "me", security(("bearer" = [])),
     responses((status = 200, description = "the grants held; none for the operator, who needs none", body = MyGrants)))]
-pub async fn my_grants(State(state): State<AppState>, who: Who) -> Result<Json<MyGrants>, ApiError> {
+pub async fn grants(State(state): State<AppState>, who: Who) -> Result<Json<MyGrants>, ApiError> {
     let Some(principal) = signed_in(&who)? else {
         return Ok(Json(MyGrants { grants: Vec::new() }));
     };
@@ -197,7 +197,7 @@ pub struct ReadsPage {
 #[utoipa::path(get, operation_id = "me_reads", path = "/me/reads", tag = "me", security(("bearer" = [])),
     params(ReadsQuery),
     responses((status = 200, description = "one page of the caller's read records", body = ReadsPage)))]
-pub async fn my_reads(
+pub async fn reads(
     State(state): State<AppState>,
     who: Who,
     ApiQuery(query): ApiQuery<ReadsQuery>,

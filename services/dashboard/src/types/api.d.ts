@@ -762,7 +762,7 @@ export interface paths {
             cookie?: never;
         };
         /** The caller: principal, organisation, role, and the expiry of the key in use. */
-        get: operations["me"];
+        get: operations["me_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -6063,7 +6063,7 @@ export interface operations {
             };
         };
     };
-    me: {
+    me_get: {
         parameters: {
             query?: never;
             header?: never;
