@@ -378,8 +378,14 @@ async fn an_admin_onboards_things_and_replays_rejected_readings_and_a_licensee_s
     let dist = prerequisites();
     let isolation = Isolation::new();
     let pool = isolation.create_database().await?;
-    let (api_running, api) = start_api_with(&isolation, |api| api.dashboard_dir = dist).await?;
+    // The API forwards a replay to ingest's doors.
     let ingest = start_ingest(&isolation).await?;
+    let doors = ingest.doors_url.clone();
+    let (api_running, api) = start_api_with(&isolation, |api| {
+        api.dashboard_dir = dist;
+        api.ingest_url = doors;
+    })
+    .await?;
     let writer = start_writer(&isolation).await?;
     let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
 

@@ -132,7 +132,8 @@ try {
   await page.waitForFunction((n) => document.querySelectorAll('#replay-preview tbody tr').length === n, scenario.dead_letters);
   check(true, `the preview shows the ${scenario.dead_letters} rejected readings the filter selects`);
   await page.click('#replay-run');
-  await page.waitForSelector('#replay-report');
+  await page.waitForSelector('#replay-report, #replay-result .error');
+  check(!(await page.isVisible('#replay-result .error')), `the replay is done: ${await textOf('#replay-result')}`);
   const report = await page.$eval('#replay-report', (el) => ({ ...(/** @type {HTMLElement} */ (el)).dataset }));
   check(Number(report.selected) === scenario.dead_letters && Number(report.stored) === scenario.dead_letters, `the replay stored them: ${JSON.stringify(report)}`);
   await page.waitForFunction((slug) => document.querySelector(`#onboarding-things tr[data-slug="${slug}"]`)?.getAttribute('data-dead-letters') === '0', t.slug);
