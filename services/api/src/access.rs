@@ -585,10 +585,12 @@ pub async fn require_replay(state: &AppState, who: &Who, org: &Slug) -> Result<(
                 "dead letters are replayed by their organisation's admins and data owners: present an API key".into(),
             ))
         }
-        Caller::Principal(p) if p.org_slug != org.as_str() => return Err(ApiError::Forbidden(format!(
+        Caller::Principal(p) if p.org_slug != org.as_str() => {
+            return Err(ApiError::Forbidden(format!(
             "dead letters of {org} are replayed only by that organisation's admins and data owners; you belong to {}",
             p.org_slug
-        ))),
+        )))
+        }
         _ => {}
     }
     let org_id = registry::organisation_id(&state.pool, org).await?;

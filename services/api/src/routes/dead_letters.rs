@@ -155,7 +155,7 @@ pub async fn list(
     responses(
         (status = 200, description = "what became of each selected dead letter", body = ReplayReport),
         (status = 400, description = "an invalid filter", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "no valid API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "no valid API key (an OIDC token is not enough: ingest, which replays, takes API keys)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "not an admin or data owner of the organisation (a reader, a publisher, another organisation)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "no such organisation", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "over the key's request rate (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -171,6 +171,12 @@ pub async fn replay(
         who.caller.principal().map(|p| Slug::parse("org", &p.org_slug)).transpose().map_err(|_| ApiError::Internal)?;
     let filter = request.filter(own.as_ref()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     require_replay(&state, &who, &filter.org).await?;
+    if who.caller.principal().is_some_and(|p| p.key_id.is_none()) {
+        return Err(ApiError::Unauthorized(
+            "ingest replays on the caller's API key, as it takes every write: present an API key, not an OIDC token"
+                .into(),
+        ));
+    }
     // Ingest replays in the organisation the API decided on.
     let decided = ReplayRequest { org: Some(filter.org.to_string()), ..request };
     let body = serde_json::to_vec(&decided).map_err(|_| ApiError::Internal)?;

@@ -5902,7 +5902,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description no valid API key */
+            /** @description no valid API key (an OIDC token is not enough: ingest, which replays, takes API keys) */
             401: {
                 headers: {
                     [name: string]: unknown;
