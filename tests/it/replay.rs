@@ -65,6 +65,33 @@ async fn readings_become(pool: &PgPool, datastream: i64, n: i64) -> anyhow::Resu
     .await
 }
 
+/// Waits until a dead letter whose payload holds `marker` is stored.
+async fn dead_letter_holding(pool: &PgPool, marker: &str) -> anyhow::Result<()> {
+    eventually(WAIT, &format!("the dead letter holding {marker}"), || async move {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE strpos(encode(payload, 'escape'), $1) > 0")
+                .bind(marker)
+                .fetch_one(pool)
+                .await?;
+        Ok((n > 0).then_some(()))
+    })
+    .await
+}
+
+/// Waits until a datastream holds a reading at `time`.
+async fn reading_at(pool: &PgPool, datastream: i64, time: &str) -> anyhow::Result<()> {
+    let at = chrono::DateTime::parse_from_rfc3339(time)?.to_utc();
+    eventually(WAIT, &format!("the reading at {time}"), || async move {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE datastream_id = $1 AND time = $2")
+            .bind(datastream)
+            .bind(at)
+            .fetch_one(pool)
+            .await?;
+        Ok((n > 0).then_some(()))
+    })
+    .await
+}
+
 /// The ids of a report's dead letters with each result.
 fn results(report: &Value) -> Vec<(i64, String, Option<String>)> {
     report["dead_letters"]
@@ -148,9 +175,11 @@ async fn readings_of_a_missing_datastream_are_stored_once_after_registration_and
     // produced (dead letters are keyed by organisation, one partition): the replay made no new
     // dead letter. A fresh no2 reading likewise shows that no reading was stored twice.
     push(&api, &publisher, "stadt/luft-1/no2", json!({"time": "2026-11-20T00:04:00Z", "value": "low"})).await?;
-    dead_letters_become(&pool, 5).await?;
+    dead_letter_holding(&pool, "low").await?;
+    assert_eq!(dead_letter_rows(&pool).await?, 5);
     push(&api, &publisher, "stadt/luft-1/no2", json!({"time": "2026-11-20T00:05:00Z", "value": 44.0})).await?;
-    readings_become(&pool, no2, 4).await?;
+    reading_at(&pool, no2, "2026-11-20T00:05:00Z").await?;
+    assert_eq!(readings(&pool, no2).await?, 4);
     assert_eq!(readings(&pool, temp).await?, 1);
 
     // The rows show their replay.
@@ -173,12 +202,14 @@ async fn readings_of_a_missing_datastream_are_stored_once_after_registration_and
     let (status, report) = replay(&api, &admin, json!({"include_replayed": true})).await?;
     assert_eq!((status, &report["selected"], &report["stored"]), (StatusCode::OK, &json!(5), &json!(3)), "{report}");
     push(&api, &publisher, "stadt/luft-1/no2", json!({"time": "2026-11-20T00:06:00Z", "value": 45.0})).await?;
-    readings_become(&pool, no2, 5).await?;
+    reading_at(&pool, no2, "2026-11-20T00:06:00Z").await?;
+    assert_eq!(readings(&pool, no2).await?, 5);
     assert_eq!(readings(&pool, temp).await?, 1);
     let values = crate::push::observations(&api, no2).await?;
     assert_eq!(values.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [41.5, 42.0, 43.0, 44.0, 45.0]);
     push(&api, &publisher, "stadt/luft-1/no2", json!({"time": "2026-11-20T00:07:00Z", "value": "none"})).await?;
-    dead_letters_become(&pool, 6).await?;
+    dead_letter_holding(&pool, "none").await?;
+    assert_eq!(dead_letter_rows(&pool).await?, 6);
     let count: i32 = sqlx::query_scalar("SELECT replay_count FROM dead_letters WHERE id = $1")
         .bind(rejected[0].0)
         .fetch_one(&pool)
@@ -239,6 +270,21 @@ async fn only_owners_and_the_operator_replay_by_filter_and_every_replay_is_audit
         api.http.post(format!("{}/v1/dead-letters/replay", platform.doors)).bearer_auth(&reader).json(&json!({}));
     let (status, problem, _) = answer(direct).await?;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_data_owner")), "{problem}");
+
+    // While Kafka is away (an ingest whose bootstrap is a closed port): 503 with Retry-After.
+    let without_kafka = crate::push::spawn_ingest_without_kafka(&platform.isolation).await?;
+    let request = api
+        .http
+        .post(format!("{}/v1/dead-letters/replay", without_kafka.doors_url))
+        .bearer_auth(&owner)
+        .json(&json!({}));
+    let (status, problem, headers) = answer(request).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("no dead letter was marked")), "{problem}");
+    without_kafka.shutdown.cancel();
+
+    // Neither the refusals nor the unconfirmed replay marked anything.
     let touched: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE replay_count > 0").fetch_one(&pool).await?;
     assert_eq!(touched, 0);
@@ -274,8 +320,8 @@ async fn only_owners_and_the_operator_replay_by_filter_and_every_replay_is_audit
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["replay_result"], "rejected", "{listed}");
 
-    // One audit record per replay that ran (four by the owner, two by the operator, the CLI's),
-    // none for the refused ones; the chain holds.
+    // One audit record per replay that ran (four by the owner, one by the operator, the CLI's),
+    // none for the refused or unconfirmed ones; the chain holds.
     let audited: Vec<(String, String)> = sqlx::query_as(
         "SELECT principal_name, after::text FROM audit_log WHERE action = 'dead_letters.replay' ORDER BY id",
     )
