@@ -48,8 +48,9 @@ async fn replay(State(doors): State<Doors>, headers: HeaderMap, body: HttpBody) 
             .map_err(|e| DoorError::BadRequest(format!("the body is not a replay request: {e}")))?;
         let filter = admit(&doors, &writer.caller, &request).await?;
         let candidates = select(&doors, &filter).await?;
-        let receipts = resend(&doors, &candidates).await?;
-        let report = mark(&doors, &writer.caller, request_id(&headers), &filter, &candidates, &receipts).await?;
+        let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
+        let receipts = resend(&doors, candidates).await?;
+        let report = mark(&doors, &writer.caller, request_id(&headers), &filter, &ids, &receipts).await?;
         Ok::<_, DoorError>(report)
     };
     match answer.await {
@@ -100,14 +101,14 @@ async fn select(doors: &Doors, filter: &ReplayFilter) -> Result<Vec<ReplayCandid
 
 /// Delivers every candidate again, as it first came; all or nothing
 /// confirmed (`503` when Kafka does not confirm one).
-async fn resend(doors: &Doors, candidates: &[ReplayCandidate]) -> Result<Vec<Receipt>, DoorError> {
+async fn resend(doors: &Doors, candidates: Vec<ReplayCandidate>) -> Result<Vec<Receipt>, DoorError> {
     let inbounds: Vec<Inbound> = candidates
-        .iter()
+        .into_iter()
         .map(|candidate| Inbound {
             door: Door::from_str(&candidate.door).unwrap_or(Door::Mqtt),
-            target: Target::Topic(candidate.mqtt_topic.clone()),
+            target: Target::Topic(candidate.mqtt_topic),
             body: Body::Sniff,
-            payload: candidate.payload.clone().into(),
+            payload: candidate.payload.into(),
             // The caller may replay the organisation's dead letters, and a
             // dead letter only ever addresses its own organisation.
             writer: None,
@@ -146,16 +147,16 @@ async fn mark(
     caller: &Caller,
     request_id: String,
     filter: &ReplayFilter,
-    candidates: &[ReplayCandidate],
+    ids: &[i64],
     receipts: &[Receipt],
 ) -> Result<ReplayReport, DoorError> {
-    let letters: Vec<ReplayedLetter> = candidates
+    let letters: Vec<ReplayedLetter> = ids
         .iter()
         .zip(receipts)
-        .map(|(candidate, receipt)| {
+        .map(|(&id, receipt)| {
             let result = ReplayResult::of(receipt.accepted, receipt.rejected);
             ReplayedLetter {
-                id: candidate.id,
+                id,
                 result,
                 reason_code: match result {
                     ReplayResult::Stored => None,
