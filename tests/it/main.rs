@@ -26,6 +26,7 @@ mod openapi;
 mod opendata;
 mod pipeline;
 mod push;
+mod replay;
 mod senml;
 mod simulator;
 mod sta;

@@ -29,6 +29,9 @@ pub enum AdminError {
     Output(std::io::Error),
     #[error("the audit chain is broken at record {id}: {problem}")]
     AuditBroken { id: i64, problem: String },
+    /// Ingest (which replays dead letters) is unreachable or failed.
+    #[error("{0}")]
+    Ingest(String),
     /// The demo's precondition (the simulator's town) did not appear in time.
     #[error("{0}")]
     NotReady(String),

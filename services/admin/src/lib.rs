@@ -4,7 +4,7 @@
 //!
 //! - [`Cli`]: the command line (clap); `main.rs` only parses it and calls [`run`];
 //! - [`cmd`]: one module per command group (organisations, principals, keys,
-//!   datasets, grants, supply-grants, audit, retention, mqtt-config, demo);
+//!   datasets, grants, supply-grants, dead-letters, audit, retention, mqtt-config, demo);
 //! - [`broker`]: the Mosquitto password and ACL files, rendered from the registry;
 //! - [`files`]: atomic, mode-0600 writes of secret-bearing files;
 //! - [`output`]: tables for people, `--json` for scripts, on stdout;
@@ -87,6 +87,9 @@ pub enum Command {
     /// Connectors: LoRaWAN network servers (ChirpStack, The Things Stack) delivering an organisation's uplinks.
     #[command(subcommand)]
     Connectors(cmd::connectors::ConnectorCommand),
+    /// Dead letters: rejected readings, and their replay after the registry was fixed.
+    #[command(subcommand)]
+    DeadLetters(cmd::dead_letters::DeadLetterCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -113,6 +116,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
         Command::SupplyGrants(c) => cmd::supply_grants::run(&pool, c, &actor, &mut output).await,
         Command::Connectors(c) => cmd::connectors::run(&pool, c, &actor, &mut output).await,
+        Command::DeadLetters(c) => cmd::dead_letters::run(&pool, c, &mut output).await,
         Command::Audit(c) => cmd::audit::run(&pool, c, &mut output).await,
         Command::Retention(c) => cmd::retention::run(&pool, c, &mut output).await,
         Command::MqttConfig(args) => cmd::mqtt_config::run(&pool, args, &mut output).await,

@@ -33,6 +33,7 @@ use hoheit_store::audit::AuditRecord;
 use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::grant_rate;
 use hoheit_store::grants;
+use hoheit_store::registry;
 
 use crate::auth::Who;
 use crate::error::ApiError;
@@ -572,6 +573,33 @@ pub fn dead_letters_scope(who: &Who, asked: Option<Slug>) -> Result<Option<Slug>
             ))),
         },
     }
+}
+
+/// Whether `who` may replay `org`'s dead letters: the operator any
+/// organisation's, its admins and data owners their own (`403` with the
+/// reason for a reader, a publisher or another organisation's principal).
+pub async fn require_replay(state: &AppState, who: &Who, org: &Slug) -> Result<(), ApiError> {
+    match &*who.caller {
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized(
+                "dead letters are replayed by their organisation's admins and data owners: present an API key".into(),
+            ))
+        }
+        Caller::Principal(p) if p.org_slug != org.as_str() => {
+            return Err(ApiError::Forbidden(format!(
+            "dead letters of {org} are replayed only by that organisation's admins and data owners; you belong to {}",
+            p.org_slug
+        )))
+        }
+        _ => {}
+    }
+    let org_id = registry::organisation_id(&state.pool, org).await?;
+    require_or(&who.caller, Needs::DataOwner(org_id), || {
+        let role = who.caller.principal().map_or("none", |p| p.role.as_str());
+        format!(
+            "only admins and data owners of {org} (and the operator) may replay its dead letters; your role is {role}"
+        )
+    })
 }
 
 // ---- administrative permissions ----

@@ -1,5 +1,5 @@
 //! Writes are ingest's: the API keeps no Kafka client. What a client sends to
-//! a write path of the API (`/v1/push/…`, the connectors' webhooks, SensorThings create) is forwarded
+//! a write path of the API (`/v1/push/…`, the connectors' webhooks, SensorThings create, dead-letter replay) is forwarded
 //! as it came (method, path, query, body, content type, credential) to
 //! ingest's HTTP doors, and ingest's answer goes back unchanged. So clients
 //! have one base URL for reading and writing, and who may write is decided
@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::problem;
@@ -53,11 +53,37 @@ impl Ingest {
                 format!("the body is larger than {MAX_FORWARDED_BYTES} bytes; split it"),
             );
         };
-        let mut outgoing = self.http.request(parts.method.clone(), format!("{}{path}", self.base)).body(body);
+        self.send(parts.method, path, &parts.headers, None, body).await
+    }
+
+    /// Sends a request the API has read (and decided) already to `path` of
+    /// ingest's doors, with the client's credential and the request's id.
+    pub async fn send_read(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        request_id: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.send(Method::POST, path, headers, Some(request_id), body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        request_id: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut outgoing = self.http.request(method, format!("{}{path}", self.base)).body(body);
         for name in &REQUEST_HEADERS {
-            if let Some(value) = parts.headers.get(name) {
+            if let Some(value) = headers.get(name) {
                 outgoing = outgoing.header(name, value);
             }
+        }
+        if let Some(id) = request_id {
+            outgoing = outgoing.header("x-request-id", id);
         }
         let answer = match outgoing.send().await {
             Ok(answer) => answer,

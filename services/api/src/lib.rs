@@ -273,6 +273,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(datastreams::aggregates))
         .routes(routes!(live::stream))
         .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::replay))
         .routes(routes!(push::datastream))
         .routes(routes!(push::thing))
         .routes(routes!(connectors::chirpstack))

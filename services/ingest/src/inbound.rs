@@ -77,4 +77,8 @@ pub struct NotConfirmed;
 pub struct Submission {
     pub inbound: Inbound,
     pub reply: oneshot::Sender<Result<Receipt, NotConfirmed>>,
+    /// A dead letter sent through again, by the replay of this number: what
+    /// still fails is reported in the receipt only (its row records the
+    /// result), never a new dead letter; the registry is read afresh once per replay.
+    pub replay: Option<u64>,
 }

@@ -174,7 +174,8 @@ async fn connection(
 /// Hands one delivery to the pipeline; `true` once Kafka confirmed it.
 async fn submit_one(submit: mpsc::Sender<Submission>, inbound: Inbound, confirmed: oneshot::Sender<bool>) {
     let (reply, answer) = oneshot::channel();
-    let done = submit.send(Submission { inbound, reply }).await.is_ok() && matches!(answer.await, Ok(Ok(_)));
+    let done =
+        submit.send(Submission { inbound, reply, replay: None }).await.is_ok() && matches!(answer.await, Ok(Ok(_)));
     let _ = confirmed.send(done);
 }
 

@@ -6,6 +6,7 @@
 //! that is not cached is looked up in the database at once (so a datastream
 //! registered a moment ago is accepted), and an unknown key is remembered for
 //! a few seconds so that a misconfigured sensor cannot flood the database.
+//! A dead-letter replay reads it all again first (`refresh`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,6 +54,12 @@ impl RegistryCache {
         self.devices.clear();
         self.loaded_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Reads the whole registry again now (a replay must see the datastreams
+    /// and units its owner just fixed, not what was cached a minute ago).
+    pub async fn refresh(&mut self, readiness: &Readiness, shutdown: &CancellationToken) -> Result<(), Stopped> {
+        self.patiently(readiness, shutdown, |cache| Box::pin(cache.reload())).await
     }
 
     /// Makes sure `key` is answered from memory by [`get`](Self::get). Waits

@@ -225,6 +225,8 @@ struct Running {
     acker: JoinHandle<()>,
     /// The wait before the next reconnection attempt.
     backoff: Duration,
+    /// The replay whose deliveries came last (the registry was read afresh for it).
+    replay: Option<u64>,
 }
 
 /// The producing side: the gathered messages, the Kafka producer, and the
@@ -289,6 +291,7 @@ impl Running {
             submissions,
             acker,
             backoff: Duration::from_millis(200),
+            replay: None,
         }))
     }
 
@@ -434,16 +437,25 @@ impl Running {
     /// message; its receipt goes back once Kafka confirmed its records.
     async fn submission(&mut self, submission: Submission, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let received = Instant::now();
-        let Submission { inbound, reply } = submission;
+        let Submission { inbound, reply, replay } = submission;
         let label = match &inbound.target {
             Target::Topic(topic) => topic.clone(),
             other => format!("{other:?}"),
         };
         let span = message_span(inbound.door.as_str(), &label, inbound.payload.len());
+        if replay.is_some_and(|number| self.replay != Some(number)) {
+            if self.pipeline.cache.refresh(&self.readiness, shutdown).await.is_err() {
+                return Ok(false);
+            }
+            self.replay = replay;
+        }
         let handled = self.pipeline.handle(&inbound, &self.readiness, shutdown).instrument(span.clone()).await;
-        let Ok(outcome) = handled else {
+        let Ok(mut outcome) = handled else {
             return Ok(false);
         };
+        if replay.is_some() {
+            outcome.dead_letter = None;
+        }
         let receipt = Receipt::new(outcome.accepted, &outcome.rejections);
         self.gather(outcome, Waiting { answer: Answer::Reply(reply, receipt), span, received }, shutdown).await
     }

@@ -1,13 +1,16 @@
 //! The dead-letter table: rejected messages kept with their reasons, so their
-//! owners can see what was not accepted and why; and what an erasure removes
-//! of them.
+//! owners can see what was not accepted and why; which of them a replay
+//! takes and what it did to them; and what an erasure removes of them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 
+use hoheit_domain::replay::ReplayResult;
 use hoheit_domain::topic::TopicScheme;
 use hoheit_domain::{Micros, Slug};
+
+use crate::audit::{self, Actor, AdminChange};
 
 /// Where the writer read a dead letter from; makes storing it idempotent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,31 +153,138 @@ pub struct DeadLetter {
     pub reason: String,
     pub rejections: serde_json::Value,
     pub payload: Vec<u8>,
+    /// When it was last replayed (`None`: never).
+    pub replayed_at: Option<DateTime<Utc>>,
+    /// `stored`, `partial` or `rejected`: what its last replay did.
+    pub replay_result: Option<String>,
+    /// The code its last replay still failed with.
+    pub replay_reason_code: Option<String>,
+    pub replay_count: i32,
 }
 
-/// Dead letters received in `[from, to)`, oldest first, optionally of one
-/// organisation, with ids greater than `after_id` (paging).
+/// Which of an organisation's dead letters a listing or a replay takes:
+/// by reason code (the latest: a replayed one's new code), by thing (its
+/// topic or a datastream's under it) and by time received.
+#[derive(Debug, Clone, Default)]
+pub struct Selection<'a> {
+    /// `None`: every organisation (the operator's listing).
+    pub org: Option<&'a Slug>,
+    pub reason: Option<&'a Slug>,
+    /// The thing's topic (`TopicScheme::thing_topic`).
+    pub thing_topic: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The condition of a [`Selection`] on parameters `$1` to `$5`.
+const SELECTED: &str = "($1::text IS NULL OR org = $1)
+      AND ($2::text IS NULL OR coalesce(replay_reason_code, reason_code) = $2)
+      AND ($3::text IS NULL OR mqtt_topic = $3 OR starts_with(mqtt_topic, $3 || '/'))
+      AND ($4::timestamptz IS NULL OR received_at >= $4)
+      AND ($5::timestamptz IS NULL OR received_at < $5)";
+
+/// Dead letters of `selection`, oldest first, with ids greater than
+/// `after_id` (paging).
 pub async fn list(
     pool: &PgPool,
-    org: Option<&Slug>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    selection: &Selection<'_>,
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, received_at, org, mqtt_topic, door, reason_code, reason, rejections, payload
+    sqlx::query_as(&format!(
+        "SELECT id, received_at, org, mqtt_topic, door, reason_code, reason, rejections, payload,
+                replayed_at, replay_result, replay_reason_code, replay_count
          FROM dead_letters
-         WHERE ($1::text IS NULL OR org = $1) AND received_at >= $2 AND received_at < $3 AND id > $4
-         ORDER BY id LIMIT $5",
-    )
-    .bind(org.map(Slug::as_str))
-    .bind(from)
-    .bind(to)
+         WHERE {SELECTED} AND id > $6
+         ORDER BY id LIMIT $7"
+    ))
+    .bind(selection.org.map(Slug::as_str))
+    .bind(selection.reason.map(Slug::as_str))
+    .bind(selection.thing_topic.as_deref())
+    .bind(selection.from)
+    .bind(selection.to)
     .bind(after_id)
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The doors whose dead letters can be replayed: those addressed by a topic
+/// of Hoheit's scheme (MQTT and the HTTP push), which the pipeline reads again
+/// from the topic and the raw payload alone.
+pub const REPLAYABLE_DOORS: [&str; 2] = ["mqtt", "http"];
+
+/// A dead letter to replay: where it was addressed and what it carried.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReplayCandidate {
+    pub id: i64,
+    pub door: String,
+    pub mqtt_topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// The dead letters of `selection` a replay takes, oldest first, at most
+/// `limit`: of the replayable doors, with a payload (an erasure removes
+/// it), and unless `include_replayed`, not those whose last replay stored them.
+pub async fn replay_candidates(
+    pool: &PgPool,
+    selection: &Selection<'_>,
+    include_replayed: bool,
+    limit: i64,
+) -> Result<Vec<ReplayCandidate>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT id, door, mqtt_topic, payload
+         FROM dead_letters
+         WHERE {SELECTED} AND door = ANY($6) AND length(payload) > 0
+           AND ($7 OR replay_result IS DISTINCT FROM 'stored')
+         ORDER BY id LIMIT $8"
+    ))
+    .bind(selection.org.map(Slug::as_str))
+    .bind(selection.reason.map(Slug::as_str))
+    .bind(selection.thing_topic.as_deref())
+    .bind(selection.from)
+    .bind(selection.to)
+    .bind(&REPLAYABLE_DOORS[..])
+    .bind(include_replayed)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// What a replay did to one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMark {
+    pub id: i64,
+    pub result: ReplayResult,
+    pub reason_code: Option<String>,
+}
+
+/// Marks the replayed dead letters (when, result, code, one more replay) and
+/// appends the replay's audit record, in one transaction.
+pub async fn record_replay(
+    pool: &PgPool,
+    marks: &[ReplayMark],
+    actor: &Actor,
+    change: &AdminChange,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = marks.iter().map(|m| m.id).collect();
+    let results: Vec<&str> = marks.iter().map(|m| m.result.as_str()).collect();
+    let codes: Vec<Option<&str>> = marks.iter().map(|m| m.reason_code.as_deref()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE dead_letters dl
+         SET replayed_at = now(), replay_result = u.result, replay_reason_code = u.code,
+             replay_count = dl.replay_count + 1
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(id, result, code)
+         WHERE dl.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&results)
+    .bind(&codes)
+    .execute(&mut *tx)
+    .await?;
+    audit::record_change(&mut tx, actor, change).await?;
+    tx.commit().await
 }
 
 /// What an erasure removed of the dead letters.

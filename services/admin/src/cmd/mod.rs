@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod connectors;
 pub mod datasets;
+pub mod dead_letters;
 pub mod demo;
 pub mod grants;
 pub mod keys;

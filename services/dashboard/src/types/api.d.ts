@@ -733,6 +733,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/dead-letters/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replays an organisation's dead letters after its registry was fixed (a
+         *     missing datastream registered, a unit corrected): each selected payload
+         *     goes through the same checks again and through Kafka like any reading.
+         *     Readings that now pass are stored once (a second replay stores nothing
+         *     twice); what still fails stays a dead letter (no new one), marked with the
+         *     result and its code. Answered once Kafka confirmed the replayed readings
+         *     and the dead letters are marked; audited. Only dead letters of Hoheit's
+         *     MQTT topics and the HTTP push are replayed (`door` `mqtt` or `http`).
+         *     For the organisation's admins and data owners (API keys) and the operator.
+         */
+        post: operations["dead_letters_replay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/live": {
         parameters: {
             query?: never;
@@ -1201,6 +1228,19 @@ export interface components {
             /** Format: date-time */
             received_at: string;
             rejections: unknown;
+            /**
+             * Format: int32
+             * @description How often it was replayed.
+             */
+            replay_count: number;
+            /** @description The code its last replay still failed with (`partial`, `rejected`). */
+            replay_reason_code?: string | null;
+            replay_result?: null | components["schemas"]["ReplayResult"];
+            /**
+             * Format: date-time
+             * @description When it was last replayed; null: never.
+             */
+            replayed_at?: string | null;
         };
         /** @description What an erasure removed of the dead letters. */
         DeadLettersErased: {
@@ -1684,6 +1724,63 @@ export interface components {
             /** @description The reading's position in the payload; absent when the whole payload was rejected. */
             index?: number | null;
             reason: string;
+        };
+        /** @description What a replay did. */
+        ReplayReport: {
+            dead_letters: components["schemas"]["ReplayedLetter"][];
+            /** @description Readings that passed and were confirmed by Kafka (each stored once: one already stored is not stored again). */
+            readings_stored: number;
+            /** @description Dead letters the filter selected (and replayed). */
+            selected: number;
+            /** @description Of them, those with readings that still fail (`partial` or `rejected`); they stay dead letters. */
+            still_rejected: number;
+            /** @description Of them, those whose readings all passed. */
+            stored: number;
+        };
+        /** @description Which dead letters to replay, as a client sends it. */
+        ReplayRequest: {
+            /**
+             * Format: date-time
+             * @description Only dead letters received at or after this time (RFC 3339).
+             */
+            from?: string | null;
+            /** @description Also dead letters whose last replay stored them (default: skipped). */
+            include_replayed?: boolean | null;
+            /**
+             * Format: int64
+             * @description At most this many dead letters, oldest first (1 to 10,000; default 1,000).
+             */
+            limit?: number | null;
+            /**
+             * @description The organisation (slug) whose dead letters are replayed: the operator must name one; a principal
+             *     may name only its own, the default.
+             */
+            org?: string | null;
+            /** @description Only dead letters with this reason code (their latest: a replayed one's new code), e.g. `unknown_datastream`. */
+            reason?: string | null;
+            /** @description Only dead letters addressed to this thing (slug) or one of its datastreams. */
+            thing?: string | null;
+            /**
+             * Format: date-time
+             * @description Only dead letters received before this time (RFC 3339).
+             */
+            to?: string | null;
+        };
+        /**
+         * @description What became of a replayed dead letter.
+         * @enum {string}
+         */
+        ReplayResult: "stored" | "partial" | "rejected";
+        /** @description One replayed dead letter. */
+        ReplayedLetter: {
+            /**
+             * Format: int64
+             * @description The dead letter's id (as `GET /v1/dead-letters` lists it).
+             */
+            id: number;
+            /** @description The code it still fails with (the first rejected reading's); null when stored. */
+            reason_code?: string | null;
+            result: components["schemas"]["ReplayResult"];
         };
         /**
          * @description What a principal may do within its organisation.
@@ -5898,6 +5995,10 @@ export interface operations {
                 limit?: number;
                 /** @description `next_cursor` of the previous page. */
                 cursor?: string;
+                /** @description Only dead letters with this reason code (their latest: a replayed one's new code). */
+                reason?: string;
+                /** @description Only dead letters addressed to this thing (slug) or one of its datastreams. */
+                thing?: string;
             };
             header?: never;
             path?: never;
@@ -5969,6 +6070,111 @@ export interface operations {
                 };
             };
             /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    dead_letters_replay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description what became of each selected dead letter */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplayReport"];
+                };
+            };
+            /** @description an invalid filter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no valid API key (an OIDC token is not enough: ingest, which replays, takes API keys) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not an admin or data owner of the organisation (a reader, a publisher, another organisation) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such organisation */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the key's request rate (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Kafka (or ingest) is away: no dead letter was marked (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -8,6 +8,8 @@
 //! - `connectors`: the LoRaWAN network servers' webhooks, `POST
 //!   /v1/connectors/{id}/chirpstack?event=up` and `POST /v1/connectors/{id}/tts`
 //!   (a connector's secret instead of an API key);
+//! - `replay`: `POST /v1/dead-letters/replay`, an organisation's dead letters
+//!   through the pipeline again (its admins and data owners, the operator);
 //!
 //! What every door shares lives here: API keys (with a one-second cache, so
 //! a revoked key or an ended supply grant stops writes within a second), a
@@ -17,10 +19,12 @@
 mod airrohr;
 mod connectors;
 mod push;
+mod replay;
 mod sta;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::Utc;
 use hoheit_domain::policy::Caller;
+use hoheit_domain::topic::TopicScheme;
 use hoheit_domain::write::{self, WriteDenial};
 use hoheit_domain::{DatastreamId, Slug};
 use hoheit_runtime::ops::Readiness;
@@ -66,6 +71,8 @@ pub struct Doors {
 struct Shared {
     pool: PgPool,
     readiness: Readiness,
+    /// The topic scheme (a replay selects a thing's dead letters by its topic).
+    scheme: TopicScheme,
     submit: mpsc::Sender<Submission>,
     max_payload_bytes: usize,
     max_readings: usize,
@@ -76,6 +83,8 @@ struct Shared {
     keys: Mutex<HashMap<[u8; 32], KnownKey>>,
     /// Organisation slug → id (ids never change).
     orgs: Mutex<HashMap<Slug, i64>>,
+    /// Replays started (each is numbered).
+    replays: AtomicU64,
     /// Per credential: tokens and when they were counted.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     /// Connector id → the connector (or none), and when that was read.
@@ -88,6 +97,7 @@ impl Doors {
             shared: Arc::new(Shared {
                 pool,
                 readiness,
+                scheme: TopicScheme::new(&config.topic_root),
                 submit,
                 max_payload_bytes: config.max_payload_bytes,
                 max_readings: config.max_readings,
@@ -99,6 +109,7 @@ impl Doors {
                     .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
                 keys: Mutex::new(HashMap::new()),
                 orgs: Mutex::new(HashMap::new()),
+                replays: AtomicU64::new(0),
                 buckets: Mutex::new(HashMap::new()),
                 connectors: Mutex::new(HashMap::new()),
             }),
@@ -235,6 +246,22 @@ impl Doors {
     /// Hands a delivery to the pipeline and waits until Kafka confirmed
     /// every record it went into; `503` while Kafka is away.
     pub async fn deliver(&self, inbound: Inbound) -> Result<Receipt, DoorError> {
+        self.submit(inbound, None).await
+    }
+
+    /// A new replay's number (see [`Doors::deliver_replay`]).
+    pub fn next_replay(&self) -> u64 {
+        self.shared.replays.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`Doors::deliver`] for a dead letter sent through again by replay
+    /// `replay`: its rejections come back in the receipt and make no new
+    /// dead letter.
+    pub async fn deliver_replay(&self, inbound: Inbound, replay: u64) -> Result<Receipt, DoorError> {
+        self.submit(inbound, Some(replay)).await
+    }
+
+    async fn submit(&self, inbound: Inbound, replay: Option<u64>) -> Result<Receipt, DoorError> {
         let unavailable =
             || DoorError::Unavailable("Kafka is not confirming; nothing was accepted, retry later".into());
         if !self.shared.readiness.holds("kafka") {
@@ -242,7 +269,7 @@ impl Doors {
         }
         let (reply, answer) = oneshot::channel();
         let submitted = async {
-            self.shared.submit.send(Submission { inbound, reply }).await.ok()?;
+            self.shared.submit.send(Submission { inbound, reply, replay }).await.ok()?;
             answer.await.ok()?.ok()
         };
         // The wait covers the queue too: while the pipeline is stuck (Kafka's
@@ -279,6 +306,8 @@ pub enum DoorError {
     Forbidden(WriteDenial),
     /// A disabled connector (`403`, code `connector_disabled`).
     Disabled(String),
+    /// Not an admin or data owner of the organisation (`403`, code `not_data_owner`).
+    NotDataOwner(String),
     NotFound(String),
     /// A method the resource does not support, with the methods it does.
     MethodNotAllowed {
@@ -315,6 +344,7 @@ impl IntoResponse for DoorError {
             DoorError::Unauthorized(detail) => (StatusCode::UNAUTHORIZED, detail, Some("not_authenticated".to_owned())),
             DoorError::Forbidden(denial) => (StatusCode::FORBIDDEN, denial.to_string(), Some(denial.code().to_owned())),
             DoorError::Disabled(detail) => (StatusCode::FORBIDDEN, detail, Some("connector_disabled".to_owned())),
+            DoorError::NotDataOwner(detail) => (StatusCode::FORBIDDEN, detail, Some("not_data_owner".to_owned())),
             DoorError::NotFound(detail) => (StatusCode::NOT_FOUND, detail, None),
             DoorError::MethodNotAllowed { detail, allow: methods } => {
                 allow = Some(methods);
@@ -365,6 +395,7 @@ pub fn router(doors: Doors) -> Router {
         .merge(airrohr::routes())
         .merge(sta::routes())
         .merge(connectors::routes())
+        .merge(replay::routes())
         .with_state(doors)
 }
 
