@@ -14,7 +14,6 @@ import { orgLabel } from './labels.js';
 
 /** @typedef {import('./main.js').View} View */
 /** @typedef {import('./main.js').State} State */
-/** @typedef {import('./types/api').components['schemas']['DeadLetterView']} DeadLetterView */
 /**
  * A device type with its properties.
  * @typedef {{ id: number, org: string, slug: string, name: string, description?: string | null,
@@ -30,16 +29,9 @@ import { orgLabel } from './labels.js';
  * @typedef {{ dry_run: boolean, things_created: number, things_changed: number, things_unchanged: number, datastreams_created: number,
  *   changes: { line: number, slug: string, action: 'create' | 'change' | 'unchanged', fields: string[], datastreams: string[] }[] }} ImportReport
  */
-/**
- * What a replay did.
- * @typedef {{ selected: number, stored: number, still_rejected: number, readings_stored: number,
- *   dead_letters: { id: number, result: ReplayResult, reason_code?: string | null }[] }} ReplayReport
- */
-/** @typedef {'stored' | 'partial' | 'rejected'} ReplayResult */
-/**
- * A dead letter with what its last replay did.
- * @typedef {DeadLetterView & { replayed_at?: string | null, replay_result?: ReplayResult | null, replay_reason_code?: string | null }} ReplayedDeadLetter
- */
+/** @typedef {import('./types/api').components['schemas']['ReplayReport']} ReplayReport */
+/** @typedef {import('./types/api').components['schemas']['ReplayResult']} ReplayResult */
+/** @typedef {import('./types/api').components['schemas']['DeadLetterPage']} DeadLetterPage */
 /** A bad line of a rejected import (the 422 problem's `errors`). @typedef {{ line: number, column?: string | null, reason: string }} ImportError */
 
 /** @param {unknown} e */
@@ -395,7 +387,7 @@ function replaySection(org, things, reload) {
   async function preview() {
     previewBox.replaceChildren(h('p', {}, t('loading')));
     try {
-      /** @type {{ dead_letters: ReplayedDeadLetter[] }} */
+      /** @type {DeadLetterPage} */
       const page = await getJson(`/v1/dead-letters${query({ ...filter(), limit: 1000 })}`);
       const rows = page.dead_letters;
       const codes = new Set(rows.map((d) => d.replay_reason_code || d.reason_code));
