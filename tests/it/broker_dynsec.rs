@@ -227,6 +227,34 @@ async fn keys_reach_the_broker_at_once_and_revoked_expired_or_disabled_ones_are_
         "the foreign topic or the reader's publish got through"
     );
 
+    // A datastream registered later: the key may publish to its SensorThings topic within a
+    // second (ingest's reconcile adds it to the key's role).
+    let datastream = api.register("stadt", "pegel-1", "level", Some("m")).await?;
+    let sta_topic = format!("v1.1/Datastreams({datastream})/Observations");
+    watcher.subscribe("v1.1/#").await?;
+    let started = std::time::Instant::now();
+    let mut delivered = false;
+    while !delivered {
+        anyhow::ensure!(started.elapsed() < PATIENCE, "the new datastream's topic never reached the key's role");
+        session.publish(&sta_topic, r#"{"result": 1.5}"#).await?;
+        session.publish(&topic, "marker").await?;
+        loop {
+            let message = watcher.next_message().await?;
+            delivered |= message.topic == sta_topic;
+            if message.payload.as_ref() == b"marker" {
+                break;
+            }
+        }
+        if !delivered {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    // Mosquitto 2.0 disconnects the clients of a role whose ACLs change (they reconnect): new
+    // sessions, so that what follows sees only the disconnections it causes.
+    let mut session = must_connect(port, &user, &key).await?;
+    let mut old_session = must_connect(port, old_user, old_key).await?;
+
     // Revoked through the API: disconnected, and refused from then on.
     let revoked = api.http.delete(format!("{}/v1/admin/keys/{key_id}", api.base)).bearer_auth(TOKEN).send().await?;
     assert_eq!(revoked.status(), 204);
