@@ -69,14 +69,14 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    fn sync(&self) -> Result<Option<BrokerSync>, AdminError> {
+    pub(crate) fn sync(&self) -> Result<Option<BrokerSync>, AdminError> {
         let Some(admin) = self.dynsec.admin()? else { return Ok(None) };
         Ok(Some(BrokerSync::connect(&admin, TopicRoot::parse(&self.topic_root)?, "admin")))
     }
 }
 
 /// What became of a key on the broker: `synced`, or why not (`null`: no dynamic security).
-fn broker_outcome(result: Result<(), hoheit_broker::sync::SyncError>, user: &str) -> String {
+pub(crate) fn broker_outcome(result: Result<(), hoheit_broker::sync::SyncError>, user: &str) -> String {
     match result {
         Ok(()) => "synced".into(),
         Err(e) => {
