@@ -85,7 +85,10 @@ pub async fn run(pool: &PgPool, args: DemoArgs, actor: &Actor, out: &mut Output<
     if let Some(sync) = sync {
         for principal in &mut report.principals {
             let key = &mut principal.key;
-            key.broker = Some(super::keys::broker_outcome(sync.key_created(pool, &key.mqtt_user, &key.key).await, &key.mqtt_user));
+            key.broker = Some(super::keys::broker_outcome(
+                sync.key_created(pool, &key.mqtt_user, &key.key).await,
+                &key.mqtt_user,
+            ));
         }
     }
     // Printed before the file is written, so the keys are not lost if writing fails.
