@@ -3,7 +3,9 @@
 //! `hoheit-admin mqtt-config --dynsec` renders (with the local set-up's
 //! `deploy/local/mosquitto.conf.in`), on which a key issued before works; the
 //! API and ingest then keep it in step with the registry: a key created
-//! through the API publishes at once, a revoked or expired key and the keys
+//! through the API publishes at once (its reading is stored through ingest,
+//! Kafka and the writer), a datastream registered later reaches its role
+//! within a second, a revoked or expired key and the keys
 //! of a disabled principal are disconnected and refused, a reader key
 //! publishes nothing, anonymous clients and wrong passwords are refused.
 //!
@@ -17,7 +19,7 @@ use anyhow::{bail, Context};
 use hoheit_broker::dynsec::DynsecArgs;
 use hoheit_runtime::config::Secret;
 use hoheit_runtime::mqtt::MqttArgs;
-use hoheit_tests::{eventually, repo, start_api_with, start_ingest_with, Isolation, TOKEN};
+use hoheit_tests::{eventually, repo, start_api_with, start_ingest_with, start_writer, Isolation, TOKEN};
 use serde_json::json;
 
 use crate::admin_support::admin_json;
@@ -206,13 +208,32 @@ async fn keys_reach_the_broker_at_once_and_revoked_expired_or_disabled_ones_are_
         c.broker = broker.dynsec_args();
     })
     .await?;
+    let writer = start_writer(&isolation).await?;
+    let level = api.register("stadt", "pegel-1", "level", Some("m")).await?;
+    // Registering a datastream changes the roles of the organisation's writer keys, which makes
+    // Mosquitto 2.0 disconnect their clients: wait until ingest has done it for the old key.
+    disconnected(&mut old_session).await?;
 
-    // A key created through the API publishes as soon as the answer is there.
+    // A key created through the API publishes as soon as the answer is there, and its reading is
+    // stored through the pipeline (ingest, Kafka, writer).
     let (key_id, _, user, key) = api_key(&api, "stadt", "gateway-a", "publisher").await?;
     let mut session = must_connect(port, &user, &key).await?;
     let topic = format!("{root}/stadt/pegel-1/level");
-    session.publish(&topic, "fresh").await?;
-    assert_eq!(String::from_utf8_lossy(&watcher.next_message().await?.payload), "fresh");
+    let reading = r#"{"value": 1.25, "unit": "m"}"#;
+    session.publish(&topic, reading).await?;
+    assert_eq!(String::from_utf8_lossy(&watcher.next_message().await?.payload), reading);
+    eventually(PATIENCE, "the reading in the database", || {
+        let pool = pool.clone();
+        async move {
+            let stored: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM observations WHERE datastream_id = $1 AND value = 1.25")
+                    .bind(level)
+                    .fetch_one(&pool)
+                    .await?;
+            Ok((stored == 1).then_some(()))
+        }
+    })
+    .await?;
     // … only below its own organisation.
     session.publish(&format!("{root}/andere/pegel-1/level"), "foreign").await?;
 
@@ -229,7 +250,7 @@ async fn keys_reach_the_broker_at_once_and_revoked_expired_or_disabled_ones_are_
 
     // A datastream registered later: the key may publish to its SensorThings topic within a
     // second (ingest's reconcile adds it to the key's role).
-    let datastream = api.register("stadt", "pegel-1", "level", Some("m")).await?;
+    let datastream = api.register("stadt", "pegel-1", "flow", Some("m3/s")).await?;
     let sta_topic = format!("v1.1/Datastreams({datastream})/Observations");
     watcher.subscribe("v1.1/#").await?;
     let started = std::time::Instant::now();
@@ -280,6 +301,7 @@ async fn keys_reach_the_broker_at_once_and_revoked_expired_or_disabled_ones_are_
     disconnected(&mut old_session).await?;
     assert!(refusal(connect(port, Some((old_user, old_key))).await?).is_some(), "a disabled principal's key");
 
+    writer.stop().await?;
     ingest.stop().await?;
     api_running.stop().await?;
     broker.stop().await;
