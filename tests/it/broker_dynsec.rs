@@ -7,7 +7,9 @@
 //! Kafka and the writer), a datastream registered later reaches its role
 //! within a second, a revoked or expired key and the keys
 //! of a disabled principal are disconnected and refused, a reader key
-//! publishes nothing, anonymous clients and wrong passwords are refused.
+//! publishes nothing, anonymous clients and wrong passwords are refused; a
+//! supply grant opens the owner's thing to the supplier's key within a
+//! second, and its revocation closes it again.
 //!
 //! Each test starts its own `mosquitto` on a free loopback port with its own
 //! state in a temporary directory and kills exactly that process at the end.
@@ -302,6 +304,140 @@ async fn keys_reach_the_broker_at_once_and_revoked_expired_or_disabled_ones_are_
     assert!(refusal(connect(port, Some((old_user, old_key))).await?).is_some(), "a disabled principal's key");
 
     writer.stop().await?;
+    ingest.stop().await?;
+    api_running.stop().await?;
+    broker.stop().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+/// Publishes `probe` on `topic` and a marker on `marker_topic` (which the key may always write);
+/// true if the probe reached the watcher before the marker. An error: the session is gone
+/// (Mosquitto disconnects the clients of a role whose rules change).
+async fn probe_delivered(
+    session: &mut Session,
+    watcher: &mut Session,
+    topic: &str,
+    marker_topic: &str,
+) -> anyhow::Result<bool> {
+    session.publish(topic, r#"{"value": 1}"#).await?;
+    session.publish(marker_topic, "marker").await?;
+    let mut delivered = false;
+    loop {
+        let message = watcher.next_message().await?;
+        delivered |= message.topic == topic;
+        if message.topic == marker_topic {
+            return Ok(delivered);
+        }
+    }
+}
+
+/// Probes until the probe's delivery is `wanted`, reconnecting when the broker dropped the session.
+async fn until_delivery_is(
+    wanted: bool,
+    port: u16,
+    (user, key): (&str, &str),
+    watcher: &mut Session,
+    topic: &str,
+    marker_topic: &str,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut session = must_connect(port, user, key).await?;
+    loop {
+        anyhow::ensure!(
+            started.elapsed() < PATIENCE,
+            "{topic} never became {}",
+            if wanted { "writable" } else { "closed" }
+        );
+        match probe_delivered(&mut session, watcher, topic, marker_topic).await {
+            Ok(delivered) if delivered == wanted => return Ok(()),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(_) => session = must_connect(port, user, key).await?,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_supply_grant_opens_the_owners_thing_to_the_suppliers_key_within_a_second_and_its_end_closes_it(
+) -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let _pool = isolation.create_database().await?;
+    let db = isolation.database_url.as_str();
+    let root = isolation.topic_root.clone();
+    let broker = Broker::start(db, &root).await?;
+    let port = broker.port;
+    let (api_running, api) = start_api_with(&isolation, |c| c.broker = broker.dynsec_args()).await?;
+    let ingest = start_ingest_with(&isolation, |c| {
+        c.mqtt = MqttArgs {
+            mqtt_host: "127.0.0.1".into(),
+            mqtt_port: port,
+            mqtt_username: Some(INGEST_USER.into()),
+            mqtt_password: Some(Secret::new(INGEST_PASSWORD)),
+        };
+        c.sta_mqtt_prefix = "v1.1".into();
+        c.broker = broker.dynsec_args();
+    })
+    .await?;
+
+    api.organisation("parkraum-gmbh", "third_party", None).await?;
+    api.register("stadt", "parkhaus-1", "occupancy", None).await?;
+    admin_json(
+        db,
+        &[
+            "datasets",
+            "create",
+            "parken",
+            "--owner",
+            "stadt",
+            "--title",
+            "Parkhausbelegung",
+            "--steward-contact",
+            "daten@stadt.example",
+            "--classification",
+            "restricted",
+            "--license",
+            "http://dcat-ap.de/def/licenses/dl-by-de/2.0",
+            "--purpose",
+            "Parkleitsystem",
+            "--retention-days",
+            "365",
+        ],
+    )
+    .await?;
+    admin_json(db, &["datasets", "assign", "parken", "--thing", "stadt/parkhaus-1"]).await?;
+    let (_, _, vendor_user, vendor_key) = api_key(&api, "parkraum-gmbh", "zaehler", "publisher").await?;
+    let mut watcher = must_connect(port, DEV_USER, DEV_PASSWORD).await?;
+    watcher.subscribe(&format!("{root}/#")).await?;
+    let owners_thing = format!("{root}/stadt/parkhaus-1/occupancy");
+    let own = format!("{root}/parkraum-gmbh/zaehler/marker");
+    let vendor = (vendor_user.as_str(), vendor_key.as_str());
+
+    // Without a grant the vendor's key cannot write the town's thing.
+    let mut session = must_connect(port, vendor.0, vendor.1).await?;
+    assert!(!probe_delivered(&mut session, &mut watcher, &owners_thing, &own).await?, "written without a grant");
+
+    let grant = admin_json(
+        db,
+        &[
+            "supply-grants",
+            "add",
+            "--dataset",
+            "parken",
+            "--supplier",
+            "parkraum-gmbh",
+            "--contract-ref",
+            "PV-1",
+            "--thing",
+            "parkhaus-1",
+        ],
+    )
+    .await?;
+    until_delivery_is(true, port, vendor, &mut watcher, &owners_thing, &own).await?;
+
+    let grant_id = grant["id"].as_i64().context("supply grant id")?.to_string();
+    admin_json(db, &["supply-grants", "revoke", &grant_id]).await?;
+    until_delivery_is(false, port, vendor, &mut watcher, &owners_thing, &own).await?;
+
     ingest.stop().await?;
     api_running.stop().await?;
     broker.stop().await;
