@@ -105,7 +105,8 @@ impl BrokerSync {
 
     async fn create(&self, pool: &PgPool, user: &str, key: &str) -> Result<(), SyncError> {
         let desired = desired(pool, &self.root).await?;
-        let topics = desired.keys.get(user).cloned().unwrap_or_default();
+        // Not usable (e.g. its principal is disabled): nothing belongs on the broker.
+        let Some(topics) = desired.keys.get(user) else { return Ok(()) };
         let acls: Vec<Value> = topics.iter().map(|t| publish_acl(t)).collect();
         let answers = self
             .control
