@@ -12,8 +12,9 @@
                               helm/hoheit/README.md
 
 Both check that no shipped Mosquitto configuration (local, compose, chart) admits anonymous
-clients: each names a password_file and an acl_file, which `hoheit-admin mqtt-config` writes, and
-ingest and the simulator log in as different users.
+clients: each loads the dynamic security plugin with the file `hoheit-admin mqtt-config --dynsec`
+renders, ingest and the simulator log in as different users, and the broker admin's login is the
+same wherever it is used.
 
 Needs PyYAML, jsonschema and kubernetes-validate (deploy/local/hoheit tools installs them) and,
 for `helm`, the helm binary in $HELM. Prints one line per failed check and exits 1 if any failed.
@@ -34,9 +35,11 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_ENV = REPO / "deploy" / "hoheit.env"
 COMPOSE_DIR = REPO / "deploy" / "compose"
 CHART = REPO / "helm" / "hoheit"
-MQTT_CONFIG_RS = REPO / "services" / "admin" / "src" / "cmd" / "mqtt_config.rs"
+# The file name of the dynamic security plugin's configuration in every set-up, and the plugin.
+DYNSEC_FILE = "dynamic-security.json"
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
 # The uid the eclipse-mosquitto image runs the broker as once it has dropped root; it must own the
-# password and ACL files (mode 0600).
+# plugin's file (mode 0600), which the plugin rewrites on every change.
 MOSQUITTO_UID = 1883
 KUBERNETES_VERSION = os.environ.get("KUBERNETES_VERSION", "1.30.0")
 
@@ -91,39 +94,30 @@ def env_lines(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------------- MQTT broker auth
 
 
-def mqtt_config_file_names() -> tuple[str, str]:
-    """The names of the files `hoheit-admin mqtt-config --out DIR` writes into DIR."""
-    names = dict(re.findall(r'pub const (PASSWORD_FILE|ACL_FILE): &str = "([^"]+)";', MQTT_CONFIG_RS.read_text()))
-    if not check(set(names) == {"PASSWORD_FILE", "ACL_FILE"}, f"{MQTT_CONFIG_RS.name}: PASSWORD_FILE or ACL_FILE not found"):
-        return "mosquitto.passwd", "mosquitto.acl"
-    return names["PASSWORD_FILE"], names["ACL_FILE"]
-
-
 def check_broker_auth(label: str, text: str) -> str | None:
-    """A Mosquitto configuration refuses anonymous clients and reads the password and ACL files
-    of `hoheit-admin mqtt-config` from one directory, which it returns."""
-    password, acl = mqtt_config_file_names()
+    """A Mosquitto configuration refuses anonymous clients and takes its users from the dynamic
+    security plugin, whose file (rendered by `hoheit-admin mqtt-config --dynsec`) it names; returns
+    that file's directory."""
     settings = mosquitto_settings(text)
     check(
         re.search(r"^\s*allow_anonymous\s+true\b", text, re.M) is None and settings.get("allow_anonymous") == "false",
         f"{label}: anonymous clients are not refused (allow_anonymous must be false)",
     )
     check(settings.get("per_listener_settings", "false") == "false", f"{label}: per_listener_settings would bypass the global auth settings")
-    password_file, acl_file = settings.get("password_file", ""), settings.get("acl_file", "")
-    ok = check(password_file.endswith(f"/{password}"), f"{label}: password_file {password_file!r} is not the {password} of hoheit-admin mqtt-config")
-    ok &= check(acl_file.endswith(f"/{acl}"), f"{label}: acl_file {acl_file!r} is not the {acl} of hoheit-admin mqtt-config")
-    directory = password_file.rsplit("/", 1)[0]
-    ok &= check(acl_file.rsplit("/", 1)[0] == directory, f"{label}: password_file and acl_file are in different directories")
-    return directory if ok else None
+    plugin, config = settings.get("plugin", ""), settings.get("plugin_opt_config_file", "")
+    ok = check(plugin.endswith(f"/{DYNSEC_PLUGIN}") or plugin == "@DYNSEC_PLUGIN@", f"{label}: plugin {plugin!r} is not Mosquitto's {DYNSEC_PLUGIN}")
+    ok &= check(config.endswith(f"/{DYNSEC_FILE}"), f"{label}: plugin_opt_config_file {config!r} is not a {DYNSEC_FILE}")
+    return config.rsplit("/", 1)[0] if ok else None
 
 
 def check_local_broker() -> None:
-    """The local set-up: its template reads mqtt-config's files from $MOSQ_DIR/auth, which the
-    script fills."""
+    """The local set-up: its template reads the plugin's file from $MOSQ_DIR/auth, which the
+    script renders (and the development user's password and ACL files beside it)."""
     directory = check_broker_auth("deploy/local/mosquitto.conf.in", (REPO / "deploy" / "local" / "mosquitto.conf.in").read_text())
     check(directory in (None, "@MOSQ_DIR@/auth"), f"deploy/local/mosquitto.conf.in: the broker's files are in {directory}, not @MOSQ_DIR@/auth")
     script = (REPO / "deploy" / "local" / "hoheit").read_text()
-    check("mqtt-config" in script and "--out" in script, "deploy/local/hoheit does not render the broker's files with hoheit-admin mqtt-config --out")
+    check("mqtt-config" in script and "--dynsec" in script, "deploy/local/hoheit does not render the plugin's file with hoheit-admin mqtt-config --dynsec")
+    check("HOHEIT_BROKER_ADMIN_USERNAME" in script, "deploy/local/hoheit does not give the services the broker admin's login")
 
 
 def mounts(service: dict) -> dict[str, tuple[str, bool]]:
@@ -136,8 +130,8 @@ def mounts(service: dict) -> dict[str, tuple[str, bool]]:
 
 
 def check_compose_broker(services: dict, dockerfile: str) -> None:
-    """Mosquitto refuses anonymous clients and reads the files the one-shot service running
-    `hoheit-admin mqtt-config` wrote into a volume they share, before it starts."""
+    """Mosquitto refuses anonymous clients and reads the plugin's file the one-shot service running
+    `hoheit-admin mqtt-config --dynsec` wrote into a volume they share, before it starts."""
     directory = check_broker_auth("compose mosquitto.conf", (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text())
     broker = services.get("mosquitto", {})
     renderers = [n for n, s in services.items() if "mqtt-config" in (s.get("command") or [])]
@@ -150,9 +144,10 @@ def check_compose_broker(services: dict, dockerfile: str) -> None:
     target = renderer.get("build", {}).get("target")
     stage = dockerfile.split(f"AS {target}\n", 1)[-1].split("\nFROM ", 1)[0]
     check(target is not None and "/hoheit-admin /usr/local/bin/hoheit-admin" in stage, f"compose: {name} builds target {target!r}, which has no hoheit-admin")
-    out = command[command.index("--out") + 1] if "--out" in command[:-1] else None
-    source, read_only = mounts(broker).get(directory, (None, False))
-    check(source is not None and read_only, f"compose: mosquitto does not mount its files' directory {directory} read-only")
+    file = command[command.index("--dynsec") + 1] if "--dynsec" in command[:-1] else ""
+    out = file.rsplit("/", 1)[0] if file.endswith(f"/{DYNSEC_FILE}") else None
+    source, read_only = mounts(broker).get(directory, (None, True))
+    check(source is not None and not read_only, f"compose: mosquitto does not mount its file's directory {directory} writable (the plugin saves changes)")
     check(out is not None and mounts(renderer).get(out) == (source, False), f"compose: {name} does not write into the volume mosquitto reads ({source} at {directory})")
     owner = command[command.index("--owner") + 1] if "--owner" in command[:-1] else str(renderer.get("user", ""))
     check(owner.split(":")[0] == str(MOSQUITTO_UID), f"compose: {name} does not give the files to Mosquitto's uid {MOSQUITTO_UID}")
@@ -199,10 +194,15 @@ def check_compose_logins(services: dict) -> None:
     check(login("mqtt-config") == ingest, "compose: mqtt-config's ingest login is not ingest's")
     check(login("mqtt-config", "HOHEIT_MQTT_GATEWAY") == simulator, "compose: mqtt-config's gateway login is not the simulator's")
     check("HOHEIT_DATABASE_URL" in first.get("mqtt-config", {}), "compose: mqtt-config has no database URL")
+    admin = login("mqtt-config", "HOHEIT_BROKER_ADMIN")
+    check(all(admin), "compose: mqtt-config has no broker admin login")
+    for name in ("hoheit-api", "hoheit-ingest"):
+        check(login(name, "HOHEIT_BROKER_ADMIN") == admin, f"compose: {name}'s broker admin login is not mqtt-config's")
+    check(admin[0] not in (ingest[0], simulator[0]) and admin[1] not in (ingest[1], simulator[1]), "compose: the broker admin shares a login")
     for name in ("hoheit-api", "hoheit-writer"):
         check("HOHEIT_MQTT_PASSWORD" not in first.get(name, {}), f"compose: {name} gets an MQTT password it does not need")
     # The environment wins over a HOHEIT_CONFIG file: a login set there would be everyone's.
-    is_login = lambda key: key.startswith("HOHEIT_MQTT_") and key.endswith(("_USERNAME", "_PASSWORD"))
+    is_login = lambda key: key.startswith(("HOHEIT_MQTT_", "HOHEIT_BROKER_ADMIN_")) and key.endswith(("_USERNAME", "_PASSWORD"))
     check(not any(map(is_login, shared_env())), "hoheit.env sets an MQTT login, which would override every service's own")
     for name, service in services.items():
         for key in filter(is_login, service.get("environment") or {}):
@@ -434,10 +434,11 @@ def login_of(container: dict, prefix: str = "HOHEIT_MQTT") -> tuple:
 
 
 def check_chart_broker(label: str, objects: list[dict], text: str) -> None:
-    """No rendered Mosquitto admits anonymous clients; the bundled one reads the files its init
-    container renders with `hoheit-admin mqtt-config` (API image, as Mosquitto's uid) into a volume
-    they share, with ingest's login and, with the simulator, the simulator's as the gateway; the
-    simulator and ingest log in as different users."""
+    """No rendered Mosquitto admits anonymous clients; the bundled one reads the plugin's file its
+    init container renders with `hoheit-admin mqtt-config --dynsec` (API image, as Mosquitto's uid)
+    into a volume they share, with ingest's login, the broker admin's (which the API and ingest
+    use too) and, with the simulator, the simulator's as the gateway; the simulator and ingest log
+    in as different users."""
     check(re.search(r"^\s*allow_anonymous\s+true\b", text, re.M) is None, f"{label}: a rendered Mosquitto configuration admits anonymous clients")
     deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"}
     first = lambda component: deployments[component]["containers"][0] if component in deployments else {}
@@ -458,7 +459,7 @@ def check_chart_broker(label: str, objects: list[dict], text: str) -> None:
         mounted = lambda container: {m["mountPath"]: m for m in container.get("volumeMounts", [])}
         mosquitto = next((c for c in spec["containers"] if c["name"] == "mosquitto"), {})
         auth = mounted(mosquitto).get(directory)
-        if not check(auth is not None and auth.get("readOnly") is True, f"{where}: the broker does not mount {directory} read-only"):
+        if not check(auth is not None and not auth.get("readOnly"), f"{where}: the broker does not mount {directory} writable (the plugin saves changes)"):
             continue
         check("emptyDir" in volumes.get(auth["name"], {}), f"{where}: the broker's files are not in an emptyDir of the pod")
         renderers = [c for c in spec.get("initContainers", []) if "mqtt-config" in c.get("command", [])]
@@ -466,7 +467,7 @@ def check_chart_broker(label: str, objects: list[dict], text: str) -> None:
             continue
         renderer = renderers[0]
         command = renderer["command"]
-        check(command[0].endswith("/hoheit-admin") and command[command.index("--out") + 1] == directory, f"{where}: mqtt-config does not write into {directory}")
+        check(command[0].endswith("/hoheit-admin") and "--dynsec" in command[:-1] and command[command.index("--dynsec") + 1] == f"{directory}/{DYNSEC_FILE}", f"{where}: mqtt-config --dynsec does not write into {directory}")
         check(mounted(renderer).get(directory, {}).get("name") == auth["name"] and not mounted(renderer)[directory].get("readOnly"), f"{where}: mqtt-config does not write into the broker's volume")
         check(renderer["image"] == first("api").get("image"), f"{where}: mqtt-config does not run the API image (which has hoheit-admin)")
         security = renderer.get("securityContext", {})
@@ -475,6 +476,10 @@ def check_chart_broker(label: str, objects: list[dict], text: str) -> None:
         check("memory" in renderer.get("resources", {}).get("limits", {}), f"{where}: mqtt-config has no memory limit")
         check("HOHEIT_DATABASE_URL" in env_of(renderer), f"{where}: mqtt-config has no database URL")
         check(login_of(renderer) == ingest, f"{where}: mqtt-config's ingest login is not ingest's")
+        admin = login_of(renderer, "HOHEIT_BROKER_ADMIN")
+        check(admin[0] is not None and None not in admin[1], f"{where}: mqtt-config has no broker admin login")
+        for component in ("api", "ingest"):
+            check(login_of(first(component), "HOHEIT_BROKER_ADMIN") == admin, f"{where}: {component}'s broker admin login is not mqtt-config's")
         gateway = login_of(renderer, "HOHEIT_MQTT_GATEWAY")
         if "simulator" in deployments:
             check(gateway == simulator, f"{where}: mqtt-config's gateway login is not the simulator's")

@@ -7,12 +7,14 @@
 #                         through HOHEIT_CONFIG
 #   mqtt-ingest-password  the broker password of ingest's MQTT user (reads every organisation's topics)
 #   mqtt-gateway-password the broker password of the gateway user the simulator publishes as
+#   mqtt-admin-password   the broker password of the dynamic security admin (the control topic only)
 # and, from those on every run, one HOHEIT_CONFIG file per service that logs in to the broker
 # (each service loads exactly one):
-#   ingest.env            hoheit.env + ingest's MQTT login
+#   ingest.env            hoheit.env + ingest's MQTT login + the broker admin's (its reconcile loop)
+#   api.env               hoheit.env + the broker admin's login (keys issued and revoked at once)
 #   simulator.env         hoheit.env + the gateway's MQTT login
-#   mqtt-config.env       hoheit.env + both logins, for `hoheit-admin mqtt-config`, which writes
-#                         them (and every API key's user) into Mosquitto's password and ACL files
+#   mqtt-config.env       hoheit.env + every login, for `hoheit-admin mqtt-config --dynsec`, which
+#                         writes them (and every API key's user) into the plugin's file
 # Existing secrets are kept, so a restart never changes a password the database or the broker
 # already has; the per-service files follow an edited hoheit.env on the next start. Rotating: see
 # deploy/README.md. HOHEIT_SECRETS_DIR (default /run/secrets/hoheit) lets the checks run it elsewhere.
@@ -20,6 +22,7 @@ set -euo pipefail
 dir=${HOHEIT_SECRETS_DIR:-/run/secrets/hoheit}
 ingest_user=hoheit-ingest
 gateway_user=hoheit-gateway
+admin_user=hoheit-broker-admin
 umask 022
 random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
@@ -49,6 +52,7 @@ if [[ ! -s $dir/hoheit.env ]]; then
 fi
 generate mqtt-ingest-password 24
 generate mqtt-gateway-password 24
+generate mqtt-admin-password 24
 
 # A service's configuration: hoheit.env plus the given KEY=VALUE lines.
 service_env() {
@@ -62,10 +66,14 @@ service_env() {
 }
 ingest_password=$(<"$dir/mqtt-ingest-password")
 gateway_password=$(<"$dir/mqtt-gateway-password")
-service_env ingest "HOHEIT_MQTT_USERNAME=$ingest_user" "HOHEIT_MQTT_PASSWORD=$ingest_password"
+admin_password=$(<"$dir/mqtt-admin-password")
+service_env ingest "HOHEIT_MQTT_USERNAME=$ingest_user" "HOHEIT_MQTT_PASSWORD=$ingest_password" \
+  "HOHEIT_BROKER_ADMIN_USERNAME=$admin_user" "HOHEIT_BROKER_ADMIN_PASSWORD=$admin_password"
+service_env api "HOHEIT_BROKER_ADMIN_USERNAME=$admin_user" "HOHEIT_BROKER_ADMIN_PASSWORD=$admin_password"
 service_env simulator "HOHEIT_MQTT_USERNAME=$gateway_user" "HOHEIT_MQTT_PASSWORD=$gateway_password"
 service_env mqtt-config "HOHEIT_MQTT_USERNAME=$ingest_user" "HOHEIT_MQTT_PASSWORD=$ingest_password" \
-  "HOHEIT_MQTT_GATEWAY_USERNAME=$gateway_user" "HOHEIT_MQTT_GATEWAY_PASSWORD=$gateway_password"
+  "HOHEIT_MQTT_GATEWAY_USERNAME=$gateway_user" "HOHEIT_MQTT_GATEWAY_PASSWORD=$gateway_password" \
+  "HOHEIT_BROKER_ADMIN_USERNAME=$admin_user" "HOHEIT_BROKER_ADMIN_PASSWORD=$admin_password"
 
 # Readable by the services (uid 10001), by PostgreSQL (its own uid) and by mqtt-config; the volume
 # is mounted read-only into those containers only.

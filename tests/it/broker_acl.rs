@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Bound for anything that should take milliseconds; only a failure waits this long.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
-fn mosquitto_bin() -> PathBuf {
+pub(crate) fn mosquitto_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("HOHEIT_MOSQUITTO_BIN") {
         return bin.into();
     }
@@ -40,7 +40,7 @@ fn mosquitto_bin() -> PathBuf {
     on_path.unwrap_or_else(|| "/usr/sbin/mosquitto".into())
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
@@ -115,9 +115,9 @@ impl Broker {
 }
 
 /// An MQTT connection whose incoming packets arrive on a channel.
-struct Session {
+pub(crate) struct Session {
     client: AsyncClient,
-    incoming: mpsc::UnboundedReceiver<Packet>,
+    pub(crate) incoming: mpsc::UnboundedReceiver<Packet>,
     task: JoinHandle<()>,
 }
 
@@ -128,7 +128,10 @@ impl Drop for Session {
 }
 
 /// Connects with the given credentials; the error is the broker's refusal, if any.
-async fn connect(port: u16, credentials: Option<(&str, &str)>) -> anyhow::Result<Result<Session, ConnectionError>> {
+pub(crate) async fn connect(
+    port: u16,
+    credentials: Option<(&str, &str)>,
+) -> anyhow::Result<Result<Session, ConnectionError>> {
     let mut options = MqttOptions::new(format!("acl-test-{}", uuid::Uuid::new_v4().simple()), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     if let Some((user, password)) = credentials {
@@ -166,11 +169,11 @@ async fn connect(port: u16, credentials: Option<(&str, &str)>) -> anyhow::Result
     Ok(Ok(Session { client, incoming, task }))
 }
 
-async fn must_connect(port: u16, user: &str, password: &str) -> anyhow::Result<Session> {
+pub(crate) async fn must_connect(port: u16, user: &str, password: &str) -> anyhow::Result<Session> {
     connect(port, Some((user, password))).await?.map_err(|e| anyhow::anyhow!("{user} could not connect: {e}"))
 }
 
-fn refusal(result: Result<Session, ConnectionError>) -> Option<ConnectReturnCode> {
+pub(crate) fn refusal(result: Result<Session, ConnectionError>) -> Option<ConnectReturnCode> {
     match result {
         Err(ConnectionError::ConnectionRefused(code)) => Some(code),
         _ => None,
@@ -178,14 +181,14 @@ fn refusal(result: Result<Session, ConnectionError>) -> Option<ConnectReturnCode
 }
 
 impl Session {
-    async fn next_packet(&mut self) -> anyhow::Result<Packet> {
+    pub(crate) async fn next_packet(&mut self) -> anyhow::Result<Packet> {
         tokio::time::timeout(PATIENCE, self.incoming.recv())
             .await
             .context("no packet from the broker")?
             .context("disconnected")
     }
 
-    async fn subscribe(&mut self, filter: &str) -> anyhow::Result<()> {
+    pub(crate) async fn subscribe(&mut self, filter: &str) -> anyhow::Result<()> {
         self.client.subscribe(filter, QoS::AtLeastOnce).await?;
         loop {
             if let Packet::SubAck(_) = self.next_packet().await? {
@@ -196,7 +199,7 @@ impl Session {
 
     /// Publishes with QoS 1 and waits for the broker's PUBACK, so the broker
     /// has handled (delivered or dropped) the message before this returns.
-    async fn publish(&mut self, topic: &str, payload: &str) -> anyhow::Result<()> {
+    pub(crate) async fn publish(&mut self, topic: &str, payload: &str) -> anyhow::Result<()> {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await?;
         loop {
             if let Packet::PubAck(_) = self.next_packet().await? {
@@ -205,7 +208,7 @@ impl Session {
         }
     }
 
-    async fn next_message(&mut self) -> anyhow::Result<Publish> {
+    pub(crate) async fn next_message(&mut self) -> anyhow::Result<Publish> {
         loop {
             if let Packet::Publish(p) = self.next_packet().await? {
                 return Ok(p);

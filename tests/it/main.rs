@@ -11,6 +11,7 @@ mod admin_support;
 mod airrohr;
 mod api;
 mod broker_acl;
+mod broker_dynsec;
 mod dashboard;
 mod deploy;
 mod hostile;

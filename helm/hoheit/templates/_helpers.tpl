@@ -119,6 +119,7 @@ from the chart's Secret (key mqtt-password or mqtt-gateway-password).
 {{- $login := $m -}}
 {{- $key := "mqtt-password" -}}
 {{- if eq .login "gateway" }}{{ $login = $m.gateway }}{{ $key = "mqtt-gateway-password" }}{{ end -}}
+{{- if eq .login "admin" }}{{ $login = $m.admin }}{{ $key = "mqtt-admin-password" }}{{ end -}}
 {{- if $login.existingSecret.name }}{{ $key = $login.existingSecret.passwordKey }}{{ end -}}
 - name: {{ .prefix }}_USERNAME
   value: {{ required (printf "the MQTT user name of the %s login is required (mqtt.username, mqtt.gateway.username)" .login) $login.username | quote }}
@@ -127,6 +128,12 @@ from the chart's Secret (key mqtt-password or mqtt-gateway-password).
     secretKeyRef:
       name: {{ default (include "hoheit.secretName" .root) $login.existingSecret.name }}
       key: {{ $key }}
+{{- end -}}
+
+{{/* "true" when the broker's dynamic security admin is configured (see values: mqtt.admin). */}}
+{{- define "hoheit.brokerAdmin" -}}
+{{- $a := .Values.mqtt.admin -}}
+{{- if and $a.username (or .Values.mqtt.bundled.enabled $a.password $a.existingSecret.name) }}true{{ end -}}
 {{- end -}}
 
 {{/* The API token, for the API and the simulator. */}}

@@ -54,6 +54,12 @@ impl AdminError {
     }
 }
 
+impl From<hoheit_broker::rules::RuleError> for AdminError {
+    fn from(error: hoheit_broker::rules::RuleError) -> Self {
+        AdminError::Input(error.0)
+    }
+}
+
 impl From<std::io::Error> for AdminError {
     fn from(error: std::io::Error) -> Self {
         AdminError::Output(error)

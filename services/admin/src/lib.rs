@@ -5,7 +5,8 @@
 //! - [`Cli`]: the command line (clap); `main.rs` only parses it and calls [`run`];
 //! - [`cmd`]: one module per command group (organisations, principals, keys,
 //!   datasets, grants, supply-grants, dead-letters, audit, retention, mqtt-config, demo);
-//! - [`broker`]: the Mosquitto password and ACL files, rendered from the registry;
+//! - [`broker`]: what each key may publish and the Mosquitto files rendered from it
+//!   (`hoheit-broker`'s rules, shared with the API and ingest);
 //! - [`files`]: atomic, mode-0600 writes of secret-bearing files;
 //! - [`output`]: tables for people, `--json` for scripts, on stdout;
 //! - [`AdminError`]: one-line reasons and exit codes (2: bad input, 1: other).
@@ -16,7 +17,7 @@
 //!
 //! Tests run commands in-process: `run(Cli::try_parse_from(args)?, &mut buffer)`.
 
-pub mod broker;
+pub use hoheit_broker::rules as broker;
 pub mod cmd;
 mod error;
 pub mod files;

@@ -106,6 +106,9 @@ pub struct ApiConfig {
     pub max_key_lifetime_days: u32,
     #[command(flatten)]
     pub oidc: oidc::OidcArgs,
+    /// The broker's dynamic security: keys created and revoked here reach it before the answer.
+    #[command(flatten)]
+    pub broker: hoheit_broker::dynsec::DynsecArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -138,6 +141,8 @@ pub struct AppState {
     pub max_key_lifetime: hoheit_store::principals::KeyLifetime,
     /// Ingest's HTTP doors, where writes are forwarded.
     pub ingest: Arc<forward::Ingest>,
+    /// The broker's dynamic security, if configured: new keys' clients, revoked keys' removal.
+    pub broker: Option<Arc<hoheit_broker::sync::BrokerSync>>,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -177,7 +182,15 @@ impl Api {
             // The bound address, so that port 0 (tests) becomes the real port.
             None => public_url::PublicBaseUrl::for_listen(listener.local_addr().context("the listen address")?),
         };
+        let broker = match config.broker.admin()? {
+            Some(admin) => {
+                let root = hoheit_broker::rules::TopicRoot::parse(&config.topic_root)?;
+                Some(Arc::new(hoheit_broker::sync::BrokerSync::connect(&admin, root, "api")))
+            }
+            None => None,
+        };
         let state = AppState {
+            broker,
             pool: pool.clone(),
             audit: hoheit_store::audit::AuditLog::start(pool.clone()),
             token: Arc::new(auth::TokenCheck::new(&config.token)),

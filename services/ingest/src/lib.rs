@@ -8,6 +8,7 @@
 //! was sent in, so if ingest dies the broker redelivers and nothing is lost.
 
 pub mod airrohr;
+mod broker_sync;
 pub mod check;
 pub mod decode;
 mod doors;

@@ -94,6 +94,10 @@ pub struct IngestConfig {
     /// HTTP doors; a burst of one second's worth is allowed. Beyond: `429`.
     #[arg(long, env = "HOHEIT_INGEST_HTTP_REQUESTS_PER_SECOND", default_value_t = 200)]
     pub http_requests_per_second: u32,
+    /// The broker's dynamic security: reconciled with the registry every second (expiry,
+    /// disabled principals, supply grants, datastreams).
+    #[command(flatten)]
+    pub broker: hoheit_broker::dynsec::DynsecArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -174,6 +178,14 @@ impl Ingest {
             Err(error) => return Err(error.into()),
         };
         readiness.set("database", true);
+        let broker_task = match config.broker.admin()? {
+            Some(admin) => {
+                let root = hoheit_broker::rules::TopicRoot::parse(&config.topic_root)?;
+                let sync = hoheit_broker::sync::BrokerSync::connect(&admin, root, &config.mqtt_client_id);
+                Some(tokio::spawn(crate::broker_sync::run(sync, pool.clone(), shutdown.clone())))
+            }
+            None => None,
+        };
         let (submit, submissions) = mpsc::channel::<Submission>(1024);
         let doors = Doors::new(&config, pool.clone(), readiness.clone(), submit.clone());
         let http_task = tokio::spawn(doors::serve(http_listener, doors, shutdown.clone()));
@@ -190,6 +202,9 @@ impl Ingest {
         running.drain().await;
         let _ = http_task.await;
         let _ = integrations_task.await;
+        if let Some(task) = broker_task {
+            let _ = task.await;
+        }
         let _ = ops_task.await;
         // Hand the last messages' spans to the exporter (a no-op without it).
         let _ = tokio::task::spawn_blocking(hoheit_runtime::telemetry::flush).await;

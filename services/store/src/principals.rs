@@ -372,9 +372,9 @@ pub async fn create_key(
     Ok(IssuedKey { view, key })
 }
 
-/// Revokes an active key; audited as `key.revoke`. (Permissions are checked
-/// by the caller, e.g. with [`org_of_key`].)
-pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(), RegistryError> {
+/// Revokes an active key; audited as `key.revoke`; returns it as revoked.
+/// (Permissions are checked by the caller, e.g. with [`org_of_key`].)
+pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<ApiKeyView, RegistryError> {
     let mut tx = pool.begin().await?;
     let row: KeyWithOrg = sqlx::query_as(
         "UPDATE api_keys k SET revoked_at = now() FROM principals p
@@ -390,7 +390,7 @@ pub async fn revoke_key(pool: &PgPool, key_id: i64, actor: &Actor) -> Result<(),
     let change = AdminChange::new("key.revoke", "api_key", key_id, row.org_id);
     audit::record_change(&mut tx, actor, &change.states(Some(&before), Some(&after))).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(after)
 }
 
 /// The organisation that owns a key (through its principal).
@@ -641,6 +641,14 @@ pub async fn mqtt_credentials(pool: &PgPool) -> Result<Vec<MqttCredential>, sqlx
             role: r.role,
         })
         .collect())
+}
+
+/// The MQTT users of every key the registry knows, usable or not (revoked,
+/// expired, of a disabled principal): the broker clients this registry may
+/// remove.
+pub async fn known_key_users(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    let lookups: Vec<String> = sqlx::query_scalar("SELECT lookup FROM api_keys ORDER BY id").fetch_all(pool).await?;
+    Ok(lookups.into_iter().map(|l| format!("{KEY_PREFIX}{l}")).collect())
 }
 
 #[cfg(test)]

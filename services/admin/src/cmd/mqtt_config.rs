@@ -4,6 +4,13 @@
 //! a gateway user that publishes for every organisation (see
 //! [`crate::broker`] for the rules). Both files are replaced atomically with
 //! mode 0600; the broker reads them again on SIGHUP.
+//!
+//! `mqtt-config --dynsec FILE`: the dynamic security plugin's whole
+//! configuration instead (the admin user `HOHEIT_BROKER_ADMIN_USERNAME`,
+//! ingest, the gateway and every usable key from its stored hash, each with a
+//! role of its own; the same rules), to start a broker with or to repair one
+//! (stop it, replace its file, start it): keys created while the broker was
+//! unreachable are in it too.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +26,7 @@ use crate::broker::{self, BrokerUser, KeyUser, ServiceUserName, ServiceUsers, To
 use crate::files::{self, Owner};
 use crate::output::time;
 use crate::{AdminError, Output};
+use hoheit_broker::dynsec;
 
 pub const PASSWORD_FILE: &str = "mosquitto.passwd";
 pub const ACL_FILE: &str = "mosquitto.acl";
@@ -26,8 +34,17 @@ pub const ACL_FILE: &str = "mosquitto.acl";
 #[derive(Debug, Args)]
 pub struct MqttConfigArgs {
     /// Directory to write mosquitto.passwd and mosquitto.acl into (must exist).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "dynsec", conflicts_with = "dynsec")]
+    pub out: Option<PathBuf>,
+    /// Write the dynamic security plugin's configuration file (plugin_opt_config_file) instead.
+    #[arg(long, value_name = "FILE")]
+    pub dynsec: Option<PathBuf>,
+    /// The plugin's admin user (control topic only), for --dynsec.
+    #[arg(long, env = "HOHEIT_BROKER_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The admin user's password (prefer the environment variable to the flag).
+    #[arg(long, env = "HOHEIT_BROKER_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
     /// Root of the topic scheme.
     #[arg(long, env = "HOHEIT_MQTT_TOPIC_ROOT", default_value = topic::DEFAULT_ROOT)]
     pub topic_root: String,
@@ -92,6 +109,51 @@ impl ServiceLogin {
     }
 }
 
+/// What `--dynsec` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrittenDynsec {
+    pub dynsec_file: PathBuf,
+    pub admin_user: String,
+    pub ingest_user: String,
+    pub gateway_user: Option<String>,
+    pub key_users: usize,
+}
+
+/// The registry's usable keys and their write scope.
+async fn registry_keys(pool: &PgPool) -> Result<(Vec<KeyUser>, WriteScope), AdminError> {
+    let keys = principals::mqtt_credentials(pool)
+        .await?
+        .into_iter()
+        .map(KeyUser::from_credential)
+        .collect::<Result<Vec<_>, _>>()?;
+    let scope = WriteScope::from_registry(
+        registry::datastream_owners(pool).await?,
+        supply::supplied_datastreams(pool, Utc::now()).await?,
+    )?;
+    Ok((keys, scope))
+}
+
+/// Renders the dynamic security configuration from the registry into `file`.
+pub async fn write_dynsec(
+    pool: &PgPool,
+    file: &Path,
+    root: &TopicRoot,
+    admin: &ServiceLogin,
+    services: &ServiceUsers,
+    owner: Option<Owner>,
+) -> Result<WrittenDynsec, AdminError> {
+    let (keys, scope) = registry_keys(pool).await?;
+    let config = dynsec::render_config(root, &admin.broker_user(), services, &keys, &scope)?;
+    files::write_private(file, config.as_bytes(), owner)?;
+    Ok(WrittenDynsec {
+        dynsec_file: file.to_owned(),
+        admin_user: admin.name.as_str().to_owned(),
+        ingest_user: services.ingest.name.clone(),
+        gateway_user: services.gateway.as_ref().map(|g| g.name.clone()),
+        key_users: keys.len(),
+    })
+}
+
 /// Renders the files from the registry and writes them into `dir`.
 pub async fn write(
     pool: &PgPool,
@@ -104,16 +166,8 @@ pub async fn write(
     if !dir.is_dir() {
         return Err(AdminError::Input(format!("--out {} is not a directory", dir.display())));
     }
-    let keys = principals::mqtt_credentials(pool)
-        .await?
-        .into_iter()
-        .map(KeyUser::from_credential)
-        .collect::<Result<Vec<_>, _>>()?;
+    let (keys, scope) = registry_keys(pool).await?;
     let now = Utc::now();
-    let scope = WriteScope::from_registry(
-        registry::datastream_owners(pool).await?,
-        supply::supplied_datastreams(pool, now).await?,
-    )?;
     let services = ServiceUsers { ingest: ingest.broker_user(), gateway: gateway.map(ServiceLogin::broker_user) };
     let rendered = broker::render(root, &services, &keys, &scope, &time(now));
     let password_file = dir.join(PASSWORD_FILE);
@@ -155,7 +209,37 @@ pub async fn run(pool: &PgPool, args: MqttConfigArgs, out: &mut Output<'_>) -> R
     if gateway.as_ref().is_some_and(|g| g.name == ingest.name) {
         return Err(AdminError::Input("the gateway and the ingest service need different MQTT users".into()));
     }
-    let written = write(pool, &args.out, &root, &ingest, gateway.as_ref(), args.owner).await?;
+    let Some(dir) = args.out else {
+        let file = args.dynsec.ok_or_else(|| AdminError::Input("give --out DIR or --dynsec FILE".into()))?;
+        let admin = match (args.admin_username, args.admin_password) {
+            (Some(name), Some(password)) => {
+                ServiceLogin::parse("broker admin", &name, password, "HOHEIT_BROKER_ADMIN_PASSWORD")?
+            }
+            _ => {
+                return Err(AdminError::Input(
+                    "--dynsec needs the broker admin user (HOHEIT_BROKER_ADMIN_USERNAME and _PASSWORD)".into(),
+                ))
+            }
+        };
+        if admin.name == ingest.name || gateway.as_ref().is_some_and(|g| g.name == admin.name) {
+            return Err(AdminError::Input("the broker admin needs an MQTT user of its own".into()));
+        }
+        let services =
+            ServiceUsers { ingest: ingest.broker_user(), gateway: gateway.as_ref().map(ServiceLogin::broker_user) };
+        let written = write_dynsec(pool, &file, &root, &admin, &services, args.owner).await?;
+        return out.show(&written, |out| {
+            out.line(format!(
+                "wrote {}: admin user {} (control topic only), ingest user {}{} and {} key user(s), each with a \
+                 role of its own; start (or restart) the broker with it as plugin_opt_config_file",
+                written.dynsec_file.display(),
+                written.admin_user,
+                written.ingest_user,
+                written.gateway_user.as_ref().map(|g| format!(", gateway user {g}")).unwrap_or_default(),
+                written.key_users
+            ))
+        });
+    };
+    let written = write(pool, &dir, &root, &ingest, gateway.as_ref(), args.owner).await?;
     out.show(&written, |out| {
         let mut orgs: Vec<&str> = written.key_users.iter().map(|k| k.org.as_str()).collect();
         orgs.sort_unstable();

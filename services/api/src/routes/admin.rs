@@ -162,7 +162,15 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     require(&who.caller, Needs::Admin(principals::org_of_principal(&state.pool, principal).await?))?;
     let expires = principals::KeyExpiry::within(new.expires_at, state.max_key_lifetime, Utc::now())?;
-    Ok((StatusCode::CREATED, Json(principals::create_key(&state.pool, principal, expires, &actor(&who)).await?)))
+    let issued = principals::create_key(&state.pool, principal, expires, &actor(&who)).await?;
+    if let Some(broker) = &state.broker {
+        // The key works over HTTP either way; a broker that missed it is repaired from
+        // `hoheit-admin mqtt-config --dynsec` (the failure is counted and logged, never the key).
+        if let Err(e) = broker.key_created(&state.pool, &issued.view.lookup, &issued.key).await {
+            tracing::warn!(user = %issued.view.lookup, error = %e, "a new key did not reach the broker");
+        }
+    }
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// Revokes a key: its organisation's admins, or the key's own principal.
@@ -174,7 +182,13 @@ pub async fn revoke_key(State(state): State<AppState>, who: Who, PathId(key): Pa
     if !own_key {
         require(&who.caller, Needs::Admin(principals::org_of_key(&state.pool, key).await?))?;
     }
-    principals::revoke_key(&state.pool, key, &actor(&who)).await?;
+    let revoked = principals::revoke_key(&state.pool, key, &actor(&who)).await?;
+    if let Some(broker) = &state.broker {
+        // Ingest's reconcile loop removes it within a second if this fails.
+        if let Err(e) = broker.key_revoked(&revoked.lookup).await {
+            tracing::warn!(user = %revoked.lookup, error = %e, "a revoked key's broker client was not removed yet");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -67,6 +67,9 @@ pub struct DemoArgs {
     /// Base URL of the API, for the example requests printed at the end.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
+    /// With the broker's dynamic security configured, the new keys reach the broker at once.
+    #[command(flatten)]
+    pub broker: super::keys::BrokerArgs,
 }
 
 pub async fn run(pool: &PgPool, args: DemoArgs, actor: &Actor, out: &mut Output<'_>) -> Result<(), AdminError> {
@@ -77,7 +80,17 @@ pub async fn run(pool: &PgPool, args: DemoArgs, actor: &Actor, out: &mut Output<
             return Err(AdminError::Input(format!("--keys-file: directory {} does not exist", dir.display())));
         }
     }
-    let report = set_up(pool, &args, actor).await?;
+    let sync = args.broker.sync()?;
+    let mut report = set_up(pool, &args, actor).await?;
+    if let Some(sync) = sync {
+        for principal in &mut report.principals {
+            let key = &mut principal.key;
+            key.broker = Some(super::keys::broker_outcome(
+                sync.key_created(pool, &key.mqtt_user, &key.key).await,
+                &key.mqtt_user,
+            ));
+        }
+    }
     // Printed before the file is written, so the keys are not lost if writing fails.
     out.show(&report, |out| print(out, &report))?;
     if let Some(path) = &args.keys_file {

@@ -84,7 +84,7 @@ pub fn keys_file(report: &DemoReport) -> String {
         "# Hoheit demo: principals and the API keys issued by `hoheit-admin demo` at {}, valid until {}.\n\
          # Keep this file private. Every run issues new keys; earlier ones stay valid until they expire or are\n\
          # revoked (hoheit-admin keys list / keys revoke ID).\n\
-         # HTTP: `Authorization: Bearer <key>`. MQTT: user <mqtt user>, password <key> (see hoheit-admin mqtt-config).\n\
+         # HTTP: `Authorization: Bearer <key>`. MQTT: user <mqtt user>, password <key> (on the broker at once with dynamic security).\n\
          {}",
         time(Utc::now()),
         key_expiry(report),

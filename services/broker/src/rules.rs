@@ -1,5 +1,7 @@
-//! The Mosquitto 2.0 password and ACL files, rendered from the registry's
-//! MQTT credentials (pure: no I/O, so the rules are tested here).
+//! What each MQTT user may do, from the registry's MQTT credentials, and
+//! Mosquitto 2.0's password and ACL files rendered from it (pure: no I/O, so
+//! the rules are tested here). The dynamic security plugin's roles
+//! ([`crate::dynsec`]) are made from the same [`key_topics`].
 //!
 //! - every usable API key is an MQTT user `hoh_<lookup>` whose password is the
 //!   key itself. A `reader` key writes nothing (it reads, and MQTT carries no
@@ -30,18 +32,21 @@ use hoheit_store::principals::MqttCredential;
 use hoheit_store::registry::OwnedDatastream;
 use hoheit_store::supply::SuppliedDatastream;
 
-use crate::AdminError;
-
 /// The user names of API keys; a service user may not look like one.
-const KEY_USER_PREFIX: &str = "hoh_";
+pub const KEY_USER_PREFIX: &str = "hoh_";
+
+/// A registry value or argument that cannot become a broker user or rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
 
 /// A topic root: `/`-separated non-empty levels without wildcards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRoot(String);
 
 impl TopicRoot {
-    pub fn parse(value: &str) -> Result<Self, AdminError> {
-        let bad = |why: &str| AdminError::Input(format!("topic root {value:?} {why}"));
+    pub fn parse(value: &str) -> Result<Self, RuleError> {
+        let bad = |why: &str| RuleError(format!("topic root {value:?} {why}"));
         if value.is_empty() || value.len() > 200 {
             return Err(bad("must be 1 to 200 characters"));
         }
@@ -65,8 +70,8 @@ impl TopicRoot {
 pub struct ServiceUserName(String);
 
 impl ServiceUserName {
-    pub fn parse(value: &str) -> Result<Self, AdminError> {
-        let bad = |why: &str| AdminError::Input(format!("MQTT user name {value:?} {why}"));
+    pub fn parse(value: &str) -> Result<Self, RuleError> {
+        let bad = |why: &str| RuleError(format!("MQTT user name {value:?} {why}"));
         if value.is_empty() || value.chars().count() > 64 {
             return Err(bad("must be 1 to 64 characters"));
         }
@@ -102,20 +107,20 @@ pub struct KeyUser {
 
 impl KeyUser {
     /// From a row of [`hoheit_store::principals::mqtt_credentials`].
-    pub fn from_credential(credential: MqttCredential) -> Result<Self, AdminError> {
+    pub fn from_credential(credential: MqttCredential) -> Result<Self, RuleError> {
         let MqttCredential { user: name, hash, org, role } = credential;
         let lookup = name.strip_prefix(KEY_USER_PREFIX).unwrap_or_default();
         let valid_name = lookup.len() == 16 && lookup.bytes().all(|b| b.is_ascii_hexdigit());
         let valid_hash = hash.starts_with("$7$") && hash.chars().all(|c| c.is_ascii_graphic() && c != ':');
         if !valid_name || !valid_hash {
-            return Err(AdminError::Input(format!(
+            return Err(RuleError(format!(
                 "the stored MQTT credential of key user {:?} is malformed; revoke that key",
                 name.chars().take(24).collect::<String>()
             )));
         }
         let org = Slug::parse("organisation", &org)
-            .map_err(|e| AdminError::Input(format!("the organisation of key user {name}: {e}")))?;
-        let role: Role = role.parse().map_err(|e| AdminError::Input(format!("the role of key user {name}: {e}")))?;
+            .map_err(|e| RuleError(format!("the organisation of key user {name}: {e}")))?;
+        let role: Role = role.parse().map_err(|e| RuleError(format!("the role of key user {name}: {e}")))?;
         Ok(Self { user: BrokerUser { name, hash }, org, role })
     }
 
@@ -145,9 +150,9 @@ struct Supplies {
 
 impl WriteScope {
     /// From the registry's datastreams and the datastreams supply grants in force cover.
-    pub fn from_registry(own: Vec<OwnedDatastream>, supplied: Vec<SuppliedDatastream>) -> Result<Self, AdminError> {
+    pub fn from_registry(own: Vec<OwnedDatastream>, supplied: Vec<SuppliedDatastream>) -> Result<Self, RuleError> {
         let slug = |kind: &'static str, value: &str| {
-            Slug::parse(kind, value).map_err(|e| AdminError::Input(format!("a stored {kind} slug: {e}")))
+            Slug::parse(kind, value).map_err(|e| RuleError(format!("a stored {kind} slug: {e}")))
         };
         let mut scope = Self::default();
         for d in own {
@@ -175,52 +180,33 @@ pub fn sta_create_topic(datastream_id: i64) -> String {
     format!("v1.1/Datastreams({datastream_id})/Observations")
 }
 
-/// The ACL lines of one key.
-fn key_rules(root: &str, key: &KeyUser, scope: &WriteScope) -> String {
-    let (user, org) = (&key.user.name, &key.org);
+/// The topics one key may publish to, in a stable order: its organisation's
+/// tree and its datastreams' SensorThings topics, then what supply grants in
+/// force let it deliver; nothing for reader keys.
+pub fn key_topics(root: &TopicRoot, key: &KeyUser, scope: &WriteScope) -> Vec<String> {
     if !key.writes() {
-        return format!(
-            "
-# a {} key of organisation {org}: writes nothing
-user {user}
-",
-            key.role
-        );
+        return Vec::new();
     }
-    let mut rules = format!(
-        "
-# a {} key of organisation {org}
-user {user}
-topic write {root}/{org}/#
-",
-        key.role
-    );
-    for id in scope.own.get(org).into_iter().flatten() {
-        rules.push_str(&format!(
-            "topic write {}
-",
-            sta_create_topic(*id)
-        ));
-    }
+    let (root, org) = (root.as_str(), &key.org);
+    let mut topics = vec![format!("{root}/{org}/#")];
+    topics.extend(scope.own.get(org).into_iter().flatten().map(|id| sta_create_topic(*id)));
     if let Some(supplies) = scope.supplied.get(org) {
-        rules.push_str(
-            "# supplied under supply grants in force
-",
-        );
         for (owner, thing) in &supplies.things {
-            rules.push_str(&format!(
-                "topic write {root}/{owner}/{thing}
-topic write {root}/{owner}/{thing}/#
-"
-            ));
+            topics.push(format!("{root}/{owner}/{thing}"));
+            topics.push(format!("{root}/{owner}/{thing}/#"));
         }
-        for id in &supplies.datastreams {
-            rules.push_str(&format!(
-                "topic write {}
-",
-                sta_create_topic(*id)
-            ));
-        }
+        topics.extend(supplies.datastreams.iter().map(|id| sta_create_topic(*id)));
+    }
+    topics
+}
+
+/// The ACL lines of one key.
+fn key_rules(root: &TopicRoot, key: &KeyUser, scope: &WriteScope) -> String {
+    let topics = key_topics(root, key, scope);
+    let what = if key.writes() { "" } else { ": writes nothing" };
+    let mut rules = format!("\n# a {} key of organisation {}{what}\nuser {}\n", key.role, key.org, key.user.name);
+    for topic in topics {
+        rules.push_str(&format!("topic write {topic}\n"));
     }
     rules
 }
@@ -263,7 +249,6 @@ pub fn render(
         password_file.push_str(&format!("{}:{}\n", key.user.name, key.user.hash));
     }
 
-    let root = root.as_str();
     let mut acl_file = header;
     acl_file.push_str(
         "# Every writer key is a user that may publish only below its own organisation's topics\n\
@@ -272,13 +257,15 @@ pub fn render(
          # is denied.\n\n",
     );
     acl_file.push_str(&format!(
-        "# the ingest service (and SensorThings' MQTT create topics)\nuser {}\ntopic read {root}/#\ntopic read {STA_CREATE_FILTER}\n",
-        ingest.name
+        "# the ingest service (and SensorThings' MQTT create topics)\nuser {}\ntopic read {}/#\ntopic read {STA_CREATE_FILTER}\n",
+        ingest.name,
+        root.as_str()
     ));
     if let Some(gateway) = &services.gateway {
         acl_file.push_str(&format!(
-            "\n# the gateway: publishes for every organisation, reads nothing\nuser {}\ntopic write {root}/#\n",
-            gateway.name
+            "\n# the gateway: publishes for every organisation, reads nothing\nuser {}\ntopic write {}/#\n",
+            gateway.name,
+            root.as_str()
         ));
     }
     for key in keys {
