@@ -1,16 +1,16 @@
 // @ts-check
-// Onboarding and "my access" in a real browser, driven by
-// tests/it/dashboard.rs (HOHEIT_E2E_ONBOARDING: keys, slugs, the import files
-// and what the page must show):
+// Onboarding in a real browser, driven by tests/it/dashboard.rs
+// (HOHEIT_E2E_ONBOARDING: keys, slugs, the import files and what the page
+// must show):
 //
 // - a Stadtwerk's admin registers a thing from a device type, imports a CSV
 //   file (a dry run first: the diff shown, nothing created; then the import),
 //   sees every bad line of a rejected file, and replays the readings that were
 //   rejected before the thing existed (the thing's count of rejected messages
 //   drops to zero);
-// - labels people read: a unit as µg/m³, a grantee by name, a theme by label;
-// - a licensee's "my access": its organisation, role, grant and read log;
 // - the operator picks the organisation it onboards.
+//
+// access.e2e.mjs holds the labels and "my access".
 //
 // That a dry run created nothing is asked of the API too, not only of the
 // page. Every view is checked with axe-core.
@@ -143,44 +143,6 @@ try {
   await accessible("a replay's report");
   await shot('04-replay');
 
-  // --- Labels people read. ---------------------------------------------------
-  await page.goto(`${base}/#/owner`);
-  await page.waitForSelector('table.grants');
-  const grants = await textOf('table.grants');
-  check(grants.includes(scenario.grantee_name), `the grantee by name: ${grants}`);
-  const heading = await textOf('section[aria-labelledby="h-grants"] h4');
-  check(heading.includes(scenario.theme_label), `the theme by its label: ${heading}`);
-  check(heading.includes(scenario.license_name), `the license by name: ${heading}`);
-  await page.goto(`${base}/#/list`);
-  await page.waitForSelector(`#streams tr[data-id="${scenario.labelled_stream}"] td.latest`);
-  await page.waitForFunction((id) => document.querySelector(`#streams tr[data-id="${id}"] td.latest`)?.getAttribute('data-value') !== '', scenario.labelled_stream);
-  const cells = await page.$eval(`#streams tr[data-id="${scenario.labelled_stream}"]`, (r) => ({
-    latest: r.querySelector('td.latest')?.textContent || '',
-    theme: r.querySelector('td.theme')?.textContent || '',
-    org: r.querySelector('td.org')?.textContent || '',
-  }));
-  check(cells.latest.endsWith(scenario.unit_label), `the unit as people write it: ${cells.latest}`);
-  check(cells.theme === scenario.theme_label, `the theme by its label: ${cells.theme}`);
-  check(cells.org === scenario.owner_name, `the owner by name: ${cells.org}`);
-  await signOut();
-
-  // --- A licensee: my access. ------------------------------------------------
-  await signIn(scenario.third_party_key);
-  await page.waitForSelector('#nav-access:not([hidden])');
-  check(await page.isHidden('#nav-onboarding'), 'a reader is offered no onboarding');
-  await page.click('#nav-access');
-  await page.waitForSelector('#my-grants tbody tr');
-  check((await textOf('#me-org')) === scenario.grantee_name, 'my access names the organisation');
-  check((await textOf('#me-role')) === scenario.third_party_role, 'and the role');
-  check((await textOf('#me-key-expires')).trim() !== '', "and the key's expiry");
-  const mine = await textOf('#my-grants tbody');
-  check(mine.includes(scenario.contract_ref) && mine.includes(scenario.owner_name), `the grant held, with its contract and grantor: ${mine}`);
-  await page.waitForSelector('#my-reads tbody tr');
-  const reads = await page.$$eval('#my-reads tbody tr', (rows) => rows.map((r) => r.getAttribute('data-action')));
-  check(reads.includes('observations'), `the own read log: ${reads}`);
-  check((await textOf('#my-reads')).includes(scenario.read_action_label), 'read actions in words');
-  await accessible('my access');
-  await shot('05-my-access');
   await signOut();
 
   // --- The operator picks the organisation it onboards. ----------------------
