@@ -12,7 +12,9 @@
 use std::fmt;
 
 pub mod door;
+pub mod onboarding;
 pub mod policy;
+pub mod range;
 pub mod rejection;
 pub mod topic;
 pub mod write;
