@@ -21,6 +21,7 @@ mod lorawan;
 mod metrics;
 mod observations;
 mod oidc;
+mod onboarding;
 mod openapi;
 mod opendata;
 mod pipeline;

@@ -44,6 +44,14 @@ impl RowError {
     }
 }
 
+/// A file's rows that parsed and the faults of the others (sorted by line);
+/// the registry's checks add theirs, so that one answer names every bad row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub rows: Vec<ImportRow>,
+    pub errors: Vec<RowError>,
+}
+
 /// Why a file is refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -117,29 +125,30 @@ fn row(line: usize, cells: &HashMap<&'static str, String>, errors: &mut Vec<RowE
     Some(ImportRow { line, slug: slug?, name: name?, latitude, longitude, device_type, external_id, dataset })
 }
 
-/// Rows that all parsed, or every fault; a slug twice in the file is a fault
-/// of its second row.
-fn finish(rows: Vec<ImportRow>, mut errors: Vec<RowError>) -> Result<Vec<ImportRow>, Refusal> {
-    let mut seen: HashMap<&Slug, usize> = HashMap::new();
-    for row in &rows {
-        if let Some(first) = seen.insert(&row.slug, row.line) {
-            errors.push(RowError::new(row.line, Some("slug"), format!("slug {} is also on line {first}", row.slug)));
-        }
-    }
+/// The rows that parsed and every fault; a slug twice in the file is a
+/// fault of its second row.
+fn finish(mut rows: Vec<ImportRow>, mut errors: Vec<RowError>) -> Result<Parsed, Refusal> {
     if rows.len() + errors.len() > MAX_ROWS {
         return Err(Refusal::TooManyRows);
     }
+    let mut seen: HashMap<Slug, usize> = HashMap::new();
+    rows.retain(|row| match seen.get(&row.slug) {
+        Some(first) => {
+            errors.push(RowError::new(row.line, Some("slug"), format!("slug {} is also on line {first}", row.slug)));
+            false
+        }
+        None => {
+            seen.insert(row.slug.clone(), row.line);
+            true
+        }
+    });
     errors.sort_by_key(|e| e.line);
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(Refusal::Rows(errors))
-    }
+    Ok(Parsed { rows, errors })
 }
 
 /// Parses a CSV import (RFC 4180: commas, double quotes, CRLF or LF; a
 /// leading byte order mark is skipped).
-pub fn parse_csv(text: &str) -> Result<Vec<ImportRow>, Refusal> {
+pub fn parse_csv(text: &str) -> Result<Parsed, Refusal> {
     let file = |line, column: Option<&str>, reason: String| Refusal::Rows(vec![RowError::new(line, column, reason)]);
     let records = csv_records(text.strip_prefix('\u{feff}').unwrap_or(text))
         .map_err(|(line, reason)| file(line, None, reason))?;
@@ -182,7 +191,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<ImportRow>, Refusal> {
 
 /// Parses a JSON import: an array of objects with the CSV's column names as
 /// keys (numbers for coordinates; `null` or absent means "not given").
-pub fn parse_json(body: &[u8]) -> Result<Vec<ImportRow>, Refusal> {
+pub fn parse_json(body: &[u8]) -> Result<Parsed, Refusal> {
     let objects: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(body)
         .map_err(|e| Refusal::Rows(vec![RowError::new(1, None, format!("expected a JSON array of objects: {e}"))]))?;
     if objects.len() > MAX_ROWS {
@@ -275,8 +284,8 @@ mod tests {
         let text = "slug,name,latitude,longitude,type,DevEUI,dataset\r\n\
                     pm-1,\"Markt, Nord\",52.83,13.82,dl-pm,70B3D57ED0001234,luft\r\n\
                     pm-2,Bahnhof,,,,,\n";
-        let rows = parse_csv(text).unwrap();
-        assert_eq!(rows.len(), 2);
+        let Parsed { rows, errors } = parse_csv(text).unwrap();
+        assert_eq!((rows.len(), errors), (2, vec![]));
         assert_eq!((rows[0].line, rows[0].name.as_str()), (2, "Markt, Nord"));
         assert_eq!(rows[0].external_id.as_deref(), Some("70B3D57ED0001234"));
         assert_eq!(rows[0].device_type.as_ref().map(Slug::as_str), Some("dl-pm"));
@@ -287,7 +296,8 @@ mod tests {
     fn every_bad_row_is_named_with_its_line_and_column() {
         let text =
             "slug,name,latitude,longitude\nok,Fine,1,2\nBAD SLUG,x,1,2\nno-name,,1,2\nfar,Far,91,2\nok,Again,,\n";
-        let Err(Refusal::Rows(errors)) = parse_csv(text) else { panic!("refused") };
+        let Parsed { rows, errors } = parse_csv(text).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2]);
         let found: Vec<(usize, Option<&str>)> = errors.iter().map(|e| (e.line, e.column.as_deref())).collect();
         assert_eq!(found, [(3, Some("slug")), (4, Some("name")), (5, Some("latitude")), (6, Some("slug"))]);
     }
@@ -305,8 +315,9 @@ mod tests {
     #[test]
     fn json_rows_take_numbers_and_nulls() {
         let body = br#"[{"slug":"a","name":"A","latitude":52.1,"longitude":13.2,"dev_eui":null},{"slug":"b"}]"#;
-        assert_eq!(parse_json(body), Err(Refusal::Rows(vec![RowError::new(2, Some("name"), "name is missing")])));
-        let rows = parse_json(br#"[{"slug":"a","name":"A","latitude":52.1,"longitude":13.2,"dev_eui":null}]"#).unwrap();
+        assert_eq!(parse_json(body).unwrap().errors, [RowError::new(2, Some("name"), "name is missing")]);
+        let rows =
+            parse_json(br#"[{"slug":"a","name":"A","latitude":52.1,"longitude":13.2,"dev_eui":null}]"#).unwrap().rows;
         assert_eq!((rows[0].latitude, rows[0].external_id.clone()), (Some(52.1), None));
     }
 }

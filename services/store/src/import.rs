@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hoheit_domain::onboarding::{ImportRow, RowError};
+use hoheit_domain::onboarding::{ImportRow, Parsed, RowError};
 use hoheit_domain::Slug;
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
@@ -98,16 +98,18 @@ struct Target<'r> {
     longitude: Option<f64>,
 }
 
-/// Checks `rows` against the registry of organisation `org_id`, compares
-/// them with what is stored and, unless `dry_run`, applies the difference
-/// in one transaction.
+/// Checks the rows that parsed against the registry of organisation
+/// `org_id`; with no fault in the file (the parser's and these), compares
+/// them with what is stored and, unless `dry_run`, applies the difference in
+/// one transaction.
 pub async fn import(
     pool: &PgPool,
     org_id: i64,
-    rows: &[ImportRow],
+    parsed: &Parsed,
     dry_run: bool,
     actor: &Actor,
 ) -> Result<ImportReport, ImportError> {
+    let rows: &[ImportRow] = &parsed.rows;
     let mut tx = pool.begin().await?;
     // Imports of one organisation run one after the other: each compares with what the last one stored.
     sqlx::query("SELECT id FROM organisations WHERE id = $1 FOR UPDATE").bind(org_id).execute(&mut *tx).await?;
@@ -130,7 +132,7 @@ pub async fn import(
         named(&mut tx, "SELECT id, slug FROM datasets WHERE owner_org_id = $1 AND erased_at IS NULL", org_id).await?;
     let properties = type_properties(&mut tx, org_id).await?;
 
-    let mut errors = Vec::new();
+    let mut errors = parsed.errors.clone();
     let mut targets = Vec::with_capacity(rows.len());
     for row in rows {
         let stored = stored.get(row.slug.as_str()).copied();

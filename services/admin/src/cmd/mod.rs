@@ -6,6 +6,7 @@ pub mod audit;
 pub mod connectors;
 pub mod datasets;
 pub mod demo;
+pub mod device_types;
 pub mod grants;
 pub mod keys;
 pub mod mqtt_config;

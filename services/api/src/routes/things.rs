@@ -150,7 +150,7 @@ pub async fn import(
     let body = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BYTES).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!("the file is larger than {} MiB; split it", MAX_IMPORT_BYTES >> 20))
     })?;
-    let rows = if json {
+    let parsed = if json {
         onboarding::parse_json(&body)
     } else {
         let text =
@@ -161,5 +161,5 @@ pub async fn import(
         Refusal::TooManyRows => ApiError::PayloadTooLarge(format!("more than {MAX_ROWS} rows; split the file")),
         Refusal::Rows(errors) => import::ImportError::Rows(errors).into(),
     })?;
-    Ok(Json(import::import(&state.pool, org_id, &rows, query.dry_run, &actor(&who)).await?))
+    Ok(Json(import::import(&state.pool, org_id, &parsed, query.dry_run, &actor(&who)).await?))
 }
