@@ -61,7 +61,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(device_types::create(&state.pool, &org, &new, &actor(&who)).await?)))
 }
 
-#[utoipa::path(get, operation_id = "device_types_get", path = "/admin/device-types/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "device_types_get_one", path = "/admin/device-types/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "device type id")),
     responses((status = 200, description = "the type", body = DeviceType)))]
 pub async fn get_one(

@@ -313,7 +313,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["device_types_get"];
+        get: operations["device_types_get_one"];
         /**
          * Changes a type: rename, change ranges, add properties. A property left
          *     out is no longer part of the type; its datastreams and their data stay.
@@ -3870,7 +3870,7 @@ export interface operations {
             };
         };
     };
-    device_types_get: {
+    device_types_get_one: {
         parameters: {
             query?: never;
             header?: never;
