@@ -15,7 +15,9 @@
 //! - `push`: the HTTP push door of the release `hoheit-ingest` (single
 //!   readings and batches of 500, answered after Kafka confirmed), beside a
 //!   bare axum handler that only parses the same bodies, and the same
-//!   readings over MQTT.
+//!   readings over MQTT;
+//! - `import`: bulk registration of things (`hoheit-store`'s import) from a
+//!   CSV of 10,000 rows: parse, dry run, import, the same file again.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -28,6 +30,7 @@
 mod api;
 mod e2e;
 mod harness;
+mod import;
 mod ingest;
 mod mqtt;
 mod push;
@@ -63,6 +66,8 @@ enum Command {
     Api(api::ApiArgs),
     /// HTTP push → Kafka: hoheit-ingest's push door beside a bare axum handler and MQTT.
     Push(push::PushArgs),
+    /// Bulk registration: a CSV of things of a device type, dry run, import and again.
+    Import(import::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             Command::E2e(args) => tables.extend(e2e::run(&infra, args).await?),
             Command::Api(args) => tables.extend(api::run(&infra, args).await?),
             Command::Push(args) => tables.extend(push::run(&infra, args).await?),
+            Command::Import(args) => tables.extend(import::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };

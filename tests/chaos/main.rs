@@ -246,6 +246,7 @@ async fn register(pool: &PgPool, things: &[String]) -> anyhow::Result<Vec<i64>> 
                 latitude: None,
                 longitude: None,
                 external_id: None,
+                device_type: None,
             },
         )
         .await?;
@@ -257,6 +258,8 @@ async fn register(pool: &PgPool, things: &[String]) -> anyhow::Result<Vec<i64>> 
                 property: Slug::parse("property", workload::PROPERTY)?,
                 name: format!("{} at {name}", workload::PROPERTY),
                 unit: None,
+                min: None,
+                max: None,
             },
         )
         .await?;

@@ -74,6 +74,8 @@ pub async fn register(pool: &PgPool, things: &[String]) -> anyhow::Result<(Vec<i
                 property: Slug::parse("property", PROPERTY)?,
                 name: format!("{PROPERTY} at {name}"),
                 unit: None,
+                min: None,
+                max: None,
             },
         )
         .await?;

@@ -132,6 +132,7 @@ async fn register_town(pool: &PgPool) -> anyhow::Result<Town> {
             latitude: Some(thing.latitude),
             longitude: Some(thing.longitude),
             external_id: None,
+            device_type: None,
         };
         registry::create_thing(pool, &new).await?;
     }
@@ -142,6 +143,8 @@ async fn register_town(pool: &PgPool) -> anyhow::Result<Town> {
             property: Slug::parse("property", property.slug)?,
             name: property.name.into(),
             unit: Some(Unit::parse(property.unit)?),
+            min: None,
+            max: None,
         };
         registry::create_datastream(pool, &new).await?;
     }
@@ -428,6 +431,7 @@ async fn retention_run_deletes_readings_past_retention_and_keeps_newer_and_unass
             latitude: None,
             longitude: None,
             external_id: None,
+            device_type: None,
         },
     )
     .await?;
@@ -439,6 +443,8 @@ async fn retention_run_deletes_readings_past_retention_and_keeps_newer_and_unass
             property: Slug::parse("property", property)?,
             name: property.into(),
             unit: None,
+            min: None,
+            max: None,
         };
         streams.push(registry::create_datastream(&pool, &new).await?.id.0);
     }

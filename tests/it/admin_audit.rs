@@ -394,6 +394,7 @@ async fn every_change_through_the_command_line_is_audited_with_the_operating_sys
             latitude: None,
             longitude: None,
             external_id: None,
+            device_type: None,
         },
     )
     .await?;
@@ -405,6 +406,8 @@ async fn every_change_through_the_command_line_is_audited_with_the_operating_sys
             property: hoheit_domain::Slug::parse("property", "level")?,
             name: "Wasserstand".into(),
             unit: None,
+            min: None,
+            max: None,
         },
     )
     .await?;

@@ -377,6 +377,7 @@ async fn thing(pool: &sqlx::PgPool, org: &str, slug: &str) -> anyhow::Result<()>
         latitude: None,
         longitude: None,
         external_id: None,
+        device_type: None,
     };
     registry::create_thing(pool, &new_thing).await?;
     let new_datastream = NewDatastream {
@@ -385,6 +386,8 @@ async fn thing(pool: &sqlx::PgPool, org: &str, slug: &str) -> anyhow::Result<()>
         property: Slug::parse("property", "belegt")?,
         name: "belegt".into(),
         unit: None,
+        min: None,
+        max: None,
     };
     registry::create_datastream(pool, &new_datastream).await?;
     Ok(())

@@ -31,6 +31,7 @@ async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, u
             latitude: None,
             longitude: None,
             external_id: None,
+            device_type: None,
         },
     )
     .await;
@@ -40,6 +41,8 @@ async fn register(pool: &sqlx::PgPool, org: &str, thing: &str, property: &str, u
         property: slug(property),
         name: property.into(),
         unit: unit.map(|u| Unit::parse(u).unwrap()),
+        min: None,
+        max: None,
     };
     registry::create_datastream(pool, &new).await.unwrap().id.0
 }

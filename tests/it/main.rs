@@ -23,6 +23,7 @@ mod me;
 mod metrics;
 mod observations;
 mod oidc;
+mod onboarding;
 mod openapi;
 mod opendata;
 mod pipeline;

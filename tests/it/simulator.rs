@@ -115,6 +115,7 @@ mod payloads_as_ingest_reads_them {
                         id: DatastreamId(i as i64 + 1),
                         unit: Some(Unit::parse(property.unit).unwrap()),
                         target,
+                        range: Default::default(),
                     },
                 )
             })

@@ -70,9 +70,12 @@ pub enum Command {
     /// Principals: people and service accounts of an organisation, with a role.
     #[command(subcommand)]
     Principals(cmd::principals::PrincipalCommand),
-    /// Things: device tokens of the devices that authenticate themselves (airrohr).
+    /// Things: the listing, bulk import from CSV or JSON, device tokens (airrohr).
     #[command(subcommand)]
     Things(cmd::things::ThingCommand),
+    /// Device types: the properties, units and plausible ranges of a kind of sensor.
+    #[command(subcommand)]
+    DeviceTypes(cmd::device_types::DeviceTypeCommand),
     /// API keys of principals (also their MQTT passwords).
     #[command(subcommand)]
     Keys(cmd::keys::KeyCommand),
@@ -113,6 +116,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         Command::Principals(c) => cmd::principals::run(&pool, c, &actor, &mut output).await,
         Command::Keys(c) => cmd::keys::run(&pool, c, &actor, &mut output).await,
         Command::Things(c) => cmd::things::run(&pool, c, &actor, &mut output).await,
+        Command::DeviceTypes(c) => cmd::device_types::run(&pool, c, &actor, &mut output).await,
         Command::Datasets(c) => cmd::datasets::run(&pool, c, &actor, &mut output).await,
         Command::Grants(c) => cmd::grants::run(&pool, c, &actor, &mut output).await,
         Command::SupplyGrants(c) => cmd::supply_grants::run(&pool, c, &actor, &mut output).await,

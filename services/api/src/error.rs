@@ -3,7 +3,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hoheit_domain::onboarding::RowError;
 use hoheit_domain::policy::{DenyCode, DenyReason};
+use hoheit_store::import::ImportError;
 use hoheit_store::registry::RegistryError;
 use serde::Serialize;
 
@@ -39,6 +41,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// Rows of an import that cannot be taken (422), each with its line.
+    #[error("{detail}")]
+    Rows { detail: String, errors: Vec<RowError> },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A request body over the limit (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -57,6 +64,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<DenyCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [RowError]>,
 }
 
 impl ApiError {
@@ -70,8 +79,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::Rows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,17 +90,18 @@ impl ApiError {
 
 /// Builds a problem+json response; also used for errors outside handlers.
 pub fn problem(status: StatusCode, detail: String) -> Response {
-    coded_problem(status, detail, None)
+    coded_problem(status, detail, None, None)
 }
 
 /// A problem+json response with the stable `code` of a policy denial.
-fn coded_problem(status: StatusCode, detail: String, code: Option<DenyCode>) -> Response {
+fn coded_problem(status: StatusCode, detail: String, code: Option<DenyCode>, errors: Option<&[RowError]>) -> Response {
     let body = Problem {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
         status: status.as_u16(),
         detail,
         code,
+        errors,
     };
     let mut response = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -104,7 +115,11 @@ impl IntoResponse for ApiError {
             ApiError::Denied { reason, .. } => Some(reason.code()),
             _ => None,
         };
-        let mut response = coded_problem(status, self.to_string(), code);
+        let errors = match &self {
+            ApiError::Rows { errors, .. } => Some(errors.as_slice()),
+            _ => None,
+        };
+        let mut response = coded_problem(status, self.to_string(), code, errors);
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -152,8 +167,21 @@ impl From<RegistryError> for ApiError {
         match error {
             RegistryError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             RegistryError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
+            RegistryError::InUse(why) => ApiError::Conflict(why),
             e @ RegistryError::Invalid { .. } => ApiError::Unprocessable(e.to_string()),
             RegistryError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(error: ImportError) -> Self {
+        match error {
+            ImportError::Rows(errors) => ApiError::Rows {
+                detail: format!("{} row(s) cannot be imported (see errors); nothing was changed", errors.len()),
+                errors,
+            },
+            ImportError::Registry(e) => e.into(),
         }
     }
 }

@@ -39,7 +39,6 @@ use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs, Secret};
 use hoheit_runtime::telemetry::LogArgs;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -276,8 +275,8 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, audit, connectors, datasets, datastreams, dead_letters, health, live, me, opendata, organisations, push,
-        supply,
+        admin, audit, connectors, datasets, datastreams, dead_letters, device_types, health, live, me, opendata,
+        organisations, push, supply, things,
     };
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
@@ -295,9 +294,14 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(connectors::disable))
         .routes(routes!(push::airrohr))
         .routes(routes!(admin::create_organisation))
-        .routes(routes!(admin::create_thing))
+        .routes(routes!(admin::create_thing, things::list))
+        .routes(routes!(things::update))
+        .routes(routes!(things::import))
+        .routes(routes!(device_types::list, device_types::create))
+        .routes(routes!(device_types::get_one, device_types::update, device_types::delete))
         .routes(routes!(admin::issue_device_token))
         .routes(routes!(admin::create_datastream))
+        .routes(routes!(admin::update_datastream))
         .routes(routes!(admin::create_principal))
         .routes(routes!(admin::disable_principal))
         .routes(routes!(admin::create_key))
@@ -354,7 +358,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(record_request))
         .layer(hoheit_runtime::telemetry::http_trace_layer())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::map_response(body_limit_as_problem))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
     headers::on_every_response(app).with_state(state)
@@ -362,6 +366,29 @@ pub fn router(state: AppState) -> Router {
 
 /// The largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The body limit of a request: [`MAX_BODY_BYTES`], an import file's
+/// larger one on its path.
+fn body_limit(path: &str) -> usize {
+    if path == routes::things::IMPORT_PATH {
+        routes::things::MAX_IMPORT_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
+
+/// Refuses a body announced larger than its path's limit at once and cuts
+/// off one that turns out larger while it is read.
+async fn limit_body(request: Request, next: Next) -> Response {
+    let limit = body_limit(request.uri().path());
+    let announced =
+        request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        let detail = format!("the request body is larger than {} KiB; send less per request", limit / 1024);
+        return error::problem(axum::http::StatusCode::PAYLOAD_TOO_LARGE, detail);
+    }
+    next.run(request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)))).await
+}
 
 /// The body limit layer answers an announced oversized body with a bare 413;
 /// give it the problem+json form with the limit, like every other error.

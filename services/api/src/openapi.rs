@@ -54,6 +54,9 @@ pub struct ProblemDoc {
     /// its reason code (`non_numeric_value`, …).
     #[schema(nullable = false, value_type = Option<String>)]
     pub code: Option<DenyCode>,
+    /// On a refused import (422): every bad row with its line and column.
+    #[schema(nullable = false)]
+    pub errors: Option<Vec<hoheit_domain::onboarding::RowError>>,
 }
 
 /// The document's frame: info, tags and the modifiers below; the paths come from the router.

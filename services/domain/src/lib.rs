@@ -13,7 +13,9 @@ use std::fmt;
 
 pub mod door;
 pub mod license;
+pub mod onboarding;
 pub mod policy;
+pub mod range;
 pub mod rejection;
 pub mod replay;
 pub mod topic;

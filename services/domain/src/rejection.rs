@@ -29,6 +29,8 @@ pub enum RejectCode {
     WriteDenied,
     /// A reading names a device that is another thing than the one its topic addresses.
     DeviceMismatch,
+    /// A value outside its datastream's plausible range (its own, or its type's).
+    OutOfRange,
 }
 
 impl RejectCode {
@@ -53,6 +55,7 @@ impl RejectCode {
             RejectCode::NonNumericValue => "non_numeric_value",
             RejectCode::WriteDenied => "write_denied",
             RejectCode::DeviceMismatch => "device_mismatch",
+            RejectCode::OutOfRange => "out_of_range",
         }
     }
 }

@@ -153,6 +153,16 @@ pub fn check(
             }
         }
     }
+    if !stream.range.contains(reading.value) {
+        return Err(Rejection::reading(
+            i,
+            RejectCode::OutOfRange,
+            format!(
+                "value {} is outside the plausible range of datastream {key} ({}); fix the sensor, or the range if it is wrong",
+                reading.value, stream.range
+            ),
+        ));
+    }
     let time = reading.time.unwrap_or(clock.received);
     if time.to_datetime().is_none() {
         return Err(Rejection::reading(i, RejectCode::TimeOutOfRange, "time is out of the representable range"));
@@ -234,6 +244,8 @@ mod tests {
         }
     }
 
+    use hoheit_domain::range::PlausibleRange;
+
     const TARGET: WriteTarget = WriteTarget { org_id: 1, dataset_id: None, thing_id: 1 };
 
     fn anyone(_: &DatastreamRef) -> Result<(), WriteDenial> {
@@ -244,10 +256,18 @@ mod tests {
 
     fn registry(key: &DatastreamKey) -> Option<DatastreamRef> {
         match key.property.as_str() {
-            "no2" => {
-                Some(DatastreamRef { id: DatastreamId(1), unit: Some(Unit::parse("ug/m3").unwrap()), target: TARGET })
-            }
-            "count" => Some(DatastreamRef { id: DatastreamId(2), unit: None, target: TARGET }),
+            "no2" => Some(DatastreamRef {
+                id: DatastreamId(1),
+                unit: Some(Unit::parse("ug/m3").unwrap()),
+                target: TARGET,
+                range: PlausibleRange::new(Some(0.0), Some(1000.0)).unwrap(),
+            }),
+            "count" => Some(DatastreamRef {
+                id: DatastreamId(2),
+                unit: None,
+                target: TARGET,
+                range: PlausibleRange::default(),
+            }),
             _ => None,
         }
     }
@@ -298,6 +318,7 @@ mod tests {
             reading(5, Some("no2"), 1.0, None, Some(CLOCK.received.0 + 301_000_000)),
             reading(6, None, 1.0, None, None),
             reading(7, Some("Bad Name"), 1.0, None, None),
+            reading(8, Some("no2"), 1000.5, None, None),
         ];
         let routed = route(&thing, &readings, &Devices::new(), CLOCK, registry, anyone);
         let codes: Vec<_> = routed.rejections.iter().map(|r| (r.reading_index, r.code)).collect();
@@ -312,6 +333,7 @@ mod tests {
                 (Some(5), RejectCode::TimeInFuture),
                 (Some(6), RejectCode::MissingProperty),
                 (Some(7), RejectCode::UnknownDatastream),
+                (Some(8), RejectCode::OutOfRange),
             ]
         );
         assert!(routed.rejections[3].reason.contains("ug/m3"));

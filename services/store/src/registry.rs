@@ -11,6 +11,7 @@ use sqlx::{FromRow, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use hoheit_domain::policy::OrgKind;
+use hoheit_domain::range::PlausibleRange;
 use hoheit_domain::write::WriteTarget;
 use hoheit_domain::{DatastreamId, DatastreamKey, Slug, Unit};
 
@@ -20,6 +21,9 @@ pub enum RegistryError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// A change the object's current state does not allow (the sentence says why).
+    #[error("{0}")]
+    InUse(String),
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("database error: {0}")]
@@ -72,6 +76,9 @@ pub struct Thing {
     /// The device's identity outside Hoheit (LoRaWAN DevEUI, sensor.community
     /// `esp8266-<chip id>`, SenML base name), lower case.
     pub external_id: Option<String>,
+    /// The device type (of the thing's organisation) whose datastreams the thing has.
+    #[serde(rename = "type")]
+    pub device_type: Option<Slug>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -87,6 +94,9 @@ pub struct NewThing {
     /// base name (`urn:dev:ow:10e2073a01080063`); stored in lower case.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// A device type of the organisation: the thing gets a datastream per property of the type.
+    #[serde(default, rename = "type")]
+    pub device_type: Option<Slug>,
 }
 
 /// A device's external id as stored: trimmed, lower case, 1 to 128 visible
@@ -119,6 +129,9 @@ pub struct Datastream {
     pub latest_time: Option<DateTime<Utc>>,
     /// Value of the newest stored reading, if any.
     pub latest_value: Option<f64>,
+    /// The datastream's own plausible range (absent: its type's, if any).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -129,6 +142,12 @@ pub struct NewDatastream {
     pub property: Slug,
     pub name: String,
     pub unit: Option<Unit>,
+    /// The plausible range: a reading outside is a dead letter `out_of_range`
+    /// (absent: the range of the thing's type's property, if any).
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// What ingest needs to know about a datastream to check a reading.
@@ -138,6 +157,8 @@ pub struct DatastreamRef {
     pub unit: Option<Unit>,
     /// Whose it is: what a write into it is decided on.
     pub target: WriteTarget,
+    /// The effective plausible range: the datastream's own, else its type's.
+    pub range: PlausibleRange,
 }
 
 fn check_name(name: &str) -> Result<(), RegistryError> {
@@ -306,36 +327,34 @@ pub async fn set_organisation_kind(
     Ok(after)
 }
 
+/// Creates a thing; with a type, also the datastreams of the type's
+/// properties (in one transaction).
 pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, RegistryError> {
     check_name(&new.name)?;
-    if new.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
-        return Err(RegistryError::Invalid { field: "latitude", reason: "must be between -90 and 90".into() });
-    }
-    if new.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-        return Err(RegistryError::Invalid { field: "longitude", reason: "must be between -180 and 180".into() });
-    }
+    check_position(new.latitude, new.longitude)?;
     let external_id = new.external_id.as_deref().map(normalise_external_id).transpose()?;
+    let mut tx = pool.begin().await?;
+    let org_id = organisation_id(&mut *tx, &new.org).await?;
+    let type_id = match &new.device_type {
+        Some(slug) => Some(crate::device_types::id_of(&mut *tx, org_id, slug).await?),
+        None => None,
+    };
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO things (org_id, slug, name, latitude, longitude, external_id)
-         SELECT id, $2, $3, $4, $5, $6 FROM organisations WHERE slug = $1
-         RETURNING id",
+        "INSERT INTO things (org_id, slug, name, latitude, longitude, external_id, device_type_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
-    .bind(new.org.as_str())
+    .bind(org_id)
     .bind(new.slug.as_str())
     .bind(&new.name)
     .bind(new.latitude)
     .bind(new.longitude)
     .bind(&external_id)
-    .fetch_optional(pool)
+    .bind(type_id)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match (&e, &external_id) {
-        (sqlx::Error::Database(db), Some(external)) if db.constraint() == Some("things_external_id") => {
-            RegistryError::Conflict(format!("a thing of {} with external id {external}", new.org))
-        }
-        _ if is_unique_violation(&e) => RegistryError::Conflict(format!("thing {}/{}", new.org, new.slug)),
-        _ => e.into(),
-    })?
-    .ok_or_else(|| RegistryError::NotFound(format!("organisation {}", new.org)))?;
+    .map_err(|e| thing_conflict(e, &new.org, &new.slug, external_id.as_deref()))?;
+    crate::device_types::add_missing_datastreams(&mut tx, &[id]).await?;
+    tx.commit().await?;
     Ok(Thing {
         id,
         org: new.org.clone(),
@@ -344,14 +363,38 @@ pub async fn create_thing(pool: &PgPool, new: &NewThing) -> Result<Thing, Regist
         latitude: new.latitude,
         longitude: new.longitude,
         external_id,
+        device_type: new.device_type.clone(),
     })
+}
+
+/// Latitude and longitude within their ranges.
+pub(crate) fn check_position(latitude: Option<f64>, longitude: Option<f64>) -> Result<(), RegistryError> {
+    if latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+        return Err(RegistryError::Invalid { field: "latitude", reason: "must be between -90 and 90".into() });
+    }
+    if longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        return Err(RegistryError::Invalid { field: "longitude", reason: "must be between -180 and 180".into() });
+    }
+    Ok(())
+}
+
+/// A unique violation on things as the conflict it is.
+pub(crate) fn thing_conflict(e: sqlx::Error, org: &Slug, slug: &Slug, external_id: Option<&str>) -> RegistryError {
+    match (&e, external_id) {
+        (sqlx::Error::Database(db), Some(external)) if db.constraint() == Some("things_external_id") => {
+            RegistryError::Conflict(format!("a thing of {org} with external id {external}"))
+        }
+        _ if is_unique_violation(&e) => RegistryError::Conflict(format!("thing {org}/{slug}")),
+        _ => e.into(),
+    }
 }
 
 pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Datastream, RegistryError> {
     check_name(&new.name)?;
+    check_range(new.min, new.max)?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO datastreams (thing_id, property, name, unit)
-         SELECT t.id, $3, $4, $5 FROM things t JOIN organisations o ON o.id = t.org_id
+        "INSERT INTO datastreams (thing_id, property, name, unit, min, max)
+         SELECT t.id, $3, $4, $5, $6, $7 FROM things t JOIN organisations o ON o.id = t.org_id
          WHERE o.slug = $1 AND t.slug = $2
          RETURNING id",
     )
@@ -360,6 +403,8 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
     .bind(new.property.as_str())
     .bind(&new.name)
     .bind(new.unit.as_ref().map(Unit::as_str))
+    .bind(new.min)
+    .bind(new.max)
     .fetch_optional(pool)
     .await
     .map_err(|e| {
@@ -379,12 +424,18 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
         unit: new.unit.as_ref().map(|u| u.as_str().to_owned()),
         latest_time: None,
         latest_value: None,
+        min: new.min,
+        max: new.max,
     })
+}
+
+pub(crate) fn check_range(min: Option<f64>, max: Option<f64>) -> Result<PlausibleRange, RegistryError> {
+    PlausibleRange::new(min, max).map_err(|e| RegistryError::Invalid { field: "range", reason: e.to_string() })
 }
 
 /// The columns of a [`Datastream`].
 const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.property, d.name, d.unit,
-        latest.time AS latest_time, latest.value AS latest_value
+        latest.time AS latest_time, latest.value AS latest_value, d.min, d.max
      FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
      LEFT JOIN LATERAL (
         SELECT ob.time, ob.value FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
@@ -453,6 +504,8 @@ struct KeyRow {
     org_id: i64,
     thing_id: i64,
     dataset_id: Option<i64>,
+    range_min: Option<f64>,
+    range_max: Option<f64>,
 }
 
 impl KeyRow {
@@ -461,6 +514,8 @@ impl KeyRow {
             id: DatastreamId(self.id),
             unit: self.unit.as_deref().and_then(|u| Unit::parse(u).ok()),
             target: WriteTarget { org_id: self.org_id, dataset_id: self.dataset_id, thing_id: self.thing_id },
+            // A stored range was checked on the way in; one edited by hand into nonsense checks nothing.
+            range: PlausibleRange::new(self.range_min, self.range_max).unwrap_or_default(),
         }
     }
 
@@ -474,9 +529,14 @@ impl KeyRow {
     }
 }
 
+/// The effective range is the datastream's own when it has one, else the
+/// range of its thing's type's property of the same name.
 const KEY_SELECT: &str = "SELECT d.id, d.unit, o.slug AS org, t.slug AS thing, d.property,
-            t.org_id, t.id AS thing_id, d.dataset_id
-     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id";
+            t.org_id, t.id AS thing_id, d.dataset_id,
+            CASE WHEN d.min IS NULL AND d.max IS NULL THEN tp.min ELSE d.min END AS range_min,
+            CASE WHEN d.min IS NULL AND d.max IS NULL THEN tp.max ELSE d.max END AS range_max
+     FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+     LEFT JOIN device_type_properties tp ON tp.device_type_id = t.device_type_id AND tp.property = d.property";
 
 /// Looks one datastream up by its natural key.
 pub async fn lookup(pool: &PgPool, key: &DatastreamKey) -> Result<Option<DatastreamRef>, sqlx::Error> {
@@ -536,10 +596,119 @@ pub async fn datastream_owners(pool: &PgPool) -> Result<Vec<OwnedDatastream>, sq
     .await
 }
 
-pub async fn organisation_id(pool: &PgPool, slug: &Slug) -> Result<i64, RegistryError> {
+pub async fn organisation_id<'e>(executor: impl PgExecutor<'e>, slug: &Slug) -> Result<i64, RegistryError> {
     sqlx::query_scalar("SELECT id FROM organisations WHERE slug = $1")
         .bind(slug.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await?
         .ok_or_else(|| RegistryError::NotFound(format!("organisation {slug}")))
+}
+
+/// `Some(value)` for a member that is present, `null` included, so that a
+/// patch tells "leave it" (absent) from "clear it" (`null`).
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A change of a datastream; absent members stay as they are, `null`
+/// clears the unit or a bound.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatastreamPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Refused (409) once the datastream holds readings: they were checked against the old unit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Unit>)]
+    pub unit: Option<Option<Unit>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    pub min: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    pub max: Option<Option<f64>>,
+}
+
+/// The columns a patch may change, as stored.
+#[derive(FromRow)]
+struct DatastreamColumns {
+    name: String,
+    unit: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
+    org_id: i64,
+}
+
+/// Changes a datastream's name, unit or own range; audited as
+/// `datastream.update`. A unit change of a datastream that holds readings is
+/// refused (`InUse`).
+pub async fn patch_datastream(
+    pool: &PgPool,
+    id: DatastreamId,
+    patch: &DatastreamPatch,
+    actor: &Actor,
+) -> Result<Datastream, RegistryError> {
+    if let Some(name) = &patch.name {
+        check_name(name)?;
+    }
+    let mut tx = pool.begin().await?;
+    let before: DatastreamColumns = sqlx::query_as(
+        "SELECT d.name, d.unit, d.min, d.max, t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id
+         WHERE d.id = $1 FOR UPDATE OF d",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))?;
+    let unit = match &patch.unit {
+        Some(unit) => unit.as_ref().map(|u| u.as_str().to_owned()),
+        None => before.unit.clone(),
+    };
+    if unit != before.unit {
+        let has_readings: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM observations WHERE datastream_id = $1)")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        if has_readings {
+            return Err(RegistryError::InUse(format!(
+                "datastream {id} holds readings in {:?}; its unit cannot change (register a new datastream for the new unit)",
+                before.unit.as_deref().unwrap_or("no unit")
+            )));
+        }
+    }
+    let min = patch.min.unwrap_or(before.min);
+    let max = patch.max.unwrap_or(before.max);
+    check_range(min, max)?;
+    let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
+    sqlx::query("UPDATE datastreams SET name = $2, unit = $3, min = $4, max = $5 WHERE id = $1")
+        .bind(id.0)
+        .bind(&name)
+        .bind(&unit)
+        .bind(min)
+        .bind(max)
+        .execute(&mut *tx)
+        .await?;
+    let after: Datastream =
+        sqlx::query_as(&format!("{DATASTREAM_SELECT} WHERE d.id = $1")).bind(id.0).fetch_one(&mut *tx).await?;
+    let states = serde_json::json!({"name": before.name, "unit": before.unit, "min": before.min, "max": before.max});
+    let mut change = AdminChange::new("datastream.update", "datastream", id.0, before.org_id)
+        .states(Some(&states), Some(&serde_json::json!({"name": name, "unit": unit, "min": min, "max": max})));
+    change.datastream_id = Some(id.0);
+    audit::record_change(&mut tx, actor, &change).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The organisation a datastream belongs to (for the permission check).
+pub async fn org_of_datastream(pool: &PgPool, id: DatastreamId) -> Result<i64, RegistryError> {
+    sqlx::query_scalar("SELECT t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id WHERE d.id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
 }

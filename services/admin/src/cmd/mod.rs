@@ -7,6 +7,7 @@ pub mod connectors;
 pub mod datasets;
 pub mod dead_letters;
 pub mod demo;
+pub mod device_types;
 pub mod grants;
 pub mod keys;
 pub mod mqtt_config;

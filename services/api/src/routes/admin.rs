@@ -17,7 +17,9 @@ use hoheit_store::datasets::{self, Dataset, NewDataset};
 use hoheit_store::device_tokens::{self, IssuedDeviceToken};
 use hoheit_store::grants::{self, NewGrant};
 use hoheit_store::principals::{self, IssuedKey, NewPrincipal, PrincipalView};
-use hoheit_store::registry::{self, Datastream, NewDatastream, NewOrganisation, NewThing, Organisation, Thing};
+use hoheit_store::registry::{
+    self, Datastream, DatastreamPatch, NewDatastream, NewOrganisation, NewThing, Organisation, Thing,
+};
 use serde::Deserialize;
 
 use crate::access::{require, Needs};
@@ -95,6 +97,27 @@ pub async fn create_datastream(
     let datastream = registry::create_datastream(&state.pool, &new).await?;
     audit_created(&state, &who, "datastream", datastream.id.0, org_id, &datastream).await?;
     Ok((StatusCode::CREATED, Json(datastream)))
+}
+
+/// Changes a datastream's name, unit or own plausible range (absent:
+/// unchanged; `null`: cleared, so the type's range applies again). A unit
+/// change is refused once the datastream holds readings.
+#[utoipa::path(patch, operation_id = "admin_update_datastream", path = "/admin/datastreams/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "datastream id")),
+    request_body = DatastreamPatch,
+    responses(
+        (status = 200, description = "the datastream", body = Datastream),
+        (status = 409, description = "a unit change of a datastream that holds readings", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
+pub async fn update_datastream(
+    State(state): State<AppState>,
+    who: Who,
+    PathId(id): PathId,
+    ApiJson(patch): ApiJson<DatastreamPatch>,
+) -> Result<Json<Datastream>, ApiError> {
+    let id = DatastreamId(id);
+    require(&who.caller, Needs::DataOwner(registry::org_of_datastream(&state.pool, id).await?))?;
+    Ok(Json(registry::patch_datastream(&state.pool, id, &patch, &actor(&who)).await?))
 }
 
 #[utoipa::path(post, operation_id = "admin_create_principal", path = "/admin/principals", tag = "admin", security(("bearer" = [])),

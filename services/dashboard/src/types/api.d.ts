@@ -264,6 +264,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/datastreams/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Changes a datastream's name, unit or own plausible range (absent:
+         *     unchanged; `null`: cleared, so the type's range applies again). A unit
+         *     change is refused once the datastream holds readings.
+         */
+        patch: operations["admin_update_datastream"];
+        trace?: never;
+    };
+    "/v1/admin/device-types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The device types of an organisation (operator: of all when `org` is absent). */
+        get: operations["device_types_list"];
+        put?: never;
+        /**
+         * Creates a device type. The operator names the organisation (`org`); an
+         *     admin's default is its own.
+         */
+        post: operations["device_types_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/device-types/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["device_types_get_one"];
+        /**
+         * Changes a type: rename, change ranges, add properties. A property left
+         *     out is no longer part of the type; its datastreams and their data stay.
+         *     Every thing of the type gets the datastreams it lacks.
+         */
+        put: operations["device_types_update"];
+        post?: never;
+        /** Deletes a type that no thing has. */
+        delete: operations["device_types_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/grants": {
         parameters: {
             query?: never;
@@ -423,13 +487,62 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The things of an organisation with their type, datastream count, newest
+         *     reading and the dead letters addressed to them that no replay stored.
+         */
+        get: operations["things_list"];
         put?: never;
         post: operations["admin_create_thing"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/things/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Registers or updates the things of a file: CSV (`text/csv`, a header
+         *     row naming the columns `slug,name,latitude,longitude,type,external_id,dataset`,
+         *     `dev_eui`/`deveui`/`DevEUI` for the external id; an empty cell is "not
+         *     given") or JSON (an array of objects with those keys). A thing of a type
+         *     gets the type's datastreams; a `dataset` puts the thing's datastreams into
+         *     that dataset. Idempotent: an unchanged row writes nothing. One bad row
+         *     refuses the whole file (422, every bad row in `errors`); nothing changes.
+         */
+        post: operations["things_import"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/things/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Changes a thing: name, position, type, external id (absent: unchanged,
+         *     `null`: cleared). A new type adds the datastreams the thing lacks; none is dropped.
+         */
+        patch: operations["things_update"];
         trace?: never;
     };
     "/v1/admin/things/{id}/device-token": {
@@ -969,6 +1082,8 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @enum {string} */
+        Action: "create" | "change" | "unchanged";
         /**
          * @description One administrative change: what was done to which object of which
          *     organisation, and the object before and after (never a secret or a hash).
@@ -1187,6 +1302,13 @@ export interface components {
              * @description Value of the newest stored reading, if any.
              */
             latest_value?: number | null;
+            /** Format: double */
+            max?: number | null;
+            /**
+             * Format: double
+             * @description The datastream's own plausible range (absent: its type's, if any).
+             */
+            min?: number | null;
             name: string;
             org: components["schemas"]["Slug"];
             property: components["schemas"]["Slug"];
@@ -1197,6 +1319,18 @@ export interface components {
         DatastreamId: number;
         DatastreamList: {
             datastreams: components["schemas"]["DatastreamView"][];
+        };
+        /**
+         * @description A change of a datastream; absent members stay as they are, `null`
+         *     clears the unit or a bound.
+         */
+        DatastreamPatch: {
+            /** Format: double */
+            max?: number | null;
+            /** Format: double */
+            min?: number | null;
+            name?: string | null;
+            unit?: null | components["schemas"]["Unit"];
         };
         /**
          * @description A datastream with the terms of the dataset it belongs to, so that a
@@ -1270,6 +1404,34 @@ export interface components {
             thing: string;
             /** Format: int64 */
             thing_id: number;
+        };
+        /** @description A device type as the administration shows it. */
+        DeviceType: {
+            description?: string | null;
+            /** Format: int64 */
+            id: number;
+            name: string;
+            org: components["schemas"]["Slug"];
+            properties: components["schemas"]["TypeProperty"][];
+            slug: components["schemas"]["Slug"];
+            /**
+             * Format: int64
+             * @description How many things are of this type.
+             */
+            things: number;
+        };
+        /**
+         * @description A type's new description: properties may be added or changed; one left
+         *     out is no longer part of the type but keeps its datastreams and data.
+         */
+        DeviceTypeUpdate: {
+            description?: string | null;
+            name: string;
+            properties: components["schemas"]["TypeProperty"][];
+            slug: components["schemas"]["Slug"];
+        };
+        DeviceTypes: {
+            device_types: components["schemas"]["DeviceType"][];
         };
         /**
          * @description A door of the platform.
@@ -1381,6 +1543,16 @@ export interface components {
         };
         HeldSupplyGrants: {
             supply_grants: components["schemas"]["SupplyListing"][];
+        };
+        /** @description What an import did (or, in a dry run, would do). */
+        ImportReport: {
+            /** @description One entry per row, in file order. */
+            changes: components["schemas"]["RowChange"][];
+            datastreams_created: number;
+            dry_run: boolean;
+            things_changed: number;
+            things_created: number;
+            things_unchanged: number;
         };
         /** @description A created connector with its webhook secret: the only time the secret is shown. */
         IssuedConnector: components["schemas"]["Connector"] & {
@@ -1515,11 +1687,30 @@ export interface components {
             title: string;
         };
         NewDatastream: {
+            /** Format: double */
+            max?: number | null;
+            /**
+             * Format: double
+             * @description The plausible range: a reading outside is a dead letter `out_of_range`
+             *     (absent: the range of the thing's type's property, if any).
+             */
+            min?: number | null;
             name: string;
             org: components["schemas"]["Slug"];
             property: components["schemas"]["Slug"];
             thing: components["schemas"]["Slug"];
             unit?: null | components["schemas"]["Unit"];
+        };
+        /**
+         * @description A new device type. The operator names the organisation; an admin's
+         *     default is its own.
+         */
+        NewDeviceType: {
+            description?: string | null;
+            name: string;
+            org?: null | components["schemas"]["Slug"];
+            properties: components["schemas"]["TypeProperty"][];
+            slug: components["schemas"]["Slug"];
         };
         NewGrant: {
             contract_ref: string;
@@ -1602,6 +1793,7 @@ export interface components {
             name: string;
             org: components["schemas"]["Slug"];
             slug: components["schemas"]["Slug"];
+            type?: null | components["schemas"]["Slug"];
         };
         Observation: {
             /** Format: date-time */
@@ -1643,6 +1835,11 @@ export interface components {
         };
         OrganisationNames: {
             organisations: components["schemas"]["OrganisationName"][];
+        };
+        /** @description A changed thing, with the datastreams its (new) type added. */
+        PatchedThing: components["schemas"]["Thing"] & {
+            /** Format: int64 */
+            datastreams_created: number;
         };
         /** @enum {string} */
         PrincipalKind: "person" | "service";
@@ -1691,6 +1888,8 @@ export interface components {
             code?: string;
             /** @description What is wrong and what to change. */
             detail: string;
+            /** @description On a refused import (422): every bad row with its line and column. */
+            errors?: components["schemas"]["RowError"][];
             /** Format: int32 */
             status: number;
             /** @description The status's reason phrase. */
@@ -1789,6 +1988,24 @@ export interface components {
          * @enum {string}
          */
         Role: "admin" | "data_owner" | "reader" | "publisher";
+        /** @description What happens to one row's thing. */
+        RowChange: {
+            action: components["schemas"]["Action"];
+            /** @description The properties whose datastreams are created. */
+            datastreams: components["schemas"]["Slug"][];
+            /** @description The fields that are set or change: name, latitude, longitude, type, external_id, dataset. */
+            fields: string[];
+            /** @description The row's line (CSV: the file's line, the header is 1; JSON: the 1-based index). */
+            line: number;
+            slug: components["schemas"]["Slug"];
+        };
+        /** @description What is wrong with one row (or the file, at line 1). */
+        RowError: {
+            /** @description The column at fault, if it is one column. */
+            column?: string | null;
+            line: number;
+            reason: string;
+        };
         /**
          * @description How the caller signed in.
          * @enum {string}
@@ -1851,9 +2068,56 @@ export interface components {
             name: string;
             org: components["schemas"]["Slug"];
             slug: components["schemas"]["Slug"];
+            type?: null | components["schemas"]["Slug"];
+        };
+        /**
+         * @description A change of a thing; absent members stay, `null` clears a position, the
+         *     type or the external id.
+         */
+        ThingPatch: {
+            external_id?: string | null;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name?: string | null;
+            type?: null | components["schemas"]["Slug"];
         };
         /** @description A thing named in a supply grant: its slug (within the dataset's owner) or its id. */
         ThingRef: number | components["schemas"]["Slug"];
+        /** @description A thing in the administration's listing. */
+        ThingSummary: {
+            /**
+             * Format: int64
+             * @description How many datastreams the thing has.
+             */
+            datastreams: number;
+            /**
+             * Format: int64
+             * @description Dead letters addressed to the thing (its topics) that no replay has stored.
+             */
+            dead_letters: number;
+            external_id?: string | null;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: date-time
+             * @description The newest reading of any of its datastreams.
+             */
+            last_reading_at?: string | null;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name: string;
+            org: string;
+            slug: string;
+            /** @description The device type's slug. */
+            type?: string | null;
+        };
+        Things: {
+            things: components["schemas"]["ThingSummary"][];
+        };
         /** @description One line of the public transparency report. */
         TransparencyLine: {
             /** Format: int64 */
@@ -1903,8 +2167,32 @@ export interface components {
             /** Format: date-time */
             valid_until: string;
         };
+        /** @description One property of a device type: a datastream of each thing of the type. */
+        TypeProperty: {
+            /** Format: double */
+            max?: number | null;
+            /**
+             * Format: double
+             * @description The plausible range: a reading below `min` or above `max` is a dead letter `out_of_range`.
+             */
+            min?: number | null;
+            /** @description The datastream's name, e.g. `Feinstaub PM2.5`. */
+            name: string;
+            /** @description The datastream's property (its topic's last segment), e.g. `pm2_5`. */
+            property: components["schemas"]["Slug"];
+            /** @description The unit as SenML writes it (`ug/m3`, `Cel`, `%RH`). */
+            unit: components["schemas"]["Unit"];
+        };
         /** @description a unit symbol as SenML writes them, e.g. Cel, %RH, ug/m3 */
         Unit: string;
+        /** @description A changed type, with the datastreams its things got at once. */
+        UpdatedDeviceType: components["schemas"]["DeviceType"] & {
+            /**
+             * Format: int64
+             * @description Datastreams created for the type's things (the properties they lacked).
+             */
+            datastreams_created: number;
+        };
         /** @description Result of checking the whole chain. */
         Verification: {
             /**
@@ -3589,6 +3877,592 @@ export interface operations {
             };
         };
     };
+    admin_update_datastream: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description datastream id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatastreamPatch"];
+            };
+        };
+        responses: {
+            /** @description the datastream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Datastream"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a unit change of a datastream that holds readings */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    device_types_list: {
+        parameters: {
+            query?: {
+                /** @description Organisation slug (operator: any, default all; a principal: its own, the default). */
+                org?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the types, by organisation and slug */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceTypes"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    device_types_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewDeviceType"];
+            };
+        };
+        responses: {
+            /** @description created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceType"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the organisation has a type of that slug */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    device_types_get_one: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description device type id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the type */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceType"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    device_types_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description device type id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceTypeUpdate"];
+            };
+        };
+        responses: {
+            /** @description the type, with the datastreams created */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpdatedDeviceType"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the organisation has another type of that slug */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    device_types_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description device type id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description things have this type */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     admin_create_grant: {
         parameters: {
             query?: never;
@@ -4455,6 +5329,92 @@ export interface operations {
             };
         };
     };
+    things_list: {
+        parameters: {
+            query?: {
+                /** @description Organisation slug (operator: any, default all; a principal: its own, the default). */
+                org?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the things, by organisation and slug */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Things"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     admin_create_thing: {
         parameters: {
             query?: never;
@@ -4514,6 +5474,244 @@ export interface operations {
                 };
             };
             /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is well-formed but a value is not acceptable */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    things_import: {
+        parameters: {
+            query?: {
+                /** @description Organisation slug (the operator must name it; a principal's default is its own). */
+                org?: string;
+                /** @description Only report what would change. */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description the things, one per row (at most 100,000 rows, 16 MiB) */
+        requestBody: {
+            content: {
+                "application/json": unknown[];
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description what was (or, in a dry run, would be) created and changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportReport"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the file is larger than 16 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description neither text/csv nor application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description bad rows (each in `errors` with line, column and reason): nothing was changed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    things_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description thing id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ThingPatch"];
+            };
+        };
+        responses: {
+            /** @description the thing, with the datastreams created */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PatchedThing"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description another thing of the organisation has that external id */
             409: {
                 headers: {
                     [name: string]: unknown;
