@@ -14,25 +14,15 @@ import { orgLabel } from './labels.js';
 
 /** @typedef {import('./main.js').View} View */
 /** @typedef {import('./main.js').State} State */
-/**
- * A device type with its properties.
- * @typedef {{ id: number, org: string, slug: string, name: string, description?: string | null,
- *   properties: { property: string, name: string, unit: string, min?: number | null, max?: number | null }[], things: number }} DeviceType
- */
-/**
- * A thing as the onboarding lists it.
- * @typedef {{ id: number, org: string, slug: string, name: string, type?: string | null, external_id?: string | null,
- *   datastreams: number, last_reading_at?: string | null, dead_letters: number }} ThingOverview
- */
-/**
- * What an import would do (dry run) or did.
- * @typedef {{ dry_run: boolean, things_created: number, things_changed: number, things_unchanged: number, datastreams_created: number,
- *   changes: { line: number, slug: string, action: 'create' | 'change' | 'unchanged', fields: string[], datastreams: string[] }[] }} ImportReport
- */
+/** @typedef {import('./types/api').components['schemas']['DeviceType']} DeviceType */
+/** @typedef {import('./types/api').components['schemas']['DeviceTypes']} DeviceTypes */
+/** @typedef {import('./types/api').components['schemas']['ThingSummary']} ThingSummary */
+/** @typedef {import('./types/api').components['schemas']['Things']} Things */
+/** @typedef {import('./types/api').components['schemas']['ImportReport']} ImportReport */
 /** @typedef {import('./types/api').components['schemas']['ReplayReport']} ReplayReport */
 /** @typedef {import('./types/api').components['schemas']['ReplayResult']} ReplayResult */
 /** @typedef {import('./types/api').components['schemas']['DeadLetterPage']} DeadLetterPage */
-/** A bad line of a rejected import (the 422 problem's `errors`). @typedef {{ line: number, column?: string | null, reason: string }} ImportError */
+/** A bad line of a rejected import (the 422 problem's `errors`). @typedef {import('./types/api').components['schemas']['RowError']} ImportError */
 
 /** @param {unknown} e */
 function problemText(e) {
@@ -112,7 +102,7 @@ export async function renderOnboarding({ state, main }) {
  */
 async function renderOrganisation(state, body, org) {
   const thingsBox = h('div', { class: 'scroll', id: 'things-box' });
-  /** @type {ThingOverview[]} */
+  /** @type {ThingSummary[]} */
   let things = [];
   /** @type {DeviceType[]} */
   let types = [];
@@ -120,7 +110,7 @@ async function renderOrganisation(state, body, org) {
 
   async function reloadThings() {
     try {
-      /** @type {{ things: ThingOverview[] }} */
+      /** @type {Things} */
       const list = await getJson(`/v1/admin/things${query({ org })}`);
       things = list.things.sort((a, b) => a.slug.localeCompare(b.slug));
       thingsBox.replaceChildren(thingsTable(things, types));
@@ -131,7 +121,7 @@ async function renderOrganisation(state, body, org) {
   }
 
   try {
-    /** @type {{ device_types: DeviceType[] }} */
+    /** @type {DeviceTypes} */
     const list = await getJson(`/v1/admin/device-types${query({ org })}`);
     types = list.device_types.filter((d) => d.org === org);
   } catch (e) {
@@ -148,7 +138,7 @@ async function renderOrganisation(state, body, org) {
 
 /**
  * The things with their device type by name.
- * @param {ThingOverview[]} things
+ * @param {ThingSummary[]} things
  * @param {DeviceType[]} types
  */
 function thingsTable(things, types) {
@@ -365,7 +355,7 @@ function importSection(org, reload) {
  * Replaying an organisation's rejected messages by reason, thing and time: a preview of
  * what the filter selects, then the replay and its report.
  * @param {string} org
- * @param {() => ThingOverview[]} things
+ * @param {() => ThingSummary[]} things
  * @param {() => Promise<void>} reload
  */
 function replaySection(org, things, reload) {
