@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use hoheit_simulator::{Door, Simulator, SimulatorConfig};
 use hoheit_tests::{eventually, Platform};
+use hoheit_town::{Town, STADT, STADTWERKE};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,7 +19,7 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
         duration_secs: 3,
         ..platform.isolation.simulator_config(&platform.api.base)
     };
-    let summary = Simulator::new(config)?.run(CancellationToken::new()).await?;
+    let summary = Simulator::new(config.clone())?.run(CancellationToken::new()).await?;
     assert_eq!(summary.datastreams, 26);
     assert_eq!(summary.unacked_messages, 0);
     assert!(summary.live_readings >= 200, "about 3 s at 200 readings/s: {summary:?}");
@@ -40,6 +43,46 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
     let streams = list["datastreams"].as_array().unwrap();
     assert_eq!(streams.len(), 26);
     assert!(streams.iter().all(|s| s["latest_time"].is_string()), "every datastream has live data");
+
+    // Registered through device types and an import: every thing carries its kind's type ...
+    let town = Town::eberswalde(1)?;
+    let things = |platform: &Platform| {
+        let api = platform.api.clone();
+        async move {
+            let mut all = Vec::new();
+            for org in [STADT, STADTWERKE] {
+                let listed = api.get_json(&format!("/v1/admin/things?org={org}")).await?;
+                all.extend(listed["things"].as_array().cloned().unwrap_or_default().into_iter().map(|t| {
+                    (
+                        t["org"].clone(),
+                        t["slug"].clone(),
+                        t["name"].clone(),
+                        t["type"].clone(),
+                        t["datastreams"].clone(),
+                    )
+                }));
+            }
+            anyhow::Ok(all)
+        }
+    };
+    let before = things(&platform).await?;
+    assert_eq!(before.len(), town.things.len());
+    for thing in &town.things {
+        let listed = before.iter().find(|t| t.0 == thing.org.as_str() && t.1 == thing.slug.as_str());
+        let (_, _, _, kind, datastreams) = listed.with_context(|| format!("{} listed", thing.slug))?;
+        assert_eq!(*kind, thing.kind().type_slug(), "{}", thing.slug);
+        assert_eq!(datastreams, &json!(thing.properties().len()), "{}", thing.slug);
+    }
+    let types = platform.api.get_json(&format!("/v1/admin/device-types?org={STADT}")).await?;
+    assert_eq!(types["device_types"].as_array().map(Vec::len), Some(3), "{types}");
+
+    // ... and a second registration changes nothing.
+    let again = Simulator::new(config)?.register().await?;
+    assert_eq!((again.created, again.changed), (0, 0), "{again:?}");
+    assert_eq!(again.existing, 2 + 4 + town.things.len(), "organisations, types, things: {again:?}");
+    assert_eq!(things(&platform).await?, before);
+    let stored_again: i64 = sqlx::query_scalar("SELECT count(*) FROM datastreams").fetch_one(&pool).await?;
+    assert_eq!(stored_again, 26);
     platform.stop().await
 }
 

@@ -177,16 +177,19 @@ impl Simulator {
         &self.town
     }
 
-    /// Waits for the API's /readyz, then registers every organisation, thing
-    /// and datastream (existing ones are fine).
+    /// Waits for the API's /readyz, then registers every organisation, its
+    /// device types and (one import per organisation) its things (existing
+    /// ones are fine).
     pub async fn register(&self) -> Result<Registered, SimulatorError> {
         self.admin.wait_ready(Duration::from_secs(self.config.api_wait_secs)).await?;
         let registered = self.admin.register(&self.town).await?;
         tracing::info!(
             organisations = registered.organisations,
+            device_types = registered.device_types,
             things = registered.things,
             datastreams = registered.datastreams.len(),
             created = registered.created,
+            changed = registered.changed,
             existing = registered.existing,
             "town registered"
         );

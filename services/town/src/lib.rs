@@ -49,7 +49,7 @@ pub enum Format {
 }
 
 /// A property a kind of thing measures, as registered and as published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Property {
     /// Property slug (last topic segment, SenML name, protobuf property).
     pub slug: &'static str,
@@ -57,24 +57,51 @@ pub struct Property {
     pub name: &'static str,
     /// Unit symbol; payloads carry exactly this string.
     pub unit: &'static str,
+    /// The plausible range the device type declares: every value the curves
+    /// give lies within it (inclusive). A bound only where the curve has one
+    /// by construction (a clamp, a count); none where weather decides.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
-const TRAFFIC_PROPERTIES: &[Property] = &[Property { slug: "vehicles", name: "Fahrzeuge je 5 Minuten", unit: "count" }];
+const TRAFFIC_PROPERTIES: &[Property] =
+    &[Property { slug: "vehicles", name: "Fahrzeuge je 5 Minuten", unit: "count", min: Some(0.0), max: None }];
 const AIR_PROPERTIES: &[Property] = &[
-    Property { slug: "no2", name: "Stickstoffdioxid (NO2)", unit: "ug/m3" },
-    Property { slug: "pm10", name: "Feinstaub PM10", unit: "ug/m3" },
-    Property { slug: "pm2_5", name: "Feinstaub PM2,5", unit: "ug/m3" },
-    Property { slug: "temperature", name: "Lufttemperatur", unit: "Cel" },
-    Property { slug: "humidity", name: "Relative Luftfeuchte", unit: "%RH" },
+    Property { slug: "no2", name: "Stickstoffdioxid (NO2)", unit: "ug/m3", min: Some(0.0), max: None },
+    Property { slug: "pm10", name: "Feinstaub PM10", unit: "ug/m3", min: Some(0.0), max: None },
+    Property { slug: "pm2_5", name: "Feinstaub PM2,5", unit: "ug/m3", min: Some(0.0), max: None },
+    Property { slug: "temperature", name: "Lufttemperatur", unit: "Cel", min: None, max: None },
+    Property { slug: "humidity", name: "Relative Luftfeuchte", unit: "%RH", min: Some(0.0), max: Some(100.0) },
 ];
 const PARKING_PROPERTIES: &[Property] = &[
-    Property { slug: "occupancy", name: "Belegung", unit: "%" },
-    Property { slug: "free", name: "Freie Stellplätze", unit: "count" },
+    Property { slug: "occupancy", name: "Belegung", unit: "%", min: Some(0.0), max: Some(100.0) },
+    Property { slug: "free", name: "Freie Stellplätze", unit: "count", min: Some(0.0), max: None },
 ];
-const GAUGE_PROPERTIES: &[Property] = &[Property { slug: "level", name: "Wasserstand", unit: "cm" }];
+const GAUGE_PROPERTIES: &[Property] =
+    &[Property { slug: "level", name: "Wasserstand", unit: "cm", min: None, max: None }];
 
 impl Kind {
     pub const ALL: [Kind; 4] = [Kind::TrafficCounter, Kind::AirStation, Kind::ParkingGarage, Kind::RiverGauge];
+
+    /// The slug of the device type the simulator registers for this kind.
+    pub fn type_slug(self) -> &'static str {
+        match self {
+            Kind::TrafficCounter => "verkehrszaehler",
+            Kind::AirStation => "luftmessstation",
+            Kind::ParkingGarage => "parkhaus",
+            Kind::RiverGauge => "pegel",
+        }
+    }
+
+    /// The device type's human-readable name.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::TrafficCounter => "Verkehrszähler",
+            Kind::AirStation => "Luftmessstation",
+            Kind::ParkingGarage => "Parkhaus",
+            Kind::RiverGauge => "Pegel",
+        }
+    }
 
     /// The properties, in the order [`Thing::observe`] returns their values.
     pub fn properties(self) -> &'static [Property] {
@@ -789,6 +816,22 @@ mod tests {
                 let values = thing.observe(9, time);
                 assert_eq!(values.len(), thing.properties().len());
                 assert!(values.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_value_lies_in_its_property_range() {
+        // Out-of-range readings are dead letters, so the ranges the device types
+        // declare must hold for every copy of `--scale`, in every season.
+        let town = Town::eberswalde(20).unwrap();
+        let starts = [monday(), Utc.with_ymd_and_hms(2025, 7, 13, 22, 0, 0).unwrap()];
+        for time in starts.into_iter().flat_map(|start| week_from(start).step_by(3)) {
+            for thing in &town.things {
+                for (value, p) in thing.observe(5, time).into_iter().zip(thing.properties()) {
+                    assert!(p.min.is_none_or(|min| value >= min), "{} {}: {value}", thing.slug, p.slug);
+                    assert!(p.max.is_none_or(|max| value <= max), "{} {}: {value}", thing.slug, p.slug);
+                }
             }
         }
     }
