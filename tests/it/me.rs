@@ -90,6 +90,14 @@ async fn a_licensee_sees_who_it_is_its_contracts_their_use_and_its_own_reads() {
     );
     let (status, _) = json_as(&api, None, "/v1/me/reads").await;
     assert_eq!(status, 401);
+    // The operator's own reads, and only those.
+    let (status, _) = json_as(&api, Some(hoheit_tests::TOKEN), &aggregates).await;
+    assert_eq!(status, 200);
+    let (status, reads) = json_as(&api, Some(hoheit_tests::TOKEN), "/v1/me/reads").await;
+    assert_eq!(status, 200, "{reads}");
+    let records = reads["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["action"] == "aggregates"), "{reads}");
+    assert!(records.iter().all(|r| r["principal_name"] == "operator" && r["org_id"].is_null()), "{reads}");
     let (status, none) = json_as(&api, Some(&town.department_key), "/v1/me/grants").await;
     assert_eq!((status, none["grants"].as_array().map(Vec::len)), (200, Some(0)), "the department holds no grant");
     running.stop().await.unwrap();

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use hoheit_domain::policy::{Caller, GrantTerms, Principal, Role};
-use hoheit_store::audit::{self, AuditEntry};
+use hoheit_store::audit::{self, AuditEntry, Reader};
 use hoheit_store::grants::{self, HeldGrant};
 use hoheit_store::principals;
 use hoheit_store::registry;
@@ -206,14 +206,15 @@ pub async fn reads(
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(30))?;
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('r', c)).transpose()?.unwrap_or(0);
-    let records = match principal {
-        Some(p) => {
-            let whole_org = matches!(p.role, Role::Admin | Role::DataOwner);
-            let only = (!whole_org).then_some(p.id);
-            audit::reads_of(&state.pool, p.org_id, only, range.from, range.to, after, limit).await?
-        }
-        None => audit::operator_reads(&state.pool, range.from, range.to, after, limit).await?,
+    let reader = match principal {
+        // Admins and data owners answer for their organisation's reads; the others for their own.
+        Some(p) => Reader::Organisation {
+            org_id: p.org_id,
+            principal_id: (!matches!(p.role, Role::Admin | Role::DataOwner)).then_some(p.id),
+        },
+        None => Reader::Operator,
     };
+    let records = audit::reads_of(&state.pool, reader, range.from, range.to, after, limit).await?;
     let next_cursor =
         (records.len() as i64 == limit).then(|| records.last().map(|r| params::encode_cursor('r', r.id))).flatten();
     Ok(Json(ReadsPage { records, next_cursor }))
