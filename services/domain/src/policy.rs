@@ -766,16 +766,37 @@ fn decide_by_grants(
     }))
 }
 
+/// Where a grant stands at a time: the one rule of the policy and of what a
+/// grantee is shown of its grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStanding {
+    InForce,
+    Revoked(DateTime<Utc>),
+    NotYetValid,
+    Expired,
+}
+
+impl GrantTerms {
+    pub fn standing(&self, now: DateTime<Utc>) -> GrantStanding {
+        if let Some(at) = self.revoked_at {
+            GrantStanding::Revoked(at)
+        } else if now < self.valid_from {
+            GrantStanding::NotYetValid
+        } else if now >= self.valid_until {
+            GrantStanding::Expired
+        } else {
+            GrantStanding::InForce
+        }
+    }
+}
+
 fn check_grant(grant: &GrantTerms, request: &ReadRequest, now: DateTime<Utc>) -> Result<(), DenyReason> {
     let id = grant.id;
-    if let Some(at) = grant.revoked_at {
-        return Err(DenyReason::GrantRevoked { grant: id, at });
-    }
-    if now < grant.valid_from {
-        return Err(DenyReason::GrantNotYetValid { grant: id, from: grant.valid_from });
-    }
-    if now >= grant.valid_until {
-        return Err(DenyReason::GrantExpired { grant: id, at: grant.valid_until });
+    match grant.standing(now) {
+        GrantStanding::Revoked(at) => return Err(DenyReason::GrantRevoked { grant: id, at }),
+        GrantStanding::NotYetValid => return Err(DenyReason::GrantNotYetValid { grant: id, from: grant.valid_from }),
+        GrantStanding::Expired => return Err(DenyReason::GrantExpired { grant: id, at: grant.valid_until }),
+        GrantStanding::InForce => {}
     }
     if let Some(mins) = grant.min_interval_mins {
         let interval_secs = match request.resolution {

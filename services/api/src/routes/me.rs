@@ -6,7 +6,8 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use hoheit_domain::policy::{Caller, GrantTerms, Principal, Role};
+use hoheit_domain::policy::{Caller, GrantStanding, GrantTerms, Principal, Role};
+use hoheit_domain::Slug;
 use hoheit_store::audit::{self, AuditEntry, Reader};
 use hoheit_store::grants::{self, HeldGrant};
 use hoheit_store::principals;
@@ -87,11 +88,8 @@ pub async fn get(State(state): State<AppState>, who: Who) -> Result<Json<Me>, Ap
             key: None,
         }));
     };
-    let org = registry::list_organisations(&state.pool)
-        .await?
-        .into_iter()
-        .find(|o| o.id == principal.org_id)
-        .ok_or(ApiError::Internal)?;
+    let slug = Slug::parse("org", &principal.org_slug).map_err(|_| ApiError::Internal)?;
+    let org = registry::organisation(&state.pool, &slug).await?.ok_or(ApiError::Internal)?;
     let key = match principal.key_id {
         Some(id) => {
             let k = principals::key_view(&state.pool, id).await?;
@@ -126,14 +124,11 @@ pub enum GrantStatus {
 
 impl GrantStatus {
     fn of(terms: &GrantTerms, now: DateTime<Utc>) -> Self {
-        if terms.revoked_at.is_some_and(|t| t <= now) {
-            GrantStatus::Revoked
-        } else if now < terms.valid_from {
-            GrantStatus::NotYetValid
-        } else if now >= terms.valid_until {
-            GrantStatus::Expired
-        } else {
-            GrantStatus::Active
+        match terms.standing(now) {
+            GrantStanding::InForce => GrantStatus::Active,
+            GrantStanding::NotYetValid => GrantStatus::NotYetValid,
+            GrantStanding::Expired => GrantStatus::Expired,
+            GrantStanding::Revoked(_) => GrantStatus::Revoked,
         }
     }
 }
@@ -248,6 +243,10 @@ mod tests {
         assert_eq!(GrantStatus::of(&terms(11, 20, None), now), GrantStatus::NotYetValid);
         assert_eq!(GrantStatus::of(&terms(0, 10, None), now), GrantStatus::Expired, "the end is exclusive");
         assert_eq!(GrantStatus::of(&terms(0, 20, Some(9)), now), GrantStatus::Revoked);
-        assert_eq!(GrantStatus::of(&terms(0, 20, Some(11)), now), GrantStatus::Active, "a revocation to come");
+        assert_eq!(
+            GrantStatus::of(&terms(0, 20, Some(11)), now),
+            GrantStatus::Revoked,
+            "as the policy: any revocation"
+        );
     }
 }
