@@ -385,7 +385,11 @@ async fn limit_body(request: Request, next: Next) -> Response {
         request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         let detail = format!("the request body is larger than {} KiB; send less per request", limit / 1024);
-        return error::problem(axum::http::StatusCode::PAYLOAD_TOO_LARGE, detail);
+        let mut refused = error::problem(axum::http::StatusCode::PAYLOAD_TOO_LARGE, detail);
+        // The body stays unread, so the connection cannot carry another request: say so, or a
+        // client may send its next request on a connection the server is closing.
+        refused.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return refused;
     }
     next.run(request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)))).await
 }
