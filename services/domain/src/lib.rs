@@ -1,6 +1,6 @@
 //! Hoheit's domain: the types that can only hold valid values, the MQTT topic
 //! scheme ([`topic`]), the doors readings come in by ([`door`]), the reasons a
-//! reading is rejected ([`rejection`]), dead-letter replay ([`replay`]), the access policy ([`policy`]: the one
+//! reading is rejected ([`rejection`]), dead-letter replay ([`replay`]), alert rules ([`alert`]), the access policy ([`policy`]: the one
 //! place that decides what a caller may see and read) and who may write
 //! ([`write`]). Pure: no I/O, no async, no database.
 //!
@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+pub mod alert;
 pub mod door;
 pub mod license;
 pub mod onboarding;
