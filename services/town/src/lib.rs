@@ -593,8 +593,13 @@ pub fn parking(capacity: u32, usage: Usage, noise: Noise, time: DateTime<Utc>) -
     Parking { capacity, occupied, free: capacity - occupied, occupancy }
 }
 
+/// The warning mark of the demo's gauges (cm): the regulated level stays
+/// below it; only a [`river_rise`] passes it.
+pub const GAUGE_WARNING_CM: f64 = 215.0;
+
 /// Water level (cm) of a regulated canal reach: a little higher in spring,
-/// drifting slowly over days and hours, with a few millimetres of sensor noise.
+/// drifting slowly over days and hours, now and then rising for an hour or
+/// two ([`river_rise`]), with a few millimetres of sensor noise.
 pub fn river_level(mean_cm: f64, noise: Noise, time: DateTime<Utc>) -> f64 {
     let t = seconds(time);
     let local = local_time(time);
@@ -603,8 +608,27 @@ pub fn river_level(mean_cm: f64, noise: Noise, time: DateTime<Utc>) -> f64 {
         + spring
         + 5.0 * noise.smooth(t, 4.0 * 86_400.0)
         + 1.5 * noise.stream("hours").smooth(t, 10.0 * 3600.0)
+        + river_rise(noise.stream("rise"), t)
         + 0.3 * noise.gaussian(time.timestamp_micros());
     round_to(level, 1)
+}
+
+/// A rise of the reach (rain upstream, the lock's sluices): one in three
+/// two-hour slots holds one of 20 to 35 cm, peaking somewhere in its middle
+/// and coming and going within about two hours (a bell of 30 minutes'
+/// width). What the demo's warning rule on the gauge fires on.
+pub fn river_rise(noise: Noise, t_secs: f64) -> f64 {
+    const SLOT_SECS: f64 = 7200.0;
+    let slot = (t_secs / SLOT_SECS).floor() as i64;
+    // A rise near a slot's edge reaches into its neighbours.
+    (slot - 1..=slot + 1)
+        .filter(|&s| noise.uniform(s) < 1.0 / 3.0)
+        .map(|s| {
+            let peak = (s as f64 + 0.25 + 0.5 * noise.stream("peak").uniform(s)) * SLOT_SECS;
+            let height = 20.0 + 15.0 * noise.stream("height").uniform(s);
+            height * bell(t_secs, peak, 1800.0)
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -789,11 +813,23 @@ mod tests {
     fn river_level_varies_slowly() {
         let gauge = &Town::eberswalde(1).unwrap().things[10];
         let levels: Vec<f64> = week_from(monday()).map(|t| gauge.observe(42, t)[0]).collect();
-        assert!(levels.iter().all(|l| (160.0..=240.0).contains(l)), "{levels:?}");
+        assert!(levels.iter().all(|l| (160.0..=260.0).contains(l)), "{levels:?}");
         let max_step = levels.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f64::max);
-        assert!(max_step < 3.0, "a canal does not jump {max_step} cm in 5 minutes");
+        assert!(max_step < 5.0, "a canal does not jump {max_step} cm in 5 minutes");
         let (min, max) = levels.iter().fold((f64::MAX, f64::MIN), |(lo, hi), l| (lo.min(*l), hi.max(*l)));
         assert!(max - min > 1.0, "the level must vary");
+    }
+
+    #[test]
+    fn the_gauge_passes_its_warning_mark_now_and_then() {
+        let gauge = &Town::eberswalde(1).unwrap().things[10];
+        let levels: Vec<f64> = week_from(monday()).map(|t| gauge.observe(42, t)[0]).collect();
+        let above = levels.iter().filter(|&&l| l > GAUGE_WARNING_CM).count();
+        // Every 5 minutes for a week: 2016 readings. Rises of an hour or so, several a day.
+        assert!(above > 50, "the warning mark is passed too rarely: {above} of {}", levels.len());
+        assert!(above < levels.len() / 4, "the warning mark is passed too often: {above} of {}", levels.len());
+        let rises = levels.windows(2).filter(|w| w[0] <= GAUGE_WARNING_CM && w[1] > GAUGE_WARNING_CM).count();
+        assert!((7..=60).contains(&rises), "{rises} rises past the mark in a week");
     }
 
     #[test]
