@@ -242,10 +242,11 @@ async fn completeness_gaps_and_the_interval_set_or_learned() {
         let (status, body) = town.get(admin, &format!("/v1/datastreams/{}/quality?{bad}", town.healthy)).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'quality' AND allowed")
-        .fetch_one(&town.pool)
-        .await
-        .unwrap();
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'quality' AND decision = 'allow'")
+            .fetch_one(&town.pool)
+            .await
+            .unwrap();
     assert_eq!(audited, 7, "every quality read is audited like a read");
     town.stop().await;
 }
@@ -355,10 +356,11 @@ async fn quality_is_read_under_the_policy_and_gaps_only_with_raw_reads() {
     // Beyond the grant's 30 days of history: it may see the datastream, but not read this.
     let (status, body) = town.get(Some(&movi), &format!("/v1/datastreams/{}/quality?days=90", town.gappy)).await;
     assert_eq!((status, &body["code"]), (403, &json!("outside_grant_window")), "{body}");
-    let denied: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'quality' AND NOT allowed")
-        .fetch_one(&town.pool)
-        .await
-        .unwrap();
+    let denied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'quality' AND decision = 'deny'")
+            .fetch_one(&town.pool)
+            .await
+            .unwrap();
     assert_eq!(denied, 1, "the denial is audited");
 
     // The owner sees the gaps.
