@@ -28,6 +28,7 @@ mod openapi;
 mod opendata;
 mod pipeline;
 mod push;
+mod quality;
 mod replay;
 mod senml;
 mod simulator;

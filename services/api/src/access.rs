@@ -20,13 +20,17 @@
 //!   **administrative permissions** ([`require`]): the operator, an
 //!   organisation's admins, its admins and data owners.
 //! - **Supply grants a supplier holds** ([`supplier_scope`]): its own.
+//! - **Data quality** ([`authorize_quality`], [`quality_scope`]): a
+//!   datastream's as a read of its day aggregates, its gaps only with raw
+//!   reads; an organisation's list for its admins and data owners.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hoheit_domain::policy::{
-    self, Caller, DatasetAccess, Decision, DenyReason, GrantTerms, ReadRequest, Release, Via, Visibility,
+    self, Caller, DatasetAccess, Decision, DenyCode, DenyReason, GrantTerms, ReadRequest, Release, Resolution, Via,
+    Visibility,
 };
 use hoheit_domain::{DatastreamId, Slug};
 use hoheit_store::audit::AuditRecord;
@@ -182,6 +186,47 @@ async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms
         None => Ok(Vec::new()),
     }
 }
+
+/// An allowed read of a datastream's data quality ([`authorize_quality`]).
+#[must_use = "a permitted read must be finished so that it is audited"]
+pub struct QualityPermit {
+    /// The read of its day aggregates: finish it before the answer leaves.
+    pub permit: ReadPermit,
+    /// Whether its raw timing (gaps, the last reading's time) may leave too:
+    /// `Err` with the code a raw read of the same range is denied with.
+    pub raw_timing: Result<(), DenyCode>,
+}
+
+/// Decides a read of datastream `id`'s data quality over `[from, to)`: `404`
+/// if the caller may not see the datastream at all; otherwise a read of its
+/// day aggregates (charged and audited like one, `403` with the policy's
+/// code when denied), and its raw timing only if a raw read of the same
+/// range would be allowed too.
+pub async fn authorize_quality(
+    state: &AppState,
+    who: &Who,
+    id: DatastreamId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<QualityPermit, ApiError> {
+    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
+    let grants = grants_for(state, &who.caller, &dataset).await?;
+    let now = Utc::now();
+    if !policy::visibility(&who.caller, &dataset, &grants, now).shows_datastreams() {
+        return Err(ApiError::NotFound(format!("datastream {id} not found")));
+    }
+    let request = ReadRequest { resolution: Resolution::Aggregate { interval_secs: DAY_SECS }, from, to };
+    let raw = ReadRequest { resolution: Resolution::Raw, ..request };
+    let raw_timing = match policy::decide(&who.caller, &dataset, &grants, &raw, now) {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny { reason } => Err(reason.code()),
+    };
+    let permit = decide_read(state, who, &dataset, &grants, Some(id), "quality", request, now).await?;
+    Ok(QualityPermit { permit, raw_timing })
+}
+
+/// A day in seconds: the resolution a datastream's quality is read at.
+const DAY_SECS: i64 = 86_400;
 
 // ---- audit records ----
 
@@ -600,6 +645,29 @@ pub async fn require_replay(state: &AppState, who: &Who, org: &Slug) -> Result<(
             "only admins and data owners of {org} (and the operator) may replay its dead letters; your role is {role}"
         )
     })
+}
+
+/// The organisation whose datastreams' quality `who` may list: its admins
+/// and data owners their own, the operator any (`401` anonymous, `403` others).
+pub async fn quality_scope(state: &AppState, who: &Who, org: &Slug) -> Result<i64, ApiError> {
+    match &*who.caller {
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized(
+                "an organisation's data quality is shown to its admins and data owners: present an API key".into(),
+            ))
+        }
+        Caller::Principal(p) if p.org_slug != org.as_str() => return Err(ApiError::Forbidden(format!(
+            "the data quality of {org} is shown only to that organisation's admins and data owners; you belong to {}",
+            p.org_slug
+        ))),
+        _ => {}
+    }
+    let org_id = registry::organisation_id(&state.pool, org).await?;
+    require_or(&who.caller, Needs::DataOwner(org_id), || {
+        let role = who.caller.principal().map_or("none", |p| p.role.as_str());
+        format!("the data quality of {org} is shown to its admins and data owners; your role is {role}")
+    })?;
+    Ok(org_id)
 }
 
 // ---- administrative permissions ----

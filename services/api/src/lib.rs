@@ -276,13 +276,15 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
         admin, audit, connectors, datasets, datastreams, dead_letters, device_types, health, live, me, opendata,
-        organisations, push, supply, things,
+        organisations, push, quality, supply, things,
     };
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
         .routes(routes!(datastreams::observations))
         .routes(routes!(datastreams::aggregates))
+        .routes(routes!(quality::datastream))
+        .routes(routes!(quality::organisation))
         .routes(routes!(live::stream))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))

@@ -5,7 +5,8 @@
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
 //! the network servers' connectors ([`connectors`]), devices' own tokens
 //! ([`device_tokens`]), the hash-chained audit log ([`audit`]) and the open
-//! data catalog's facts ([`catalog`]). The operators' listings live beside
+//! data catalog's facts ([`catalog`]) and what a datastream's data quality is
+//! computed from ([`quality`]). The operators' listings live beside
 //! their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
@@ -27,6 +28,7 @@ pub mod grants;
 pub mod import;
 pub mod observations;
 pub mod principals;
+pub mod quality;
 pub mod registry;
 pub mod supply;
 pub mod things;

@@ -13,5 +13,6 @@ pub mod me;
 pub mod opendata;
 pub mod organisations;
 pub mod push;
+pub mod quality;
 pub mod supply;
 pub mod things;

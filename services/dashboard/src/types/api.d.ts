@@ -829,6 +829,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datastreams/{id}/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The quality of a datastream: completeness per day, gaps, dead letters by
+         *     reason and the out-of-range share over the last `days` UTC days, with a
+         *     status.
+         * @description Decided as a read of the datastream's daily aggregates over those days
+         *     (a grant's rate is charged, the read audited as `quality`): `404` for a
+         *     datastream the caller may not see, `403` with the policy's code when it
+         *     may see it but not read this. Gaps are raw timing: they are listed only
+         *     when the caller may read the datastream raw (else `gaps_withheld`).
+         */
+        get: operations["quality_datastream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/dead-letters": {
         parameters: {
             query?: never;
@@ -1038,6 +1064,26 @@ export interface paths {
          *     record: what `202` counts as accepted is stored exactly once.
          */
         post: operations["push_datastream"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An organisation's silent and degraded datastreams with their summary, for
+         *     its admins and data owners and the operator.
+         */
+        get: operations["quality_organisation"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1291,6 +1337,12 @@ export interface components {
         };
         /** @description A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]). */
         Datastream: {
+            /**
+             * Format: int32
+             * @description Seconds between readings it is expected to report at (absent: learned
+             *     from its readings; see `GET /v1/datastreams/{id}/quality`).
+             */
+            expected_interval_secs?: number | null;
             id: components["schemas"]["DatastreamId"];
             /**
              * Format: date-time
@@ -1325,6 +1377,11 @@ export interface components {
          *     clears the unit or a bound.
          */
         DatastreamPatch: {
+            /**
+             * Format: int32
+             * @description Seconds between readings it is expected to report at; `null`: learned from its readings.
+             */
+            expected_interval_secs?: number | null;
             /** Format: double */
             max?: number | null;
             /** Format: double */
@@ -1332,12 +1389,77 @@ export interface components {
             name?: string | null;
             unit?: null | components["schemas"]["Unit"];
         };
+        /** @description The data quality of one datastream over the days asked. */
+        DatastreamQuality: {
+            /** Format: int64 */
+            datastream: number;
+            /**
+             * @description Per UTC day, oldest first: readings, expected readings (from the
+             *     datastream's start until now) and completeness (capped at 1). Under an
+             *     aggregate-only grant only the days that have ended.
+             */
+            days: components["schemas"]["Day"][];
+            /** @description Readings dead-lettered for it over the days asked, by reason, the most frequent first. */
+            dead_letters: components["schemas"]["RejectedReadings"][];
+            /**
+             * Format: int64
+             * @description Seconds between readings it is expected at; null: unknown (none set,
+             *     too few readings to learn from).
+             */
+            expected_interval_secs?: number | null;
+            /**
+             * @description Stretches without readings longer than `gap_intervals` intervals
+             *     (oldest first, at most 1000); null when withheld or no interval is known.
+             */
+            gaps?: components["schemas"]["Gap"][] | null;
+            /**
+             * @description Why gaps and the last reading's time are withheld: the code a raw
+             *     read of the datastream is denied with (they are raw timing).
+             */
+            gaps_withheld?: string | null;
+            interval_source?: null | components["schemas"]["IntervalSource"];
+            /**
+             * Format: date-time
+             * @description The newest reading's time; null without raw reads (see `gaps_withheld`) or readings.
+             */
+            last_reading_at?: string | null;
+            /**
+             * Format: double
+             * @description `out_of_range` rejections over stored readings and those rejections,
+             *     over the days asked; null when nothing came.
+             */
+            out_of_range_share?: number | null;
+            /**
+             * @description `unknown` (no interval or no reading), `silent` (no reading for more
+             *     than 3 intervals and at least an hour), `degraded` (the last full
+             *     day's or today's completeness below 0.9, or more than 5 % out of
+             *     range over yesterday and today), else `ok`.
+             */
+            status: components["schemas"]["Status"];
+        };
         /**
          * @description A datastream with the terms of the dataset it belongs to, so that a
          *     licensed consumer sees them beside the data.
          */
         DatastreamView: components["schemas"]["Datastream"] & {
             dataset?: null | components["schemas"]["DatasetTerms"];
+        };
+        /**
+         * @description One UTC day of a datastream: readings stored, readings expected, and
+         *     their ratio (capped at 1; absent when none was expected).
+         */
+        Day: {
+            /** Format: double */
+            completeness?: number | null;
+            /**
+             * Format: date
+             * @example 2026-11-29
+             */
+            day: string;
+            /** Format: int64 */
+            expected: number;
+            /** Format: int64 */
+            readings: number;
         };
         DeadLetterPage: {
             dead_letters: components["schemas"]["DeadLetterView"][];
@@ -1472,6 +1594,26 @@ export interface components {
             /** Format: int64 */
             readings_deleted: number;
         };
+        /** @description A stretch without readings longer than the gap threshold. */
+        Gap: {
+            /**
+             * Format: date-time
+             * @description The last reading before the gap.
+             */
+            from: string;
+            /**
+             * Format: int64
+             * @description Readings that would have come at the expected interval.
+             */
+            missing_intervals: number;
+            /** @description Whether the gap lasts until now (no reading since `from`). */
+            ongoing: boolean;
+            /**
+             * Format: date-time
+             * @description The first reading after it, or now while it lasts.
+             */
+            to: string;
+        };
         GrantList: {
             grants: components["schemas"]["GrantTerms"][];
         };
@@ -1554,6 +1696,11 @@ export interface components {
             things_created: number;
             things_unchanged: number;
         };
+        /**
+         * @description Where an expected interval comes from.
+         * @enum {string}
+         */
+        IntervalSource: "set" | "learned";
         /** @description A created connector with its webhook secret: the only time the secret is shown. */
         IssuedConnector: components["schemas"]["Connector"] & {
             /** @description Send it in `X-Hoheit-Connector-Secret` (or `Authorization: Bearer`); shown only now. */
@@ -1836,6 +1983,14 @@ export interface components {
         OrganisationNames: {
             organisations: components["schemas"]["OrganisationName"][];
         };
+        OrganisationQuality: {
+            /**
+             * @description Silent datastreams first, then degraded ones, each in id order; healthy
+             *     and unknown ones are not listed.
+             */
+            datastreams: components["schemas"]["QualitySummary"][];
+            org: string;
+        };
         /** @description A changed thing, with the datastreams its (new) type added. */
         PatchedThing: components["schemas"]["Thing"] & {
             /** Format: int64 */
@@ -1897,6 +2052,30 @@ export interface components {
             /** @description Always `about:blank`: the status says what kind of problem it is. */
             type: string;
         };
+        /** @description A datastream that needs attention. */
+        QualitySummary: {
+            /** Format: int64 */
+            datastream: number;
+            /** Format: int64 */
+            expected_interval_secs?: number | null;
+            interval_source?: null | components["schemas"]["IntervalSource"];
+            /**
+             * Format: double
+             * @description Completeness of yesterday (UTC), if any reading was expected.
+             */
+            last_full_day_completeness?: number | null;
+            /** Format: date-time */
+            last_reading_at?: string | null;
+            /**
+             * Format: double
+             * @description Over yesterday and today.
+             */
+            out_of_range_share?: number | null;
+            property: string;
+            /** @description `silent` or `degraded` (see the datastream's quality). */
+            status: components["schemas"]["Status"];
+            thing: string;
+        };
         /**
          * Format: binary
          * @description A body of raw bytes (a protobuf `ObservationBatch`, a ChirpStack uplink
@@ -1922,6 +2101,13 @@ export interface components {
             code: string;
             /** @description The reading's position in the payload; absent when the whole payload was rejected. */
             index?: number | null;
+            reason: string;
+        };
+        /** @description Readings dead-lettered for a datastream with one reason code. */
+        RejectedReadings: {
+            /** Format: int64 */
+            count: number;
+            /** @description The reject code (`out_of_range`, `unit_mismatch`, …). */
             reason: string;
         };
         /** @description What a replay did. */
@@ -2013,6 +2199,11 @@ export interface components {
         SignedInWith: "operator_token" | "api_key" | "oidc";
         /** @description lower-case letters, digits, `-` and `_`; starts with a letter or digit */
         Slug: string;
+        /**
+         * @description The summary status of a datastream.
+         * @enum {string}
+         */
+        Status: "ok" | "degraded" | "silent" | "unknown";
         SupplyGrantList: {
             supply_grants: components["schemas"]["SupplyTerms"][];
         };
@@ -7180,6 +7371,100 @@ export interface operations {
             };
         };
     };
+    quality_datastream: {
+        parameters: {
+            query?: {
+                /** @description UTC days to report, today included: 1 to 90; default 7. */
+                days?: number;
+                /**
+                 * @description A gap is a stretch without readings longer than this many expected
+                 *     intervals: 2 to 1000; default 3.
+                 */
+                gap_intervals?: number;
+            };
+            header?: never;
+            path: {
+                /** @description datastream id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the datastream's data quality */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatastreamQuality"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     dead_letters_list: {
         parameters: {
             query?: {
@@ -8175,6 +8460,92 @@ export interface operations {
                 };
             };
             /** @description Kafka is away: nothing was accepted (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    quality_organisation: {
+        parameters: {
+            query: {
+                /** @description The organisation's slug. */
+                org: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the datastreams that need attention */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrganisationQuality"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
             503: {
                 headers: {
                     [name: string]: unknown;
