@@ -257,7 +257,12 @@ fn check_webhook_url(url: &str) -> Result<String, ApiError> {
             "must not hold a user name or password: the receiver checks the Hoheit-Signature header instead",
         ));
     }
-    Ok(url.to_owned())
+    // Stored as parsed: the parser drops tabs and line breaks a client may have sent inside it.
+    let normalised = String::from(parsed);
+    if normalised.chars().count() > MAX_URL_CHARS {
+        return Err(invalid("webhook.url", format!("must be at most {MAX_URL_CHARS} characters")));
+    }
+    Ok(normalised)
 }
 
 /// At most 20 distinct, plausible addresses (a local part, `@`, a domain with a top-level domain).
@@ -494,6 +499,8 @@ mod tests {
         {
             assert!(checked(Some(bad), &[]).is_err(), "{bad}");
         }
+        let sent = checked(Some("https://hooks.example/a\tb\n"), &[]).unwrap();
+        assert_eq!(sent.webhook_url.as_deref(), Some("https://hooks.example/ab"), "stored as parsed");
         let long = format!("https://hooks.example/{}", "a".repeat(2000));
         assert!(checked(Some(&long), &[]).is_err());
     }
