@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod connectors;
 pub mod datasets;
