@@ -34,8 +34,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hoheit_domain::policy::{
     self, Caller, DatasetAccess, Decision, DenyCode, DenyReason, GrantTerms, ReadRequest, Release, Resolution, Role,
-    Via,
-    Visibility,
+    Via, Visibility,
 };
 use hoheit_domain::{DatastreamId, Slug};
 use hoheit_store::alerts;
@@ -662,10 +661,12 @@ pub async fn quality_scope(state: &AppState, who: &Who, org: &Slug) -> Result<i6
                 "an organisation's data quality is shown to its admins and data owners: present an API key".into(),
             ))
         }
-        Caller::Principal(p) if p.org_slug != org.as_str() => return Err(ApiError::Forbidden(format!(
+        Caller::Principal(p) if p.org_slug != org.as_str() => {
+            return Err(ApiError::Forbidden(format!(
             "the data quality of {org} is shown only to that organisation's admins and data owners; you belong to {}",
             p.org_slug
-        ))),
+        )))
+        }
         _ => {}
     }
     let org_id = registry::organisation_id(&state.pool, org).await?;
