@@ -9,6 +9,7 @@ mod admin;
 mod admin_audit;
 mod admin_support;
 mod airrohr;
+mod alerts;
 mod api;
 mod broker_acl;
 mod broker_dynsec;
