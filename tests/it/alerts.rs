@@ -31,6 +31,8 @@ const WAIT: Duration = Duration::from_secs(120);
 /// A rule as the tests make it.
 struct NewRule<'a> {
     datastream: i64,
+    /// Who made it; `None`: the operator.
+    principal: Option<i64>,
     name: &'a str,
     kind: &'a str,
     threshold: Option<f64>,
@@ -46,8 +48,9 @@ async fn insert_rule(pool: &PgPool, rule: NewRule<'_>) -> anyhow::Result<i64> {
     let emails: Vec<String> = rule.emails.iter().map(|e| (*e).to_owned()).collect();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO alert_rules (datastream_id, name, kind, threshold, for_secs, hysteresis, webhook_url,
-                                  webhook_secret, emails, language)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                                  webhook_secret, emails, language, principal_id, org_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                 (SELECT org_id FROM principals WHERE id = $11)) RETURNING id",
     )
     .bind(rule.datastream)
     .bind(rule.name)
@@ -59,6 +62,7 @@ async fn insert_rule(pool: &PgPool, rule: NewRule<'_>) -> anyhow::Result<i64> {
     .bind(rule.webhook.map(|_| SECRET))
     .bind(emails)
     .bind(rule.language)
+    .bind(rule.principal)
     .fetch_one(pool)
     .await?;
     sqlx::query("INSERT INTO alert_states (rule_id, status) VALUES ($1, 'ok')").bind(id).execute(pool).await?;
@@ -163,6 +167,9 @@ impl Drop for Receiver {
     }
 }
 
+/// Debian's Python, which has `python3-aiosmtpd` (another `python3` may come first on `PATH`).
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
 /// A real SMTP server (aiosmtpd) on a free loopback port, keeping mail in a Maildir.
 struct Smtp {
     url: String,
@@ -183,7 +190,11 @@ impl Smtp {
     async fn start() -> anyhow::Result<Smtp> {
         let port = free_port()?;
         let maildir = tempfile::tempdir()?;
-        let child = tokio::process::Command::new("python3")
+        // aiosmtpd's Mailbox handler expects the Maildir's folders to exist.
+        for folder in ["new", "cur", "tmp"] {
+            std::fs::create_dir(maildir.path().join(folder))?;
+        }
+        let child = tokio::process::Command::new(DEBIAN_PYTHON)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path())
             .stdout(Stdio::null())
@@ -263,6 +274,7 @@ async fn a_threshold_rule_fires_once_after_its_duration_and_resolves_once_with_s
     let rule = insert_rule(
         &platform.pool,
         NewRule {
+            principal: None,
             datastream: no2,
             name: "NO2 über 100",
             kind: "above",
@@ -360,6 +372,7 @@ async fn a_silent_rule_fires_when_publishing_stops_and_resolves_when_it_resumes(
     let rule = insert_rule(
         &platform.pool,
         NewRule {
+            principal: None,
             datastream: level,
             name: "Pegel still",
             kind: "silent",
@@ -409,6 +422,7 @@ async fn a_failing_webhook_is_retried_and_its_delivery_log_shows_the_attempts() 
     let rule = insert_rule(
         &platform.pool,
         NewRule {
+            principal: None,
             datastream: temp,
             name: "Hitze",
             kind: "above",
@@ -455,7 +469,9 @@ async fn a_failing_webhook_is_retried_and_its_delivery_log_shows_the_attempts() 
     platform.stop().await
 }
 
-/// The debug binary of the alerts service, built if it is missing or stale.
+/// The debug binary of the alerts service, built if it is missing or stale (with the tests'
+/// package in the build, as `deploy/local/hoheit chaos` does, so its dependencies are the ones
+/// the tests' build compiled).
 fn alerts_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/debug/deps/it-… → target/debug
@@ -463,7 +479,7 @@ fn alerts_binary() -> anyhow::Result<PathBuf> {
     let target_dir = profile_dir.parent().context("the target directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "hoheit-alerts", "--bin", "hoheit-alerts"])
+        .args(["build", "-p", "hoheit-alerts", "-p", "hoheit-tests", "--bin", "hoheit-alerts"])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(hoheit_tests::repo())
         .status()
@@ -500,6 +516,7 @@ async fn the_alerts_service_killed_mid_stream_and_restarted_sends_no_duplicate_a
     let rule = insert_rule(
         &platform.pool,
         NewRule {
+            principal: None,
             datastream: pegel,
             name: "Pegel Warnmarke",
             kind: "above",
@@ -571,5 +588,66 @@ async fn the_alerts_service_killed_mid_stream_and_restarted_sends_no_duplicate_a
 
     alerts.start_kill()?;
     alerts.wait().await?;
+    platform.stop().await
+}
+
+/// A rule as the tests make most: above `threshold` at once, a webhook to `url`, no e-mail.
+fn above<'a>(datastream: i64, principal: Option<i64>, name: &'a str, url: &'a str) -> NewRule<'a> {
+    NewRule {
+        datastream,
+        principal,
+        name,
+        kind: "above",
+        threshold: Some(10.0),
+        for_secs: 0,
+        hysteresis: 0.0,
+        webhook: Some(url),
+        emails: &[],
+        language: "en",
+    }
+}
+
+#[tokio::test]
+async fn a_rule_whose_owner_may_no_longer_read_the_datastream_is_skipped() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    let temp = platform.api.register(ORG, "luft-3", "temp", Some("Cel")).await?;
+    platform.api.organisation("datenhaus", "third_party", None).await?;
+    let principal = |org: &'static str, name: &'static str| {
+        let api = platform.api.clone();
+        async move {
+            let body = api
+                .post_ok("/v1/admin/principals", json!({"org": org, "name": name, "kind": "service", "role": "reader"}))
+                .await?;
+            body["id"].as_i64().context("principal id")
+        }
+    };
+    let colleague = principal(ORG, "umwelt-app").await?;
+    let disabled = principal(ORG, "alte-app").await?;
+    let outsider = principal("datenhaus", "datenhaus-app").await?;
+    sqlx::query("UPDATE principals SET disabled_at = now() WHERE id = $1")
+        .bind(disabled)
+        .execute(&platform.pool)
+        .await?;
+    let receiver = Receiver::start(0).await?;
+    let url = receiver.url.as_str();
+    let operators = insert_rule(&platform.pool, above(temp, None, "operator", url)).await?;
+    let colleagues = insert_rule(&platform.pool, above(temp, Some(colleague), "colleague", url)).await?;
+    let disableds = insert_rule(&platform.pool, above(temp, Some(disabled), "disabled", url)).await?;
+    // A third party without a grant on the datastream (as after its grant was revoked).
+    let outsiders = insert_rule(&platform.pool, above(temp, Some(outsider), "outsider", url)).await?;
+    let alerts = hoheit_tests::start_alerts(&platform.isolation, None).await?;
+
+    let mut publisher = Publisher::connect("alerts-access").await?;
+    publish(&platform, &mut publisher, "luft-3", "temp", &[(past_base(), 20.0)]).await?;
+    // The same reading reached every rule: the ones that may read fired with it, the others did not.
+    all_delivered(&platform.pool, operators, 1, 1).await?;
+    all_delivered(&platform.pool, colleagues, 1, 1).await?;
+    assert!(events(&platform.pool, disableds).await?.is_empty(), "a disabled principal's rule is skipped");
+    assert!(events(&platform.pool, outsiders).await?.is_empty(), "a rule without a grant is skipped");
+    let names: BTreeSet<String> =
+        receiver.hooks().iter().map(|h| h.json()["rule"]["name"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(names, BTreeSet::from(["colleague".to_owned(), "operator".to_owned()]));
+
+    alerts.stop().await?;
     platform.stop().await
 }

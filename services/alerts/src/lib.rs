@@ -7,9 +7,12 @@
 //!   transaction, so a restart resumes exactly where it stopped: no reading
 //!   evaluated twice, none skipped, every state change once;
 //! - a notification is sent only for a committed event ([`deliver`]);
+//! - a rule runs only while its owner may read its datastream at its
+//!   resolution, as the policy decides (the `access` module is the one place that asks);
 //! - the writer is untouched: the service reads the topic on its own,
 //!   never writes observations.
 
+mod access;
 pub mod deliver;
 pub mod message;
 mod rules;

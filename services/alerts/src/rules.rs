@@ -120,6 +120,7 @@ mod tests {
         WatchedRule {
             id,
             datastream_id: datastream,
+            principal_id: None,
             name: format!("rule {id}"),
             kind: kind.into(),
             threshold,

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -31,6 +31,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::deliver::Deliverer;
 use crate::rules::Rules;
 
@@ -129,6 +130,8 @@ struct Evaluating {
     topic: String,
     rules: Rules,
     marker: RulesMarker,
+    /// When the rules' owners' access was last checked.
+    checked: Instant,
     /// The next offset to read per partition, as committed.
     positions: BTreeMap<i32, i64>,
     wake: Arc<Notify>,
@@ -152,7 +155,7 @@ impl Evaluating {
         let consumer: Arc<BaseConsumer> =
             Arc::new(config.kafka.consumer_config(&config.group).create().context("creating the Kafka consumer")?);
         let marker = alert_state::rules_marker(&pool).await?;
-        let rules = Rules::new(alert_state::watched_rules(&pool).await?);
+        let rules = load_rules(&pool).await?;
         let positions = start_positions(&pool, &consumer, &topic, partitions).await?;
         let mut assignment = TopicPartitionList::new();
         for (&partition, &offset) in &positions {
@@ -167,6 +170,7 @@ impl Evaluating {
             topic,
             rules,
             marker,
+            checked: Instant::now(),
             positions,
             wake,
             readiness,
@@ -323,15 +327,17 @@ impl Evaluating {
         committed
     }
 
-    /// Everything evaluated so far is committed, so the stored states are
-    /// the current ones: reloading takes them as they are, with a changed
-    /// rule's state as the API left it.
-    async fn reload_if_changed(&mut self) -> Result<(), sqlx::Error> {
+    /// Reloads the rules when they changed, and every [`RECHECK`] anyway
+    /// (a grant may have run out). Everything evaluated so far is committed,
+    /// so the stored states are the current ones: reloading takes them as
+    /// they are, with a changed rule's state as the API left it.
+    async fn reload_if_changed(&mut self) -> anyhow::Result<()> {
         let marker = alert_state::rules_marker(&self.pool).await?;
-        if marker != self.marker {
-            self.rules = Rules::new(alert_state::watched_rules(&self.pool).await?);
+        if marker != self.marker || self.checked.elapsed() >= RECHECK {
+            self.rules = load_rules(&self.pool).await?;
             self.marker = marker;
-            tracing::info!(rules = self.rules.len(), "rules reloaded");
+            self.checked = Instant::now();
+            tracing::debug!(rules = self.rules.len(), "rules reloaded");
         }
         Ok(())
     }
@@ -355,6 +361,15 @@ impl Evaluating {
             metrics::gauge!("hoheit_alerts_kafka_consumer_lag", "partition" => partition.to_string()).set(lag as f64);
         }
     }
+}
+
+/// How often the rules' owners' access is checked again without a change of the rules.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// The enabled rules whose owners may read their datastreams now.
+async fn load_rules(pool: &PgPool) -> anyhow::Result<Rules> {
+    let rows = alert_state::watched_rules(pool).await?;
+    Ok(Rules::new(access::evaluable(pool, rows, chrono::Utc::now()).await?))
 }
 
 /// Where each partition starts: its stored offset, or else its end now,

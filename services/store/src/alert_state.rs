@@ -20,6 +20,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 pub struct WatchedRule {
     pub id: i64,
     pub datastream_id: i64,
+    /// Who made the rule; `None`: the operator.
+    pub principal_id: Option<i64>,
     pub name: String,
     pub kind: String,
     pub threshold: Option<f64>,
@@ -77,7 +79,7 @@ impl WatchedRule {
 /// Every enabled rule with its state.
 pub async fn watched_rules(pool: &PgPool) -> Result<Vec<WatchedRule>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT r.id, r.datastream_id, r.name, r.kind, r.threshold, r.for_secs, r.hysteresis, r.resolution_secs,
+        "SELECT r.id, r.datastream_id, r.principal_id, r.name, r.kind, r.threshold, r.for_secs, r.hysteresis, r.resolution_secs,
                 r.updated_at, s.status, s.since, s.fired_at, s.fired_value, s.resolved_at, s.resolved_value,
                 s.last_value, s.last_reading_at, s.bucket_start, s.bucket_sum, s.bucket_count
          FROM alert_rules r LEFT JOIN alert_states s ON s.rule_id = r.id
