@@ -2,7 +2,12 @@
 //! once when it is made ([`RuleSpec::new`]), so that a stored rule can always
 //! be evaluated. Whether the caller may watch that datastream at that
 //! resolution is the policy's decision (a rule is a standing read), made by
-//! the API's access gate.
+//! the API's access gate (and, while the rule runs, by the alerts service's).
+//!
+//! Evaluation is pure too: [`observe`] runs one reading through a rule and
+//! [`tick`] lets a silent rule check the clock; both change the rule's
+//! [`State`] and return the [`Change`] (fired, resolved) it caused, which the
+//! alerts service stores as one event.
 
 use serde::{Deserialize, Serialize};
 
