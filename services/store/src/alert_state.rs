@@ -291,7 +291,9 @@ pub struct DueDelivery {
 }
 
 /// Up to `limit` deliveries due now, locked in `tx` (other deliverers skip
-/// them) until their attempts are recorded.
+/// them) until their attempts are recorded. A rule's notifications reach each
+/// target in the order of its state changes: a delivery is due only when no
+/// earlier one of the same rule to the same target is still pending.
 pub async fn due_deliveries(tx: &mut Transaction<'_, Postgres>, limit: i64) -> Result<Vec<DueDelivery>, sqlx::Error> {
     sqlx::query_as(
         "SELECT d.id, d.channel, d.target, d.attempts, e.id AS event_id, e.kind AS event_kind, e.at AS event_at,
@@ -305,6 +307,11 @@ pub async fn due_deliveries(tx: &mut Transaction<'_, Postgres>, limit: i64) -> R
          JOIN things t ON t.id = ds.thing_id
          JOIN organisations o ON o.id = t.org_id
          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+           -- In order per rule and target: a resolution waits until its firing is delivered (or given up).
+           AND NOT EXISTS (
+               SELECT 1 FROM alert_deliveries p JOIN alert_events pe ON pe.id = p.event_id
+               WHERE pe.rule_id = e.rule_id AND p.channel = d.channel AND p.target = d.target
+                 AND p.status = 'pending' AND p.event_id < d.event_id)
          ORDER BY d.next_attempt_at, d.id
          LIMIT $1
          FOR UPDATE OF d SKIP LOCKED",
