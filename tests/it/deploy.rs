@@ -119,6 +119,8 @@ fn the_local_set_up_takes_its_ports_and_names_from_the_shared_file() {
         ("HOHEIT_MQTT_CLIENT_ID", get("HOHEIT_MQTT_CLIENT_ID").to_owned()),
         ("HOHEIT_KAFKA_TOPIC_PREFIX", get("HOHEIT_KAFKA_TOPIC_PREFIX").to_owned()),
         ("HOHEIT_WRITER_GROUP", get("HOHEIT_WRITER_GROUP").to_owned()),
+        ("HOHEIT_ALERTS_OPS_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_ALERTS_OPS_PORT"))),
+        ("HOHEIT_ALERTS_GROUP", get("HOHEIT_ALERTS_GROUP").to_owned()),
         ("HOHEIT_API_TOKEN", "token-for-the-env-test-0123456789".to_owned()),
     ];
     for (key, value) in expected {
