@@ -58,7 +58,7 @@ pub struct AlertsConfig {
     #[arg(long, env = "HOHEIT_ALERTS_OPS_LISTEN", default_value = "127.0.0.1:9103")]
     pub ops_listen: SocketAddr,
     /// The SMTP server of e-mail notifications, as a URL: `smtp://host:port` (plain or STARTTLS
-    /// when offered), `smtps://user:password@host:465` (TLS); none: e-mail deliveries fail.
+    /// when offered), `smtps://user:password@host:465` (TLS); none (or empty): e-mail deliveries fail.
     #[arg(long, env = "HOHEIT_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<Secret>,
     /// The sender of e-mail notifications.
@@ -108,7 +108,8 @@ impl Alerts {
         let wake = Arc::new(Notify::new());
         let deliverer = Deliverer::new(
             pool.clone(),
-            config.smtp_url.as_ref().map(Secret::expose),
+            // An empty URL (compose's `${HOHEIT_SMTP_URL:-}` when none is set) is no SMTP server.
+            config.smtp_url.as_ref().map(Secret::expose).filter(|url| !url.is_empty()),
             config.from.clone(),
             wake.clone(),
         )?;
