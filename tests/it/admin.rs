@@ -209,7 +209,9 @@ async fn demo_is_idempotent_and_grants_the_mobility_company_15_minute_aggregates
     assert_eq!((stadtwerke["change"].as_str(), stadtwerke["was"].as_str()), (Some("updated"), Some("municipality")));
 
     let second = admin_json(db, &demo).await?;
-    for section in ["organisations", "datasets", "grants", "principals"] {
+    let rules = changes(&first, "rules");
+    assert!(rules.len() == 3 && rules.iter().all(|c| c == "created"), "first run, rules: {rules:?}");
+    for section in ["organisations", "datasets", "grants", "principals", "rules"] {
         let all = changes(&second, section);
         assert!(!all.is_empty() && all.iter().all(|c| c == "unchanged"), "second run, {section}: {all:?}");
     }
@@ -227,6 +229,25 @@ async fn demo_is_idempotent_and_grants_the_mobility_company_15_minute_aggregates
     let assigned: i64 =
         sqlx::query_scalar("SELECT count(*) FROM datastreams WHERE dataset_id IS NOT NULL").fetch_one(&pool).await?;
     assert_eq!(assigned as usize, town.datastream_count(), "every datastream of the town is in a dataset");
+
+    // The alert rules, each once, owned by their department's or company's admin; the gauge's
+    // on the warning mark the simulator's gauge passes now and then.
+    let rules: Vec<(String, String, Option<f64>, String)> = sqlx::query_as(
+        "SELECT r.kind, t.slug, r.threshold, p.name FROM alert_rules r
+         JOIN datastreams d ON d.id = r.datastream_id JOIN things t ON t.id = d.thing_id
+         JOIN principals p ON p.id = r.principal_id ORDER BY r.id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    assert!(rules.contains(&(
+        "above".into(),
+        "pegel-finowkanal-stadtschleuse".into(),
+        Some(hoheit_town::GAUGE_WARNING_CM),
+        "amt-verkehr-admin".into()
+    )));
+    let states: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_states").fetch_one(&pool).await?;
+    assert_eq!(states, 3, "each rule starts with its state");
 
     // The mobility company's contract, exactly once.
     let movi = grants::list_grants(&pool, None, Some(&Slug::parse("organisation", "movi-mobility")?)).await?;

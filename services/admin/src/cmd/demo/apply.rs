@@ -1,12 +1,13 @@
 //! The demo's database writes, through `hoheit-store`: wait for the
 //! simulator's town, then create or find each planned organisation, dataset,
-//! grant and principal (idempotent), and issue a key per principal.
+//! grant, principal and alert rule (idempotent), and issue a key per principal.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hoheit_domain::{DatastreamId, DatastreamKey};
+use hoheit_store::alerts::{self, Owner, RuleDraft, Scope, Standing};
 use hoheit_store::audit::Actor;
 use hoheit_store::datasets::{self, NewDataset};
 use hoheit_store::grants::{self, NewGrant};
@@ -15,8 +16,8 @@ use hoheit_store::registry::{self, NewOrganisation};
 use hoheit_town::Town;
 use sqlx::PgPool;
 
-use super::plan::{slug, town_keys, DatasetPlan, GrantPlan, OrgPlan, PrincipalPlan};
-use super::report::{Change, DatasetOutcome, GrantOutcome, OrgOutcome, PrincipalOutcome};
+use super::plan::{slug, town_keys, DatasetPlan, GrantPlan, OrgPlan, PrincipalPlan, RulePlan};
+use super::report::{Change, DatasetOutcome, GrantOutcome, OrgOutcome, PrincipalOutcome, RuleOutcome};
 use crate::cmd::keys;
 use crate::AdminError;
 
@@ -211,4 +212,48 @@ pub(super) async fn ensure_principal(
         change,
         key,
     })
+}
+
+/// Makes the planned rule of its owner unless the owner already has a rule of
+/// that name on that datastream (the demo never changes a rule someone edited).
+pub(super) async fn ensure_rule(
+    pool: &PgPool,
+    plan: &RulePlan,
+    ids: &HashMap<DatastreamKey, DatastreamId>,
+    actor: &Actor,
+) -> Result<RuleOutcome, AdminError> {
+    let key = DatastreamKey {
+        org: slug("organisation", plan.org)?,
+        thing: slug("thing", plan.thing)?,
+        property: slug("property", plan.property)?,
+    };
+    let datastream = *ids
+        .get(&key)
+        .ok_or_else(|| AdminError::NotReady(format!("rule {:?}: datastream {key} is not registered", plan.name)))?;
+    let owner_name = slug("principal name", plan.owner)?;
+    let owner = principals::principal_by_name(pool, &owner_name)
+        .await?
+        .ok_or_else(|| AdminError::Input(format!("rule {:?}: principal {} does not exist", plan.name, plan.owner)))?;
+    let existing = alerts::list(pool, Scope::Principal(owner.id), Some(datastream.0)).await?;
+    let change = if existing.iter().any(|r| r.name == plan.name) {
+        Change::Unchanged
+    } else {
+        let resolution = hoheit_domain::alert::resolution_from_secs(plan.resolution_secs);
+        let spec = hoheit_domain::alert::RuleSpec::new(plan.condition, plan.for_secs, plan.hysteresis, resolution)
+            .map_err(|e| AdminError::Input(format!("rule {:?}: {e}", plan.name)))?;
+        let org_id = registry::organisation_id(pool, &slug("organisation", &owner.org)?).await?;
+        let draft = RuleDraft {
+            datastream_id: datastream.0,
+            name: plan.name.into(),
+            spec,
+            webhook_url: None,
+            emails: Vec::new(),
+            language: hoheit_domain::alert::Language::De,
+            enabled: true,
+        };
+        let owner = Owner { principal_id: Some(owner.id), org_id: Some(org_id) };
+        alerts::create(pool, owner, &draft, Standing { dataset_id: None, grant_id: None }, actor).await?;
+        Change::Created
+    };
+    Ok(RuleOutcome { name: plan.name.into(), owner: plan.owner.into(), datastream: key.to_string(), change })
 }

@@ -16,7 +16,10 @@
 //! - grants: Movi may read 15-minute traffic aggregates of the last 30 days
 //!   for a year; the Tiefbau- und Verkehrsamt may read the raw traffic counts
 //!   (the town owns the counters, so its own traffic department needs a grant
-//!   too: `restricted` means owner and grant holders only).
+//!   too: `restricted` means owner and grant holders only);
+//! - alert rules: the Tiefbauamt on the Finowkanal's warning mark (the
+//!   simulator's gauge rises past it now and then), the Umweltamt on the NO2
+//!   hourly mean, the Stadtwerke on a car park that stops reporting.
 //!
 //! Keys cannot be shown twice, so every run issues a new key per principal
 //! and prints them (and writes them, mode 0600, to `--keys-file`); keys of
@@ -40,12 +43,14 @@ use hoheit_store::audit::Actor;
 use hoheit_town::Town;
 use sqlx::PgPool;
 
-use apply::{ensure_dataset, ensure_grant, ensure_org, ensure_principal, wait_for_town};
+use apply::{ensure_dataset, ensure_grant, ensure_org, ensure_principal, ensure_rule, wait_for_town};
 pub use plan::MOVI_CONTRACT;
-use plan::{DATASETS, GRANTS, ORGANISATIONS, PRINCIPALS};
+use plan::{DATASETS, GRANTS, ORGANISATIONS, PRINCIPALS, RULES};
 pub use print::keys_file;
 use print::{examples, print};
-pub use report::{Change, DatasetOutcome, DemoReport, Example, GrantOutcome, OrgOutcome, PrincipalOutcome};
+pub use report::{
+    Change, DatasetOutcome, DemoReport, Example, GrantOutcome, OrgOutcome, PrincipalOutcome, RuleOutcome,
+};
 
 use crate::{files, AdminError, Output};
 
@@ -121,6 +126,10 @@ pub async fn set_up(pool: &PgPool, args: &DemoArgs, actor: &Actor) -> Result<Dem
     for plan in PRINCIPALS {
         principals.push(ensure_principal(pool, plan, expires_at, actor).await?);
     }
+    let mut rules = Vec::new();
+    for plan in RULES {
+        rules.push(ensure_rule(pool, plan, &ids, actor).await?);
+    }
     let examples = examples(&args.api_url, &town, &ids, &principals);
     Ok(DemoReport {
         things: town.things.len(),
@@ -129,6 +138,7 @@ pub async fn set_up(pool: &PgPool, args: &DemoArgs, actor: &Actor) -> Result<Dem
         datasets,
         grants,
         principals,
+        rules,
         keys_file: args.keys_file.clone(),
         examples,
     })

@@ -2,10 +2,11 @@
 //! grants and the example requests that show the policy. Pure: what
 //! [`super::apply`] creates, checked here by unit tests.
 
+use hoheit_domain::alert::Condition;
 use hoheit_domain::policy::{Classification, OrgKind, Role};
 use hoheit_domain::{DatastreamKey, Slug};
 use hoheit_store::principals::PrincipalKind;
-use hoheit_town::{Kind, Town, STADT, STADTWERKE};
+use hoheit_town::{Kind, Town, GAUGE_WARNING_CM, STADT, STADTWERKE};
 
 use crate::AdminError;
 
@@ -230,6 +231,62 @@ pub(super) const EXAMPLES: &[ExamplePlan] = &[
 ];
 
 /// A slug of the plan (a plan with a bad one is a bug, reported as input).
+/// An alert rule a principal of the demo keeps on one of the simulator's
+/// datastreams (of its first copy of the town).
+pub(super) struct RulePlan {
+    pub(super) name: &'static str,
+    /// The principal who made it and is notified (the alerts view shows it).
+    pub(super) owner: &'static str,
+    pub(super) org: &'static str,
+    pub(super) thing: &'static str,
+    pub(super) property: &'static str,
+    pub(super) condition: Condition,
+    pub(super) for_secs: i64,
+    pub(super) hysteresis: f64,
+    /// 0: raw readings; else the aggregate interval.
+    pub(super) resolution_secs: i64,
+}
+
+/// The rules of the demo: the Tiefbauamt watches the Finowkanal's warning
+/// mark (the simulator's gauge passes it now and then, so this one fires),
+/// the Umweltamt the NO2 hourly mean's EU limit value, the Stadtwerke a car
+/// park that stops reporting.
+pub(super) const RULES: &[RulePlan] = &[
+    RulePlan {
+        name: "Finowkanal über der Warnmarke",
+        owner: "amt-verkehr-admin",
+        org: STADT,
+        thing: "pegel-finowkanal-stadtschleuse",
+        property: "level",
+        condition: Condition::Above { threshold: GAUGE_WARNING_CM },
+        for_secs: 300,
+        hysteresis: 3.0,
+        resolution_secs: 0,
+    },
+    RulePlan {
+        name: "NO2-Stundenmittel über 200 µg/m³",
+        owner: "amt-umwelt-admin",
+        org: STADT,
+        thing: "luft-eisenbahnstrasse",
+        property: "no2",
+        condition: Condition::Above { threshold: 200.0 },
+        for_secs: 0,
+        hysteresis: 20.0,
+        resolution_secs: 3600,
+    },
+    RulePlan {
+        name: "Parkhaus Bahnhof meldet nicht",
+        owner: "stadtwerke-admin",
+        org: STADTWERKE,
+        thing: "parkhaus-bahnhof",
+        property: "occupancy",
+        condition: Condition::Silent,
+        for_secs: 900,
+        hysteresis: 0.0,
+        resolution_secs: 0,
+    },
+];
+
 pub(super) fn slug(kind: &'static str, value: &str) -> Result<Slug, AdminError> {
     Slug::parse(kind, value).map_err(|e| AdminError::Input(format!("demo plan: {e}")))
 }
@@ -285,6 +342,24 @@ mod tests {
             if d.classification == Classification::Open {
                 assert!(d.license.starts_with("http://dcat-ap.de/def/licenses/"), "{}", d.slug);
             }
+        }
+    }
+
+    #[test]
+    fn every_rule_is_valid_on_a_datastream_of_the_town_and_owned_by_a_planned_principal() {
+        let town = Town::eberswalde(1).unwrap();
+        let keys: Vec<DatastreamKey> = town_keys(&town).unwrap().into_iter().map(|(_, key)| key).collect();
+        for rule in RULES {
+            let key = DatastreamKey {
+                org: slug("organisation", rule.org).unwrap(),
+                thing: slug("thing", rule.thing).unwrap(),
+                property: slug("property", rule.property).unwrap(),
+            };
+            assert!(keys.contains(&key), "{}: {key} is not the simulator's", rule.name);
+            assert!(PRINCIPALS.iter().any(|p| p.name == rule.owner), "{}: unknown owner", rule.name);
+            let resolution = hoheit_domain::alert::resolution_from_secs(rule.resolution_secs);
+            hoheit_domain::alert::RuleSpec::new(rule.condition, rule.for_secs, rule.hysteresis, resolution)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
         }
     }
 

@@ -103,6 +103,8 @@ pub(super) fn print(out: &mut Output<'_>, report: &DemoReport) -> Result<(), Adm
         out.line("")?;
     }
     out.table(&principal_table(report, ""))?;
+    out.line("")?;
+    out.table(&rule_table(report))?;
     out.line(format!(
         "\nNew keys were issued on this run (valid until {}); keys of earlier runs stay valid until they expire \
          or are revoked (hoheit-admin keys list, hoheit-admin keys revoke ID).",
@@ -164,4 +166,12 @@ fn grant_table(report: &DemoReport) -> Table {
         ]);
     }
     grants
+}
+
+fn rule_table(report: &DemoReport) -> Table {
+    let mut rules = Table::new(&["alert rule", "owner", "datastream", "change"]);
+    for r in &report.rules {
+        rules.row([r.name.clone(), r.owner.clone(), r.datastream.clone(), r.change.to_string()]);
+    }
+    rules
 }

@@ -77,6 +77,15 @@ pub struct PrincipalOutcome {
     pub key: NewKey,
 }
 
+/// An alert rule of the demo (the alerts view shows it, firing or not).
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleOutcome {
+    pub name: String,
+    pub owner: String,
+    pub datastream: String,
+    pub change: Change,
+}
+
 /// A request that shows the policy, with the outcome to expect.
 #[derive(Debug, Clone, Serialize)]
 pub struct Example {
@@ -93,6 +102,7 @@ pub struct DemoReport {
     pub datasets: Vec<DatasetOutcome>,
     pub grants: Vec<GrantOutcome>,
     pub principals: Vec<PrincipalOutcome>,
+    pub rules: Vec<RuleOutcome>,
     pub keys_file: Option<PathBuf>,
     pub examples: Vec<Example>,
 }
