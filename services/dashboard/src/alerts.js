@@ -84,10 +84,10 @@ export async function renderAlerts({ state, main, showMessage }) {
       const list = await getJson('/v1/alerts');
       if (mine !== generation) return;
       // Unchanged alerts are not drawn again: focus and open logs stay as they are.
-      const text = JSON.stringify(list.rules);
+      const text = JSON.stringify(list.alerts);
       if (text === shown) return;
       shown = text;
-      rules = firingFirst(list.rules);
+      rules = firingFirst(list.alerts);
       draw();
     } catch (e) {
       if (mine !== generation) return;
@@ -308,13 +308,10 @@ export async function renderAlerts({ state, main, showMessage }) {
         return;
       }
       try {
-        if (rule) {
-          await send('PATCH', `/v1/alerts/rules/${rule.id}`, result.body);
-        } else {
-          /** @type {CreatedRule} */
-          const created = await send('POST', '/v1/alerts/rules', result.body);
-          showSecret(created);
-        }
+        // A new rule with a webhook, or a rule that gets its first webhook, comes with its secret.
+        /** @type {CreatedRule} */
+        const saved = rule ? await send('PATCH', `/v1/alerts/rules/${rule.id}`, result.body) : await send('POST', '/v1/alerts/rules', result.body);
+        showSecret(saved);
         editorBox.hidden = true;
         editorBox.replaceChildren();
         await reload();

@@ -32,7 +32,7 @@
  * @typedef {NewRule & { id: number, owner: { principal?: number | null, organisation?: string | null }, created_at: string, updated_at: string, state: RuleState }} Rule
  */
 /** @typedef {Rule & { webhook_secret?: string | null }} CreatedRule */
-/** @typedef {{ rules: Rule[] }} AlertList */
+/** @typedef {{ alerts: Rule[] }} AlertList */
 /** @typedef {{ id: number, state: string, at: string, value?: number | null, created_at: string }} AlertEvent */
 /** @typedef {{ events: AlertEvent[] }} AlertEvents */
 /** @typedef {{ attempt: number, at: string, outcome: string, http_status?: number | null, error?: string | null }} DeliveryAttempt */
