@@ -20,15 +20,24 @@
 //!   **administrative permissions** ([`require`]): the operator, an
 //!   organisation's admins, its admins and data owners.
 //! - **Supply grants a supplier holds** ([`supplier_scope`]): its own.
+//! - **Data quality** ([`authorize_quality`], [`quality_scope`]): a
+//!   datastream's as a read of its day aggregates, its gaps only with raw
+//!   reads; an organisation's list for its admins and data owners.
+//! - **Alert rules** ([`authorize_rule`], [`rule_scope`], [`require_rule`]):
+//!   a rule is a standing read the policy decides like a read at the rule's
+//!   resolution; a principal manages its own rules, an organisation's admins
+//!   its organisation's, the operator all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hoheit_domain::policy::{
-    self, Caller, DatasetAccess, Decision, DenyReason, GrantTerms, ReadRequest, Release, Via, Visibility,
+    self, Caller, DatasetAccess, Decision, DenyCode, DenyReason, GrantTerms, ReadRequest, Release, Resolution, Role,
+    Via, Visibility,
 };
 use hoheit_domain::{DatastreamId, Slug};
+use hoheit_store::alerts;
 use hoheit_store::audit::AuditRecord;
 use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::grant_rate;
@@ -182,6 +191,47 @@ async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms
         None => Ok(Vec::new()),
     }
 }
+
+/// An allowed read of a datastream's data quality ([`authorize_quality`]).
+#[must_use = "a permitted read must be finished so that it is audited"]
+pub struct QualityPermit {
+    /// The read of its day aggregates: finish it before the answer leaves.
+    pub permit: ReadPermit,
+    /// Whether its raw timing (gaps, the last reading's time) may leave too:
+    /// `Err` with the code a raw read of the same range is denied with.
+    pub raw_timing: Result<(), DenyCode>,
+}
+
+/// Decides a read of datastream `id`'s data quality over `[from, to)`: `404`
+/// if the caller may not see the datastream at all; otherwise a read of its
+/// day aggregates (charged and audited like one, `403` with the policy's
+/// code when denied), and its raw timing only if a raw read of the same
+/// range would be allowed too.
+pub async fn authorize_quality(
+    state: &AppState,
+    who: &Who,
+    id: DatastreamId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<QualityPermit, ApiError> {
+    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
+    let grants = grants_for(state, &who.caller, &dataset).await?;
+    let now = Utc::now();
+    if !policy::visibility(&who.caller, &dataset, &grants, now).shows_datastreams() {
+        return Err(ApiError::NotFound(format!("datastream {id} not found")));
+    }
+    let request = ReadRequest { resolution: Resolution::Aggregate { interval_secs: DAY_SECS }, from, to };
+    let raw = ReadRequest { resolution: Resolution::Raw, ..request };
+    let raw_timing = match policy::decide(&who.caller, &dataset, &grants, &raw, now) {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny { reason } => Err(reason.code()),
+    };
+    let permit = decide_read(state, who, &dataset, &grants, Some(id), "quality", request, now).await?;
+    Ok(QualityPermit { permit, raw_timing })
+}
+
+/// A day in seconds: the resolution a datastream's quality is read at.
+const DAY_SECS: i64 = 86_400;
 
 // ---- audit records ----
 
@@ -602,6 +652,31 @@ pub async fn require_replay(state: &AppState, who: &Who, org: &Slug) -> Result<(
     })
 }
 
+/// The organisation whose datastreams' quality `who` may list: its admins
+/// and data owners their own, the operator any (`401` anonymous, `403` others).
+pub async fn quality_scope(state: &AppState, who: &Who, org: &Slug) -> Result<i64, ApiError> {
+    match &*who.caller {
+        Caller::Anonymous => {
+            return Err(ApiError::Unauthorized(
+                "an organisation's data quality is shown to its admins and data owners: present an API key".into(),
+            ))
+        }
+        Caller::Principal(p) if p.org_slug != org.as_str() => {
+            return Err(ApiError::Forbidden(format!(
+            "the data quality of {org} is shown only to that organisation's admins and data owners; you belong to {}",
+            p.org_slug
+        )))
+        }
+        _ => {}
+    }
+    let org_id = registry::organisation_id(&state.pool, org).await?;
+    require_or(&who.caller, Needs::DataOwner(org_id), || {
+        let role = who.caller.principal().map_or("none", |p| p.role.as_str());
+        format!("the data quality of {org} is shown to its admins and data owners; your role is {role}")
+    })?;
+    Ok(org_id)
+}
+
 // ---- administrative permissions ----
 
 /// What an administrative action asks of its caller (the operator meets every need).
@@ -658,3 +733,86 @@ pub fn supplier_scope(who: &Who) -> Result<Option<Slug>, ApiError> {
         Caller::Principal(p) => Ok(Some(Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?)),
     }
 }
+
+// ---- alert rules ----
+
+/// Who owns the rules `who` makes: a principal and its organisation, or the
+/// operator (neither); 401 for anonymous callers.
+pub fn rule_owner(who: &Who) -> Result<alerts::Owner, ApiError> {
+    match &*who.caller {
+        Caller::Anonymous => Err(rules_need_a_key()),
+        Caller::Operator => Ok(alerts::Owner { principal_id: None, org_id: None }),
+        Caller::Principal(p) => Ok(alerts::Owner { principal_id: Some(p.id), org_id: Some(p.org_id) }),
+    }
+}
+
+/// The rules `who` sees and manages: the operator all, an organisation's
+/// admins their organisation's, anyone else its own; 401 for anonymous callers.
+pub fn rule_scope(who: &Who) -> Result<alerts::Scope, ApiError> {
+    match &*who.caller {
+        Caller::Anonymous => Err(rules_need_a_key()),
+        Caller::Operator => Ok(alerts::Scope::All),
+        Caller::Principal(p) if p.role == Role::Admin => Ok(alerts::Scope::Organisation(p.org_id)),
+        Caller::Principal(p) => Ok(alerts::Scope::Principal(p.id)),
+    }
+}
+
+/// 404 unless rule `id` lies in `who`'s [`rule_scope`]: someone else's rule
+/// is not shown to exist.
+pub async fn require_rule(state: &AppState, who: &Who, id: i64) -> Result<(), ApiError> {
+    let scope = rule_scope(who)?;
+    if scope.covers(alerts::owner(&state.pool, id).await?) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("alert rule {id} not found")))
+    }
+}
+
+fn rules_need_a_key() -> ApiError {
+    ApiError::Unauthorized("alert rules belong to a principal: present an API key".into())
+}
+
+/// Decides whether `who` may watch `datastream` at `resolution` with a rule
+/// (`action`: its creation or change): a rule is a standing read, so the
+/// policy decides as for a read of that resolution over its last interval
+/// up to now. An invisible or unknown datastream is 404; a denial is 403
+/// with the policy's reason and code, audited like a denied read. An allowed
+/// rule charges nothing to a grant's rate: its creation's own audit record
+/// names the grant it stands on.
+pub async fn authorize_rule(
+    state: &AppState,
+    who: &Who,
+    datastream: DatastreamId,
+    resolution: Resolution,
+    action: &str,
+) -> Result<alerts::Standing, ApiError> {
+    rule_owner(who)?;
+    let dataset = datasets::access_for_datastream(&state.pool, datastream).await?;
+    let grants = grants_for(state, &who.caller, &dataset).await?;
+    let now = Utc::now();
+    if !policy::visibility(&who.caller, &dataset, &grants, now).shows_datastreams() {
+        return Err(ApiError::NotFound(format!("datastream {datastream} not found")));
+    }
+    let span = match resolution {
+        Resolution::Raw => RULE_RAW_SPAN_SECS,
+        Resolution::Aggregate { interval_secs } => interval_secs,
+    };
+    let request = ReadRequest { resolution, from: now - chrono::Duration::seconds(span), to: now };
+    match policy::decide(&who.caller, &dataset, &grants, &request, now) {
+        Decision::Allow { via, .. } => {
+            Ok(alerts::Standing { dataset_id: dataset.id, grant_id: via.grant().map(|g| g.id) })
+        }
+        Decision::Deny { reason } => {
+            metrics::counter!("hoheit_api_policy_denied_total", "action" => action.to_owned()).increment(1);
+            let record = AuditRecord {
+                reason: reason.to_string(),
+                ..read_record(who, &dataset, Some(datastream), action, &request)
+            };
+            state.audit.append(record).await?;
+            Err(reason.into())
+        }
+    }
+}
+
+/// The range a raw rule is decided over: the last minute up to now.
+const RULE_RAW_SPAN_SECS: i64 = 60;

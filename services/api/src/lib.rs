@@ -275,14 +275,16 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 /// OpenAPI document, so the document cannot miss a route.
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, audit, connectors, datasets, datastreams, dead_letters, device_types, health, live, me, opendata,
-        organisations, push, supply, things,
+        admin, alerts, audit, connectors, datasets, datastreams, dead_letters, device_types, health, live, me,
+        opendata, organisations, push, quality, supply, things,
     };
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
         .routes(routes!(datastreams::get_one))
         .routes(routes!(datastreams::observations))
         .routes(routes!(datastreams::aggregates))
+        .routes(routes!(quality::datastream))
+        .routes(routes!(quality::organisation))
         .routes(routes!(live::stream))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
@@ -324,7 +326,13 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(datasets::export))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
-        .routes(routes!(audit::transparency));
+        .routes(routes!(audit::transparency))
+        .routes(routes!(alerts::create, alerts::list))
+        .routes(routes!(alerts::get_one, alerts::update, alerts::delete))
+        .routes(routes!(alerts::rotate_secret))
+        .routes(routes!(alerts::alerts))
+        .routes(routes!(alerts::events))
+        .routes(routes!(alerts::deliveries));
     let mut all = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

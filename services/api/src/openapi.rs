@@ -79,6 +79,7 @@ pub struct ProblemDoc {
         (name = "me", description = "the caller's own access: who it is, the grants it holds and their use, its read log"),
         (name = "admin", description = "registry, principals and keys, datasets and grants"),
         (name = "opendata", description = "open data: the DCAT-AP.de catalog and downloads"),
+        (name = "alerts", description = "alert rules on datastreams the caller may read, their state, events and deliveries"),
     )
 )]
 pub struct ApiDoc;

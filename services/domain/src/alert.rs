@@ -179,6 +179,46 @@ pub fn resolution_from_secs(secs: i64) -> Resolution {
     }
 }
 
+/// The language of a rule's e-mails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    De,
+    En,
+}
+
+impl Language {
+    /// The name stored and shown: `de`, `en`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::De => "de",
+            Language::En => "en",
+        }
+    }
+
+    /// The language back from its stored name.
+    pub fn from_stored(name: &str) -> Option<Language> {
+        match name {
+            "de" => Some(Language::De),
+            "en" => Some(Language::En),
+            _ => None,
+        }
+    }
+}
+
+/// A rule's aggregate interval as the API writes it (`15m`, `1h`, `1d`;
+/// seconds when nothing larger divides it); `None` for raw readings.
+pub fn aggregate_label(resolution: Resolution) -> Option<String> {
+    let Resolution::Aggregate { interval_secs } = resolution else { return None };
+    Some(match interval_secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +273,18 @@ mod tests {
                 .unwrap();
         assert_eq!(resolution_from_secs(spec.resolution_secs()), spec.resolution());
         assert_eq!(resolution_from_secs(0), Resolution::Raw);
+    }
+
+    #[test]
+    fn languages_and_aggregate_labels_round_trip() {
+        for language in [Language::De, Language::En] {
+            assert_eq!(Language::from_stored(language.as_str()), Some(language));
+        }
+        assert_eq!(Language::default(), Language::De);
+        assert_eq!(aggregate_label(Resolution::Aggregate { interval_secs: 900 }).as_deref(), Some("15m"));
+        assert_eq!(aggregate_label(Resolution::Aggregate { interval_secs: 7200 }).as_deref(), Some("2h"));
+        assert_eq!(aggregate_label(Resolution::Aggregate { interval_secs: 86_400 }).as_deref(), Some("1d"));
+        assert_eq!(aggregate_label(Resolution::Aggregate { interval_secs: 90 }).as_deref(), Some("90s"));
+        assert_eq!(aggregate_label(Resolution::Raw), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Hoheit's domain: the types that can only hold valid values, the MQTT topic
 //! scheme ([`topic`]), the doors readings come in by ([`door`]), the reasons a
-//! reading is rejected ([`rejection`]), dead-letter replay ([`replay`]), alert rules ([`alert`]), the access policy ([`policy`]: the one
+//! reading is rejected ([`rejection`]), dead-letter replay ([`replay`]), alert rules ([`alert`]), data quality
+//! ([`quality`]), the access policy ([`policy`]: the one
 //! place that decides what a caller may see and read) and who may write
 //! ([`write`]). Pure: no I/O, no async, no database.
 //!
@@ -16,6 +17,7 @@ pub mod door;
 pub mod license;
 pub mod onboarding;
 pub mod policy;
+pub mod quality;
 pub mod range;
 pub mod rejection;
 pub mod replay;

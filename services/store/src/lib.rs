@@ -5,7 +5,9 @@
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
 //! the network servers' connectors ([`connectors`]), devices' own tokens
 //! ([`device_tokens`]), the hash-chained audit log ([`audit`]) and the open
-//! data catalog's facts ([`catalog`]). The operators' listings live beside
+//! data catalog's facts ([`catalog`]), what a datastream's data quality is
+//! computed from ([`quality`]), and alert rules as their owners manage them
+//! ([`alerts`]). The operators' listings live beside
 //! their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
@@ -14,6 +16,7 @@
 //! column by column by name, so each statement and the type it fills sit
 //! side by side.
 
+pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod connectors;
@@ -27,6 +30,7 @@ pub mod grants;
 pub mod import;
 pub mod observations;
 pub mod principals;
+pub mod quality;
 pub mod registry;
 pub mod supply;
 pub mod things;

@@ -132,6 +132,9 @@ pub struct Datastream {
     /// The datastream's own plausible range (absent: its type's, if any).
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Seconds between readings it is expected to report at (absent: learned
+    /// from its readings; see `GET /v1/datastreams/{id}/quality`).
+    pub expected_interval_secs: Option<i32>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -426,6 +429,7 @@ pub async fn create_datastream(pool: &PgPool, new: &NewDatastream) -> Result<Dat
         latest_value: None,
         min: new.min,
         max: new.max,
+        expected_interval_secs: None,
     })
 }
 
@@ -435,7 +439,8 @@ pub(crate) fn check_range(min: Option<f64>, max: Option<f64>) -> Result<Plausibl
 
 /// The columns of a [`Datastream`].
 const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.property, d.name, d.unit,
-        latest.time AS latest_time, latest.value AS latest_value, d.min, d.max
+        latest.time AS latest_time, latest.value AS latest_value, d.min, d.max,
+        d.expected_interval_secs
      FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
      LEFT JOIN LATERAL (
         SELECT ob.time, ob.value FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
@@ -631,6 +636,10 @@ pub struct DatastreamPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<f64>)]
     pub max: Option<Option<f64>>,
+    /// Seconds between readings it is expected to report at; `null`: learned from its readings.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
+    pub expected_interval_secs: Option<Option<i32>>,
 }
 
 /// The columns a patch may change, as stored.
@@ -640,6 +649,7 @@ struct DatastreamColumns {
     unit: Option<String>,
     min: Option<f64>,
     max: Option<f64>,
+    expected_interval_secs: Option<i32>,
     org_id: i64,
 }
 
@@ -657,7 +667,7 @@ pub async fn patch_datastream(
     }
     let mut tx = pool.begin().await?;
     let before: DatastreamColumns = sqlx::query_as(
-        "SELECT d.name, d.unit, d.min, d.max, t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id
+        "SELECT d.name, d.unit, d.min, d.max, d.expected_interval_secs, t.org_id FROM datastreams d JOIN things t ON t.id = d.thing_id
          WHERE d.id = $1 FOR UPDATE OF d",
     )
     .bind(id.0)
@@ -684,20 +694,33 @@ pub async fn patch_datastream(
     let min = patch.min.unwrap_or(before.min);
     let max = patch.max.unwrap_or(before.max);
     check_range(min, max)?;
+    let interval = patch.expected_interval_secs.unwrap_or(before.expected_interval_secs);
+    if interval.is_some_and(|secs| secs < 1) {
+        return Err(RegistryError::Invalid {
+            field: "expected_interval_secs",
+            reason: "must be at least 1 second (null: learned from the readings)".into(),
+        });
+    }
     let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
-    sqlx::query("UPDATE datastreams SET name = $2, unit = $3, min = $4, max = $5 WHERE id = $1")
-        .bind(id.0)
-        .bind(&name)
-        .bind(&unit)
-        .bind(min)
-        .bind(max)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE datastreams SET name = $2, unit = $3, min = $4, max = $5, expected_interval_secs = $6 WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(&name)
+    .bind(&unit)
+    .bind(min)
+    .bind(max)
+    .bind(interval)
+    .execute(&mut *tx)
+    .await?;
     let after: Datastream =
         sqlx::query_as(&format!("{DATASTREAM_SELECT} WHERE d.id = $1")).bind(id.0).fetch_one(&mut *tx).await?;
-    let states = serde_json::json!({"name": before.name, "unit": before.unit, "min": before.min, "max": before.max});
+    let states = serde_json::json!({"name": before.name, "unit": before.unit, "min": before.min, "max": before.max,
+        "expected_interval_secs": before.expected_interval_secs});
+    let after_states = serde_json::json!({"name": name, "unit": unit, "min": min, "max": max,
+        "expected_interval_secs": interval});
     let mut change = AdminChange::new("datastream.update", "datastream", id.0, before.org_id)
-        .states(Some(&states), Some(&serde_json::json!({"name": name, "unit": unit, "min": min, "max": max})));
+        .states(Some(&states), Some(&after_states));
     change.datastream_id = Some(id.0);
     audit::record_change(&mut tx, actor, &change).await?;
     tx.commit().await?;

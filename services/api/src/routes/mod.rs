@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod connectors;
 pub mod datasets;
@@ -13,5 +14,6 @@ pub mod me;
 pub mod opendata;
 pub mod organisations;
 pub mod push;
+pub mod quality;
 pub mod supply;
 pub mod things;

@@ -567,6 +567,119 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's rules with their state: firing first, then pending, then
+         *     the rest; within each the newest change first.
+         */
+        get: operations["alerts_alerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's rules: its own; an organisation's admin: the organisation's; the operator: all. */
+        get: operations["alerts_list"];
+        put?: never;
+        /**
+         * Creates a rule owned by the caller, if it may read the datastream at the
+         *     rule's resolution. The answer holds the webhook's secret: the only time it is shown.
+         */
+        post: operations["alerts_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["alerts_get_one"];
+        put?: never;
+        post?: never;
+        /** Deletes a rule with its state, events and delivery log. */
+        delete: operations["alerts_delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Changes a rule; the policy decides again. A changed datastream,
+         *     condition or aggregate resets its state to `ok`.
+         */
+        patch: operations["alerts_update"];
+        trace?: never;
+    };
+    "/v1/alerts/rules/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A rule's delivery log: each notification (webhook or e-mail) with every attempt, newest first. */
+        get: operations["alerts_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/rules/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A rule's state changes, newest first. */
+        get: operations["alerts_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/rules/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Gives the rule's webhook a new secret, shown in this answer only; the old one signs no more. */
+        post: operations["alerts_rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -829,6 +942,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/datastreams/{id}/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The quality of a datastream: completeness per day, gaps, dead letters by
+         *     reason and the out-of-range share over the last `days` UTC days, with a
+         *     status.
+         * @description Decided as a read of the datastream's daily aggregates over those days
+         *     (a grant's rate is charged, the read audited as `quality`): `404` for a
+         *     datastream the caller may not see, `403` with the policy's code when it
+         *     may see it but not read this. Gaps are raw timing: they are listed only
+         *     when the caller may read the datastream raw (else `gaps_withheld`).
+         */
+        get: operations["quality_datastream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/dead-letters": {
         parameters: {
             query?: never;
@@ -1044,6 +1183,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/quality": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An organisation's silent and degraded datastreams with their summary, for
+         *     its admins and data owners and the operator.
+         */
+        get: operations["quality_organisation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/supply-grants": {
         parameters: {
             query?: never;
@@ -1123,6 +1282,41 @@ export interface components {
             to: string;
             unit?: string | null;
         };
+        /** @description One state change of a rule. */
+        AlertEvent: {
+            /**
+             * Format: date-time
+             * @description When the rule fired or resolved (the reading's or bucket's time; silent rules: the time it noticed).
+             */
+            at: string;
+            /**
+             * Format: date-time
+             * @description When the alerts service recorded it.
+             */
+            created_at: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * @description `firing` or `resolved`.
+             * @example firing
+             */
+            state: string;
+            /**
+             * Format: double
+             * @description The value that fired or resolved it (none for a silent sensor's firing).
+             */
+            value?: number | null;
+        };
+        AlertList: {
+            /** @description Firing first, then pending, then the rest; within each the newest change first. */
+            alerts: components["schemas"]["Rule"][];
+        };
+        /**
+         * @description A rule's state: `ok`, `pending` (the condition holds, not yet long
+         *     enough), `firing`, `resolved`.
+         * @enum {string}
+         */
+        AlertStatus: "ok" | "pending" | "firing" | "resolved";
         /** @description A key's metadata (never the key). */
         ApiKeyView: {
             /** Format: date-time */
@@ -1222,6 +1416,26 @@ export interface components {
          * @enum {string}
          */
         Classification: "open" | "internal" | "restricted" | "personal";
+        /** @description What a rule watches. */
+        Condition: {
+            /** @enum {string} */
+            kind: "above";
+            /** Format: double */
+            threshold: number;
+        } | {
+            /** @enum {string} */
+            kind: "below";
+            /** Format: double */
+            threshold: number;
+        } | {
+            /** @enum {string} */
+            kind: "silent";
+        } | {
+            /** @enum {string} */
+            kind: "rate";
+            /** Format: double */
+            per_minute: number;
+        };
         /** @description A connector as the administration shows it: never a secret. */
         Connector: {
             /** @description ChirpStack: the application id; The Things Stack: `app@tenant`. */
@@ -1291,6 +1505,12 @@ export interface components {
         };
         /** @description A datastream as the API lists it (a row of [`DATASTREAM_SELECT`]). */
         Datastream: {
+            /**
+             * Format: int32
+             * @description Seconds between readings it is expected to report at (absent: learned
+             *     from its readings; see `GET /v1/datastreams/{id}/quality`).
+             */
+            expected_interval_secs?: number | null;
             id: components["schemas"]["DatastreamId"];
             /**
              * Format: date-time
@@ -1325,6 +1545,11 @@ export interface components {
          *     clears the unit or a bound.
          */
         DatastreamPatch: {
+            /**
+             * Format: int32
+             * @description Seconds between readings it is expected to report at; `null`: learned from its readings.
+             */
+            expected_interval_secs?: number | null;
             /** Format: double */
             max?: number | null;
             /** Format: double */
@@ -1332,12 +1557,77 @@ export interface components {
             name?: string | null;
             unit?: null | components["schemas"]["Unit"];
         };
+        /** @description The data quality of one datastream over the days asked. */
+        DatastreamQuality: {
+            /** Format: int64 */
+            datastream: number;
+            /**
+             * @description Per UTC day, oldest first: readings, expected readings (from the
+             *     datastream's start until now) and completeness (capped at 1). Under an
+             *     aggregate-only grant only the days that have ended.
+             */
+            days: components["schemas"]["Day"][];
+            /** @description Readings dead-lettered for it over the days asked, by reason, the most frequent first. */
+            dead_letters: components["schemas"]["RejectedReadings"][];
+            /**
+             * Format: int64
+             * @description Seconds between readings it is expected at; null: unknown (none set,
+             *     too few readings to learn from).
+             */
+            expected_interval_secs?: number | null;
+            /**
+             * @description Stretches without readings longer than `gap_intervals` intervals
+             *     (oldest first, at most 1000); null when withheld or no interval is known.
+             */
+            gaps?: components["schemas"]["Gap"][] | null;
+            /**
+             * @description Why gaps and the last reading's time are withheld: the code a raw
+             *     read of the datastream is denied with (they are raw timing).
+             */
+            gaps_withheld?: string | null;
+            interval_source?: null | components["schemas"]["IntervalSource"];
+            /**
+             * Format: date-time
+             * @description The newest reading's time; null without raw reads (see `gaps_withheld`) or readings.
+             */
+            last_reading_at?: string | null;
+            /**
+             * Format: double
+             * @description `out_of_range` rejections over stored readings and those rejections,
+             *     over the days asked; null when nothing came.
+             */
+            out_of_range_share?: number | null;
+            /**
+             * @description `unknown` (no interval or no reading), `silent` (no reading for more
+             *     than 3 intervals and at least an hour), `degraded` (the last full
+             *     day's or today's completeness below 0.9, or more than 5 % out of
+             *     range over yesterday and today), else `ok`.
+             */
+            status: components["schemas"]["Status"];
+        };
         /**
          * @description A datastream with the terms of the dataset it belongs to, so that a
          *     licensed consumer sees them beside the data.
          */
         DatastreamView: components["schemas"]["Datastream"] & {
             dataset?: null | components["schemas"]["DatasetTerms"];
+        };
+        /**
+         * @description One UTC day of a datastream: readings stored, readings expected, and
+         *     their ratio (capped at 1; absent when none was expected).
+         */
+        Day: {
+            /** Format: double */
+            completeness?: number | null;
+            /**
+             * Format: date
+             * @example 2026-11-29
+             */
+            day: string;
+            /** Format: int64 */
+            expected: number;
+            /** Format: int64 */
+            readings: number;
         };
         DeadLetterPage: {
             dead_letters: components["schemas"]["DeadLetterView"][];
@@ -1389,6 +1679,53 @@ export interface components {
              *     readings of both) is removed, their reasons stay for the other datasets' owner.
              */
             payloads_removed: number;
+        };
+        /** @description One notification of an event to one target, with its attempts. */
+        Delivery: {
+            /** @description Every attempt so far, oldest first. */
+            attempts: components["schemas"]["DeliveryAttempt"][];
+            /**
+             * @description `webhook` or `email`.
+             * @example webhook
+             */
+            channel: string;
+            /** Format: date-time */
+            delivered_at?: string | null;
+            /** Format: int64 */
+            event: number;
+            /** Format: int64 */
+            id: number;
+            /** Format: date-time */
+            next_attempt_at: string;
+            /**
+             * @description `pending`, `delivered` or `failed`.
+             * @example delivered
+             */
+            status: string;
+            /** @description The webhook's URL or the e-mail address. */
+            target: string;
+        };
+        /** @description One attempt to deliver a notification. */
+        DeliveryAttempt: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int32 */
+            attempt: number;
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description The webhook's HTTP status, if it answered.
+             */
+            http_status?: number | null;
+            /**
+             * @description `delivered`, `retry` or `failed`.
+             * @example retry
+             */
+            outcome: string;
+        };
+        DeliveryList: {
+            /** @description Newest first, each with its attempts. */
+            deliveries: components["schemas"]["Delivery"][];
         };
         /**
          * @description The stable machine code of a [`DenyReason`], one per variant: the
@@ -1472,6 +1809,30 @@ export interface components {
             /** Format: int64 */
             readings_deleted: number;
         };
+        EventList: {
+            /** @description Newest first. */
+            events: components["schemas"]["AlertEvent"][];
+        };
+        /** @description A stretch without readings longer than the gap threshold. */
+        Gap: {
+            /**
+             * Format: date-time
+             * @description The last reading before the gap.
+             */
+            from: string;
+            /**
+             * Format: int64
+             * @description Readings that would have come at the expected interval.
+             */
+            missing_intervals: number;
+            /** @description Whether the gap lasts until now (no reading since `from`). */
+            ongoing: boolean;
+            /**
+             * Format: date-time
+             * @description The first reading after it, or now while it lasts.
+             */
+            to: string;
+        };
         GrantList: {
             grants: components["schemas"]["GrantTerms"][];
         };
@@ -1554,6 +1915,11 @@ export interface components {
             things_created: number;
             things_unchanged: number;
         };
+        /**
+         * @description Where an expected interval comes from.
+         * @enum {string}
+         */
+        IntervalSource: "set" | "learned";
         /** @description A created connector with its webhook secret: the only time the secret is shown. */
         IssuedConnector: components["schemas"]["Connector"] & {
             /** @description Send it in `X-Hoheit-Connector-Secret` (or `Authorization: Bearer`); shown only now. */
@@ -1568,6 +1934,11 @@ export interface components {
         IssuedKey: components["schemas"]["ApiKeyView"] & {
             key: string;
         };
+        /**
+         * @description The language of a rule's e-mails.
+         * @enum {string}
+         */
+        Language: "de" | "en";
         /** @description A license as a reader is shown it: its name, and where it is a URI, the URI to follow. */
         License: {
             /**
@@ -1758,6 +2129,41 @@ export interface components {
             org: components["schemas"]["Slug"];
             role: components["schemas"]["Role"];
         };
+        /** @description A new rule. */
+        NewRule: {
+            /**
+             * @description Watch averages of this interval (`15m`, `1h`; 1 minute to 1 day, at
+             *     least the caller's grant's interval); absent or `null`: raw readings.
+             * @example 15m
+             */
+            aggregate?: string | null;
+            /** @description `above`/`below` a `threshold`, `rate` faster than `per_minute`, or `silent` (no reading for `for_minutes`). */
+            condition: components["schemas"]["Condition"];
+            /**
+             * Format: int64
+             * @description The datastream watched: one the caller may read at the rule's resolution.
+             */
+            datastream: number;
+            /** @description Who is told by e-mail (at most 20). */
+            emails?: string[];
+            enabled?: boolean;
+            /**
+             * Format: int64
+             * @description How long the condition must hold before the rule fires (0: at once); a
+             *     silent-sensor rule: how long without a reading (at least 1).
+             */
+            for_minutes?: number;
+            /**
+             * Format: double
+             * @description How far back past the threshold a firing value must come to resolve (not for silent rules).
+             */
+            hysteresis?: number;
+            /** @description The language of the e-mails. */
+            language?: components["schemas"]["Language"];
+            /** @example NO2 Stundenmittel */
+            name: string;
+            webhook?: null | components["schemas"]["Webhook"];
+        };
         /** @description A supply grant as the owner asks for it. */
         NewSupplyGrant: {
             /** @description Reference of the supply contract. */
@@ -1836,6 +2242,14 @@ export interface components {
         OrganisationNames: {
             organisations: components["schemas"]["OrganisationName"][];
         };
+        OrganisationQuality: {
+            /**
+             * @description Silent datastreams first, then degraded ones, each in id order; healthy
+             *     and unknown ones are not listed.
+             */
+            datastreams: components["schemas"]["QualitySummary"][];
+            org: string;
+        };
         /** @description A changed thing, with the datastreams its (new) type added. */
         PatchedThing: components["schemas"]["Thing"] & {
             /** Format: int64 */
@@ -1897,6 +2311,30 @@ export interface components {
             /** @description Always `about:blank`: the status says what kind of problem it is. */
             type: string;
         };
+        /** @description A datastream that needs attention. */
+        QualitySummary: {
+            /** Format: int64 */
+            datastream: number;
+            /** Format: int64 */
+            expected_interval_secs?: number | null;
+            interval_source?: null | components["schemas"]["IntervalSource"];
+            /**
+             * Format: double
+             * @description Completeness of yesterday (UTC), if any reading was expected.
+             */
+            last_full_day_completeness?: number | null;
+            /** Format: date-time */
+            last_reading_at?: string | null;
+            /**
+             * Format: double
+             * @description Over yesterday and today.
+             */
+            out_of_range_share?: number | null;
+            property: string;
+            /** @description `silent` or `degraded` (see the datastream's quality). */
+            status: components["schemas"]["Status"];
+            thing: string;
+        };
         /**
          * Format: binary
          * @description A body of raw bytes (a protobuf `ObservationBatch`, a ChirpStack uplink
@@ -1922,6 +2360,13 @@ export interface components {
             code: string;
             /** @description The reading's position in the payload; absent when the whole payload was rejected. */
             index?: number | null;
+            reason: string;
+        };
+        /** @description Readings dead-lettered for a datastream with one reason code. */
+        RejectedReadings: {
+            /** Format: int64 */
+            count: number;
+            /** @description The reject code (`out_of_range`, `unit_mismatch`, …). */
             reason: string;
         };
         /** @description What a replay did. */
@@ -1988,6 +2433,11 @@ export interface components {
          * @enum {string}
          */
         Role: "admin" | "data_owner" | "reader" | "publisher";
+        /** @description The new webhook secret of a rule. */
+        RotatedSecret: {
+            /** @description Shown in this answer only. */
+            webhook_secret: string;
+        };
         /** @description What happens to one row's thing. */
         RowChange: {
             action: components["schemas"]["Action"];
@@ -2006,6 +2456,108 @@ export interface components {
             line: number;
             reason: string;
         };
+        /** @description An alert rule with its state (never its webhook secret). */
+        Rule: {
+            /** @description The aggregate interval watched (`15m`, `1h`); `null`: raw readings. */
+            aggregate?: string | null;
+            condition: components["schemas"]["Condition"];
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: int64
+             * @description The datastream watched.
+             */
+            datastream: number;
+            emails: string[];
+            enabled: boolean;
+            /**
+             * Format: int64
+             * @description How long the condition must hold before the rule fires; a silent-sensor rule: how long without a reading.
+             */
+            for_minutes: number;
+            /**
+             * Format: double
+             * @description How far back past the threshold a firing value must come to resolve.
+             */
+            hysteresis: number;
+            /** Format: int64 */
+            id: number;
+            language: components["schemas"]["Language"];
+            name: string;
+            owner: components["schemas"]["RuleOwner"];
+            state: components["schemas"]["RuleState"];
+            /** Format: date-time */
+            updated_at: string;
+            webhook?: null | components["schemas"]["Webhook"];
+        };
+        RuleList: {
+            rules: components["schemas"]["Rule"][];
+        };
+        /** @description Who owns a rule, as shown. */
+        RuleOwner: {
+            /** @description Its organisation's slug; `null`: the operator. */
+            organisation?: string | null;
+            /**
+             * Format: int64
+             * @description The principal who made it; `null`: the operator.
+             */
+            principal?: number | null;
+        };
+        /**
+         * @description A rule's change: members left out stay as they are; `aggregate` and
+         *     `webhook` are removed by `null`.
+         */
+        RulePatch: {
+            /**
+             * @description `null`: raw readings.
+             * @example 1h
+             */
+            aggregate?: string | null;
+            condition?: null | components["schemas"]["Condition"];
+            /** Format: int64 */
+            datastream?: number | null;
+            emails?: string[] | null;
+            enabled?: boolean | null;
+            /** Format: int64 */
+            for_minutes?: number | null;
+            /** Format: double */
+            hysteresis?: number | null;
+            language?: null | components["schemas"]["Language"];
+            name?: string | null;
+            webhook?: null | components["schemas"]["Webhook"];
+        };
+        /** @description A rule's state as the alerts service keeps it. */
+        RuleState: {
+            /** Format: date-time */
+            fired_at?: string | null;
+            /** Format: double */
+            fired_value?: number | null;
+            /** Format: date-time */
+            last_reading_at?: string | null;
+            /**
+             * Format: double
+             * @description The newest value evaluated and its time.
+             */
+            last_value?: number | null;
+            /** Format: date-time */
+            resolved_at?: string | null;
+            /** Format: double */
+            resolved_value?: number | null;
+            /**
+             * Format: date-time
+             * @description Pending: since when the condition holds; firing/resolved: when that began.
+             */
+            since?: string | null;
+            status: components["schemas"]["AlertStatus"];
+        };
+        /** @description A rule, with its webhook's secret when this answer made one. */
+        RuleWithSecret: components["schemas"]["Rule"] & {
+            /**
+             * @description The HMAC-SHA256 key of the webhook's `Hoheit-Signature` (32 random
+             *     bytes, base64url): shown in this answer only, never again.
+             */
+            webhook_secret?: string | null;
+        };
         /**
          * @description How the caller signed in.
          * @enum {string}
@@ -2013,6 +2565,11 @@ export interface components {
         SignedInWith: "operator_token" | "api_key" | "oidc";
         /** @description lower-case letters, digits, `-` and `_`; starts with a letter or digit */
         Slug: string;
+        /**
+         * @description The summary status of a datastream.
+         * @enum {string}
+         */
+        Status: "ok" | "degraded" | "silent" | "unknown";
         SupplyGrantList: {
             supply_grants: components["schemas"]["SupplyTerms"][];
         };
@@ -2203,6 +2760,14 @@ export interface components {
             problem?: string | null;
             /** Format: int64 */
             records_checked: number;
+        };
+        /** @description Where a rule's notifications are posted. */
+        Webhook: {
+            /**
+             * @description `http` or `https`, at most 2,000 characters, no user name or password in it.
+             * @example https://leitstelle.stadt.example/hooks/hoheit
+             */
+            url: string;
         };
     };
     responses: never;
@@ -5853,6 +6418,840 @@ export interface operations {
             };
         };
     };
+    alerts_alerts: {
+        parameters: {
+            query?: {
+                /** @description Only rules in this state. */
+                status?: components["schemas"]["AlertStatus"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the rules with their state */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertList"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_list: {
+        parameters: {
+            query?: {
+                /** @description Only the rules of this datastream. */
+                datastream?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the rules, by id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleList"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewRule"];
+            };
+        };
+        responses: {
+            /** @description created, with the webhook's secret (shown this once) */
+            201: {
+                headers: {
+                    /** @description the rule's path */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleWithSecret"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the rule is not valid (`detail` says why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_get_one: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the rule with its state */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rule"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RulePatch"];
+            };
+        };
+        responses: {
+            /** @description the changed rule (with a webhook secret if it got its first webhook) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleWithSecret"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the resource already exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the rule is not valid (`detail` says why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_deliveries: {
+        parameters: {
+            query?: {
+                /** @description At most this many (default 100). */
+                limit?: number;
+                /** @description Only those older than this id (the last id of the previous page). */
+                before?: number;
+            };
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the deliveries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryList"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_events: {
+        parameters: {
+            query?: {
+                /** @description At most this many (default 100). */
+                limit?: number;
+                /** @description Only those older than this id (the last id of the previous page). */
+                before?: number;
+            };
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventList"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    alerts_rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description rule id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the new secret */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedSecret"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the rule has no webhook */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     audit_list: {
         parameters: {
             query?: {
@@ -7180,6 +8579,100 @@ export interface operations {
             };
         };
     };
+    quality_datastream: {
+        parameters: {
+            query?: {
+                /** @description UTC days to report, today included: 1 to 90; default 7. */
+                days?: number;
+                /**
+                 * @description A gap is a stretch without readings longer than this many expected
+                 *     intervals: 2 to 1000; default 3.
+                 */
+                gap_intervals?: number;
+            };
+            header?: never;
+            path: {
+                /** @description datastream id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the datastream's data quality */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatastreamQuality"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     dead_letters_list: {
         parameters: {
             query?: {
@@ -8175,6 +9668,92 @@ export interface operations {
                 };
             };
             /** @description Kafka is away: nothing was accepted (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    quality_organisation: {
+        parameters: {
+            query: {
+                /** @description The organisation's slug. */
+                org: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the datastreams that need attention */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrganisationQuality"];
+                };
+            };
+            /** @description the request is not valid: `detail` says what to change */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a credential was presented but is not valid (or one is needed) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the policy denies this caller (the reason is in `detail`; a denial of the access policy also carries its stable `code`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate limit reached; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the database is not available, the query ran past the statement timeout, or the anonymous public's share of the database is in use (see `Retry-After`); the detail says which */
             503: {
                 headers: {
                     [name: string]: unknown;
