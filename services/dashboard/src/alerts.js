@@ -15,10 +15,10 @@ import { KINDS, RULE_INTERVALS, conditionText, firingFirst, intervalText, ruleBo
 /** @typedef {import('./main.js').View} View */
 /** @typedef {import('./rules.js').Rule} Rule */
 /** @typedef {import('./rules.js').RuleForm} RuleForm */
-/** @typedef {import('./draft-types.js').AlertList} AlertList */
-/** @typedef {import('./draft-types.js').CreatedRule} CreatedRule */
-/** @typedef {import('./draft-types.js').AlertEvents} AlertEvents */
-/** @typedef {import('./draft-types.js').Deliveries} Deliveries */
+/** @typedef {import('./types/api').components['schemas']['AlertList']} AlertList */
+/** @typedef {import('./types/api').components['schemas']['RuleWithSecret']} CreatedRule */
+/** @typedef {import('./types/api').components['schemas']['EventList']} AlertEvents */
+/** @typedef {import('./types/api').components['schemas']['DeliveryList']} Deliveries */
 /** @typedef {import('./types/api').components['schemas']['DatastreamList']} DatastreamList */
 /** @typedef {import('./types/api').components['schemas']['DatastreamView']} DatastreamView */
 

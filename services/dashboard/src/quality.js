@@ -10,9 +10,9 @@
 import { formatNumber, localeOf } from './format.js';
 
 /** @typedef {import('./messages.js').Language} Language */
-/** @typedef {import('./draft-types.js').DatastreamQuality} DatastreamQuality */
-/** @typedef {import('./draft-types.js').OrganisationQuality} OrganisationQuality */
-/** @typedef {import('./draft-types.js').Gap} Gap */
+/** @typedef {import('./types/api').components['schemas']['DatastreamQuality']} DatastreamQuality */
+/** @typedef {import('./types/api').components['schemas']['OrganisationQuality']} OrganisationQuality */
+/** @typedef {import('./types/api').components['schemas']['Gap']} Gap */
 /** @typedef {import('./types/api').components['schemas']['Me']} Me */
 
 /** At most this many organisation-wide lists are asked per QUALITY_TTL_MS. */

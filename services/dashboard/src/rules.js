@@ -8,10 +8,10 @@
 import { formatNumber, localeOf, withUnit } from './format.js';
 
 /** @typedef {import('./messages.js').Language} Language */
-/** @typedef {import('./draft-types.js').Rule} Rule */
-/** @typedef {import('./draft-types.js').RuleState} RuleState */
-/** @typedef {import('./draft-types.js').Condition} Condition */
-/** @typedef {import('./draft-types.js').AlertStatus} AlertStatus */
+/** @typedef {import('./types/api').components['schemas']['Rule']} Rule */
+/** @typedef {import('./types/api').components['schemas']['RuleState']} RuleState */
+/** @typedef {import('./types/api').components['schemas']['Condition']} Condition */
+/** @typedef {import('./types/api').components['schemas']['AlertStatus']} AlertStatus */
 
 /** The condition kinds of a rule, in the editor's order. */
 export const KINDS = /** @type {const} */ (['above', 'below', 'silent', 'rate']);
@@ -146,7 +146,7 @@ export function conditionText(rule, lang, unit = '') {
  * @property {boolean} enabled
  */
 
-/** @typedef {import('./draft-types.js').NewRule} NewRule */
+/** @typedef {import('./types/api').components['schemas']['NewRule']} NewRule */
 
 /**
  * A number typed into a field: empty is none, a comma is a decimal mark.
