@@ -5,12 +5,13 @@
 //
 // - a third party whose grant allows 15-minute aggregates asks for a rule on
 //   raw readings and is told why not, in words;
-// - a department member creates a threshold rule in the editor (no webhook
-//   secret without a webhook) and sees it in the alerts view;
+// - a department member sees the datastream's quality panel with the day's
+//   completeness, and its badge in the list;
+// - it creates a threshold rule in the editor (no webhook secret without a
+//   webhook) and sees it in the alerts view;
 // - it prints `RULE_CREATED <id>`; the test then publishes readings above the
 //   threshold through the real pipeline with the alerts service running, and
-//   the view shows the rule firing, with the value, and its events on demand;
-// - the datastream's quality panel shows today's completeness and its badge.
+//   the view shows the rule firing, with the value, and its events on demand.
 //
 // Every view is checked with axe-core.
 
@@ -74,14 +75,26 @@ try {
   await shot('01-rule-refused');
   await signOut();
 
-  // --- A department member creates a rule. ------------------------------------
+  // --- A department member: the datastream's quality, then a rule. ------------
   await signIn(scenario.department_key);
+  await page.goto(`${base}/#/datastream/${scenario.stream_id}`);
+  await page.waitForSelector('#quality-days li');
+  const days = await page.$$eval('#quality-days li', (items) => items.map((li) => ({ day: li.getAttribute('data-day'), completeness: li.getAttribute('data-completeness') })));
+  const today = days.find((d) => d.day === scenario.today);
+  check(today && Number(today.completeness) > 0, `the quality panel shows today's completeness: ${JSON.stringify(days)}`);
+  check((await textOf('#quality-status')).trim() !== '', 'and the status');
+  await accessible("a datastream's quality panel");
+  await shot('02-quality');
+  await page.goto(`${base}/#/list`);
+  await page.waitForSelector(`#streams tr[data-id="${scenario.stream_id}"] td.quality [data-quality]`);
+  check(true, 'the list shows its quality badge');
+  await accessible('the list with quality badges');
   await page.click('#nav-alerts');
   await page.waitForSelector('#alerts-count');
   await page.click('#rule-new');
   await fillRule({ name: scenario.rule_name, threshold: scenario.threshold });
   await accessible('the rule editor');
-  await shot('02-rule-editor');
+  await shot('03-rule-editor');
   await page.click('#rule-save');
   await page.waitForSelector('#alerts li[data-rule]');
   check(await page.isHidden('#webhook-secret'), 'no webhook, no secret shown');
@@ -104,21 +117,8 @@ try {
   await page.waitForSelector(`${card} .rule-deliveries-table`);
   check(true, 'its delivery log on demand');
   await accessible('the alerts view with a firing rule');
-  await shot('03-alert-firing');
+  await shot('04-alert-firing');
 
-  // --- The datastream's quality. -----------------------------------------------
-  await page.goto(`${base}/#/datastream/${scenario.stream_id}`);
-  await page.waitForSelector('#quality-days li');
-  const days = await page.$$eval('#quality-days li', (items) => items.map((li) => ({ day: li.getAttribute('data-day'), completeness: li.getAttribute('data-completeness') })));
-  const today = days.find((d) => d.day === scenario.today);
-  check(today && Number(today.completeness) > 0, `the quality panel shows today's completeness: ${JSON.stringify(days)}`);
-  check((await textOf('#quality-status')).trim() !== '', 'and the status');
-  await accessible("a datastream's quality panel");
-  await shot('04-quality');
-  await page.goto(`${base}/#/list`);
-  await page.waitForSelector(`#streams tr[data-id="${scenario.stream_id}"] td.quality [data-quality]`);
-  check(true, 'the list shows its quality badge');
-  await accessible('the list with quality badges');
   await signOut();
   check(errors.length === 0, `no errors in the page: ${errors.join(' | ')}`);
 } catch (error) {

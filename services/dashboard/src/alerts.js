@@ -119,7 +119,7 @@ export async function renderAlerts({ state, main, showMessage }) {
     const log = h('div', { class: 'rule-log', id: `rule-log-${rule.id}` });
     return h(
       'li',
-      { class: `alert ${s.status}`, dataset: { rule: rule.id, status: s.status } },
+      { class: `alert state-${s.status}`, dataset: { rule: rule.id, status: s.status } },
       h(
         'h3',
         {},

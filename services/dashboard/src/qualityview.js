@@ -146,6 +146,7 @@ export function qualityPanel(id, onGaps) {
  */
 function fill(body, q) {
   const lang = language();
+  const days = q.days.filter((d) => d.expected > 0 || d.readings > 0);
   const interval = q.expected_interval_secs == null
     ? t('intervalUnknown')
     : `${durationText(q.expected_interval_secs, lang, t('none'))} (${q.interval_source === 'set' ? t('intervalSet') : t('intervalLearned')})`;
@@ -168,7 +169,8 @@ function fill(body, q) {
       h('dt', {}, t('lastReading')), h('dd', {}, formatTime(q.last_reading_at)),
       h('dt', {}, t('outOfRangeShare')), h('dd', { id: 'quality-out-of-range' }, percent(q.out_of_range_share, lang, t('none'))),
     ),
-    q.days.length ? completenessBars(q.days) : h('p', {}, t('noDays')),
+    // Days before the datastream existed expect nothing: they are left out.
+    days.length ? completenessBars(days) : h('p', {}, t('noDays')),
     h('h4', {}, t('gaps')),
     gaps,
     h('h4', {}, t('rejectedByReason')),
