@@ -17,7 +17,10 @@
 //!   bare axum handler that only parses the same bodies, and the same
 //!   readings over MQTT;
 //! - `import`: bulk registration of things (`hoheit-store`'s import) from a
-//!   CSV of 10,000 rows: parse, dry run, import, the same file again.
+//!   CSV of 10,000 rows: parse, dry run, import, the same file again;
+//! - `alerts`: the release `hoheit-alerts` with 10,000 rules beside the
+//!   end-to-end pipeline at its steady rate: its lag beside the writer's,
+//!   publish-to-webhook latency, RSS.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -27,6 +30,7 @@
 //! so `deploy/local/hoheit bench` gives the benchmarks a broker of their own
 //! and removes it afterwards. It also builds everything and runs criterion.
 
+mod alerts;
 mod api;
 mod e2e;
 mod harness;
@@ -68,6 +72,8 @@ enum Command {
     Push(push::PushArgs),
     /// Bulk registration: a CSV of things of a device type, dry run, import and again.
     Import(import::ImportArgs),
+    /// hoheit-alerts with 10,000 rules beside the end-to-end pipeline: lag, notification latency, RSS.
+    Alerts(alerts::AlertsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Api(args) => tables.extend(api::run(&infra, args).await?),
             Command::Push(args) => tables.extend(push::run(&infra, args).await?),
             Command::Import(args) => tables.extend(import::run(&infra, args).await?),
+            Command::Alerts(args) => tables.extend(alerts::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };

@@ -199,7 +199,7 @@ def check_compose_logins(services: dict) -> None:
     for name in ("hoheit-api", "hoheit-ingest"):
         check(login(name, "HOHEIT_BROKER_ADMIN") == admin, f"compose: {name}'s broker admin login is not mqtt-config's")
     check(admin[0] not in (ingest[0], simulator[0]) and admin[1] not in (ingest[1], simulator[1]), "compose: the broker admin shares a login")
-    for name in ("hoheit-api", "hoheit-writer"):
+    for name in ("hoheit-api", "hoheit-writer", "hoheit-alerts"):
         check("HOHEIT_MQTT_PASSWORD" not in first.get(name, {}), f"compose: {name} gets an MQTT password it does not need")
     # The environment wins over a HOHEIT_CONFIG file: a login set there would be everyone's.
     is_login = lambda key: key.startswith(("HOHEIT_MQTT_", "HOHEIT_BROKER_ADMIN_")) and key.endswith(("_USERNAME", "_PASSWORD"))
@@ -262,8 +262,9 @@ def check_compose() -> None:
         "hoheit-api": ("HOHEIT_API_LISTEN", env["HOHEIT_API_PORT"]),
         "hoheit-ingest": ("HOHEIT_INGEST_OPS_LISTEN", env["HOHEIT_INGEST_OPS_PORT"]),
         "hoheit-writer": ("HOHEIT_WRITER_OPS_LISTEN", env["HOHEIT_WRITER_OPS_PORT"]),
+        "hoheit-alerts": ("HOHEIT_ALERTS_OPS_LISTEN", env["HOHEIT_ALERTS_OPS_PORT"]),
     }
-    for name in ["hoheit-api", "hoheit-ingest", "hoheit-writer", "hoheit-simulator"]:
+    for name in ["hoheit-api", "hoheit-ingest", "hoheit-writer", "hoheit-alerts", "hoheit-simulator"]:
         if not check(name in services, f"compose: service {name} is missing"):
             continue
         service = services[name]
@@ -368,7 +369,7 @@ def check_render(label: str, objects: list[dict], env: dict[str, str]) -> None:
             pods[name] = (kind, template)
     config_maps = by_kind(objects, "ConfigMap")
     secrets = by_kind(objects, "Secret")
-    expected_ports = {"api": int(env["HOHEIT_API_PORT"]), "ingest": int(env["HOHEIT_INGEST_OPS_PORT"]), "writer": int(env["HOHEIT_WRITER_OPS_PORT"])}
+    expected_ports = {"api": int(env["HOHEIT_API_PORT"]), "ingest": int(env["HOHEIT_INGEST_OPS_PORT"]), "writer": int(env["HOHEIT_WRITER_OPS_PORT"]), "alerts": int(env["HOHEIT_ALERTS_OPS_PORT"])}
 
     for name, deployment in by_kind(objects, "Deployment").items():
         spec = deployment["spec"]["template"]["spec"]
@@ -415,9 +416,9 @@ def check_render(label: str, objects: list[dict], env: dict[str, str]) -> None:
             check(all(e["port"] in names and e["path"] == "/metrics" for e in monitor["spec"]["endpoints"]), f"{label}: ServiceMonitor {name} endpoints")
 
     config = next(iter(config_maps[n] for n in config_maps if n.endswith("-config")))["data"]
-    for key in ("HOHEIT_MQTT_PORT", "HOHEIT_MQTT_TOPIC_ROOT", "HOHEIT_MQTT_CLIENT_ID", "HOHEIT_KAFKA_TOPIC_PREFIX", "HOHEIT_WRITER_GROUP"):
+    for key in ("HOHEIT_MQTT_PORT", "HOHEIT_MQTT_TOPIC_ROOT", "HOHEIT_MQTT_CLIENT_ID", "HOHEIT_KAFKA_TOPIC_PREFIX", "HOHEIT_WRITER_GROUP", "HOHEIT_ALERTS_GROUP"):
         check(config.get(key) == env[key], f"{label}: ConfigMap {key}={config.get(key)!r}, hoheit.env says {env[key]!r}")
-    for key, port in (("HOHEIT_API_LISTEN", "HOHEIT_API_PORT"), ("HOHEIT_INGEST_OPS_LISTEN", "HOHEIT_INGEST_OPS_PORT"), ("HOHEIT_INGEST_HTTP_LISTEN", "HOHEIT_INGEST_HTTP_PORT"), ("HOHEIT_WRITER_OPS_LISTEN", "HOHEIT_WRITER_OPS_PORT")):
+    for key, port in (("HOHEIT_API_LISTEN", "HOHEIT_API_PORT"), ("HOHEIT_INGEST_OPS_LISTEN", "HOHEIT_INGEST_OPS_PORT"), ("HOHEIT_INGEST_HTTP_LISTEN", "HOHEIT_INGEST_HTTP_PORT"), ("HOHEIT_WRITER_OPS_LISTEN", "HOHEIT_WRITER_OPS_PORT"), ("HOHEIT_ALERTS_OPS_LISTEN", "HOHEIT_ALERTS_OPS_PORT")):
         check(config.get(key) == f"0.0.0.0:{env[port]}", f"{label}: ConfigMap {key} is not on port {env[port]}")
     check(str(config.get("HOHEIT_INGEST_URL", "")).endswith(f"-ingest:{env['HOHEIT_INGEST_HTTP_PORT']}"), f"{label}: ConfigMap HOHEIT_INGEST_URL does not reach ingest's HTTP doors")
 
@@ -513,18 +514,23 @@ def check_helm() -> None:
 
     default, ext = renders["default"], renders["external"]
     components = lambda objects, kind: {o["metadata"]["labels"].get("app.kubernetes.io/component") for o in objects if o["kind"] == kind}
-    check(components(default, "Deployment") == {"api", "ingest", "writer"}, "default: Deployments are not api, ingest, writer (simulator must be off)")
+    check(components(default, "Deployment") == {"api", "ingest", "writer", "alerts"}, "default: Deployments are not api, ingest, writer, alerts (simulator must be off)")
     check(components(default, "StatefulSet") == {"mosquitto", "kafka", "timescaledb"}, "default: bundled Mosquitto, Kafka, TimescaleDB missing")
     check(not by_kind(default, "ServiceMonitor"), "default: ServiceMonitors are on")
-    check(components(ext, "Deployment") == {"api", "ingest", "writer", "simulator"}, "external: Deployments are not api, ingest, writer, simulator")
+    check(components(ext, "Deployment") == {"api", "ingest", "writer", "alerts", "simulator"}, "external: Deployments are not api, ingest, writer, alerts, simulator")
     check(not by_kind(ext, "StatefulSet"), "external: bundled services are rendered")
     check(not by_kind(ext, "Secret"), "external: the chart makes a Secret although all are external")
-    check(len(by_kind(ext, "ServiceMonitor")) == 3, "external: not 3 ServiceMonitors")
+    check(len(by_kind(ext, "ServiceMonitor")) == 4, "external: not 4 ServiceMonitors")
+    alerts = next(d for d in by_kind(ext, "Deployment").values() if d["metadata"]["labels"]["app.kubernetes.io/component"] == "alerts")
+    check(alerts["spec"].get("replicas") == 1 and alerts["spec"].get("strategy", {}).get("type") == "Recreate", "external: alerts is not one replica replaced with Recreate")
+    smtp = env_of(alerts["spec"]["template"]["spec"]["containers"][0]).get("HOHEIT_SMTP_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check((smtp.get("name"), smtp.get("key")) == ("hoheit-smtp", "url"), "external: the SMTP URL is not from its Secret")
     values = yaml.safe_load(external.read_text())
     config = by_kind(ext, "ConfigMap")["hoheit-config"]["data"]
     check(config["HOHEIT_KAFKA_BOOTSTRAP"] == values["kafka"]["bootstrap"], "external: Kafka bootstrap")
     check(config["HOHEIT_MQTT_HOST"] == values["mqtt"]["host"], "external: MQTT host")
     check(config["OTEL_EXPORTER_OTLP_ENDPOINT"] == values["otel"]["endpoint"], "external: OTLP endpoint")
+    check(config["HOHEIT_ALERTS_FROM"] == values["alerts"]["from"], "external: alert sender")
     for deployment in by_kind(ext, "Deployment").values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             check(container["image"].startswith(values["image"]["registry"] + "/"), f"external: {container['name']} image registry")

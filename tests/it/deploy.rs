@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use clap::CommandFactory;
+use hoheit_alerts::AlertsConfig;
 use hoheit_api::ApiConfig;
 use hoheit_ingest::IngestConfig;
 use hoheit_simulator::SimulatorConfig;
@@ -119,6 +120,8 @@ fn the_local_set_up_takes_its_ports_and_names_from_the_shared_file() {
         ("HOHEIT_MQTT_CLIENT_ID", get("HOHEIT_MQTT_CLIENT_ID").to_owned()),
         ("HOHEIT_KAFKA_TOPIC_PREFIX", get("HOHEIT_KAFKA_TOPIC_PREFIX").to_owned()),
         ("HOHEIT_WRITER_GROUP", get("HOHEIT_WRITER_GROUP").to_owned()),
+        ("HOHEIT_ALERTS_OPS_LISTEN", format!("127.0.0.1:{}", get("HOHEIT_ALERTS_OPS_PORT"))),
+        ("HOHEIT_ALERTS_GROUP", get("HOHEIT_ALERTS_GROUP").to_owned()),
         ("HOHEIT_API_TOKEN", "token-for-the-env-test-0123456789".to_owned()),
     ];
     for (key, value) in expected {
@@ -154,6 +157,9 @@ fn the_services_built_in_defaults_are_those_of_the_shared_file() {
     let writer = WriterConfig::command();
     assert_eq!(default_of(&writer, "group"), shared["HOHEIT_WRITER_GROUP"]);
     assert_eq!(port_of(default_of(&writer, "ops_listen")), shared["HOHEIT_WRITER_OPS_PORT"]);
+    let alerts = AlertsConfig::command();
+    assert_eq!(default_of(&alerts, "group"), shared["HOHEIT_ALERTS_GROUP"]);
+    assert_eq!(port_of(default_of(&alerts, "ops_listen")), shared["HOHEIT_ALERTS_OPS_PORT"]);
     let api = ApiConfig::command();
     assert_eq!(port_of(default_of(&api, "listen")), shared["HOHEIT_API_PORT"]);
     assert_eq!(port_of(default_of(&api, "ingest_url")), shared["HOHEIT_INGEST_HTTP_PORT"]);

@@ -10,6 +10,7 @@ mod admin_audit;
 mod admin_support;
 mod airrohr;
 mod alert_rules;
+mod alerts;
 mod api;
 mod broker_acl;
 mod broker_dynsec;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use hoheit_alerts::{Alerts, AlertsConfig};
 use hoheit_api::{Api, ApiConfig};
 use hoheit_ingest::{Ingest, IngestConfig};
 use hoheit_kafka::KafkaArgs;
@@ -151,6 +152,20 @@ impl Isolation {
         }
     }
 
+    /// The alerts service for this test: its own consumer group, this test's topics and
+    /// database, e-mail through `smtp_url` (if any), its ops endpoint on a free port.
+    pub fn alerts_config(&self, smtp_url: Option<&str>) -> AlertsConfig {
+        let defaults: AlertsConfig = defaults(&["hoheit-alerts"]);
+        AlertsConfig {
+            group: format!("alerts-{}", self.id),
+            ops_listen: ANY_LOOPBACK_PORT,
+            smtp_url: smtp_url.map(Secret::new),
+            kafka: self.kafka(defaults.kafka),
+            database: self.database(defaults.database),
+            ..defaults
+        }
+    }
+
     /// The API for this test: the operator token [`TOKEN`], this test's database and MQTT root,
     /// listening on a free port.
     pub fn api_config(&self) -> ApiConfig {
@@ -256,6 +271,18 @@ pub async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
     let ops_url = format!("http://{}", writer.ops_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(writer.run(shutdown.clone()));
+    let running = Running { shutdown, task, ops_url, doors_url: String::new() };
+    running.wait_ready(Duration::from_secs(60)).await?;
+    Ok(running)
+}
+
+/// Starts the alerts service in-process (e-mail through `smtp_url`, if any) and waits until it
+/// is ready: its partitions are assigned from then on, so nothing published later is missed.
+pub async fn start_alerts(isolation: &Isolation, smtp_url: Option<&str>) -> anyhow::Result<Running> {
+    let alerts = Alerts::build(isolation.alerts_config(smtp_url)).await?;
+    let ops_url = format!("http://{}", alerts.ops_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(alerts.run(shutdown.clone()));
     let running = Running { shutdown, task, ops_url, doors_url: String::new() };
     running.wait_ready(Duration::from_secs(60)).await?;
     Ok(running)

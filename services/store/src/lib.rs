@@ -4,10 +4,11 @@
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
 //! the network servers' connectors ([`connectors`]), devices' own tokens
-//! ([`device_tokens`]), the hash-chained audit log ([`audit`]) and the open
+//! ([`device_tokens`]), the hash-chained audit log ([`audit`]), the open
 //! data catalog's facts ([`catalog`]), what a datastream's data quality is
-//! computed from ([`quality`]), and alert rules as their owners manage them
-//! ([`alerts`]). The operators' listings live beside
+//! computed from ([`quality`]), alert rules as their owners manage them
+//! ([`alerts`]) and the alerts service's states, events, deliveries and
+//! offsets ([`alert_state`]). The operators' listings live beside
 //! their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
@@ -16,6 +17,7 @@
 //! column by column by name, so each statement and the type it fills sit
 //! side by side.
 
+pub mod alert_state;
 pub mod alerts;
 pub mod audit;
 pub mod catalog;

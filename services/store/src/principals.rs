@@ -591,6 +591,19 @@ pub async fn still_valid(pool: &PgPool, principal: &Principal) -> Result<(), Aut
     Ok(())
 }
 
+/// The principal `id` as the policy sees it, without a key: what a standing
+/// read of its own (an alert rule) is decided for. `AuthError::Disabled` for
+/// a disabled principal, `AuthError::Invalid` for an unknown one.
+pub async fn by_id(pool: &PgPool, id: i64) -> Result<Principal, AuthError> {
+    let row: PrincipalRow = sqlx::query_as(&format!("{PRINCIPAL_SELECT} WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|_| AuthError::Unavailable)?
+        .ok_or(AuthError::Invalid)?;
+    row.principal(None)
+}
+
 /// The principal mapped to an OIDC subject.
 pub async fn by_oidc_subject(pool: &PgPool, subject: &str) -> Result<Principal, AuthError> {
     let row: PrincipalRow = sqlx::query_as(&format!("{PRINCIPAL_SELECT} WHERE p.oidc_subject = $1"))

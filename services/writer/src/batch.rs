@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use hoheit_domain::rejection::RejectCode;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 use hoheit_kafka::TraceFields;
-use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord};
+use hoheit_proto::v1::DeadLetter;
 use hoheit_store::dead_letters::{self, NewDeadLetter, SourcePosition, StoredRejection};
 use hoheit_store::observations;
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId, Tracer};
@@ -42,23 +42,6 @@ pub struct Batch {
     trace_index: HashMap<(TraceId, SpanId), usize>,
 }
 
-/// The batches of an observation record. A record of the format before
-/// ingest gathered messages (one bare `DatastreamBatch`) is read too, so that
-/// an upgrade stores the backlog the previous version left in Kafka. The two
-/// cannot be mistaken for each other: field 1 is a message in one and a
-/// number (the datastream id, never 0) in the other. A record that holds no
-/// batch at all is refused, so nothing is dropped silently.
-fn observation_batches(payload: &[u8]) -> Result<Vec<DatastreamBatch>, String> {
-    match ObservationRecord::decode(payload) {
-        Ok(record) if !record.batches.is_empty() => Ok(record.batches),
-        Ok(_) => Err("holds no datastream batch".into()),
-        Err(error) => match DatastreamBatch::decode(payload) {
-            Ok(batch) if batch.datastream_id != 0 => Ok(vec![batch]),
-            _ => Err(format!("is not a hoheit.v1.ObservationRecord: {error}")),
-        },
-    }
-}
-
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -80,7 +63,7 @@ impl Batch {
         let slot = self.offsets.entry((position.topic.clone(), position.partition)).or_insert(position.offset);
         *slot = (*slot).max(position.offset);
         match source {
-            Source::Observations => match observation_batches(payload) {
+            Source::Observations => match hoheit_proto::observation_batches(payload) {
                 Ok(batches) if batches.iter().all(|b| b.time_unix_us.len() == b.value.len()) => {
                     for batch in batches {
                         let id = DatastreamId(batch.datastream_id);
@@ -210,6 +193,8 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
+    use hoheit_proto::v1::{DatastreamBatch, ObservationRecord};
+
     use super::*;
 
     fn at(offset: i64) -> SourcePosition {

@@ -1,31 +1,36 @@
-//! `access-gate`: in the api, only the access gate (`services/api/src/access.rs`) asks the policy
-//! or checks ownership; routes and SensorThings ask the gate (ARCHITECTURE.md, invariants: "Every
-//! data read goes through `access::authorize`").
+//! `access-gate`: only the access gates ask the policy or check ownership (ARCHITECTURE.md,
+//! invariants: "Every data read goes through `access::authorize`"): in the api its gate
+//! (`services/api/src/access.rs`), which routes and SensorThings ask; in the alerts service the
+//! module that decides which rules' owners may still read their datastreams
+//! (`services/alerts/src/access.rs`).
 //!
-//! Flagged in `services/api/src` outside `access.rs`, in code (not comments or strings): a call of
-//! the policy's decisions (`decide`, `decide_export`, `is_allowed`, `policy::visibility`) or of the
-//! caller's ownership checks (`owns_data_of`, `administers`).
+//! Flagged in those crates' sources outside their gates, in code (not comments or strings): a call
+//! of the policy's decisions (`decide`, `decide_export`, `is_allowed`, `policy::visibility`) or of
+//! the caller's ownership checks (`owns_data_of`, `administers`).
 
 use super::rust_source::lex;
 use super::{Tree, Violation};
 
 const RULE: &str = "access-gate";
-const API_SRC: &str = "services/api/src";
-const GATE: &str = "services/api/src/access.rs";
+/// Each crate's sources and the one file in them that may ask the policy.
+const GATES: [(&str, &str); 2] =
+    [("services/api/src", "services/api/src/access.rs"), ("services/alerts/src", "services/alerts/src/access.rs")];
 
 /// Functions that decide access; only the gate calls them.
 const DECISIONS: [&str; 5] = ["decide", "decide_export", "is_allowed", "owns_data_of", "administers"];
 
 pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
     let mut violations = Vec::new();
-    for file in tree.files(API_SRC)? {
-        if !file.ends_with(".rs") || file == GATE {
-            continue;
-        }
-        for (index, code) in lex(&tree.read(&file)?).code_lines.iter().enumerate() {
-            if let Some(call) = decision_in(code) {
-                let message = format!("`{call}` outside the access gate: ask `crate::access`, which asks the policy");
-                violations.push(Violation::new(&file, index + 1, RULE, message));
+    for (src, gate) in GATES {
+        for file in tree.files(src)? {
+            if !file.ends_with(".rs") || file == gate {
+                continue;
+            }
+            for (index, code) in lex(&tree.read(&file)?).code_lines.iter().enumerate() {
+                if let Some(call) = decision_in(code) {
+                    let message = format!("`{call}` outside the access gate: ask `{gate}`, which asks the policy");
+                    violations.push(Violation::new(&file, index + 1, RULE, message));
+                }
             }
         }
     }
@@ -70,12 +75,23 @@ mod tests {
             "services/api/src/access.rs",
             "//! The gate.\n\nfn gate() -> bool {\n    policy::decide(c, d, g, r, n).is_allowed()\n}\n",
         );
+        write(
+            dir.path(),
+            "services/alerts/src/access.rs",
+            "//! The gate.\n\nfn evaluable() -> bool {\n    policy::decide(c, d, g, r, n).is_allowed()\n}\n",
+        );
+        write(
+            dir.path(),
+            "services/alerts/src/service.rs",
+            "//! The loop.\n\nfn reload() -> bool {\n    policy::decide(c, d, g, r, n).is_allowed()\n}\n",
+        );
         assert_eq!(
             check(dir.path()),
             vec![
-                "services/api/src/routes/things.rs:3: access-gate: `policy::visibility` outside the access gate: ask `crate::access`, which asks the policy",
-                "services/api/src/routes/things.rs:7: access-gate: `decide` outside the access gate: ask `crate::access`, which asks the policy",
-                "services/api/src/routes/things.rs:8: access-gate: `owns_data_of` outside the access gate: ask `crate::access`, which asks the policy",
+                "services/alerts/src/service.rs:4: access-gate: `decide` outside the access gate: ask `services/alerts/src/access.rs`, which asks the policy",
+                "services/api/src/routes/things.rs:3: access-gate: `policy::visibility` outside the access gate: ask `services/api/src/access.rs`, which asks the policy",
+                "services/api/src/routes/things.rs:7: access-gate: `decide` outside the access gate: ask `services/api/src/access.rs`, which asks the policy",
+                "services/api/src/routes/things.rs:8: access-gate: `owns_data_of` outside the access gate: ask `services/api/src/access.rs`, which asks the policy",
             ]
         );
     }

@@ -1,7 +1,7 @@
 //! `layers`: the library crates keep the layers ARCHITECTURE.md draws. The domain (and the demo
 //! town built on it) stays pure: no async runtime, database, broker or HTTP crate among its
-//! `[dependencies]`. librdkafka is linked only where Kafka is spoken: `hoheit-kafka`, ingest and
-//! the writer; the API, `hoheit-admin`, the simulator and the other libraries never depend on
+//! `[dependencies]`. librdkafka is linked only where Kafka is spoken: `hoheit-kafka`, ingest,
+//! the writer and the alerts service; the API, `hoheit-admin`, the simulator and the other libraries never depend on
 //! `rdkafka` or `hoheit-kafka` (tests and benchmarks, outside `services/`, may).
 //!
 //! The crates are named here (a layer is a decision, not something to infer); a crate that is not
@@ -28,7 +28,7 @@ const IO: &[&str] = &[
 ];
 
 /// The only crates under `services/` that may link librdkafka, and what links it.
-const SPEAKS_KAFKA: &[&str] = &["hoheit-kafka", "hoheit-ingest", "hoheit-writer"];
+const SPEAKS_KAFKA: &[&str] = &["hoheit-kafka", "hoheit-ingest", "hoheit-writer", "hoheit-alerts"];
 const KAFKA: &[&str] = &["rdkafka", "hoheit-kafka"];
 
 pub fn check(tree: &Tree) -> anyhow::Result<Vec<Violation>> {
@@ -104,7 +104,7 @@ mod tests {
             check(dir.path()),
             vec![
                 "services/api/Cargo.toml:6: layers: hoheit-api depends on hoheit-kafka; only hoheit-kafka, \
-                 hoheit-ingest, hoheit-writer link librdkafka",
+                 hoheit-ingest, hoheit-writer, hoheit-alerts link librdkafka",
                 "services/domain/Cargo.toml:6: layers: hoheit-domain is pure (no I/O) but depends on sqlx",
             ]
         );
