@@ -15,7 +15,12 @@
 //!   transparency report;
 //! - a department member signs in through OIDC (authorization code with PKCE)
 //!   on the login and consent pages of an independent, OpenID Certified
-//!   provider (oidc-provider, `tests/oidc-provider`).
+//!   provider (oidc-provider, `tests/oidc-provider`);
+//! - a department member makes an alert rule in the editor and sees it fire
+//!   when readings above it go through the pipeline to the alerts service; a
+//!   third party under an aggregate-only grant is told in words why it may not
+//!   watch raw readings; a datastream's quality panel shows its completeness
+//!   (`e2e/alerts.e2e.mjs`).
 //!
 //! Every view the scenarios open is checked with axe-core against WCAG 2.1 A
 //! and AA; a violation fails the scenario.
@@ -35,7 +40,7 @@ use std::time::Duration;
 use chrono::Utc;
 use hoheit_domain::Slug;
 use hoheit_tests::identity_provider::{self, IdentityProvider};
-use hoheit_tests::{eventually, start_api_with, start_ingest, start_writer, Isolation, Publisher};
+use hoheit_tests::{eventually, start_alerts, start_api_with, start_ingest, start_writer, Isolation, Publisher};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -565,6 +570,140 @@ async fn a_licensee_sees_its_access_and_everyone_reads_names_and_labels_not_code
 
     drop(publisher);
     for service in [ingest, writer, api_running] {
+        service.stop().await?;
+    }
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+/// Issue 17 in the browser: a third party with an aggregate-only grant is told in words why
+/// it may not watch raw readings; a department member makes a threshold rule in the editor,
+/// readings above it go through the real pipeline with the alerts service running, and the
+/// alerts view shows the rule firing with the value; the datastream's quality panel shows
+/// the day's completeness and the list its badge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_member_makes_a_rule_sees_it_fire_and_reads_the_quality() -> anyhow::Result<()> {
+    let dist = prerequisites();
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let (api_running, api) = start_api_with(&isolation, |api| api.dashboard_dir = dist).await?;
+    let ingest = start_ingest(&isolation).await?;
+    let writer = start_writer(&isolation).await?;
+    let alerts = start_alerts(&isolation, None).await?;
+    let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
+
+    // The town's gauge (internal), its civil engineering office, a company with a grant of 15-minute aggregates.
+    api.organisation("stadt", "municipality", None).await?;
+    api.organisation("amt-tiefbau", "department", Some("stadt")).await?;
+    api.organisation("movi", "third_party", None).await?;
+    let level = api.register("stadt", "pegel-1", "level", Some("cm")).await?;
+    let dataset = api
+        .post_ok(
+            "/v1/admin/datasets",
+            json!({"slug": "pegel", "owner": "stadt", "title": "Pegel", "steward_contact": "daten@stadt.example",
+                   "classification": "internal", "license": LICENSE, "purpose": "Hochwasserschutz", "retention_days": 365, "theme": "ENVI"}),
+        )
+        .await?;
+    let dataset = dataset["id"].as_i64().unwrap();
+    api.post_ok(&format!("/v1/admin/datasets/{dataset}/datastreams"), json!({"datastream_id": level})).await?;
+    api.post_ok(
+        "/v1/admin/grants",
+        json!({"dataset_id": dataset, "grantee": "movi", "purpose": "Pegelprognose", "contract_ref": "P-2026-9",
+               "min_interval_mins": 15, "valid_until": (Utc::now() + chrono::Duration::days(365)).to_rfc3339()}),
+    )
+    .await?;
+    let department = api.principal_key("amt-tiefbau", "leitstelle", "reader").await?;
+    let third_party = api.principal_key("movi", "prognose", "reader").await?;
+    // A reading a minute is expected: the day's completeness counts against it.
+    let patched = api
+        .http
+        .patch(format!("{}/v1/admin/datastreams/{level}", api.base))
+        .bearer_auth(hoheit_tests::TOKEN)
+        .json(&json!({"expected_interval_secs": 60}))
+        .send()
+        .await?;
+    assert!(patched.status().is_success(), "setting the expected interval: {}", patched.text().await?);
+
+    // Readings of the last minutes, below the warning mark.
+    let topic = scheme.datastream_topic(&slug("stadt"), &slug("pegel-1"), &slug("level"));
+    let mut publisher = Publisher::connect("dashboard-alerts").await?;
+    let mut last = Utc::now();
+    let mut messages = Vec::new();
+    for i in 0..5i64 {
+        last = Utc::now() - chrono::Duration::minutes(5 - i);
+        messages.push((
+            topic.clone(),
+            json!({"time": last.to_rfc3339(), "value": 200.0 + i as f64}).to_string().into_bytes(),
+        ));
+    }
+    publisher.publish_all(messages).await?;
+    eventually(Duration::from_secs(60), "the readings are stored", || {
+        let pool = pool.clone();
+        async move {
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE datastream_id = $1")
+                .bind(level)
+                .fetch_one(&pool)
+                .await?;
+            Ok((stored == 5).then_some(()))
+        }
+    })
+    .await?;
+
+    let scenario = json!({
+        "department_key": department, "third_party_key": third_party, "stream_id": level, "threshold": 215,
+        "rule_name": "Pegel Finowkanal Warnmarke", "condition_text": "Wert über 215 cm", "fired_value_text": "230,5 cm",
+        "refusal_words": "Ihre Freigabe erlaubt nur Aggregate", "today": last.format("%Y-%m-%d").to_string(),
+        "screenshot_prefix": "alerts-",
+    });
+    let publisher = tokio::sync::Mutex::new(publisher);
+    let rule = std::sync::Mutex::new(None::<i64>);
+    run_browser(&api.base, "alerts.e2e.mjs", "HOHEIT_E2E_ALERTS", &scenario, |line| {
+        let (publisher, topic, pool, rule) = (&publisher, &topic, &pool, &rule);
+        async move {
+            let Some(id) = line.strip_prefix("RULE_CREATED ") else { return Ok(()) };
+            let id: i64 = id.parse()?;
+            *rule.lock().unwrap() = Some(id);
+            // The service picks a new rule up within its reload period and reads new data only:
+            // readings above the mark go on arriving, one a second, until the rule fires.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let reading = json!({"time": Utc::now().to_rfc3339(), "value": 230.5}).to_string().into_bytes();
+                publisher.lock().await.publish_all(vec![(topic.clone(), reading)]).await?;
+                let status: Option<String> = sqlx::query_scalar("SELECT status FROM alert_states WHERE rule_id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+                if status.as_deref() == Some("firing") {
+                    return Ok(());
+                }
+                anyhow::ensure!(std::time::Instant::now() < deadline, "rule {id} did not fire: {status:?}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    })
+    .await;
+
+    // What the page did, in the database: the department member's rule, fired once with the value.
+    let id = rule.lock().unwrap().expect("the page printed the rule it created");
+    let (owner, kind, threshold): (Option<String>, String, Option<f64>) = sqlx::query_as(
+        "SELECT p.name, r.kind, r.threshold FROM alert_rules r LEFT JOIN principals p ON p.id = r.principal_id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((owner.as_deref(), kind.as_str(), threshold), (Some("leitstelle"), "above", Some(215.0)));
+    let events: Vec<(String, Option<f64>)> =
+        sqlx::query_as("SELECT kind, value FROM alert_events WHERE rule_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(events, vec![("firing".to_owned(), Some(230.5))], "one firing, with the value that fired it");
+    let rules: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_rules").fetch_one(&pool).await?;
+    assert_eq!(rules, 1, "the refused raw rule was not stored");
+
+    drop(publisher);
+    for service in [alerts, ingest, writer, api_running] {
         service.stop().await?;
     }
     pool.close().await;

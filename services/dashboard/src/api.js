@@ -80,15 +80,16 @@ export async function getJson(path, signal) {
  * answer (null when there is none); throws ApiProblem on an error answer.
  * @param {'POST' | 'PUT' | 'PATCH' | 'DELETE'} method
  * @param {string} path
- * @param {unknown} body
+ * @param {unknown} body undefined: none
  * @param {string} [contentType] for a text body; a JSON body without it
  * @returns {Promise<any>}
  */
 export async function send(method, path, body, contentType) {
-  const text = contentType ? String(body) : JSON.stringify(body);
+  const none = body === undefined;
+  const text = none ? undefined : contentType ? String(body) : JSON.stringify(body);
   const response = await fetch(path, {
     method,
-    headers: headers({ 'Content-Type': contentType || 'application/json' }),
+    headers: none ? headers() : headers({ 'Content-Type': contentType || 'application/json' }),
     body: text,
     credentials: 'omit',
     cache: 'no-store',

@@ -1,8 +1,9 @@
 // @ts-check
 // One datastream: a uPlot chart over a range (24 h, 7 d, 30 d or custom),
 // raw readings for short ranges and aggregates with a min/max band for long
-// ones, unit and license, the shown points as a table and as CSV. A denial
-// of the API (403) is shown with the reason it gave.
+// ones, unit and license, the shown points as a table and as CSV, and its
+// data quality (qualityview.js), whose gaps the chart shades. A denial of the
+// API (403) is shown with the reason it gave.
 
 import uPlot from 'uplot';
 import { ApiProblem, getJson, query } from './api.js';
@@ -10,6 +11,8 @@ import { h, field, table } from './dom.js';
 import { csvOf, isoSeconds as iso, localInput, unitSuffix } from './format.js';
 import { formatNumber, formatTime, formatValue, license, locale, t, unit as unitName } from './i18n.js';
 import { INTERVALS, PRESETS, RAW_MAX, aggregateInterval, aggregateRange, axisTicks, wantsRaw } from './range.js';
+import { gapRanges } from './quality.js';
+import { qualityPanel } from './qualityview.js';
 
 /** @typedef {import('./types/api').components['schemas']['Observation']} Observation */
 /** @typedef {import('./types/api').components['schemas']['ObservationPage']} ObservationPage */
@@ -84,6 +87,14 @@ export async function renderDatastream({ state, main, showMessage }, id) {
   const denial = h('div', { class: 'denial', role: 'alert', hidden: true });
   const status = h('p', { class: 'status', 'aria-live': 'polite' });
   const chartEl = h('div', { class: 'chart', id: 'chart', role: 'img', 'aria-label': d.name });
+  const gapNote = h('p', { class: 'gap-note', id: 'gap-note', hidden: true });
+  /** @type {import('./quality.js').Gap[]} */
+  let gaps = [];
+  const quality = qualityPanel(id, (found) => {
+    gaps = found;
+    shadeGaps();
+    plot?.redraw(false, false);
+  });
   const tableBox = h('div', { class: 'scroll' });
   const download = h('a', { class: 'button', id: 'download-csv', download: `datastream-${id}.csv`, href: '#', hidden: true }, t('downloadCsv'));
   const fromInput = h('input', { type: 'datetime-local', id: 'range-from', value: localInput(range.from) });
@@ -151,7 +162,9 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     denial,
     status,
     chartEl,
+    gapNote,
     download,
+    quality.section,
     h('details', { open: true }, h('summary', {}, t('dataTable')), tableBox),
   );
 
@@ -161,6 +174,35 @@ export async function renderDatastream({ state, main, showMessage }, id) {
   let url = null;
   let generation = 0;
   const resize = () => plot?.setSize({ width: chartEl.clientWidth || 600, height: 320 });
+
+  /** The gaps within the shown range: counted on the chart and said beneath it. */
+  function shadeGaps() {
+    const shown = gapRanges(gaps, range.from, range.to);
+    chartEl.dataset.gaps = String(shown.length);
+    gapNote.hidden = shown.length === 0;
+    gapNote.textContent = `${t('gapsShaded')}: ${shown.length}`;
+  }
+
+  /**
+   * Shades the gaps behind the series (a uPlot hook, before the series are drawn).
+   * @param {uPlot} u
+   */
+  function drawGaps(u) {
+    const shown = gapRanges(gaps, range.from, range.to);
+    if (!shown.length) return;
+    const { ctx, bbox } = u;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+    ctx.clip();
+    ctx.fillStyle = 'rgba(224, 108, 0, 0.18)';
+    for (const [a, b] of shown) {
+      const x0 = u.valToPos(a, 'x', true);
+      const x1 = u.valToPos(b, 'x', true);
+      ctx.fillRect(x0, bbox.top, Math.max(1, x1 - x0), bbox.height);
+    }
+    ctx.restore();
+  }
   window.addEventListener('resize', resize);
 
   /** @param {Shown} shown */
@@ -200,7 +242,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
         { values: (_u, splits) => splits.map((v) => new Date(v * 1000).toLocaleString(locale(), tick)) },
         { label: unitName(d.unit) },
       ];
-      plot = new uPlot({ width: chartEl.clientWidth || 600, height: 320, scales: { x: { time: true } }, axes, ...opts }, data, chartEl);
+      plot = new uPlot({ width: chartEl.clientWidth || 600, height: 320, scales: { x: { time: true } }, axes, hooks: { drawClear: [drawGaps] }, ...opts }, data, chartEl);
     }
     const head = shown.kind === 'raw' ? [t('time'), t('value')] : [t('time'), t('avg'), t('min'), t('max'), t('count')];
     const rows = shown.kind === 'raw'
@@ -221,6 +263,7 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     download.href = url;
     download.hidden = shown.rows.length === 0;
     status.textContent = shown.rows.length ? caption : t('empty');
+    shadeGaps();
   }
 
   async function show() {
@@ -265,11 +308,12 @@ export async function renderDatastream({ state, main, showMessage }, id) {
     draw(shown);
   }
 
-  await show();
+  await Promise.all([show(), quality.load()]);
   return () => {
     generation++;
     window.removeEventListener('resize', resize);
     plot?.destroy();
+    plot = null;
     if (url) URL.revokeObjectURL(url);
   };
 }

@@ -214,6 +214,12 @@ export const ACTIONS = {
   'connector.create': { de: 'Anbindung angelegt', en: 'Created a connector' },
   'connector.disable': { de: 'Anbindung abgeschaltet', en: 'Disabled a connector' },
   'dead_letters.replay': { de: 'Abgelehnte Nachrichten erneut verarbeitet', en: 'Replayed rejected messages' },
+  // Alert rules (hoheit-store's alerts module) and data quality (a read of a datastream's day aggregates).
+  'alerts.rule_create': { de: 'Alarmregel angelegt', en: 'Created an alert rule' },
+  'alerts.rule_update': { de: 'Alarmregel geändert', en: 'Changed an alert rule' },
+  'alerts.rule_delete': { de: 'Alarmregel gelöscht', en: 'Deleted an alert rule' },
+  'alerts.rule_rotate_secret': { de: 'Webhook-Geheimnis einer Alarmregel erneuert', en: "Renewed an alert rule's webhook secret" },
+  quality: { de: 'Datenqualität abgerufen', en: 'Read the data quality' },
 };
 
 /**
@@ -223,6 +229,38 @@ export const ACTIONS = {
  */
 export function actionLabel(action, lang) {
   return Object.hasOwn(ACTIONS, action) ? ACTIONS[action][lang] : action;
+}
+
+/**
+ * The access policy's reasons for a denial (the `code` of a 403 problem) in words: what
+ * the person can understand and act on; the API's `detail` says the particulars.
+ * @type {Record<string, Both>}
+ */
+export const DENIALS = {
+  not_authenticated: { de: 'Diese Daten sind nicht offen: bitte anmelden.', en: 'These data are not open: please sign in.' },
+  no_grant: { de: 'Ihre Organisation hat keine Freigabe für diese Daten.', en: 'Your organisation holds no grant for these data.' },
+  grant_revoked: { de: 'Die Freigabe Ihrer Organisation wurde widerrufen.', en: "Your organisation's grant was revoked." },
+  grant_not_yet_valid: { de: 'Die Freigabe Ihrer Organisation gilt noch nicht.', en: "Your organisation's grant is not valid yet." },
+  grant_expired: { de: 'Die Freigabe Ihrer Organisation ist abgelaufen.', en: "Your organisation's grant has expired." },
+  raw_not_granted: { de: 'Ihre Freigabe erlaubt nur Aggregate, keine Rohwerte: wählen Sie ein Mittel über ein Intervall.', en: 'Your grant allows aggregates only, not raw readings: choose an average over an interval.' },
+  interval_below_grant: { de: 'Das Intervall ist feiner, als Ihre Freigabe erlaubt: wählen Sie ein längeres.', en: 'The interval is finer than your grant allows: choose a longer one.' },
+  interval_off_grid: { de: 'Das Intervall passt nicht auf das Raster Ihrer Freigabe (ein Vielfaches davon).', en: "The interval is not a whole multiple of your grant's grid." },
+  outside_grant_window: { de: 'Der Zeitraum beginnt vor dem, was Ihre Freigabe an Historie erlaubt.', en: 'The range starts before the history your grant allows.' },
+  personal_raw: { de: 'Personenbezogene Rohwerte gibt die Plattform an niemanden heraus.', en: 'Raw personal data leaves the platform for nobody.' },
+  personal_off_grid: { de: 'Personenbezogene Daten gibt es nur als Aggregate im 15-Minuten-Raster.', en: 'Personal data is available only as aggregates on the 15-minute grid.' },
+  personal_not_owner: { de: 'Personenbezogene Daten sind nur für ihren Eigentümer.', en: 'Personal data is for its owner only.' },
+  not_data_owner: { de: 'Das dürfen nur Administration und Datenverantwortliche des Eigentümers.', en: "Only the owner's admins and data owners may do this." },
+  not_visible: { de: 'Diese Daten sind für Sie nicht freigegeben.', en: 'These data are not shared with you.' },
+  write_only: { de: 'Ein Schlüssel zum Einliefern liest nur offene Daten.', en: 'A publisher key reads open data only.' },
+};
+
+/**
+ * A denial's reason in words; none for a code the table does not know (the API's detail then speaks alone).
+ * @param {string | null | undefined} code
+ * @param {Language} lang
+ */
+export function denialLabel(code, lang) {
+  return code && Object.hasOwn(DENIALS, code) ? DENIALS[code][lang] : '';
 }
 
 /** @typedef {{ id: number, slug: string, name: string }} Organisation */

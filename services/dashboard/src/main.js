@@ -1,10 +1,11 @@
 // @ts-check
 // The dashboard: sign-in with an API key (kept in memory only), the map and
 // list of things with their latest values (updated live), a datastream's
-// chart, the data owner's views, onboarding for an organisation's admins,
-// the caller's own access and the public transparency report. Routes are URL
-// fragments (#/map, #/list, #/datastream/7, #/owner, #/onboarding, #/access,
-// #/transparency), so the API keeps every other path.
+// chart with its data quality, the data owner's views, onboarding for an
+// organisation's admins, alerts and their rules, the caller's own access and
+// the public transparency report. Routes are URL fragments (#/map, #/list,
+// #/datastream/7, #/owner, #/onboarding, #/alerts, #/access, #/transparency),
+// so the API keeps every other path.
 
 import 'leaflet/dist/leaflet.css';
 import 'uplot/dist/uPlot.min.css';
@@ -18,6 +19,7 @@ import { renderDatastream } from './datastream.js';
 import { renderOwner } from './owner.js';
 import { mayOnboard, renderOnboarding } from './onboarding.js';
 import { renderMyAccess } from './myaccess.js';
+import { renderAlerts } from './alerts.js';
 import { renderTransparency } from './transparency.js';
 import { finishSignIn, startSignIn } from './oidc.js';
 import { organisations } from './labels.js';
@@ -48,6 +50,8 @@ import { organisations } from './labels.js';
  * @property {AbortController | null} live of the live stream
  * @property {Set<LiveListener>} listeners called on live updates
  * @property {{ search: string, theme: string, org: string, classification: string }} filters
+ * @property {Map<number, { badge: import('./quality.js').Badge | null, at: number }>} quality the datastreams' quality badges (null: none to be had), with when they were asked
+ * @property {{ since: number, orgs: number, streams: number }} qualityBudget quality requests made since `since`
  * @property {'key' | 'oidc' | null} method while signed in
  * @property {boolean} oidcOffered
  */
@@ -73,6 +77,8 @@ export const state = {
   live: null,
   listeners: new Set(),
   filters: { search: '', theme: '', org: '', classification: '' },
+  quality: new Map(),
+  qualityBudget: { since: 0, orgs: 0, streams: 0 },
   method: null,
   oidcOffered: false,
 };
@@ -193,6 +199,8 @@ async function load() {
   state.datasets = new Map(datasets.datasets.map((d) => [d.id, d]));
   state.orgs = organisations(orgs);
   state.ownsData = false;
+  state.quality = new Map();
+  state.qualityBudget = { since: 0, orgs: 0, streams: 0 };
   state.me = signedIn() ? await getJson('/v1/me').catch(() => null) : null;
   if (signedIn()) {
     try {
@@ -205,6 +213,7 @@ async function load() {
   byId('nav-owner').hidden = !signedIn();
   byId('nav-onboarding').hidden = !mayOnboard(state);
   byId('nav-access').hidden = !signedIn();
+  byId('nav-alerts').hidden = !signedIn();
   state.live = new AbortController();
   runLive(state.live);
 }
@@ -241,6 +250,7 @@ async function route(event) {
     else if (view === 'owner') cleanup = await renderOwner(ctx);
     else if (view === 'onboarding') cleanup = await renderOnboarding(ctx);
     else if (view === 'access') cleanup = await renderMyAccess(ctx);
+    else if (view === 'alerts') cleanup = await renderAlerts(ctx);
     else if (view === 'transparency') cleanup = await renderTransparency(ctx);
     else cleanup = renderMap(ctx);
   } catch (e) {

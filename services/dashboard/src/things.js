@@ -1,11 +1,13 @@
 // @ts-check
 // The map of things and the list of datastreams, with search and filters by
-// theme, organisation and classification; both follow the live values.
+// theme, organisation and classification, and each datastream's quality
+// badge (qualityview.js); both follow the live values.
 
 import L from 'leaflet';
 import { h, field } from './dom.js';
 import { formatTime, formatValue, t, theme as themeName } from './i18n.js';
 import { orgLabel } from './labels.js';
+import { loadBadges, qualityBadge, worstBadge } from './qualityview.js';
 
 /** @typedef {import('./main.js').State} State */
 /** @typedef {import('./main.js').View} View */
@@ -128,11 +130,13 @@ export function renderList({ state, main, onLive }) {
           h('td', {}, h('span', { class: `badge ${ds?.classification || 'internal'}` }, ds?.classification || 'internal')),
           h('td', { class: 'num latest', dataset: { value: d.latest_value ?? '' } }, latestText(d)),
           h('td', {}, formatTime(d.latest_time)),
+          h('td', { class: 'quality' }, qualityBadge(state, d.id)),
         );
       }),
     );
+    loadBadges(state, rows, () => alive && fill());
   };
-  const head = [t('name'), t('thing'), t('dataset'), t('theme'), t('organisation'), t('classification'), t('latest'), t('time')];
+  const head = [t('name'), t('thing'), t('dataset'), t('theme'), t('organisation'), t('classification'), t('latest'), t('time'), t('quality')];
   main.append(
     h('h2', {}, t('list')),
     filterBar(state, fill),
@@ -143,8 +147,13 @@ export function renderList({ state, main, onLive }) {
       h('table', { id: 'streams' }, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))), body),
     ),
   );
+  let alive = true;
   fill();
-  return onLive(fill);
+  const off = onLive(fill);
+  return () => {
+    alive = false;
+    off();
+  };
 }
 
 /** @param {View} view */
@@ -195,6 +204,7 @@ export function renderMap({ state, main, onLive }) {
   });
   const markers = L.layerGroup().addTo(map);
   let fitted = false;
+  let alive = true;
 
   function draw() {
     markers.clearLayers();
@@ -214,16 +224,19 @@ export function renderMap({ state, main, onLive }) {
     const items = [];
     for (const [key, thing] of things) {
       const lines = thing.streams.map((d) =>
-        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), ': ', h('span', { class: 'latest', dataset: { id: d.id } }, latestText(d))),
+        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), ': ', h('span', { class: 'latest', dataset: { id: d.id } }, latestText(d)), ' ', qualityBadge(state, d.id)),
       );
       items.push(
         h('li', { dataset: { thing: key } }, h('strong', {}, thing.name), thing.lat == null ? ` (${t('noPosition')})` : '', h('ul', {}, lines)),
       );
       if (thing.lat == null || thing.lon == null) continue;
       const popup = h('div', {}, h('strong', {}, thing.name), h('ul', {}, thing.streams.map((d) =>
-        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), `: ${latestText(d)}`),
+        h('li', {}, h('a', { href: `#/datastream/${d.id}` }, d.name), `: ${latestText(d)} `, qualityBadge(state, d.id)),
       )));
-      L.circleMarker([thing.lat, thing.lon], { radius: 9, color: '#0b4f8a', weight: 2, fillColor: '#2f80c9', fillOpacity: 0.85 })
+      // The marker's colour repeats the worst badge (the legend and the popup say it in words).
+      const worst = worstBadge(state, thing.streams.map((d) => d.id));
+      const fillColor = worst === 'silent' ? '#6b6b6b' : worst === 'degraded' ? '#e08a00' : '#2f80c9';
+      L.circleMarker([thing.lat, thing.lon], { radius: 9, color: '#0b4f8a', weight: 2, fillColor, fillOpacity: 0.85 })
         .bindPopup(popup)
         .bindTooltip(thing.name)
         .addTo(markers);
@@ -231,6 +244,7 @@ export function renderMap({ state, main, onLive }) {
     }
     legend.replaceChildren(...items);
     mapEl.dataset.markers = String(points.length);
+    loadBadges(state, [...things.values()].flatMap((x) => x.streams), () => alive && draw());
     if (!fitted && points.length) {
       map.fitBounds(L.latLngBounds(points).pad(0.3), { maxZoom: 15, animate: false });
       fitted = true;
@@ -239,6 +253,7 @@ export function renderMap({ state, main, onLive }) {
   draw();
   const off = onLive(draw);
   return () => {
+    alive = false;
     off();
     // Leaving during a pan or zoom animation must not leave it running on a removed map.
     map.stop();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { ACTIONS, LICENSES, THEMES, THEME_BASE, UNITS, actionLabel, licenseLabel, orgLabel, organisations, themeLabel, unitLabel } from '../src/labels.js';
+import { ACTIONS, DENIALS, LICENSES, THEMES, THEME_BASE, UNITS, actionLabel, denialLabel, licenseLabel, orgLabel, organisations, themeLabel, unitLabel } from '../src/labels.js';
 
 test('units are written as people write them, from the codes datastreams carry', () => {
   assert.equal(unitLabel('ug/m3', 'de'), 'µg/m³');
@@ -149,4 +149,17 @@ test('organisations by name, from their id or slug', () => {
   assert.equal(orgLabel(orgs, 86), '86', 'an organisation the list lacks keeps its id');
   assert.equal(orgLabel(orgs, 'unknown'), 'unknown');
   assert.equal(orgLabel(orgs, null), '');
+});
+
+test("every code the access policy denies with has words a person understands, in both languages", () => {
+  const policy = readFileSync(join(services, 'domain', 'src', 'policy.rs'), 'utf8');
+  const block = /DenyCode \{([^}]*)\}/.exec(policy);
+  assert.ok(block, 'the policy names its codes in a DenyCode block');
+  const codes = [...block[1].matchAll(/=> "([a-z_]+)"/g)].map((m) => m[1]);
+  assert.ok(codes.length >= 15, `the scan finds the codes (${codes.length})`);
+  assert.deepEqual(codes.filter((c) => !Object.hasOwn(DENIALS, c)), [], 'deny codes without words in src/labels.js');
+  for (const [code, words] of Object.entries(DENIALS)) assert.ok(words.de.trim() && words.en.trim() && words.de !== words.en, code);
+  assert.equal(denialLabel('raw_not_granted', 'de').startsWith('Ihre Freigabe erlaubt nur Aggregate'), true);
+  assert.equal(denialLabel('something_new', 'en'), '', 'an unknown code adds no words (the detail says it)');
+  assert.equal(denialLabel(undefined, 'en'), '');
 });
