@@ -4,7 +4,11 @@
 //!
 //! What evaluation changed is collected until [`Rules::take`] hands it to the
 //! transaction: every touched state (a pending duration, an open bucket and
-//! the newest value must survive a restart too) and every state change.
+//! the newest value of a rate or silent rule must survive a restart too) and
+//! every state change. A raw threshold rule whose reading changed only its
+//! newest value and time (nothing its evaluation depends on) is written later,
+//! with [`Rules::flush_informational`]: at 5,000 readings/s on 10,000 rules
+//! that halves the rows each batch's transaction writes.
 
 use std::collections::HashMap;
 
@@ -22,6 +26,8 @@ struct Rule {
     /// The rule's `updated_at` when loaded: what is written is for this version only.
     loaded: DateTime<Utc>,
     touched: bool,
+    /// Its newest value changed, nothing else: written with the next flush.
+    informational: bool,
 }
 
 /// The rules, their index by datastream, and what changed since the last [`Rules::take`].
@@ -31,6 +37,7 @@ pub struct Rules {
     by_datastream: HashMap<i64, Vec<usize>>,
     silent: Vec<usize>,
     touched: Vec<usize>,
+    informational: Vec<usize>,
     events: Vec<NewEvent>,
 }
 
@@ -49,7 +56,14 @@ impl Rules {
             if spec.condition() == Condition::Silent {
                 rules.silent.push(index);
             }
-            rules.rules.push(Rule { id: row.id, spec, state: row.state(), loaded: row.updated_at, touched: false });
+            rules.rules.push(Rule {
+                id: row.id,
+                spec,
+                state: row.state(),
+                loaded: row.updated_at,
+                touched: false,
+                informational: false,
+            });
         }
         rules
     }
@@ -68,8 +82,16 @@ impl Rules {
         let Some(indices) = self.by_datastream.get(&datastream) else { return 0 };
         for &index in indices {
             let rule = &mut self.rules[index];
+            let before = rule.state;
             let change = alert::observe(&rule.spec, &mut rule.state, time, value);
-            mark(rule, index, &mut self.touched);
+            if change.is_none() && only_newest_value(&rule.spec, &before, &rule.state) {
+                if !rule.informational {
+                    rule.informational = true;
+                    self.informational.push(index);
+                }
+            } else {
+                mark(rule, index, &mut self.touched);
+            }
             if let Some(change) = change {
                 self.events.push(NewEvent { rule: rule.id, rule_updated_at: rule.loaded, change });
             }
@@ -88,6 +110,16 @@ impl Rules {
         }
     }
 
+    /// Marks the states whose newest value alone changed as touched, so that
+    /// the next [`Rules::take`] writes them too.
+    pub fn flush_informational(&mut self) {
+        for index in std::mem::take(&mut self.informational) {
+            let rule = &mut self.rules[index];
+            rule.informational = false;
+            mark(rule, index, &mut self.touched);
+        }
+    }
+
     /// The touched states and the state changes since the last call.
     pub fn take(&mut self) -> (Vec<StateUpdate>, Vec<NewEvent>) {
         let states = self
@@ -101,6 +133,17 @@ impl Rules {
             .collect();
         (states, std::mem::take(&mut self.events))
     }
+}
+
+/// Whether a reading changed only what a raw threshold rule shows, its
+/// newest value and time: its evaluation does not depend on them (a rate rule
+/// compares with the newest value, a silent rule counts from its time, an
+/// aggregate rule keeps its bucket: theirs are written with every batch).
+fn only_newest_value(spec: &RuleSpec, before: &State, after: &State) -> bool {
+    let threshold = matches!(spec.condition(), Condition::Above { .. } | Condition::Below { .. });
+    threshold
+        && spec.resolution() == hoheit_domain::policy::Resolution::Raw
+        && State { last_value: before.last_value, last_reading_at: before.last_reading_at, ..*after } == *before
 }
 
 fn mark(rule: &mut Rule, index: usize, touched: &mut Vec<usize>) {
@@ -154,12 +197,35 @@ mod tests {
         assert_eq!(rules.observe(7, Micros(1), 11.0), 2);
         assert_eq!(rules.observe(9, Micros(1), 11.0), 0);
         let (states, events) = rules.take();
-        assert_eq!(states.iter().map(|s| s.rule).collect::<Vec<_>>(), [1, 2]);
+        // Rule 2 saw its newest value only: written with the next flush, not with this batch.
+        assert_eq!(states.iter().map(|s| s.rule).collect::<Vec<_>>(), [1]);
         assert_eq!(states[0].state.status, Status::Firing);
         assert_eq!(events.len(), 1);
         assert_eq!((events[0].rule, events[0].change), (1, Change::Fired { at: Micros(1), value: Some(11.0) }));
         let (states, events) = rules.take();
         assert!(states.is_empty() && events.is_empty(), "taken once");
+        rules.flush_informational();
+        let (states, _) = rules.take();
+        assert_eq!(states.iter().map(|s| (s.rule, s.state.last_value)).collect::<Vec<_>>(), [(2, Some(11.0))]);
+        rules.flush_informational();
+        assert!(rules.take().0.is_empty(), "flushed once");
+    }
+
+    #[test]
+    fn what_evaluation_depends_on_is_written_with_every_batch() {
+        let mut rules = Rules::new(vec![
+            row(1, 7, "rate", Some(100.0), 0),
+            row(2, 7, "silent", None, 600),
+            row(3, 7, "above", Some(10.0), 60),
+            row(4, 7, "above", Some(10.0), 0),
+        ]);
+        rules.observe(7, Micros(1_000_000), 11.0);
+        let (states, _) = rules.take();
+        // The rate rule's last value, the silent rule's last reading, the pending duration.
+        assert_eq!(states.iter().map(|s| s.rule).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        rules.observe(7, Micros(2_000_000), 12.0);
+        let (states, _) = rules.take();
+        assert_eq!(states.iter().map(|s| s.rule).collect::<Vec<_>>(), [1, 2], "3 stays pending, 4 firing");
     }
 
     #[test]

@@ -139,6 +139,8 @@ struct Evaluating {
     readiness: Readiness,
     batch_records: usize,
     batch_wait: Duration,
+    /// Ticks so far (the newest values of raw threshold rules are written every 10th).
+    ticks: u64,
 }
 
 impl Evaluating {
@@ -177,6 +179,7 @@ impl Evaluating {
             readiness,
             batch_records: config.batch_records,
             batch_wait: Duration::from_millis(config.batch_wait_ms),
+            ticks: 0,
         }))
     }
 
@@ -309,7 +312,9 @@ impl Evaluating {
             }
         }
         let consumer = self.consumer.clone();
-        match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await {
+        // Asynchronous: these offsets are for lag monitoring only (the database holds the real ones),
+        // so the loop does not wait for the broker.
+        match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Async)).await {
             Ok(Err(error)) => tracing::debug!(%error, "committing offsets to Kafka failed"),
             Err(error) => tracing::warn!(%error, "commit task failed"),
             Ok(Ok(())) => {}
@@ -321,6 +326,11 @@ impl Evaluating {
     async fn tick(&mut self, shutdown: &CancellationToken) -> bool {
         if let Err(error) = self.reload_if_changed().await {
             tracing::warn!(%error, "reloading the rules failed");
+        }
+        // The newest values of raw threshold rules (shown, not evaluated on) every 10 s.
+        self.ticks += 1;
+        if self.ticks % 10 == 0 {
+            self.rules.flush_informational();
         }
         self.rules.tick(Micros::now());
         let committed = self.commit(false, shutdown).await;
