@@ -329,7 +329,7 @@ impl Evaluating {
         }
         // The newest values of raw threshold rules (shown, not evaluated on) every 10 s.
         self.ticks += 1;
-        if self.ticks % 10 == 0 {
+        if self.ticks.is_multiple_of(10) {
             self.rules.flush_informational();
         }
         self.rules.tick(Micros::now());
