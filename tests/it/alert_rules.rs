@@ -611,3 +611,47 @@ async fn events_and_deliveries_are_listed_newest_first() {
     assert_eq!(older["deliveries"][0]["id"], webhook);
     town.stop().await;
 }
+
+#[tokio::test]
+async fn no_rule_watches_personal_data() {
+    let town = town().await;
+    let id = town.api.register("stadt", "zaehler-1", "besucher", Some("count")).await.unwrap();
+    let dataset = town
+        .api
+        .post_ok(
+            "/v1/admin/datasets",
+            json!({"slug": "besucher", "owner": "stadt", "title": "Besucher", "steward_contact": "daten@stadt.example",
+                   "classification": "personal", "license": "http://dcat-ap.de/def/licenses/dl-by-de/2.0",
+                   "purpose": "Auslastung", "retention_days": 30}),
+        )
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    town.api.post_ok(&format!("/v1/admin/datasets/{dataset}/datastreams"), json!({"datastream_id": id})).await.unwrap();
+    // Even the owner's admin and the operator, who may read its 15-minute aggregates: an alert
+    // would send single buckets below the dataset's minimum count.
+    for who in ["admin", "operator"] {
+        for aggregate in [json!("15m"), json!("1h")] {
+            let body = json!({"datastream": id, "name": "voll", "condition": {"kind": "above", "threshold": 100},
+                              "aggregate": aggregate});
+            let (status, problem) = town.call(town.key(who), Method::POST, "/v1/alerts/rules", Some(body)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who} {aggregate}: {problem}");
+            assert!(problem["detail"].as_str().unwrap_or_default().contains("personal data"), "{problem}");
+        }
+        let (status, problem) =
+            town.call(town.key(who), Method::POST, "/v1/alerts/rules", Some(above(id, "roh"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who} raw: {problem}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_rules").fetch_one(&town.pool).await.unwrap();
+    assert_eq!(stored, 0);
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action LIKE 'alerts.%' AND decision = 'deny' AND datastream_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&town.pool)
+    .await
+    .unwrap();
+    assert_eq!(refused, 6, "every refusal is audited");
+    town.stop().await;
+}

@@ -799,6 +799,23 @@ pub async fn authorize_rule(
     };
     let request = ReadRequest { resolution, from: now - chrono::Duration::seconds(span), to: now };
     match policy::decide(&who.caller, &dataset, &grants, &request, now) {
+        // Personal data leaves only as buckets of at least the dataset's minimum count; an
+        // alert's value is one bucket (or one reading) as it comes, which cannot promise that.
+        Decision::Allow { release: Release::Personal { min_count }, .. } => {
+            let reason = format!(
+                "dataset {} holds personal data, released only as 15-minute aggregates of at least {min_count} \
+                 readings per bucket; an alert would send single values as they come, so there are no alert \
+                 rules on personal data",
+                dataset.slug
+            );
+            metrics::counter!("hoheit_api_policy_denied_total", "action" => action.to_owned()).increment(1);
+            let record = AuditRecord {
+                reason: reason.clone(),
+                ..read_record(who, &dataset, Some(datastream), action, &request)
+            };
+            state.audit.append(record).await?;
+            Err(ApiError::Forbidden(reason))
+        }
         Decision::Allow { via, .. } => {
             Ok(alerts::Standing { dataset_id: dataset.id, grant_id: via.grant().map(|g| g.id) })
         }
