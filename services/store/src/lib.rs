@@ -1,6 +1,7 @@
 //! Hoheit's store: the database ([`db`]: pool, migrations) and the SQL of each
 //! table beside its type: the registry ([`registry`]), observations and their
-//! 15-minute rollup ([`observations`]), dead letters ([`dead_letters`]),
+//! 15-minute rollup ([`observations`]), each datastream's newest reading and
+//! the feed of its changes ([`latest`]), dead letters ([`dead_letters`]),
 //! datasets with export and erasure ([`datasets`]), principals and API keys
 //! ([`principals`]), grants ([`grants`]) and their shared rate ([`grant_rate`]),
 //! the network servers' connectors ([`connectors`]), devices' own tokens
@@ -30,6 +31,7 @@ pub mod device_types;
 pub mod grant_rate;
 pub mod grants;
 pub mod import;
+pub mod latest;
 pub mod observations;
 pub mod principals;
 pub mod quality;
