@@ -1,12 +1,14 @@
 //! The simulator against the whole platform: it registers the demo town,
-//! and every reading it publishes (history and live) is stored, none rejected.
+//! and every reading it publishes (history and live) through every door
+//! (MQTT, push, SensorThings, ChirpStack, The Things Stack, airrohr) is
+//! stored, none rejected.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use hoheit_simulator::{Door, Simulator, SimulatorConfig};
 use hoheit_tests::{eventually, Platform};
-use hoheit_town::{Town, STADT, STADTWERKE};
+use hoheit_town::{Device, Town, STADT, STADTWERKE};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +61,7 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
                         t["name"].clone(),
                         t["type"].clone(),
                         t["datastreams"].clone(),
+                        t["external_id"].clone(),
                     )
                 }));
             }
@@ -69,8 +72,9 @@ async fn the_demo_town_is_registered_and_everything_it_publishes_is_stored() -> 
     assert_eq!(before.len(), town.things.len());
     for thing in &town.things {
         let listed = before.iter().find(|t| t.0 == thing.org.as_str() && t.1 == thing.slug.as_str());
-        let (_, _, _, kind, datastreams) = listed.with_context(|| format!("{} listed", thing.slug))?;
+        let (_, _, _, kind, datastreams, external_id) = listed.with_context(|| format!("{} listed", thing.slug))?;
         assert_eq!(*kind, thing.kind().type_slug(), "{}", thing.slug);
+        assert_eq!(*external_id, thing.external_id.as_str(), "{}: its device's id", thing.slug);
         assert_eq!(datastreams, &json!(thing.properties().len()), "{}", thing.slug);
     }
     let types = platform.api.get_json(&format!("/v1/admin/device-types?org={STADT}")).await?;
@@ -96,6 +100,25 @@ async fn over_sensorthings_create_everything_the_simulator_sends_is_stored() -> 
     everything_sent_through_is_stored(Door::Sta).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_chirpstacks_http_integration_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    everything_sent_through_is_stored(Door::Chirpstack).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_things_stacks_webhook_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    everything_sent_through_is_stored(Door::Tts).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_airrohr_door_everything_the_simulator_sends_is_stored() -> anyhow::Result<()> {
+    everything_sent_through_is_stored(Door::Airrohr).await
+}
+
+/// Runs the simulator through `door`: every reading it sends is stored once,
+/// none dead-lettered; a device door carries exactly its kind of device's
+/// datastreams. Then a second run: its registration changes nothing, and
+/// what it sends is stored once more.
 async fn everything_sent_through_is_stored(door: Door) -> anyhow::Result<()> {
     let platform = Platform::start().await?;
     let config = SimulatorConfig {
@@ -105,7 +128,7 @@ async fn everything_sent_through_is_stored(door: Door) -> anyhow::Result<()> {
         door,
         ..platform.isolation.simulator_config(&platform.api.base)
     };
-    let summary = Simulator::new(config)?.run(CancellationToken::new()).await?;
+    let summary = Simulator::new(config.clone())?.run(CancellationToken::new()).await?;
     assert_eq!(summary.unacked_messages, 0, "{summary:?}");
     assert_eq!(summary.acked_messages, summary.messages(), "every request answered 202 (201): {summary:?}");
     let published = summary.readings() as i64;
@@ -122,6 +145,53 @@ async fn everything_sent_through_is_stored(door: Door) -> anyhow::Result<()> {
     assert_eq!(stored, published, "202 means stored, once");
     let doors: Vec<String> = sqlx::query_scalar("SELECT DISTINCT door FROM dead_letters").fetch_all(&pool).await?;
     assert!(doors.is_empty(), "no dead letters: {doors:?}");
+
+    // What the door carries: everything (Hoheit's doors) or its devices' datastreams, each with readings.
+    let town = Town::eberswalde(1)?;
+    let carried: usize = town.things.iter().map(|t| door.readings_of(t)).sum();
+    assert_eq!(summary.off_door_datastreams, town.datastream_count() - carried, "{summary:?}");
+    let filled: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT datastream_id) FROM observations").fetch_one(&pool).await?;
+    assert_eq!(filled, carried as i64, "every datastream the door carries has readings, no other");
+    match door.device() {
+        Some(Device::Lorawan) => assert_eq!(carried, 4 + 3 * 2 + 1, "counters, garages, gauge"),
+        Some(Device::Airrohr) => {
+            assert_eq!(carried, 3 * 4, "the air stations without NO2");
+            assert_eq!(summary.backfill_readings, 0, "the firmware sends no time: no history");
+        }
+        None => assert_eq!(carried, 26),
+    }
+
+    // A second run: registration changes nothing; the new readings are stored once.
+    let again = Simulator::new(config.clone())?.register().await?;
+    assert_eq!((again.created, again.changed), (0, 0), "{again:?}");
+    let config = SimulatorConfig { backfill_hours: 0, duration_secs: 1, ..config };
+    let second = Simulator::new(config)?.run(CancellationToken::new()).await?;
+    assert_eq!((second.unacked_messages, second.acked_messages), (0, second.messages()), "{second:?}");
+    assert!(second.live_readings > 0, "{second:?}");
+    let published = published + second.live_readings as i64;
+    let stored = eventually(Duration::from_secs(60), "the second run's readings stored", || {
+        let pool = pool.clone();
+        async move {
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
+            Ok((stored >= published).then_some(stored))
+        }
+    })
+    .await?;
+    assert_eq!(stored, published, "once");
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&pool).await?;
+    assert_eq!(dead, 0);
+
+    // LoRaWAN: one active simulator connector per organisation; the first run's (whose secret is gone) disabled.
+    if door.device() == Some(Device::Lorawan) {
+        let connectors = platform.api.get_json("/v1/admin/connectors").await?;
+        let connectors = connectors.as_array().context("the connector list")?;
+        for org in [STADT, STADTWERKE] {
+            let of_org: Vec<_> = connectors.iter().filter(|c| c["org"] == org).collect();
+            assert_eq!(of_org.len(), 2, "{connectors:?}");
+            assert_eq!(of_org.iter().filter(|c| c["disabled_at"].is_null()).count(), 1, "{connectors:?}");
+        }
+    }
     platform.stop().await
 }
 
@@ -252,6 +322,57 @@ mod payloads_as_ingest_reads_them {
             accepted.sort_by_key(|(id, t, _)| (*id, *t));
             accepted.dedup_by_key(|(id, t, _)| (*id, *t));
             assert_eq!(accepted.len(), total, "{}: no two readings of a datastream share a time", thing.slug);
+        }
+    }
+
+    #[test]
+    fn device_payloads_pass_ingests_decoders_with_every_reading_they_claim() {
+        use hoheit_ingest::lorawan::{self, chirpstack, tts};
+        use hoheit_simulator::uplinks::{airrohr_body, chirpstack_uplink, tts_uplink};
+        use hoheit_town::Device;
+
+        let town = Town::eberswalde(1).unwrap();
+        // A live tick with microseconds: the uplinks carry it exactly.
+        let time = Utc.timestamp_micros(1_764_064_812_345_678).unwrap();
+        for thing in &town.things {
+            let tick = Tick::observe(thing, 42, time);
+            let expected: Vec<(String, f64)> =
+                thing.properties().iter().map(|p| p.slug.to_owned()).zip(tick.values.iter().copied()).collect();
+            match thing.device() {
+                Device::Lorawan => {
+                    let event = chirpstack::from_json(&chirpstack_uplink(thing, &tick).unwrap()).unwrap();
+                    let up = tts::from_json(&tts_uplink(thing, &tick).unwrap()).unwrap().expect("an uplink");
+                    for uplink in [event, up] {
+                        assert_eq!(uplink.dev_eui, thing.external_id);
+                        assert_eq!(uplink.time, Some(Micros(time.timestamp_micros())));
+                        let decoded = lorawan::readings(&uplink);
+                        assert!(decoded.rejections.is_empty(), "{}: {:?}", thing.slug, decoded.rejections);
+                        let mut got: Vec<(String, f64)> = decoded
+                            .readings
+                            .iter()
+                            .filter(|r| !r.optional)
+                            .map(|r| (r.property.clone().unwrap_or_default(), r.value))
+                            .collect();
+                        got.sort_by(|a, b| a.0.cmp(&b.0));
+                        let mut want = expected.clone();
+                        want.sort_by(|a, b| a.0.cmp(&b.0));
+                        assert_eq!(got, want, "{}", thing.slug);
+                    }
+                }
+                Device::Airrohr => {
+                    let (body, readings) = airrohr_body(thing, &tick).unwrap().expect("an air station's body");
+                    let decoded = hoheit_ingest::airrohr::decode(&body, Limits::default());
+                    assert!(decoded.rejections.is_empty(), "{}: {:?}", thing.slug, decoded.rejections);
+                    assert_eq!(decoded.readings.len(), readings);
+                    for reading in &decoded.readings {
+                        let property = reading.property.as_deref().unwrap_or_default();
+                        let (_, value) = expected.iter().find(|(p, _)| p == property).expect("a property of the thing");
+                        let unit = thing.properties().iter().find(|p| p.slug == property).map(|p| p.unit);
+                        assert_eq!(reading.unit.as_deref(), unit, "{property}: the registered unit");
+                        assert!((reading.value - value).abs() <= 0.005, "{property}: two decimals of {value}");
+                    }
+                }
+            }
         }
     }
 

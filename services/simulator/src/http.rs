@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 
 use crate::payloads::Message;
 
+/// Tries of one request before the simulator gives up on the door.
+const ATTEMPTS: u32 = 30;
+
 /// The HTTP push client of one run.
 pub struct HttpDoor {
     http: reqwest::Client,
@@ -117,46 +120,17 @@ impl HttpDoor {
             (true, false) => "application/json",
         };
         self.sent += 1;
-        let mut delay = Duration::from_millis(200);
-        for _ in 0..30 {
-            let answer = self
-                .http
-                .post(format!("{}/v1/push/{rest}", self.base))
+        let url = format!("{}/v1/push/{rest}", self.base);
+        let make = || {
+            self.http
+                .post(&url)
                 .header("x-api-key", key)
                 .header("content-type", content_type)
                 .body(message.payload.clone())
-                .send()
-                .await;
-            let wait = match answer {
-                Ok(answer) if answer.status() == StatusCode::ACCEPTED => {
-                    self.acked += 1;
-                    return Ok(());
-                }
-                Ok(answer)
-                    if matches!(
-                        answer.status(),
-                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS | StatusCode::BAD_GATEWAY
-                    ) =>
-                {
-                    answer
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                        .map_or(delay, Duration::from_secs)
-                }
-                Ok(answer) => {
-                    let status = answer.status();
-                    bail!("pushing to {rest}: {status} {}", answer.text().await.unwrap_or_default());
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "the push door is unreachable; retrying");
-                    delay
-                }
-            };
-            tokio::time::sleep(wait).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        bail!("pushing to {rest}: not accepted after 30 attempts")
+        };
+        until_answered(&format!("pushing to {rest}"), StatusCode::ACCEPTED, make).await?;
+        self.acked += 1;
+        Ok(())
     }
 
     /// Sends a `CreateObservations` body, retrying until it is answered `201`
@@ -164,36 +138,55 @@ impl HttpDoor {
     async fn create_observations(&mut self, message: &Message, key: String) -> anyhow::Result<()> {
         self.sent += 1;
         let url = format!("{}/sta/v1.1/CreateObservations", self.base);
-        let mut delay = Duration::from_millis(200);
-        for _ in 0..30 {
-            let answer = self
-                .http
+        let make = || {
+            self.http
                 .post(&url)
                 .header("x-api-key", &key)
                 .header("content-type", "application/json")
                 .body(message.payload.clone())
-                .send()
-                .await;
-            match answer {
-                Ok(answer) if answer.status() == StatusCode::CREATED => {
-                    let rows: Vec<Value> = answer.json().await?;
-                    if let Some(error) = rows.iter().find(|r| r.as_str().is_some_and(|r| r.starts_with("error"))) {
-                        bail!("CreateObservations refused a row: {error}");
-                    }
-                    self.acked += 1;
-                    return Ok(());
-                }
-                Ok(answer) if answer.status().is_server_error() || answer.status() == StatusCode::TOO_MANY_REQUESTS => {
-                }
-                Ok(answer) => {
-                    let status = answer.status();
-                    bail!("CreateObservations: {status} {}", answer.text().await.unwrap_or_default());
-                }
-                Err(error) => tracing::warn!(%error, "SensorThings is unreachable; retrying"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        };
+        let answer = until_answered("CreateObservations", StatusCode::CREATED, make).await?;
+        let rows: Vec<Value> = answer.json().await?;
+        if let Some(error) = rows.iter().find(|r| r.as_str().is_some_and(|r| r.starts_with("error"))) {
+            bail!("CreateObservations refused a row: {error}");
         }
-        bail!("CreateObservations: not accepted after 30 attempts")
+        self.acked += 1;
+        Ok(())
     }
+}
+
+/// Sends the request `make` builds until it is answered `expected`, as a
+/// correct client of a door does: `503`, `429` and other server errors are
+/// retried after their `Retry-After` (else a doubling delay), and so is an
+/// unreachable door; any other answer is an error with its body. At most
+/// [`ATTEMPTS`] tries.
+pub(crate) async fn until_answered(
+    what: &str,
+    expected: StatusCode,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> anyhow::Result<reqwest::Response> {
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..ATTEMPTS {
+        let wait = match make().send().await {
+            Ok(answer) if answer.status() == expected => return Ok(answer),
+            Ok(answer) if answer.status().is_server_error() || answer.status() == StatusCode::TOO_MANY_REQUESTS => {
+                answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .map_or(delay, Duration::from_secs)
+            }
+            Ok(answer) => {
+                let status = answer.status();
+                bail!("{what}: {status} {}", answer.text().await.unwrap_or_default());
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::error::chain(&error), "{what}: the door is unreachable; retrying");
+                delay
+            }
+        };
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    bail!("{what}: not accepted after {ATTEMPTS} attempts")
 }

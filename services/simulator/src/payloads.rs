@@ -61,7 +61,7 @@ pub enum PayloadError {
 
 /// A JSON number for `value`: whole numbers without a fraction (`57`, not
 /// `57.0`), as a person writing a counter's payload would.
-fn json_number(value: f64) -> Result<serde_json::Number, PayloadError> {
+pub(crate) fn json_number(value: f64) -> Result<serde_json::Number, PayloadError> {
     if value.fract() == 0.0 && value.abs() < 9.0e15 {
         Ok(serde_json::Number::from(value as i64))
     } else {

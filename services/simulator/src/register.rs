@@ -2,7 +2,7 @@
 //! organisation one device type per kind of thing (properties, units,
 //! plausible ranges from `hoheit-town`), then all of its things in one bulk
 //! import (JSON rows with their `type`, which gives each thing the type's
-//! datastreams; chunks of at most [`IMPORT_CHUNK`] rows for large `--scale`).
+//! datastreams, and their device's `external_id`; chunks of at most [`IMPORT_CHUNK`] rows for large `--scale`).
 //!
 //! The simulator is restarted often, so registration is idempotent: HTTP 409
 //! (already exists) counts as success, an existing type that differs from the
@@ -137,6 +137,7 @@ fn import_row(thing: &Thing) -> serde_json::Value {
         "latitude": thing.latitude,
         "longitude": thing.longitude,
         "type": thing.kind().type_slug(),
+        "external_id": thing.external_id,
     })
 }
 
@@ -301,7 +302,7 @@ impl AdminClient {
     }
 
     /// Sends a request whose 2xx answer is JSON of type `T` (a 409 is an error here).
-    async fn send_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -1,5 +1,6 @@
 //! The simulator service: configuration, registration, the backfill and the
-//! live loop, and the MQTT client that carries both.
+//! live loop, and the MQTT client that carries both (the HTTP doors' clients
+//! are `http` and `devices`).
 //!
 //! Publishing never waits for an acknowledgement: `AsyncClient::publish` only
 //! queues the message, and the event loop (polled in its own task) sends it and
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::devices::DeviceDoor;
 use crate::error::SimulatorError;
 use crate::http::HttpDoor;
 use crate::payloads::{self, Message, Tick};
@@ -47,7 +49,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 #[command(
     name = "hoheit-simulator",
     version,
-    about = "Hoheit simulator: registers Eberswalde's demo sensors and publishes their readings over MQTT"
+    about = "Hoheit simulator: registers Eberswalde's demo sensors and publishes their readings through one of Hoheit's doors"
 )]
 pub struct SimulatorConfig {
     #[command(flatten)]
@@ -83,9 +85,13 @@ pub struct SimulatorConfig {
     /// Hours of history published at start, before the live readings (0: none).
     #[arg(long, env = "HOHEIT_SIMULATOR_BACKFILL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=24 * 366))]
     pub backfill_hours: u32,
-    /// The door the readings go through: Hoheit's MQTT topics, or the HTTP push
-    /// door of the API (`--api-url`, with a publisher key per organisation that
-    /// the simulator issues for itself).
+    /// The door the readings go through: Hoheit's MQTT topics; the HTTP push
+    /// door or SensorThings create of the API (`--api-url`, with a publisher
+    /// key per organisation that the simulator issues for itself); or as the
+    /// devices themselves: a LoRaWAN network server's webhook (`chirpstack`,
+    /// `tts`, with a connector per organisation) or the airrohr firmware
+    /// (`airrohr`, with a device token per air station). The device doors carry
+    /// only the things of their kind of device; the others are left out.
     #[arg(long, env = "HOHEIT_SIMULATOR_DOOR", value_enum, default_value_t = Door::Mqtt)]
     pub door: Door,
     /// Seconds of live publishing after the backfill (0: until SIGTERM).
@@ -102,6 +108,13 @@ pub enum Door {
     Http,
     /// SensorThings create: `POST /sta/v1.1/CreateObservations`.
     Sta,
+    /// ChirpStack v4's HTTP integration: an `UplinkEvent` per tick of a LoRaWAN thing.
+    Chirpstack,
+    /// The Things Stack v3's webhook: an `ApplicationUp` per tick of a LoRaWAN thing.
+    Tts,
+    /// The sensor.community firmware's "send to own API": a post per tick of an
+    /// air station, live only (the firmware sends no time).
+    Airrohr,
 }
 
 /// What a run published.
@@ -109,6 +122,9 @@ pub enum Door {
 pub struct RunSummary {
     /// Datastreams registered (or found registered).
     pub datastreams: usize,
+    /// Datastreams the door cannot carry, left out (a device door carries
+    /// only its kind of device and the properties that device reports).
+    pub off_door_datastreams: usize,
     pub backfill_readings: u64,
     pub backfill_messages: u64,
     pub live_readings: u64,
@@ -215,6 +231,15 @@ impl Simulator {
             _ = shutdown.cancelled() => return Ok(summary),
         };
         summary.datastreams = registered.datastreams.len();
+        summary.off_door_datastreams =
+            self.town.things.iter().map(|t| t.properties().len() - self.config.door.readings_of(t)).sum();
+        if summary.off_door_datastreams > 0 {
+            tracing::info!(
+                door = ?self.config.door,
+                left_out = summary.off_door_datastreams,
+                "datastreams this door cannot carry are left out"
+            );
+        }
         if let Some(url) = self.config.ingest_ready_url.as_deref().filter(|u| !u.is_empty()) {
             let wait = self.admin.wait_for(url, "ingest", Duration::from_secs(self.config.api_wait_secs));
             tokio::select! {
@@ -239,6 +264,10 @@ impl Simulator {
                 }
                 Sink::Http(door)
             }
+            Door::Chirpstack | Door::Tts | Door::Airrohr => Sink::Device(
+                DeviceDoor::connect(self.config.door, &self.admin, &self.config.api_url, &self.scheme, &self.town)
+                    .await?,
+            ),
         };
         let published = async {
             self.backfill(&mut mqtt, &shutdown, &mut summary).await?;
@@ -260,6 +289,10 @@ impl Simulator {
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
         if self.config.backfill_hours == 0 {
+            return Ok(());
+        }
+        if !self.config.door.carries_time() {
+            tracing::info!(door = ?self.config.door, "no backfill: the door's payloads carry no time");
             return Ok(());
         }
         let started = Instant::now();
@@ -390,10 +423,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Where the messages go: the MQTT broker, or the HTTP push door.
+/// Where the messages go: the MQTT broker, the HTTP push door (or
+/// SensorThings create), or a device door.
 enum Sink {
     Mqtt(Mqtt),
     Http(HttpDoor),
+    Device(DeviceDoor),
 }
 
 impl Sink {
@@ -406,6 +441,7 @@ impl Sink {
                 let per_message = (payloads::MAX_READINGS_PER_MESSAGE / properties.len().max(1)).max(1);
                 ticks.chunks(per_message).map(|chunk| Ok(payloads::sta_create(scheme, thing, chunk, &ids)?)).collect()
             }
+            Sink::Device(door) => door.encode(scheme, thing, ticks),
             _ => Ok(payloads::encode(scheme, thing, ticks)?),
         }
     }
@@ -419,6 +455,11 @@ impl Sink {
                 _ = shutdown.cancelled() => Ok(false),
                 pushed = http.push(&message) => pushed.map(|()| true),
             },
+            Sink::Device(door) => tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Ok(false),
+                pushed = door.push(&message) => pushed.map(|()| true),
+            },
         }
     }
 
@@ -426,6 +467,7 @@ impl Sink {
         match self {
             Sink::Mqtt(mqtt) => mqtt.acked(),
             Sink::Http(http) => http.acked,
+            Sink::Device(door) => door.acked,
         }
     }
 
@@ -433,6 +475,7 @@ impl Sink {
         match self {
             Sink::Mqtt(mqtt) => mqtt.enqueued,
             Sink::Http(http) => http.sent,
+            Sink::Device(door) => door.sent,
         }
     }
 
@@ -441,6 +484,7 @@ impl Sink {
         match self {
             Sink::Mqtt(mqtt) => mqtt.finish().await,
             Sink::Http(http) => (http.acked, http.sent - http.acked),
+            Sink::Device(door) => (door.acked, door.sent - door.acked),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The simulated town: Eberswalde's two organisations, their things and
-//! datastreams, and the curves that give every datastream plausible values.
+//! The simulated town: Eberswalde's two organisations, their things (each
+//! with its device's external id: a LoRaWAN DevEUI or a sensor.community
+//! chip) and datastreams, and the curves that give every datastream
+//! plausible values.
 //!
 //! Every value is a pure function of (seed, thing, time): no state, no
 //! generator. So the backfill is repeatable (a restart publishes the same
@@ -129,6 +131,40 @@ impl Kind {
             Kind::ParkingGarage => Format::Protobuf,
         }
     }
+
+    /// The device behind a thing of this kind when it does not speak
+    /// Hoheit's own formats: the counters, garages and the gauge are LoRaWAN
+    /// sensors, the air stations sensor.community (airrohr) kits.
+    pub fn device(self) -> Device {
+        match self {
+            Kind::AirStation => Device::Airrohr,
+            Kind::TrafficCounter | Kind::ParkingGarage | Kind::RiverGauge => Device::Lorawan,
+        }
+    }
+}
+
+/// What kind of device a thing is, which decides its external id and the
+/// doors besides Hoheit's own that can carry its readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// Known by its DevEUI; its uplinks arrive through a network server
+    /// (ChirpStack, The Things Stack).
+    Lorawan,
+    /// A sensor.community kit known as `esp8266-<chip id>`, posting to "an own API".
+    Airrohr,
+}
+
+impl Device {
+    /// The external id of the `serial`-th thing of the town (1-based, unique
+    /// in the town), as the registry stores it (lower case): a DevEUI in a
+    /// locally administered EUI-64 block (`02ebe5…`), or an ESP8266 chip id
+    /// (24 bits, like the firmware's `ESP.getChipId()`).
+    pub fn external_id(self, serial: u32) -> String {
+        match self {
+            Device::Lorawan => format!("02ebe5{:010x}", serial),
+            Device::Airrohr => format!("esp8266-{}", 10_000_000 + serial),
+        }
+    }
 }
 
 /// Who parks in a garage, which decides when it fills.
@@ -197,6 +233,9 @@ pub struct Thing {
     pub latitude: f64,
     pub longitude: f64,
     pub sensor: Sensor,
+    /// The device's identity outside Hoheit (see [`Device::external_id`]),
+    /// registered as the thing's external id.
+    pub external_id: String,
     /// Stable hash of the slug: the thing's identity for the noise.
     key: u64,
 }
@@ -208,6 +247,10 @@ impl Thing {
 
     pub fn properties(&self) -> &'static [Property] {
         self.kind().properties()
+    }
+
+    pub fn device(&self) -> Device {
+        self.kind().device()
     }
 
     /// The values of every property at `time`, in the order of [`Thing::properties`].
@@ -372,6 +415,7 @@ impl Town {
                         template.sensor.scaled(0.75 + noise.uniform(2) * 0.5),
                     )
                 };
+                let serial = things.len() as u32 + 1;
                 things.push(Thing {
                     org: Slug::parse("organisation", template.org)?,
                     slug: Slug::parse("thing", &slug)?,
@@ -379,6 +423,7 @@ impl Town {
                     latitude: round_to(latitude, 5),
                     longitude: round_to(longitude, 5),
                     sensor,
+                    external_id: template.sensor.kind().device().external_id(serial),
                     key,
                 });
             }
@@ -643,6 +688,31 @@ mod tests {
     /// Every 5 minutes for a week from `start`.
     fn week_from(start: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> {
         (0..7 * 288).map(move |i| start + chrono::Duration::minutes(5 * i))
+    }
+
+    #[test]
+    fn external_ids_are_deterministic_unique_and_what_each_door_expects() {
+        let town = Town::eberswalde(Town::MAX_SCALE).unwrap();
+        let mut ids: Vec<&str> = town.things.iter().map(|t| t.external_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), town.things.len(), "one external id per thing");
+        for thing in &town.things {
+            let id = &thing.external_id;
+            match thing.device() {
+                Device::Lorawan => {
+                    assert!(id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{id}")
+                }
+                Device::Airrohr => {
+                    let chip: u32 = id.strip_prefix("esp8266-").and_then(|c| c.parse().ok()).unwrap_or(u32::MAX);
+                    assert!(chip < 1 << 24, "{id}: a chip id has 24 bits");
+                }
+            }
+        }
+        let again = Town::eberswalde(1).unwrap();
+        assert_eq!(again.things[0].external_id, "02ebe50000000001");
+        assert_eq!(again.things[4].external_id, "esp8266-10000005");
+        assert_eq!(again.things[4].kind(), Kind::AirStation);
     }
 
     #[test]
