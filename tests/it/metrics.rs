@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hoheit_domain::Slug;
 use hoheit_tests::{eventually, start_api, start_ingest, Isolation, Publisher, Running};
-use hoheit_writer::{Writer, WriterConfig};
+use hoheit_writer::Writer;
 use tokio_util::sync::CancellationToken;
 
 /// One sample of the Prometheus text format.
@@ -77,10 +77,9 @@ fn lag(samples: &[Sample], topic: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn start_writer(isolation: &Isolation, tweak: impl FnOnce(&mut WriterConfig)) -> anyhow::Result<Running> {
+async fn start_writer(isolation: &Isolation) -> anyhow::Result<Running> {
     let mut config = isolation.writer_config();
     config.stats_interval_ms = 200;
-    tweak(&mut config);
     let writer = Writer::build(config).await?;
     let ops_url = format!("http://{}", writer.ops_addr());
     let shutdown = CancellationToken::new();
@@ -101,7 +100,7 @@ async fn ingest_and_writer_expose_flow_rejections_batches_and_consumer_lag() -> 
     let (api, client) = start_api(&isolation).await?;
     client.register("stadtwerke", "pegel-1", "level", Some("cm")).await?;
     let ingest = start_ingest(&isolation).await?;
-    let writer = start_writer(&isolation, |_| {}).await?;
+    let writer = start_writer(&isolation).await?;
     let observations = format!("{}.observations", isolation.kafka_prefix);
 
     let scheme = hoheit_domain::topic::TopicScheme::new(&isolation.topic_root);
@@ -184,13 +183,10 @@ async fn ingest_and_writer_expose_flow_rejections_batches_and_consumer_lag() -> 
     );
     assert_eq!(value(&samples, "hoheit_writer_write_seconds_count", &[]), Some(batches));
 
-    // A writer that holds records without writing them: the lag counts them.
-    writer.stop().await?;
-    let holding = start_writer(&isolation, |c| {
-        c.batch_wait_ms = 3_600_000;
-        c.batch_readings = 1_000_000;
-    })
-    .await?;
+    // A writer that holds records without writing them (its write waits for a
+    // lock on the table): the lag counts them.
+    let mut lock = pool.begin().await?;
+    sqlx::query("LOCK TABLE observations IN SHARE MODE").execute(&mut *lock).await?;
     publisher.publish_all((20..23).map(|m| (level.clone(), reading(m, "cm"))).collect()).await?;
     // The 3 messages' records, as many as ingest made (they may share one).
     let made = eventually(Duration::from_secs(30), "ingest's acknowledgements of the 3 messages", || {
@@ -207,7 +203,7 @@ async fn ingest_and_writer_expose_flow_rejections_batches_and_consumer_lag() -> 
     let held_records = made - records.expect("counted before");
     assert!((1.0..=3.0).contains(&held_records), "records of the 3 messages: {held_records}");
     eventually(Duration::from_secs(60), "a lag of the records held", || {
-        let url = holding.ops_url.clone();
+        let url = writer.ops_url.clone();
         let topic = observations.clone();
         async move {
             let held: f64 = lag(&scrape(&url).await?, &topic).values().sum();
@@ -217,9 +213,8 @@ async fn ingest_and_writer_expose_flow_rejections_batches_and_consumer_lag() -> 
     .await?;
     assert_eq!(count(&pool, "SELECT count(*) FROM observations").await?, 5, "held records are not written yet");
 
-    // Stopped, it leaves them uncommitted; the next writer writes them and the lag is gone.
-    holding.stop().await?;
-    let writer = start_writer(&isolation, |_| {}).await?;
+    // Once the lock is gone, the write goes through, its offsets are committed and the lag is gone.
+    lock.rollback().await?;
     eventually(Duration::from_secs(60), "8 readings stored and no lag", || {
         let url = writer.ops_url.clone();
         let topic = observations.clone();

@@ -128,3 +128,161 @@ async fn the_rollup_counts_every_stored_reading_once_and_serves_aligned_aggregat
     isolation.drop_database().await;
     Ok(())
 }
+
+/// Registers `n` datastreams (one organisation, one thing) by SQL; their ids, in order.
+async fn register(pool: &sqlx::PgPool, n: i64) -> anyhow::Result<Vec<i64>> {
+    sqlx::query("INSERT INTO organisations (slug, name) VALUES ('stadt', 'Stadt')").execute(pool).await?;
+    sqlx::query("INSERT INTO things (org_id, slug, name) SELECT id, 'pegel', 'Pegel' FROM organisations")
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO datastreams (thing_id, property, name)
+         SELECT t.id, 'p' || p, 'P ' || p FROM things t, generate_series(1, $1) p ORDER BY p RETURNING id",
+    )
+    .bind(n)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// `datastream_latest` as a map: datastream → (time µs, value).
+async fn latest_rows(pool: &sqlx::PgPool) -> anyhow::Result<std::collections::BTreeMap<i64, (i64, f64)>> {
+    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT datastream_id, (extract(epoch FROM time) * 1000000)::bigint, value FROM datastream_latest",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id, t, v)| (id, (t, v))).collect())
+}
+
+/// Each datastream's newest stored reading, as the raw rows say.
+async fn newest_raw(pool: &sqlx::PgPool) -> anyhow::Result<std::collections::BTreeMap<i64, (i64, f64)>> {
+    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT DISTINCT ON (datastream_id) datastream_id, (extract(epoch FROM time) * 1000000)::bigint, value
+         FROM observations ORDER BY datastream_id, time DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id, t, v)| (id, (t, v))).collect())
+}
+
+fn at(datastream: i64, second: i64, value: f64) -> Reading {
+    Reading { datastream: DatastreamId(datastream), time: Micros(1_795_132_800_000_000 + second * 1_000_000), value }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_row_of_a_datastream_is_its_newest_inserted_reading_on_every_write_path() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let ids = register(&pool, 3).await?;
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let mut conn = pool.acquire().await?;
+    let micros = |second: i64| 1_795_132_800_000_000 + second * 1_000_000;
+
+    // COPY path: the newest of each datastream in the batch, whatever its place in it.
+    let batch = vec![at(a, 10, 1.0), at(a, 30, 3.0), at(a, 20, 2.0), at(b, 5, 50.0)];
+    assert_eq!(observations::insert(&mut conn, &batch).await?, 4);
+    let latest = latest_rows(&pool).await?;
+    assert_eq!(latest.get(&a), Some(&(micros(30), 3.0)));
+    assert_eq!(latest.get(&b), Some(&(micros(5), 50.0)));
+    assert_eq!(latest.get(&c), None, "no reading, no latest row");
+
+    // A reading older than the latest, arriving later, does not replace it; a newer one does.
+    assert_eq!(observations::insert(&mut conn, &[at(a, 25, 2.5), at(b, 6, 60.0)]).await?, 2);
+    let latest = latest_rows(&pool).await?;
+    assert_eq!(latest.get(&a), Some(&(micros(30), 3.0)), "an older reading arriving later");
+    assert_eq!(latest.get(&b), Some(&(micros(6), 60.0)));
+
+    // Fallback path (the batch meets a stored row): only rows actually inserted
+    // count; a redelivered reading with another value changes nothing.
+    let redelivered = vec![at(a, 30, 99.0), at(a, 40, 4.0), at(c, 1, 7.0), at(b, 6, 66.0)];
+    assert_eq!(observations::insert(&mut conn, &redelivered).await?, 2);
+    let latest = latest_rows(&pool).await?;
+    assert_eq!(latest.get(&a), Some(&(micros(40), 4.0)));
+    assert_eq!(latest.get(&b), Some(&(micros(6), 60.0)), "the stored reading's value, not the redelivered one");
+    assert_eq!(latest.get(&c), Some(&(micros(1), 7.0)));
+
+    // Fallback path for a batch that repeats a reading of its own: the first one is stored and is the latest.
+    assert_eq!(observations::insert(&mut conn, &[at(c, 9, 9.0), at(c, 9, 9.5)]).await?, 1);
+    assert_eq!(latest_rows(&pool).await?.get(&c), Some(&(micros(9), 9.0)));
+    let stored: f64 = sqlx::query_scalar("SELECT value FROM observations WHERE datastream_id = $1 AND time = $2")
+        .bind(c)
+        .bind(Micros(micros(9)).to_datetime())
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stored, 9.0);
+
+    // A rolled-back write leaves the latest rows as they were; a reading of an
+    // unregistered datastream is stored without a latest row.
+    let mut tx = conn.begin().await?;
+    observations::insert(&mut tx, &[at(a, 100, 100.0)]).await?;
+    tx.rollback().await?;
+    assert_eq!(observations::insert(&mut conn, &[at(c + 1_000, 1, 1.0)]).await?, 1);
+    assert_eq!(
+        latest_rows(&pool).await?,
+        newest_raw(&pool).await?.into_iter().filter(|(id, _)| ids.contains(id)).collect()
+    );
+
+    // The registry's listing reads it.
+    let listed = hoheit_store::registry::get_datastream(&pool, DatastreamId(a)).await?;
+    assert_eq!((listed.latest_time.map(|t| t.timestamp_micros()), listed.latest_value), (Some(micros(40)), Some(4.0)));
+
+    // A write marks exactly the rows it changed with its transaction (what
+    // the API's change feed follows); the feed from before the write finds them.
+    let xids = |pool: sqlx::PgPool| async move {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT datastream_id, changed_xid::text FROM datastream_latest").fetch_all(&pool).await?;
+        anyhow::Ok(rows.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+    };
+    let (before, feed_from) = (xids(pool.clone()).await?, hoheit_store::latest::position(&pool).await?);
+    assert_eq!(observations::insert(&mut conn, &[at(a, 50, 5.0), at(b, 1, 0.5)]).await?, 2);
+    let after = xids(pool.clone()).await?;
+    assert_ne!(before[&a], after[&a], "a's newer reading changed its row");
+    assert_eq!((&before[&b], &before[&c]), (&after[&b], &after[&c]), "b's older reading changed nothing");
+    let changes = hoheit_store::latest::changes_since(&pool, feed_from).await?;
+    assert!(changes.readings.iter().any(|r| r.datastream_id == DatastreamId(a) && r.value == 5.0));
+
+    drop(conn);
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_a_dataset_removes_its_latest_rows_and_no_others() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let ids = register(&pool, 2).await?;
+    let (erased, kept) = (ids[0], ids[1]);
+    let dataset: i64 = sqlx::query_scalar(
+        "INSERT INTO datasets (slug, owner_org_id, title, steward_contact, classification, license, purpose, retention_days)
+         SELECT 'pegel', id, 'Pegel', 'a@b.example', 'internal', 'intern', 'Hochwasserschutz', 30 FROM organisations
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query("UPDATE datastreams SET dataset_id = $1 WHERE id = $2")
+        .bind(dataset)
+        .bind(erased)
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    observations::insert(&mut conn, &[at(erased, 1, 1.0), at(erased, 2, 2.0), at(kept, 3, 3.0)]).await?;
+    drop(conn);
+    assert_eq!(latest_rows(&pool).await?.len(), 2);
+
+    let erasure = hoheit_store::datasets::erase(
+        &pool,
+        dataset,
+        &hoheit_domain::topic::TopicScheme::default(),
+        &hoheit_store::audit::Actor::command_line("test"),
+    )
+    .await?;
+    assert_eq!(erasure.readings, 2);
+    let latest = latest_rows(&pool).await?;
+    assert_eq!(latest.keys().copied().collect::<Vec<_>>(), [kept], "the erased datastream's latest value is gone");
+    assert_eq!(latest, newest_raw(&pool).await?);
+
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}

@@ -1,13 +1,17 @@
 //! The writer against real Kafka and TimescaleDB: batches land once, poison
-//! records become dead letters, offsets are committed after the database.
+//! records become dead letters, offsets are committed after the database;
+//! records arriving while a write is in flight are gathered for the next one,
+//! at most `batch_readings` of them.
 
 use std::time::Duration;
 
 use hoheit_proto::v1::{DatastreamBatch, DeadLetter, ObservationRecord, Rejection};
-use hoheit_tests::{eventually, produce, producer, start_writer, Isolation};
+use hoheit_tests::{eventually, produce, producer, start_writer, Isolation, Running};
+use hoheit_writer::Writer;
 use prost::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
+use tokio_util::sync::CancellationToken;
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
@@ -139,6 +143,83 @@ async fn batches_are_written_once_and_poison_becomes_a_dead_letter() -> anyhow::
         async move { Ok((count(&pool, "SELECT count(*) FROM observations").await == 6_060).then_some(())) }
     })
     .await?;
+    writer.stop().await?;
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+/// A counter or histogram sum of the writer's `/metrics` (0 when absent).
+async fn metric(writer: &Running, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{}/metrics", writer.ops_url)).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse())
+        .transpose()?
+        .unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arriving_during_a_write_are_gathered_for_the_next_up_to_batch_readings() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let mut config = isolation.writer_config();
+    config.batch_readings = 250;
+    let writer = Writer::build(config).await?;
+    let ops_url = format!("http://{}", writer.ops_addr());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(writer.run(shutdown.clone()));
+    let writer = Running { shutdown, task, ops_url, doors_url: String::new() };
+    writer.wait_ready(Duration::from_secs(60)).await?;
+    let topics = hoheit_kafka::KafkaArgs {
+        bootstrap: hoheit_tests::kafka_bootstrap(),
+        topic_prefix: isolation.kafka_prefix.clone(),
+        partitions: 2,
+        replication: 1,
+    }
+    .topics();
+    let producer = producer()?;
+
+    // The table locked: the writer's first write (of the first record) waits.
+    let mut lock = pool.begin().await?;
+    sqlx::query("LOCK TABLE observations IN SHARE MODE").execute(&mut *lock).await?;
+    produce(&producer, &topics.observations, &[batch(1, 0, 100)]).await?;
+    eventually(Duration::from_secs(60), "the first write waiting for the lock", || {
+        let pool = pool.clone();
+        async move {
+            let waiting = count(
+                &pool,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+            Ok((waiting > 0).then_some(()))
+        }
+    })
+    .await?;
+    // Ten more records of 100 readings while it waits: gathered at most 250
+    // readings (3 records) at a time, so they need at least 4 more writes.
+    let records: Vec<_> = (1..=10).map(|i| batch(1 + i % 3, i * 100, 100)).collect();
+    produce(&producer, &topics.observations, &records).await?;
+    assert_eq!(metric(&writer, "hoheit_writer_batches_total").await?, 0.0, "nothing written while locked");
+    lock.rollback().await?;
+
+    eventually(Duration::from_secs(60), "1,100 readings stored", || {
+        let pool = pool.clone();
+        async move { Ok((count(&pool, "SELECT count(*) FROM observations").await == 1_100).then_some(())) }
+    })
+    .await?;
+    let batches = metric(&writer, "hoheit_writer_batches_total").await?;
+    let records_per_batch = metric(&writer, "hoheit_writer_batch_records_sum").await? / batches;
+    assert!(batches >= 5.0, "the first write and at least 4 of at most 3 records each: {batches}");
+    assert!(records_per_batch <= 3.0, "{records_per_batch} records per batch");
+    assert_eq!(metric(&writer, "hoheit_writer_batch_records_sum").await?, 11.0, "every record written once");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM datastream_latest").await,
+        0,
+        "no latest rows for unregistered datastreams"
+    );
+
     writer.stop().await?;
     pool.close().await;
     isolation.drop_database().await;

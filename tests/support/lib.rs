@@ -138,13 +138,12 @@ impl Isolation {
         }
     }
 
-    /// The writer for this test: its own consumer group, short batches (50 ms), this test's
-    /// topics and database, its ops endpoint on a free port.
+    /// The writer for this test: its own consumer group, this test's topics and database, its
+    /// ops endpoint on a free port.
     pub fn writer_config(&self) -> WriterConfig {
         let defaults: WriterConfig = defaults(&["hoheit-writer"]);
         WriterConfig {
             group: format!("writer-{}", self.id),
-            batch_wait_ms: 50,
             ops_listen: ANY_LOOPBACK_PORT,
             kafka: self.kafka(defaults.kafka),
             database: self.database(defaults.database),

@@ -87,11 +87,12 @@ async fn entry(pool: &PgPool, dataset: Dataset) -> Result<CatalogEntry, Registry
         }
         _ => None,
     };
-    // Per datastream, so each bound is one probe of the (datastream_id, time) index.
+    // Per datastream, so the first reading is one probe of the (datastream_id,
+    // time) index; the last is the datastream's latest row.
     let span: Span = sqlx::query_as(
-        "SELECT min(f.first) AS first, max(f.last) AS last FROM datastreams d,
-            LATERAL (SELECT (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time LIMIT 1) AS first,
-                            (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time DESC LIMIT 1) AS last) f
+        "SELECT min(f.first) AS first, max(l.time) AS last FROM datastreams d
+            CROSS JOIN LATERAL (SELECT (SELECT time FROM observations o WHERE o.datastream_id = d.id ORDER BY time LIMIT 1) AS first) f
+            LEFT JOIN datastream_latest l ON l.datastream_id = d.id
          WHERE d.dataset_id = $1",
     )
     .bind(dataset.id)

@@ -363,6 +363,14 @@ pub async fn erase(
     .bind(dataset_id)
     .execute(&mut *tx)
     .await?;
+    // The datastreams' latest readings go with them (the foreign key would
+    // cascade too; said here so that no reader finds an erased value).
+    sqlx::query(
+        "DELETE FROM datastream_latest l USING datastreams d WHERE l.datastream_id = d.id AND d.dataset_id = $1",
+    )
+    .bind(dataset_id)
+    .execute(&mut *tx)
+    .await?;
     let dead_letters = dead_letters::erase_for_dataset(&mut tx, dataset_id, scheme).await?;
     let datastreams: Vec<i64> = sqlx::query_scalar("DELETE FROM datastreams WHERE dataset_id = $1 RETURNING id")
         .bind(dataset_id)

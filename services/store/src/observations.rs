@@ -10,8 +10,11 @@ use hoheit_domain::{DatastreamId, Micros, Reading};
 /// Writes `readings` and returns the number of rows actually inserted. A
 /// reading whose (datastream, time) is already stored is skipped, so
 /// redelivered batches do not duplicate rows. The 15-minute rollup
-/// (`observations_15m`) takes exactly the inserted readings, in the same
-/// transaction (a savepoint when the caller has one open).
+/// (`observations_15m`) and each datastream's newest reading
+/// (`datastream_latest`, see [`crate::latest`]) take exactly the inserted
+/// readings, in the same transaction (a savepoint when the caller has one
+/// open). A reading of a datastream that is not registered (any more: erased
+/// meanwhile) is stored but has no latest row.
 ///
 /// Fast path: one binary COPY under a savepoint, which costs about half of
 /// an `INSERT … ON CONFLICT` on a hypertable (no conflict probe per row). A
@@ -35,6 +38,7 @@ pub async fn insert(conn: &mut PgConnection, readings: &[Reading]) -> Result<u64
             Ok(rows) => {
                 savepoint.commit().await?;
                 add_to_rollup(&mut tx, readings).await?;
+                add_to_latest(&mut tx, readings).await?;
                 rows
             }
             Err(error) if is_unique_violation(&error) => {
@@ -94,7 +98,49 @@ async fn add_to_rollup(conn: &mut PgConnection, readings: &[Reading]) -> Result<
     Ok(())
 }
 
-/// Rebuilds the rollup from the raw rows (after a bulk load that bypassed [`insert`]).
+/// Makes `datastream_latest` take the newest of freshly inserted `readings`
+/// (no (datastream, time) twice among them) where it is newer than the row
+/// there: one upsert of one row per datastream, in datastream order (so two
+/// writers' transactions lock the rows in the same order).
+async fn add_to_latest(conn: &mut PgConnection, readings: &[Reading]) -> Result<(), sqlx::Error> {
+    let mut newest: std::collections::BTreeMap<i64, (i64, f64)> = std::collections::BTreeMap::new();
+    for r in readings {
+        let slot = newest.entry(r.datastream.0).or_insert((r.time.0, r.value));
+        if r.time.0 > slot.0 {
+            *slot = (r.time.0, r.value);
+        }
+    }
+    let mut ids = Vec::with_capacity(newest.len());
+    let mut times = Vec::with_capacity(newest.len());
+    let mut values = Vec::with_capacity(newest.len());
+    for (id, (time, value)) in newest {
+        ids.push(id);
+        times.push(time);
+        values.push(value);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO datastream_latest AS l (datastream_id, time, value)
+         SELECT u.d, timestamptz 'epoch' + u.t * interval '1 microsecond', u.v
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) AS u(d, t, v)
+         WHERE EXISTS (SELECT 1 FROM datastreams ds WHERE ds.id = u.d)
+         ORDER BY u.d
+         {LATEST_UPSERT}"
+    ))
+    .bind(&ids)
+    .bind(&times)
+    .bind(&values)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How a newer reading replaces a datastream's latest row (and an older one does not).
+const LATEST_UPSERT: &str = "ON CONFLICT (datastream_id) DO UPDATE
+         SET time = excluded.time, value = excluded.value, changed_xid = pg_current_xact_id()
+         WHERE excluded.time > l.time";
+
+/// Rebuilds the rollup and each datastream's latest reading from the raw rows
+/// (after a bulk load that bypassed [`insert`]).
 pub async fn rebuild_rollup(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("TRUNCATE observations_15m").execute(&mut *tx).await?;
@@ -103,6 +149,16 @@ pub async fn rebuild_rollup(pool: &PgPool) -> Result<(), sqlx::Error> {
          SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch'),
                 sum(value), count(*), min(value), max(value)
          FROM observations GROUP BY 1, 2",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM datastream_latest").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO datastream_latest (datastream_id, time, value)
+         SELECT d.id, newest.time, newest.value FROM datastreams d
+         CROSS JOIN LATERAL (
+             SELECT o.time, o.value FROM observations o WHERE o.datastream_id = d.id ORDER BY o.time DESC LIMIT 1
+         ) newest",
     )
     .execute(&mut *tx)
     .await?;
@@ -140,8 +196,8 @@ async fn insert_skipping_stored(conn: &mut PgConnection, readings: &[Reading]) -
     }
     // Times travel as microseconds and are converted in SQL, which keeps the
     // exact value (no float seconds on the way).
-    // The rollup takes only the rows actually inserted (RETURNING).
-    let inserted: i64 = sqlx::query_scalar(
+    // The rollup and the latest rows take only the rows actually inserted (RETURNING).
+    let inserted: i64 = sqlx::query_scalar(&format!(
         "WITH inserted AS (
              INSERT INTO observations (datastream_id, time, value)
              SELECT d, timestamptz 'epoch' + t * interval '1 microsecond', v
@@ -156,9 +212,15 @@ async fn insert_skipping_stored(conn: &mut PgConnection, readings: &[Reading]) -
              ON CONFLICT (datastream_id, bucket) DO UPDATE
              SET sum = r.sum + excluded.sum, count = r.count + excluded.count,
                  min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)
+         ), latest AS (
+             INSERT INTO datastream_latest AS l (datastream_id, time, value)
+             SELECT DISTINCT ON (i.datastream_id) i.datastream_id, i.time, i.value
+             FROM inserted i WHERE EXISTS (SELECT 1 FROM datastreams ds WHERE ds.id = i.datastream_id)
+             ORDER BY i.datastream_id, i.time DESC
+             {LATEST_UPSERT}
          )
-         SELECT count(*) FROM inserted",
-    )
+         SELECT count(*) FROM inserted"
+    ))
     .bind(&ids)
     .bind(&times)
     .bind(&values)

@@ -47,7 +47,7 @@ impl QualityFacts {
 
 const FACTS_SELECT: &str =
     "SELECT d.id, o.slug AS org, t.slug AS thing, d.property, d.expected_interval_secs, d.created_at,
-        (SELECT max(ob.time) FROM observations ob WHERE ob.datastream_id = d.id) AS last_reading_at,
+        (SELECT l.time FROM datastream_latest l WHERE l.datastream_id = d.id) AS last_reading_at,
         CASE WHEN d.expected_interval_secs IS NULL THEN (
             SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY g.gap)
             FROM (SELECT extract(epoch FROM ob.time - lag(ob.time) OVER (ORDER BY ob.time))::float8 AS gap

@@ -442,9 +442,7 @@ const DATASTREAM_SELECT: &str = "SELECT d.id, o.slug AS org, t.slug AS thing, d.
         latest.time AS latest_time, latest.value AS latest_value, d.min, d.max,
         d.expected_interval_secs
      FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
-     LEFT JOIN LATERAL (
-        SELECT ob.time, ob.value FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
-     ) latest ON true";
+     LEFT JOIN datastream_latest latest ON latest.datastream_id = d.id";
 
 /// Where a datastream is: its thing's name and position.
 #[derive(FromRow)]

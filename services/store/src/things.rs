@@ -52,9 +52,7 @@ pub async fn list(pool: &PgPool, org_id: Option<i64>, topic_root: &str) -> Resul
          ), streams AS (
              SELECT d.thing_id, count(*) AS n, max(latest.time) AS last_reading_at
              FROM datastreams d JOIN things t ON t.id = d.thing_id
-             LEFT JOIN LATERAL (
-                 SELECT ob.time FROM observations ob WHERE ob.datastream_id = d.id ORDER BY ob.time DESC LIMIT 1
-             ) latest ON true
+             LEFT JOIN datastream_latest latest ON latest.datastream_id = d.id
              WHERE $1::bigint IS NULL OR t.org_id = $1
              GROUP BY d.thing_id
          )

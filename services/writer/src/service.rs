@@ -1,5 +1,11 @@
 //! The writer service: consume → batch → write → commit offsets.
 //!
+//! One write is in flight at a time. A writer with nothing in flight writes
+//! what it has at once; records arriving while a write is in flight are
+//! gathered (up to `batch_readings`) and written the moment it has committed.
+//! So a lone record waits for no timer, and under load the batches grow by
+//! themselves to what arrives during one write.
+//!
 //! Each batch write has a span (`writer batch`, debug level: recorded when
 //! traces are exported) linked to the sampled trace contexts of its records;
 //! the consumer's librdkafka statistics feed the lag gauge ([`crate::lag`]).
@@ -10,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
+use futures::FutureExt;
 use hoheit_kafka::{KafkaArgs, Topics};
 use hoheit_runtime::config::{ConfigFileArg, DatabaseArgs};
 use hoheit_runtime::ops::{self, Readiness};
@@ -18,10 +25,11 @@ use hoheit_store::db;
 use hoheit_store::dead_letters::SourcePosition;
 use opentelemetry::trace::TraceContextExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -47,12 +55,10 @@ pub struct WriterConfig {
     /// Kafka consumer group; replicas in one group share the partitions.
     #[arg(long, env = "HOHEIT_WRITER_GROUP", default_value = "hoheit-writer")]
     pub group: String,
-    /// A batch is written when it holds this many readings...
-    #[arg(long, env = "HOHEIT_WRITER_BATCH_READINGS", default_value_t = 20_000)]
+    /// Most readings gathered while a write is in flight (then the writer
+    /// stops taking records until the write has committed).
+    #[arg(long, env = "HOHEIT_WRITER_BATCH_READINGS", default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_readings: usize,
-    /// ...or when its first record is this many milliseconds old.
-    #[arg(long, env = "HOHEIT_WRITER_BATCH_WAIT_MS", default_value_t = 200)]
-    pub batch_wait_ms: u64,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "HOHEIT_WRITER_OPS_LISTEN", default_value = "127.0.0.1:9102")]
     pub ops_listen: SocketAddr,
@@ -87,9 +93,9 @@ impl Writer {
         self.ops_listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Runs until `shutdown` fires. A batch being collected when it fires is
-    /// dropped uncommitted (Kafka redelivers it); a batch being written is
-    /// finished and committed first.
+    /// Runs until `shutdown` fires. Records gathered but not being written
+    /// when it fires are dropped uncommitted (Kafka redelivers them); a batch
+    /// being written is finished and committed first.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { config, ops_listener, readiness } = self;
         readiness.set("database", false);
@@ -119,10 +125,8 @@ struct Consuming {
     consumer: Arc<WriterConsumer>,
     topics: Topics,
     readiness: Readiness,
-    /// A batch is written when it holds this many readings...
+    /// Most readings gathered while a write is in flight.
     batch_readings: usize,
-    /// ...or when its first record is this old.
-    max_wait: Duration,
     stall_watch: StallWatch,
 }
 
@@ -154,47 +158,76 @@ impl Consuming {
             topics,
             readiness,
             batch_readings: config.batch_readings,
-            max_wait: Duration::from_millis(config.batch_wait_ms),
             stall_watch: StallWatch::new(),
         }))
     }
 
-    /// Collects, writes and commits batches until shutdown.
+    /// Consumes, writes and commits until shutdown: a write starts as soon
+    /// as none is in flight and records are gathered; while one is, the
+    /// records that arrive are gathered for the next (at most
+    /// `batch_readings`, then consuming pauses). The write and the commit of
+    /// its offsets run as one task, so offsets are committed in order and
+    /// only after the database commit. While waiting, checks now and then
+    /// whether the consumer group is stalled.
     async fn batches(&mut self, pool: &PgPool, shutdown: &CancellationToken) {
-        while let Some(batch) = self.collect_batch(shutdown).await {
-            if !batch.is_empty() && !self.write_and_commit(pool, &batch, shutdown).await {
-                return;
+        let mut gathered = Batch::default();
+        let mut in_flight: Option<JoinHandle<bool>> = None;
+        loop {
+            if in_flight.is_none() && !gathered.is_empty() {
+                let batch = std::mem::take(&mut gathered);
+                let (pool, consumer, readiness, shutdown) =
+                    (pool.clone(), self.consumer.clone(), self.readiness.clone(), shutdown.clone());
+                in_flight = Some(tokio::spawn(async move {
+                    write_and_commit(&pool, &consumer, &batch, &readiness, &shutdown).await
+                }));
+            }
+            let room = gathered.readings.len() < self.batch_readings;
+            tokio::select! {
+                // A write that ended is seen first: the next one starts at once.
+                biased;
+                done = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    match done {
+                        Ok(true) => {}
+                        Ok(false) => return, // shutdown interrupted the write: nothing committed
+                        Err(error) => {
+                            tracing::error!(%error, "the write task failed; stopping (Kafka redelivers what is not committed)");
+                            return;
+                        }
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    if let Some(write) = in_flight {
+                        let _ = write.await;
+                    }
+                    return;
+                }
+                received = self.consumer.recv(), if room => match received {
+                    Ok(message) => {
+                        self.add(&mut gathered, &message);
+                        self.take_ready(&mut gathered).await;
+                    }
+                    Err(error) => self.consume_failed(error).await,
+                },
+                _ = self.stall_watch.due() => {
+                    let topics = [self.topics.observations.as_str(), self.topics.dead_letters.as_str()];
+                    self.stall_watch.check(&self.consumer, &topics).await;
+                }
             }
         }
     }
 
-    /// Collects records until the batch holds `batch_readings` readings or its
-    /// first record is `max_wait` old (an empty batch when nothing came);
-    /// `None` at shutdown. While waiting, checks now and then whether the
-    /// consumer group is stalled.
-    async fn collect_batch(&mut self, shutdown: &CancellationToken) -> Option<Batch> {
-        let mut batch = Batch::default();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.readings.len() < self.batch_readings {
-            let received = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                received = recv_until(&self.consumer, deadline) => received,
-                _ = self.stall_watch.due() => {
-                    let topics = [self.topics.observations.as_str(), self.topics.dead_letters.as_str()];
-                    self.stall_watch.check(&self.consumer, &topics).await;
-                    continue;
-                }
-            };
-            let Some(received) = received else { break }; // batch time is up
-            match received {
-                Ok(message) => {
-                    self.add(&mut batch, &message);
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.max_wait);
-                }
-                Err(error) => self.consume_failed(error).await,
+    /// Adds the records the consumer holds already (without waiting for
+    /// more), up to `batch_readings`: a backlog is written in full batches
+    /// from the first write on.
+    async fn take_ready(&self, gathered: &mut Batch) {
+        while gathered.readings.len() < self.batch_readings {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => self.add(gathered, &message),
+                Some(Err(error)) => return self.consume_failed(error).await,
+                None => return,
             }
         }
-        Some(batch)
     }
 
     /// Adds one Kafka record to `batch`.
@@ -216,27 +249,22 @@ impl Consuming {
         tracing::warn!(%error, "Kafka consume error");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
-    /// Writes `batch`, then commits its offsets; `false` if shutdown
-    /// interrupted the write (nothing committed).
-    async fn write_and_commit(&self, pool: &PgPool, batch: &Batch, shutdown: &CancellationToken) -> bool {
-        if !write_until_done(pool, batch, &self.readiness, shutdown).await {
-            return false;
-        }
-        commit(&self.consumer, batch).await;
-        true
-    }
 }
 
-/// The next record; `None` once `deadline` (if any) has passed.
-async fn recv_until(
-    consumer: &WriterConsumer,
-    deadline: Option<tokio::time::Instant>,
-) -> Option<KafkaResult<BorrowedMessage<'_>>> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at, consumer.recv()).await.ok(),
-        None => Some(consumer.recv().await),
+/// Writes `batch`, then commits its offsets; `false` if shutdown
+/// interrupted the write (nothing committed).
+async fn write_and_commit(
+    pool: &PgPool,
+    consumer: &Arc<WriterConsumer>,
+    batch: &Batch,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> bool {
+    if !write_until_done(pool, batch, readiness, shutdown).await {
+        return false;
     }
+    commit(consumer, batch).await;
+    true
 }
 
 /// The span of one batch write, linked to its records' sampled trace contexts.
