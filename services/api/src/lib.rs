@@ -9,6 +9,7 @@
 //! page at `/docs`.
 
 mod access;
+mod access_cache;
 mod auth;
 mod dashboard;
 pub mod dcat;
@@ -142,6 +143,8 @@ pub struct AppState {
     pub ingest: Arc<forward::Ingest>,
     /// The broker's dynamic security, if configured: new keys' clients, revoked keys' removal.
     pub broker: Option<Arc<hoheit_broker::sync::BrokerSync>>,
+    /// The access facts every request decides on, reloaded within a second of a change.
+    pub(crate) access: Arc<access_cache::AccessCache>,
 }
 
 /// A built API server (tests build it on port 0 and run it in-process).
@@ -150,6 +153,7 @@ pub struct Api {
     router: Router,
     pool: PgPool,
     retention_every: Duration,
+    access: Arc<access_cache::AccessCache>,
 }
 
 impl Api {
@@ -188,7 +192,9 @@ impl Api {
             }
             None => None,
         };
+        let access = Arc::new(access_cache::AccessCache::load(&pool).await.context("loading the access facts")?);
         let state = AppState {
+            access: access.clone(),
             broker,
             pool: pool.clone(),
             audit: hoheit_store::audit::AuditLog::start(pool.clone()),
@@ -210,7 +216,7 @@ impl Api {
             ingest: Arc::new(forward::Ingest::new(&config.ingest_url)),
         };
         let retention_every = Duration::from_secs(config.retention_interval_secs.max(1));
-        Ok(Self { listener, router: router(state), pool, retention_every })
+        Ok(Self { listener, router: router(state), pool, retention_every, access })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -221,10 +227,12 @@ impl Api {
         tracing::info!(addr = %self.local_addr(), "api listening");
         let retention = tokio::spawn(retention_job(self.pool.clone(), self.retention_every, shutdown.clone()));
         let chain_head = tokio::spawn(chain_head_job(self.pool.clone(), shutdown.clone()));
+        let access = tokio::spawn(access_cache::refresher(self.access, self.pool.clone(), shutdown.clone()));
         serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();
         let _ = retention.await;
         let _ = chain_head.await;
+        let _ = access.await;
         Ok(())
     }
 }

@@ -28,7 +28,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hoheit_domain::policy::Caller;
-use hoheit_store::principals::{self, AuthError};
 use hoheit_store::registry;
 use serde::Serialize;
 
@@ -151,7 +150,7 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
             if opened.elapsed() >= MAX_STREAM {
                 return None;
             }
-            if let Some(reason) = credential_ended(&state, &caller).await {
+            if let Some(reason) = credential_ended(&state, &caller) {
                 return Some((Ok::<_, Infallible>(Event::default().event("end").data(reason)), None));
             }
             let event = match visible(&state, &caller).await {
@@ -172,14 +171,12 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
 /// A stream between two ticks: the state, the caller, the latest times sent, when it opened.
 type Ticking = (AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant);
 
-/// Why the stream must end, if the caller's credential is no longer good
-/// (the operator's token and anonymous callers have nothing to revoke; a
-/// database that is away for a moment ends nothing, the tick reports it).
-async fn credential_ended(state: &AppState, caller: &Caller) -> Option<String> {
-    match principals::still_valid(&state.pool, caller.principal()?).await {
-        Ok(()) | Err(AuthError::Unavailable) => None,
-        Err(ended) => Some(ended.to_string()),
-    }
+/// Why the stream must end, if the caller's credential is no longer good, on
+/// the process's cached credential states (kept within a second of the
+/// database): the operator's token and anonymous callers have nothing to revoke.
+fn credential_ended(state: &AppState, caller: &Caller) -> Option<String> {
+    let principal = caller.principal()?;
+    state.access.current().credential_ended(principal, Utc::now()).map(|ended| ended.to_string())
 }
 
 /// What changed since the last event: new latest values, and datastreams no longer readable raw.
