@@ -21,6 +21,7 @@ mod hostile;
 mod ingest;
 mod leaks_data;
 mod limits;
+mod live_feed;
 mod lorawan;
 mod me;
 mod metrics;

@@ -332,6 +332,18 @@ impl CallerView {
         CallerView { caller: caller.clone(), snapshot, grants, now, visibility }
     }
 
+    /// Whether this view lets the caller read raw exactly what `other` did:
+    /// the same access facts, and each dataset's raw readability unchanged
+    /// (a grant may have expired between the two).
+    pub fn reads_raw_as(&self, other: &CallerView) -> bool {
+        self.snapshot.version == other.snapshot.version
+            && self
+                .visibility
+                .iter()
+                .zip(&other.visibility)
+                .all(|(a, b)| a.shows_latest_value() == b.shows_latest_value())
+    }
+
     /// What the caller may see of `datastream` (hidden if it does not exist).
     pub fn visibility(&self, datastream: DatastreamId) -> Visibility {
         self.snapshot.group_of(datastream).map_or(Visibility::Hidden, |group| self.visibility[group])

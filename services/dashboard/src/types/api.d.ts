@@ -1025,7 +1025,7 @@ export interface paths {
         /**
          * Latest values of the datastreams the caller may see, as JSON or, with
          *     `Accept: text/event-stream`, as a live stream (`snapshot`, then `latest`
-         *     events every 3 s, for at most 15 minutes; then reconnect).
+         *     events every second, for at most 15 minutes; then reconnect).
          */
         get: operations["live_stream"];
         put?: never;
