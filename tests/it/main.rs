@@ -5,6 +5,7 @@
 //! which the process-wide state of `metrics` and `tracing` relies on.
 
 mod access;
+mod access_cache;
 mod admin;
 mod admin_audit;
 mod admin_support;
@@ -20,6 +21,7 @@ mod hostile;
 mod ingest;
 mod leaks_data;
 mod limits;
+mod live_feed;
 mod lorawan;
 mod me;
 mod metrics;

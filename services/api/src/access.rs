@@ -28,7 +28,7 @@
 //!   resolution; a principal manages its own rules, an organisation's admins
 //!   its organisation's, the operator all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +44,7 @@ use hoheit_store::grant_rate;
 use hoheit_store::grants;
 use hoheit_store::registry;
 
+use crate::access_cache::AccessSnapshot;
 use crate::auth::Who;
 use crate::error::ApiError;
 use crate::AppState;
@@ -184,14 +185,6 @@ async fn grants_for(state: &AppState, caller: &Caller, dataset: &DatasetAccess) 
     }
 }
 
-/// Every grant the caller's organisation holds (none for anonymous callers and the operator).
-async fn grants_held(state: &AppState, caller: &Caller) -> Result<Vec<GrantTerms>, ApiError> {
-    match caller.principal() {
-        Some(p) => Ok(grants::held_by(&state.pool, p.org_id).await?),
-        None => Ok(Vec::new()),
-    }
-}
-
 /// An allowed read of a datastream's data quality ([`authorize_quality`]).
 #[must_use = "a permitted read must be finished so that it is audited"]
 pub struct QualityPermit {
@@ -293,50 +286,124 @@ pub async fn audit_latest_values(state: &AppState, who: &Who, action: &str, valu
 
 // ---- what a caller may see ----
 
-/// What one caller may see and read of every datastream, loaded once per
-/// request: the datastream listing, live values, SensorThings.
+/// Which datastreams a query may touch, as the access gate decided it: every
+/// one, those named, or those of some datasets and the datasets-less ones of
+/// some organisations. The last says the same as the list of their ids
+/// without binding 300,000 of them to every query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    All,
+    Ids(Vec<i64>),
+    Of {
+        /// Every datastream of these datasets …
+        datasets: Vec<i64>,
+        /// … and those in no dataset whose thing belongs to one of these organisations.
+        orgs: Vec<i64>,
+    },
+}
+
+/// What one caller may see and read of every datastream: built for each
+/// request on the process's shared access facts ([`crate::access_cache`]),
+/// deciding once per dataset, not once per datastream.
 pub struct CallerView {
     caller: Arc<Caller>,
-    access: HashMap<DatastreamId, DatasetAccess>,
+    snapshot: Arc<AccessSnapshot>,
     grants: Vec<GrantTerms>,
     now: DateTime<Utc>,
+    /// The policy's visibility of each group of the snapshot.
+    visibility: Vec<Visibility>,
 }
 
 impl CallerView {
+    /// The caller's view on the access facts as they are now (one read of their change counter).
     pub async fn load(state: &AppState, caller: &Arc<Caller>) -> Result<Self, ApiError> {
-        let access = datasets::access_all(&state.pool).await?.into_iter().collect();
-        let grants = grants_held(state, caller).await?;
-        Ok(CallerView { caller: caller.clone(), access, grants, now: Utc::now() })
+        Ok(Self::on(state.access.fresh(&state.pool).await?, caller))
+    }
+
+    /// The caller's view on `snapshot` (no query).
+    pub fn on(snapshot: Arc<AccessSnapshot>, caller: &Arc<Caller>) -> Self {
+        let grants = match caller.principal() {
+            Some(p) => snapshot.grants_held(p.org_id).to_vec(),
+            None => Vec::new(),
+        };
+        let now = Utc::now();
+        let visibility =
+            snapshot.groups().iter().map(|access| policy::visibility(caller, access, &grants, now)).collect();
+        CallerView { caller: caller.clone(), snapshot, grants, now, visibility }
+    }
+
+    /// Whether this view lets the caller read raw exactly what `other` did:
+    /// the same access facts, and each dataset's raw readability unchanged
+    /// (a grant may have expired between the two).
+    pub fn reads_raw_as(&self, other: &CallerView) -> bool {
+        self.snapshot.version == other.snapshot.version
+            && self
+                .visibility
+                .iter()
+                .zip(&other.visibility)
+                .all(|(a, b)| a.shows_latest_value() == b.shows_latest_value())
     }
 
     /// What the caller may see of `datastream` (hidden if it does not exist).
     pub fn visibility(&self, datastream: DatastreamId) -> Visibility {
-        match self.access.get(&datastream) {
-            Some(dataset) => policy::visibility(&self.caller, dataset, &self.grants, self.now),
-            None => Visibility::Hidden,
-        }
+        self.snapshot.group_of(datastream).map_or(Visibility::Hidden, |group| self.visibility[group])
+    }
+
+    /// Whether the caller may see `datastream`'s metadata.
+    pub fn shows(&self, datastream: DatastreamId) -> bool {
+        self.visibility(datastream).shows_datastreams()
+    }
+
+    /// The access facts of `datastream`'s dataset, if it exists.
+    fn access(&self, datastream: DatastreamId) -> Option<&DatasetAccess> {
+        self.snapshot.group_of(datastream).map(|group| &self.snapshot.groups()[group])
     }
 
     /// The dataset `datastream` belongs to, if any.
     pub fn dataset_of(&self, datastream: DatastreamId) -> Option<i64> {
-        self.access.get(&datastream).and_then(|a| a.id)
+        self.access(datastream).and_then(|a| a.id)
     }
 
-    /// The datastreams the caller may see, in id order.
-    pub fn visible(&self) -> Vec<DatastreamId> {
-        let mut visible: Vec<DatastreamId> =
-            self.access.keys().copied().filter(|id| self.visibility(*id).shows_datastreams()).collect();
-        visible.sort_unstable();
-        visible
+    /// Up to `limit` datastreams after `after` that the caller may see, in id
+    /// order, with their visibility.
+    pub fn visible_after(&self, after: DatastreamId, limit: usize) -> Vec<(DatastreamId, Visibility)> {
+        self.snapshot
+            .datastreams_after(after)
+            .map(|(id, group)| (id, self.visibility[group]))
+            .filter(|(_, visibility)| visibility.shows_datastreams())
+            .take(limit)
+            .collect()
     }
 
-    /// Those of `datastreams` whose readings the policy lets the caller read over `request`.
-    pub fn readable(&self, datastreams: &[DatastreamId], request: &ReadRequest) -> Vec<DatastreamId> {
-        datastreams.iter().copied().filter(|id| self.decide(*id, request).is_some_and(|d| d.is_allowed())).collect()
+    /// The datastreams the caller may see (`request`: `None`) or whose
+    /// readings the policy lets it read over `request`.
+    pub fn reach(&self, request: Option<&ReadRequest>) -> Reach {
+        let groups = self.snapshot.groups();
+        let included: Vec<bool> = (0..groups.len())
+            .map(|group| match request {
+                None => self.visibility[group].shows_datastreams(),
+                Some(request) => {
+                    policy::decide(&self.caller, &groups[group], &self.grants, request, self.now).is_allowed()
+                }
+            })
+            .collect();
+        if matches!(*self.caller, Caller::Operator) && included.iter().all(|i| *i) {
+            return Reach::All;
+        }
+        let (mut datasets, mut orgs) = (Vec::new(), Vec::new());
+        for (access, _) in groups.iter().zip(&included).filter(|(_, included)| **included) {
+            match access.id {
+                Some(dataset) => datasets.push(dataset),
+                None => orgs.push(access.owner_org_id),
+            }
+        }
+        datasets.sort_unstable();
+        orgs.sort_unstable();
+        Reach::Of { datasets, orgs }
     }
 
     fn decide(&self, datastream: DatastreamId, request: &ReadRequest) -> Option<Decision> {
-        let dataset = self.access.get(&datastream)?;
+        let dataset = self.access(datastream)?;
         Some(policy::decide(&self.caller, dataset, &self.grants, request, self.now))
     }
 
@@ -348,11 +415,24 @@ impl CallerView {
         }
     }
 
-    /// The grants that let the caller read `datastreams` over `request`'s range, each once.
-    fn grants_used(&self, datastreams: &[DatastreamId], request: &ReadRequest) -> Vec<GrantTerms> {
+    /// The grants that let the caller read the datastreams of `reach` over `request`'s range, each once.
+    fn grants_used(&self, reach: &Reach, request: &ReadRequest) -> Vec<GrantTerms> {
+        let vias: Vec<Via> = match reach {
+            Reach::Ids(ids) => ids.iter().filter_map(|id| self.via(DatastreamId(*id), request)).collect(),
+            // A reach decided over the groups: the grants of the groups it holds, each once.
+            Reach::All | Reach::Of { .. } => self
+                .snapshot
+                .groups()
+                .iter()
+                .filter_map(|access| match policy::decide(&self.caller, access, &self.grants, request, self.now) {
+                    Decision::Allow { via, .. } => Some(via),
+                    Decision::Deny { .. } => None,
+                })
+                .collect(),
+        };
         let mut used: Vec<GrantTerms> = Vec::new();
-        for id in datastreams {
-            if let Some(Via::Grant(grant)) = self.via(*id, request) {
+        for via in vias {
+            if let Via::Grant(grant) = via {
                 if !used.iter().any(|g| g.id == grant.id) {
                     used.push(grant);
                 }
@@ -457,7 +537,7 @@ impl<'a> ObservationReads<'a> {
         request: ReadRequest,
     ) -> Result<(), ApiError> {
         let view = self.view;
-        let permit = match view.access.get(&datastream) {
+        let permit = match view.access(datastream) {
             Some(dataset) => {
                 decide_read(
                     state,
@@ -473,7 +553,7 @@ impl<'a> ObservationReads<'a> {
             }
             None => authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?,
         };
-        self.charged.extend(self.view.grants_used(&[datastream], &request).iter().map(|g| g.id));
+        self.charged.extend(self.view.grants_used(&Reach::Ids(vec![datastream.0]), &request).iter().map(|g| g.id));
         self.path = Some((datastream, permit, 0));
         Ok(())
     }
@@ -481,12 +561,7 @@ impl<'a> ObservationReads<'a> {
     /// Charges the rate of every grant under which a query of `readable`
     /// would read observations, before it runs, once per grant and request
     /// (a collection spans datastreams of several datasets and grants).
-    pub async fn admit(
-        &mut self,
-        state: &AppState,
-        readable: &[DatastreamId],
-        request: &ReadRequest,
-    ) -> Result<(), ApiError> {
+    pub async fn admit(&mut self, state: &AppState, readable: &Reach, request: &ReadRequest) -> Result<(), ApiError> {
         for grant in self.view.grants_used(readable, request) {
             if self.charged.insert(grant.id) {
                 charge_grant(state, self.who, &grant).await?;

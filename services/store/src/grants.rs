@@ -364,3 +364,9 @@ pub async fn held_with_use(pool: &PgPool, org_id: i64) -> Result<Vec<HeldGrant>,
         })
         .collect())
 }
+
+/// Every grant, ordered by id (the API's cached access facts).
+pub async fn all(pool: &PgPool) -> Result<Vec<GrantTerms>, sqlx::Error> {
+    let rows = sqlx::query_as(&format!("{GRANT_SELECT} ORDER BY g.id")).fetch_all(pool).await?;
+    Ok(all_terms(rows))
+}

@@ -9,7 +9,8 @@
 //! data catalog's facts ([`catalog`]), what a datastream's data quality is
 //! computed from ([`quality`]), alert rules as their owners manage them
 //! ([`alerts`]) and the alerts service's states, events, deliveries and
-//! offsets ([`alert_state`]). The operators' listings live beside
+//! offsets ([`alert_state`]), and the access facts the API caches with the
+//! counter that says when to reload them ([`access_facts`]). The operators' listings live beside
 //! their tables too.
 //!
 //! Every statement binds its parameters; decisions about who may read what
@@ -18,6 +19,7 @@
 //! column by column by name, so each statement and the type it fills sit
 //! side by side.
 
+pub mod access_facts;
 pub mod alert_state;
 pub mod alerts;
 pub mod audit;

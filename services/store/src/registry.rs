@@ -733,3 +733,12 @@ pub async fn org_of_datastream(pool: &PgPool, id: DatastreamId) -> Result<i64, R
         .await?
         .ok_or_else(|| RegistryError::NotFound(format!("datastream {id}")))
 }
+
+/// The datastreams `ids` (those that exist), ordered by id: one page of a listing.
+pub async fn datastreams_by_ids(pool: &PgPool, ids: &[DatastreamId]) -> Result<Vec<Datastream>, RegistryError> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    Ok(sqlx::query_as(&format!("{DATASTREAM_SELECT} WHERE d.id = ANY($1) ORDER BY d.id"))
+        .bind(ids)
+        .fetch_all(pool)
+        .await?)
+}

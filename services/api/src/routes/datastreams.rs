@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use hoheit_domain::license::License;
-use hoheit_domain::policy::{Caller, Classification, ReadRequest, Resolution};
+use hoheit_domain::policy::{Caller, Classification, ReadRequest, Resolution, Visibility};
 use hoheit_domain::{DatastreamId, Micros};
 use hoheit_store::datasets::{self, Dataset};
 use hoheit_store::observations::{self, Bucket, Observation};
@@ -25,6 +25,21 @@ use crate::AppState;
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DatastreamList {
     datastreams: Vec<DatastreamView>,
+    /// The next page (an absolute link); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DatastreamsQuery {
+    /// Page size, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<i64>,
+    /// Only datastreams with a larger id: the last id of the previous page (the `next` link says it).
+    #[param(minimum = 0)]
+    after: Option<i64>,
 }
 
 /// A datastream with the terms of the dataset it belongs to, so that a
@@ -70,13 +85,35 @@ async fn terms_by_dataset(state: &AppState) -> Result<HashMap<i64, Dataset>, Api
     Ok(datasets::list(&state.pool).await?.into_iter().map(|d| (d.id, d)).collect())
 }
 
-/// The datastreams the caller may see, with their dataset's terms; the latest value only where it may read raw data.
+/// The datastreams the caller may see, in id order and pages, with their dataset's terms; the
+/// latest value only where it may read raw data.
 #[utoipa::path(get, operation_id = "datastreams_list", path = "/datastreams", tag = "data", security((), ("bearer" = [])),
-    responses((status = 200, description = "the datastreams this caller may see", body = DatastreamList)))]
-pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<DatastreamList>, ApiError> {
-    let visible = visible(&state, &who.caller).await?;
+    params(DatastreamsQuery),
+    responses((status = 200, description = "one page of the datastreams this caller may see; `next` links the next page",
+        body = DatastreamList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Who,
+    ApiQuery(query): ApiQuery<DatastreamsQuery>,
+) -> Result<Json<DatastreamList>, ApiError> {
+    let limit = params::limit(query.limit)?;
+    let after = match query.after {
+        None => DatastreamId(0),
+        Some(after) if after >= 0 => DatastreamId(after),
+        Some(_) => return Err(ApiError::BadRequest("after must be a datastream id (0 or more)".into())),
+    };
+    let view = CallerView::load(&state, &who.caller).await?;
+    // One more than the page: whether a next page follows.
+    let mut page = view.visible_after(after, limit as usize + 1);
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let visible = with_latest_where_readable(&state, &view, &page).await?;
     let values = visible.iter().filter(|v| v.stream.latest_value.is_some()).count();
     audit_latest_values(&state, &who, "datastreams", values).await?;
+    let next = match (more, page.last()) {
+        (true, Some((last, _))) => Some(format!("{}/v1/datastreams?limit={limit}&after={last}", state.public_base)),
+        _ => None,
+    };
     let terms = terms_by_dataset(&state).await?;
     let datastreams = visible
         .into_iter()
@@ -85,7 +122,7 @@ pub async fn list(State(state): State<AppState>, who: Who) -> Result<Json<Datast
             stream: v.stream,
         })
         .collect();
-    Ok(Json(DatastreamList { datastreams }))
+    Ok(Json(DatastreamList { datastreams, next }))
 }
 
 /// A visible datastream and whether the caller may read it raw.
@@ -95,25 +132,35 @@ pub(crate) struct Visible {
     pub raw: bool,
 }
 
-/// The datastreams the caller may see (the policy's `Visibility`), the
-/// latest value only where it may read raw data: the rule of this list and
+/// The datastreams `page` names (visible to the caller), the latest value only where it may read raw data.
+async fn with_latest_where_readable(
+    state: &AppState,
+    view: &CallerView,
+    page: &[(DatastreamId, Visibility)],
+) -> Result<Vec<Visible>, ApiError> {
+    let ids: Vec<DatastreamId> = page.iter().map(|(id, _)| *id).collect();
+    let streams = registry::datastreams_by_ids(&state.pool, &ids).await?;
+    Ok(streams.into_iter().filter_map(|stream| seen_as(view, stream)).collect())
+}
+
+/// `stream` as the caller may see it: `None` if hidden, without its latest value unless readable raw.
+fn seen_as(view: &CallerView, mut stream: Datastream) -> Option<Visible> {
+    let visibility = view.visibility(stream.id);
+    let raw = visibility.shows_latest_value();
+    if !raw {
+        stream.latest_time = None;
+        stream.latest_value = None;
+    }
+    let dataset_id = view.dataset_of(stream.id);
+    visibility.shows_datastreams().then_some(Visible { stream, dataset_id, raw })
+}
+
+/// Every datastream the caller may see (the policy's `Visibility`), the
+/// latest value only where it may read raw data: the rule of the listing and
 /// of the live values.
 pub(crate) async fn visible(state: &AppState, caller: &Arc<Caller>) -> Result<Vec<Visible>, ApiError> {
     let view = CallerView::load(state, caller).await?;
-    Ok(registry::list_datastreams(&state.pool)
-        .await?
-        .into_iter()
-        .filter_map(|mut stream| {
-            let visibility = view.visibility(stream.id);
-            let raw = visibility.shows_latest_value();
-            if !raw {
-                stream.latest_time = None;
-                stream.latest_value = None;
-            }
-            let dataset_id = view.dataset_of(stream.id);
-            visibility.shows_datastreams().then_some(Visible { stream, dataset_id, raw })
-        })
-        .collect())
+    Ok(registry::list_datastreams(&state.pool).await?.into_iter().filter_map(|stream| seen_as(&view, stream)).collect())
 }
 
 /// One datastream with its dataset's terms; its latest value only where the caller may read raw data.

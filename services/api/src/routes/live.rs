@@ -3,22 +3,28 @@
 //! With `Accept: text/event-stream` it is a server-sent event stream: first a
 //! `snapshot` event (the datastreams the caller may see, with their thing's
 //! position and dataset, and the latest value where the caller may read raw
-//! data), then every few seconds a `latest` event with the values that
-//! changed. Without it the answer is the snapshot as JSON. Both follow the
-//! same policy as `GET /v1/datastreams` (the policy's visibility, through the
-//! access gate, re-evaluated on every tick, so an expiring grant stops the
-//! values), and each request writes one audit record through the gate, when
-//! it opens, not one per event.
+//! data), then every second a `latest` event with the values that changed.
+//! Without it the answer is the snapshot as JSON. Both follow the same policy
+//! as `GET /v1/datastreams` (the policy's visibility, through the access
+//! gate, re-evaluated on every tick on the process's cached access facts, so
+//! a revoked or expiring grant stops the values within a second), and each
+//! request writes one audit record through the gate, when it opens, not one
+//! per event.
+//!
+//! The values come from the process's one change feed ([`crate::live_feed`]):
+//! a stream reads the database only for its snapshot, never per tick. A
+//! datastream that becomes readable while a stream is open shows with its
+//! next reading (the next reconnect's snapshot has its current value).
 //! A stream ends after [`MAX_STREAM`] and at shutdown; the client
 //! reconnects, which presents its credential again. Before every tick the
-//! credential is checked again (principal disabled, API key revoked or
-//! expired): a stream whose credential is no longer good sends an `end`
-//! event with the reason and closes, within one tick.
+//! credential is checked again on the cached facts (principal disabled, API
+//! key revoked or expired): a stream whose credential is no longer good
+//! sends an `end` event with the reason and closes, within a tick or two.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -28,18 +34,19 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hoheit_domain::policy::Caller;
-use hoheit_store::principals::{self, AuthError};
+use hoheit_domain::DatastreamId;
+use hoheit_store::latest::{self, LatestReading};
 use hoheit_store::registry;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::datastreams::{visible, Visible};
-use crate::access::audit_latest_values;
+use crate::access::{audit_latest_values, CallerView};
 use crate::auth::Who;
 use crate::error::ApiError;
+use crate::live_feed::{Tick, EVERY};
 use crate::AppState;
 
-/// Time between two `latest` events.
-pub const EVERY: Duration = Duration::from_secs(3);
 /// How long one stream lasts before the client must reconnect.
 pub const MAX_STREAM: Duration = Duration::from_secs(15 * 60);
 
@@ -118,7 +125,7 @@ async fn snapshot(state: &AppState, visible: Vec<Visible>) -> Result<LiveSnapsho
 
 /// Latest values of the datastreams the caller may see, as JSON or, with
 /// `Accept: text/event-stream`, as a live stream (`snapshot`, then `latest`
-/// events every 3 s, for at most 15 minutes; then reconnect).
+/// events every second, for at most 15 minutes; then reconnect).
 #[utoipa::path(get, operation_id = "live_stream", path = "/live", tag = "data", security((), ("bearer" = [])),
     responses((status = 200, description = "the snapshot (JSON), or with `Accept: text/event-stream` the stream: \
         a `snapshot` event (LiveSnapshot), then `latest` events (LiveUpdate); an `end` event with the reason \
@@ -129,75 +136,118 @@ pub async fn stream(State(state): State<AppState>, who: Who, headers: HeaderMap)
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
+    // Subscribed before the first values are read: the feed's next tick holds whatever commits after them.
+    let ticks = streaming.then(|| state.live.subscribe());
     let first = snapshot(&state, visible(&state, &who.caller).await?).await?;
     let values = first.datastreams.iter().filter(|d| d.latest_value.is_some()).count();
     let action = if streaming { "live_stream" } else { "live" };
     audit_latest_values(&state, &who, action, values).await?;
-    if !streaming {
+    let Some(ticks) = ticks else {
         return Ok(Json(first).into_response());
-    }
+    };
     let seen: HashMap<i64, DateTime<Utc>> =
         first.datastreams.iter().filter_map(|d| Some((d.id, d.latest_time?))).collect();
     let opening = Event::default().event("snapshot").json_data(&first).map_err(|_| ApiError::Internal)?;
-    let ticks = futures::stream::unfold(
-        Some((state, who.caller.clone(), seen, Instant::now())),
-        |open: Option<Ticking>| async move {
-            let (state, caller, mut seen, opened) = open?;
-            tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
-                // Shutting down: end the stream, the client reconnects to another replica or later.
-                _ = state.shutdown.cancelled() => return None,
-            }
-            if opened.elapsed() >= MAX_STREAM {
-                return None;
-            }
-            if let Some(reason) = credential_ended(&state, &caller).await {
-                return Some((Ok::<_, Infallible>(Event::default().event("end").data(reason)), None));
-            }
-            let event = match visible(&state, &caller).await {
-                Ok(now) => {
-                    let update = changes(&mut seen, &now);
-                    Event::default().event("latest").json_data(&update).unwrap_or_default()
-                }
-                // The database is away for a moment: say so and keep the stream.
-                Err(error) => Event::default().event("problem").data(error.to_string()),
-            };
-            Some((Ok::<_, Infallible>(event), Some((state, caller, seen, opened))))
-        },
-    );
+    let open = Stream {
+        view: CallerView::on(state.access.current(), &who.caller),
+        state,
+        caller: who.caller.clone(),
+        seen,
+        closes: tokio::time::Instant::now() + MAX_STREAM,
+        ticks,
+        _open: OpenStream::count(),
+    };
+    let ticks = futures::stream::unfold(Some(open), |open: Option<Stream>| async move { open?.tick().await });
     let events = futures::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(ticks);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
-/// A stream between two ticks: the state, the caller, the latest times sent, when it opened.
-type Ticking = (AppState, Arc<Caller>, HashMap<i64, DateTime<Utc>>, Instant);
+/// Counts an open stream in `hoheit_live_streams` while it lives.
+struct OpenStream;
 
-/// Why the stream must end, if the caller's credential is no longer good
-/// (the operator's token and anonymous callers have nothing to revoke; a
-/// database that is away for a moment ends nothing, the tick reports it).
-async fn credential_ended(state: &AppState, caller: &Caller) -> Option<String> {
-    match principals::still_valid(&state.pool, caller.principal()?).await {
-        Ok(()) | Err(AuthError::Unavailable) => None,
-        Err(ended) => Some(ended.to_string()),
+impl OpenStream {
+    fn count() -> Self {
+        metrics::gauge!("hoheit_live_streams").increment(1.0);
+        OpenStream
     }
 }
 
-/// What changed since the last event: new latest values, and datastreams no longer readable raw.
-fn changes(seen: &mut HashMap<i64, DateTime<Utc>>, now: &[Visible]) -> LiveUpdate {
-    let mut values = Vec::new();
-    let mut readable = BTreeSet::new();
-    for v in now.iter().filter(|v| v.raw) {
-        readable.insert(v.stream.id.0);
-        if let (Some(time), Some(value)) = (v.stream.latest_time, v.stream.latest_value) {
-            if seen.get(&v.stream.id.0) != Some(&time) {
-                seen.insert(v.stream.id.0, time);
-                values.push(LiveValue { datastream_id: v.stream.id.0, time, value });
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("hoheit_live_streams").decrement(1.0);
+    }
+}
+
+/// A stream between two ticks.
+struct Stream {
+    state: AppState,
+    caller: Arc<Caller>,
+    /// The caller's view the last tick decided on.
+    view: CallerView,
+    /// The latest time sent of each datastream.
+    seen: HashMap<i64, DateTime<Utc>>,
+    closes: tokio::time::Instant,
+    ticks: broadcast::Receiver<Tick>,
+    _open: OpenStream,
+}
+
+impl Stream {
+    /// The next event, or `None` when the stream ends.
+    async fn tick(mut self) -> Option<(Result<Event, Infallible>, Option<Stream>)> {
+        let tick = tokio::select! {
+            tick = self.ticks.recv() => tick,
+            // Shutting down: end the stream, the client reconnects to another replica or later.
+            _ = self.state.shutdown.cancelled() => return None,
+            _ = tokio::time::sleep_until(self.closes) => return None,
+        };
+        let readings = match tick {
+            Ok(readings) => readings,
+            // Fell behind the feed: read the latest values anew and send what differs.
+            Err(broadcast::error::RecvError::Lagged(_)) => match latest::all(&self.state.pool).await {
+                Ok(all) => Arc::new(all),
+                Err(_) => return Some((Ok(problem(ApiError::Unavailable)), Some(self))),
+            },
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        let snapshot = self.state.access.current();
+        if let Some(ended) = self.caller.principal().and_then(|p| snapshot.credential_ended(p, Utc::now())) {
+            return Some((Ok(Event::default().event("end").data(ended.to_string())), None));
+        }
+        let view = CallerView::on(snapshot, &self.caller);
+        let update = self.changes(&view, &readings);
+        self.view = view;
+        Some((Ok(Event::default().event("latest").json_data(&update).unwrap_or_default()), Some(self)))
+    }
+
+    /// What changed since the last event: new latest values the caller may read raw, and the
+    /// datastreams it may no longer read raw (looked for only when the view changed).
+    fn changes(&mut self, view: &CallerView, readings: &[LatestReading]) -> LiveUpdate {
+        let mut withdrawn = Vec::new();
+        if !view.reads_raw_as(&self.view) {
+            withdrawn = self
+                .seen
+                .keys()
+                .copied()
+                .filter(|id| !view.visibility(DatastreamId(*id)).shows_latest_value())
+                .collect();
+            for id in &withdrawn {
+                self.seen.remove(id);
             }
         }
+        let mut values = Vec::new();
+        for reading in readings {
+            let id = reading.datastream_id.0;
+            if view.visibility(reading.datastream_id).shows_latest_value() && self.seen.get(&id) != Some(&reading.time)
+            {
+                self.seen.insert(id, reading.time);
+                values.push(LiveValue { datastream_id: id, time: reading.time, value: reading.value });
+            }
+        }
+        LiveUpdate { values, withdrawn }
     }
-    let withdrawn: Vec<i64> = seen.keys().copied().filter(|id| !readable.contains(id)).collect();
-    for id in &withdrawn {
-        seen.remove(id);
-    }
-    LiveUpdate { values, withdrawn }
+}
+
+/// The database is away for a moment: say so and keep the stream.
+fn problem(error: ApiError) -> Event {
+    Event::default().event("problem").data(error.to_string())
 }

@@ -18,7 +18,7 @@ use super::options::{Expand, Options, MAX_ENTITIES};
 use super::path::{not_found, Target};
 use super::render::Writer;
 use super::scope::{read_request, Scope};
-use super::sql::View;
+use super::sql::{Reach, View};
 use crate::access::ObservationReads;
 use crate::error::ApiError;
 use crate::AppState;
@@ -54,10 +54,6 @@ fn too_many_entities() -> ApiError {
     ApiError::BadRequest(format!(
         "the response would hold more than {MAX_ENTITIES} entities; lower $top inside $expand or expand fewer levels"
     ))
-}
-
-fn datastream_ids(ids: &[i64]) -> Vec<DatastreamId> {
-    ids.iter().map(|id| DatastreamId(*id)).collect()
 }
 
 impl<'a> Answer<'a> {
@@ -109,9 +105,9 @@ impl<'a> Answer<'a> {
                 }
                 other => other,
             })?;
-            view.readable = vec![datastream.0];
+            view.readable = Reach::Ids(vec![datastream.0]);
         }
-        self.reads.admit(self.state, &datastream_ids(&view.readable), request).await?;
+        self.reads.admit(self.state, &view.readable, request).await?;
         Ok(view)
     }
 
@@ -131,7 +127,7 @@ impl<'a> Answer<'a> {
                 keys.dedup();
                 let request = if nav.target == Entity::Observations { read_request(&expand.options) } else { *outer };
                 let view = self.scope.of(nav.target, Some(&request));
-                self.reads.admit(self.state, &datastream_ids(&view.readable), &request).await?;
+                self.reads.admit(self.state, &view.readable, &request).await?;
                 let limit = if nav.single { 1 } else { expand.options.top() };
                 let mut children = if keys.is_empty() {
                     Vec::new()

@@ -52,7 +52,7 @@ pub const ALL: [Entity; 8] = [
 /// Which rows of a base query a caller sees: the datastreams whose metadata
 /// it may see, and (for observations) those it may read raw.
 pub enum Scope {
-    /// Bound as `$n::bigint[]`.
+    /// A predicate over the datastreams (`sql::push_base`).
     Datastreams,
     ReadableDatastreams,
 }
@@ -117,44 +117,45 @@ impl Entity {
         self == Entity::Observations
     }
 
-    /// The subquery of this entity type; `{scope}` is replaced by the bound id array.
-    pub fn base(self) -> (&'static str, Scope) {
+    /// The subquery of this entity type, which datastreams limit it, and the
+    /// alias of the datastreams the `{scope}` predicate (the caller's view) is over.
+    pub fn base(self) -> (&'static str, Scope, &'static str) {
         match self {
             Entity::Things => (
                 "SELECT t.id, t.name, t.name || ', ' || o.name AS description,
                         jsonb_build_object('organisation', o.slug, 'thing', t.slug) AS properties
                  FROM things t JOIN organisations o ON o.id = t.org_id
-                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
-                Scope::Datastreams,
+                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND {scope})",
+                Scope::Datastreams, "vd",
             ),
             Entity::Locations | Entity::FeaturesOfInterest => (
                 "SELECT t.id, t.name, 'Position of ' || t.name AS description, 'application/geo+json' AS \"encodingType\",
                         point(t.longitude, t.latitude) AS geo, t.id AS thing_id
                  FROM things t
                  WHERE t.latitude IS NOT NULL AND t.longitude IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
-                Scope::Datastreams,
+                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND {scope})",
+                Scope::Datastreams, "vd",
             ),
             Entity::HistoricalLocations => (
                 "SELECT t.id, t.created_at AS time, t.id AS thing_id
                  FROM things t
                  WHERE t.latitude IS NOT NULL AND t.longitude IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
-                Scope::Datastreams,
+                   AND EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND {scope})",
+                Scope::Datastreams, "vd",
             ),
             Entity::Sensors => (
                 "SELECT t.id, t.name || ' (device)' AS name,
                         'The measuring device at ' || t.name || ', registered by ' || o.name AS description,
                         'text/plain' AS \"encodingType\", 'hoheit:' || o.slug || '/' || t.slug AS metadata
                  FROM things t JOIN organisations o ON o.id = t.org_id
-                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND vd.id = ANY({scope}))",
-                Scope::Datastreams,
+                 WHERE EXISTS (SELECT 1 FROM datastreams vd WHERE vd.thing_id = t.id AND {scope})",
+                Scope::Datastreams, "vd",
             ),
             Entity::ObservedProperties => (
                 "SELECT min(d.id) AS id, d.property AS name, 'urn:hoheit:property:' || d.property AS definition,
                         'The property ' || d.property || ' as registered in Hoheit' AS description
-                 FROM datastreams d GROUP BY d.property HAVING bool_or(d.id = ANY({scope}))",
-                Scope::Datastreams,
+                 FROM datastreams d GROUP BY d.property HAVING bool_or({scope})",
+                Scope::Datastreams, "d",
             ),
             Entity::Datastreams => (
                 "SELECT d.id, d.name, d.name || ' at ' || t.name AS description,
@@ -165,14 +166,14 @@ impl Entity {
                         d.thing_id, (SELECT min(p.id) FROM datastreams p WHERE p.property = d.property) AS property_id
                  FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
                  LEFT JOIN datasets ds ON ds.id = d.dataset_id
-                 WHERE d.id = ANY({scope})",
-                Scope::Datastreams,
+                 WHERE {scope}",
+                Scope::Datastreams, "d",
             ),
             Entity::Observations => (
                 "SELECT ob.datastream_id, ob.time, ob.value, od.thing_id
                  FROM observations ob JOIN datastreams od ON od.id = ob.datastream_id
-                 WHERE ob.datastream_id = ANY({scope})",
-                Scope::ReadableDatastreams,
+                 WHERE {scope}",
+                Scope::ReadableDatastreams, "od",
             ),
         }
     }

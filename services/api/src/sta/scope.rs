@@ -1,7 +1,8 @@
 //! The part of Hoheit's tables one SensorThings query sees, as the access
 //! gate decides it ([`CallerView`]): the datastreams whose metadata the
 //! caller may see, and for observations those it may read raw over the
-//! query's time range.
+//! query's time range; both as the gate's [`Reach`] (every datastream, or
+//! those of some datasets), not as a list of every id.
 
 use chrono::{DateTime, Utc};
 use hoheit_domain::policy::{ReadRequest, Resolution};
@@ -9,24 +10,24 @@ use hoheit_domain::DatastreamId;
 
 use super::model::Entity;
 use super::options::Options;
-use super::sql::{self, View};
+use super::sql::{self, Reach, View};
 use crate::access::CallerView;
 
 /// The caller's view for the queries of one request.
 pub struct Scope<'a> {
     view: &'a CallerView,
-    /// Datastreams whose metadata the caller may see, in id order.
-    visible: Vec<DatastreamId>,
+    /// Datastreams whose metadata the caller may see.
+    visible: Reach,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(view: &'a CallerView) -> Self {
-        Scope { view, visible: view.visible() }
+        Scope { view, visible: view.reach(None) }
     }
 
     /// Whether the caller may see the datastream `id`.
     pub fn shows(&self, id: i64) -> bool {
-        self.visible.binary_search(&DatastreamId(id)).is_ok()
+        self.view.shows(DatastreamId(id))
     }
 
     /// The view of a query of `entity`; for observations, the datastreams
@@ -34,16 +35,12 @@ impl<'a> Scope<'a> {
     pub fn of(&self, entity: Entity, request: Option<&ReadRequest>) -> View {
         let readable = if entity == Entity::Observations {
             let request = request.copied().unwrap_or_else(|| ReadRequest::spanning(Resolution::Raw, None, None));
-            self.view.readable(&self.visible, &request)
+            self.view.reach(Some(&request))
         } else {
-            Vec::new()
+            Reach::Ids(Vec::new())
         };
-        View { datastreams: ids(&self.visible), readable: ids(&readable) }
+        View { datastreams: self.visible.clone(), readable }
     }
-}
-
-fn ids(datastreams: &[DatastreamId]) -> Vec<i64> {
-    datastreams.iter().map(|d| d.0).collect()
 }
 
 /// The read a query of observations makes: raw readings over the time its

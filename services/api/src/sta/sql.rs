@@ -8,6 +8,7 @@ use sqlx::{Postgres, QueryBuilder};
 use super::expr::{BinaryOp, Expr, Geometry, Lambda, OrderItem, Quantifier};
 use super::lambda;
 use super::model::{Entity, Navigation, Scope, Ty};
+pub use crate::access::Reach;
 
 pub type Sql = QueryBuilder<'static, Postgres>;
 
@@ -19,23 +20,58 @@ pub type Sql = QueryBuilder<'static, Postgres>;
 /// organisation) in one filter.
 pub const MAX_NAVIGATIONS: usize = 6;
 
-/// The id arrays that limit every base query to the caller's view.
+/// What limits every base query to the caller's view, as the access gate decided it.
 pub struct View {
     /// Datastreams whose metadata the caller may see.
-    pub datastreams: Vec<i64>,
+    pub datastreams: Reach,
     /// Datastreams whose raw readings the caller may read (for the range of this request).
-    pub readable: Vec<i64>,
+    pub readable: Reach,
 }
 
-/// Appends `(<base of entity>) alias`, binding the view's ids.
+impl View {
+    /// A view of the datastreams `ids`, readable or not (tests and option checks).
+    pub fn of_ids(datastreams: Vec<i64>, readable: Vec<i64>) -> Self {
+        View { datastreams: Reach::Ids(datastreams), readable: Reach::Ids(readable) }
+    }
+}
+
+/// Appends `(<base of entity>) alias`, its `{scope}` replaced by the view's predicate.
 pub fn push_base(sql: &mut Sql, entity: Entity, view: &View, alias: &str) {
-    let (text, scope) = entity.base();
-    let ids = match scope {
-        Scope::Datastreams => view.datastreams.clone(),
-        Scope::ReadableDatastreams => view.readable.clone(),
+    let (text, scope, datastream) = entity.base();
+    let reach = match scope {
+        Scope::Datastreams => &view.datastreams,
+        Scope::ReadableDatastreams => &view.readable,
     };
     let (before, after) = text.split_once("{scope}").expect("every base query has one {scope}");
-    sql.push("(").push(before).push_bind(ids).push("::bigint[]").push(after).push(") ").push(alias);
+    sql.push("(").push(before);
+    push_reach(sql, reach, datastream);
+    sql.push(after).push(") ").push(alias);
+}
+
+/// The predicate over the datastreams aliased `d` that holds for those `reach` names:
+/// `true`, their ids bound as one array, or their datasets and organisations (a few ids
+/// each, however many datastreams they hold).
+fn push_reach(sql: &mut Sql, reach: &Reach, d: &str) {
+    match reach {
+        Reach::All => {
+            sql.push("true");
+        }
+        Reach::Ids(ids) => {
+            sql.push(format!("{d}.id = ANY(")).push_bind(ids.clone()).push("::bigint[])");
+        }
+        Reach::Of { datasets, orgs } if datasets.is_empty() && orgs.is_empty() => {
+            sql.push("false");
+        }
+        Reach::Of { datasets, orgs } => {
+            sql.push(format!("({d}.dataset_id = ANY(")).push_bind(datasets.clone()).push("::bigint[])");
+            if !orgs.is_empty() {
+                sql.push(format!(" OR ({d}.dataset_id IS NULL AND {d}.thing_id IN (SELECT vt.id FROM things vt WHERE vt.org_id = ANY("))
+                    .push_bind(orgs.clone())
+                    .push("::bigint[])))");
+            }
+            sql.push(")");
+        }
+    }
 }
 
 /// The type of a translated expression; `Null` for the literal null.
@@ -649,13 +685,13 @@ fn spatial(name: &str, args: &[Expr], a: Vec<Fragment>) -> Result<Fragment, Stri
 /// (types, unknown properties, too many navigations) are reported while the
 /// options are read, before any query of the request runs.
 pub fn check_filter(entity: Entity, expr: &Expr) -> Result<(), String> {
-    let view = View { datastreams: Vec::new(), readable: Vec::new() };
+    let view = View::of_ids(Vec::new(), Vec::new());
     Translator { view: &view }.push_filter(&mut Sql::new(""), entity, expr)
 }
 
 /// [`check_filter`] for `$orderby`.
 pub fn check_order(entity: Entity, items: &[OrderItem]) -> Result<(), String> {
-    let view = View { datastreams: Vec::new(), readable: Vec::new() };
+    let view = View::of_ids(Vec::new(), Vec::new());
     Translator { view: &view }.push_order(&mut Sql::new(""), entity, items)
 }
 
@@ -788,7 +824,7 @@ mod tests {
     use super::*;
 
     fn sql_of(entity: Entity, filter: &str) -> Result<String, String> {
-        let view = View { datastreams: vec![1], readable: vec![1] };
+        let view = View::of_ids(vec![1], vec![1]);
         let mut sql = Sql::new("");
         Translator { view: &view }.push_filter(&mut sql, entity, &parse_filter(filter)?)?;
         Ok(sql.sql().to_owned())
@@ -797,7 +833,7 @@ mod tests {
     /// `$filter` of `entity` as its exact SQL and bound literals
     /// (`SQL | [binds]`), or `error: …`.
     fn described(entity: Entity, filter: &str) -> String {
-        let view = View { datastreams: vec![1], readable: vec![1] };
+        let view = View::of_ids(vec![1], vec![1]);
         let translator = Translator { view: &view };
         let run = || -> Result<String, String> {
             let expr = parse_filter(filter)?;
@@ -1095,7 +1131,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let view = View { datastreams: vec![1, 2], readable: vec![1] };
+        let view = View::of_ids(vec![1, 2], vec![1]);
         let translator = Translator { view: &view };
         for _ in 0..20_000 {
             let len = 1 + next() % 12;

@@ -874,7 +874,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The datastreams the caller may see, with their dataset's terms; the latest value only where it may read raw data. */
+        /**
+         * The datastreams the caller may see, in id order and pages, with their dataset's terms; the
+         *     latest value only where it may read raw data.
+         */
         get: operations["datastreams_list"];
         put?: never;
         post?: never;
@@ -1022,7 +1025,7 @@ export interface paths {
         /**
          * Latest values of the datastreams the caller may see, as JSON or, with
          *     `Accept: text/event-stream`, as a live stream (`snapshot`, then `latest`
-         *     events every 3 s, for at most 15 minutes; then reconnect).
+         *     events every second, for at most 15 minutes; then reconnect).
          */
         get: operations["live_stream"];
         put?: never;
@@ -1539,6 +1542,8 @@ export interface components {
         DatastreamId: number;
         DatastreamList: {
             datastreams: components["schemas"]["DatastreamView"][];
+            /** @description The next page (an absolute link); absent on the last page. */
+            next?: string | null;
         };
         /**
          * @description A change of a datastream; absent members stay as they are, `null`
@@ -8222,14 +8227,19 @@ export interface operations {
     };
     datastreams_list: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Page size, 1 to 10,000; default 1,000. */
+                limit?: number;
+                /** @description Only datastreams with a larger id: the last id of the previous page (the `next` link says it). */
+                after?: number;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description the datastreams this caller may see */
+            /** @description one page of the datastreams this caller may see; `next` links the next page */
             200: {
                 headers: {
                     [name: string]: unknown;
