@@ -213,6 +213,12 @@ async fn measure(
     let http = reqwest::Client::new();
     wait_ready(&http, &format!("http://127.0.0.1:{port}/readyz"), &mut ingest, Duration::from_secs(60)).await?;
     let metrics = format!("http://127.0.0.1:{port}/metrics");
+    // Measured with the whole registry in ingest's snapshot (it loads in the background).
+    let (_, load_secs) = crate::overload::snapshot_loaded(&http, &metrics, args.things * args.properties).await?;
+    println!(
+        "  ingest's registry snapshot: {} datastreams loaded in {load_secs:.2} s",
+        thousands((args.things * args.properties) as f64)
+    );
 
     let mut table = Table::new(
         format!("ingest: {} publishers, {} datastreams", args.publishers, args.things * args.properties),

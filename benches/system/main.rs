@@ -20,7 +20,11 @@
 //!   CSV of 10,000 rows: parse, dry run, import, the same file again;
 //! - `alerts`: the release `hoheit-alerts` with 10,000 rules beside the
 //!   end-to-end pipeline at its steady rate: its lag beside the writer's,
-//!   publish-to-webhook latency, RSS.
+//!   publish-to-webhook latency, RSS;
+//! - `overload`: twice the highest sustained rate for ten minutes with
+//!   300,000 datastreams registered, PUBACKs counted per message: every
+//!   acknowledged reading stored exactly once afterwards, RSS, the broker's
+//!   queue.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -37,6 +41,7 @@ mod harness;
 mod import;
 mod ingest;
 mod mqtt;
+mod overload;
 mod push;
 mod writer;
 
@@ -74,6 +79,8 @@ enum Command {
     Import(import::ImportArgs),
     /// hoheit-alerts with 10,000 rules beside the end-to-end pipeline: lag, notification latency, RSS.
     Alerts(alerts::AlertsArgs),
+    /// Twice the highest sustained rate for minutes with 300,000 datastreams: every PUBACKed reading stored once, RSS.
+    Overload(overload::OverloadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Push(args) => tables.extend(push::run(&infra, args).await?),
             Command::Import(args) => tables.extend(import::run(&infra, args).await?),
             Command::Alerts(args) => tables.extend(alerts::run(&infra, args).await?),
+            Command::Overload(args) => tables.extend(overload::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };

@@ -33,6 +33,7 @@ mod opendata;
 mod pipeline;
 mod push;
 mod quality;
+mod registry_cache;
 mod replay;
 mod senml;
 mod simulator;

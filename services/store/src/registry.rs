@@ -742,3 +742,44 @@ pub async fn datastreams_by_ids(pool: &PgPool, ids: &[DatastreamId]) -> Result<V
         .fetch_all(pool)
         .await?)
 }
+
+/// [`KEY_SELECT`] in byte order of organisation, thing and property slug.
+static STREAM_ALL_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(r#"{KEY_SELECT} ORDER BY o.slug COLLATE "C", t.slug COLLATE "C", d.property COLLATE "C""#)
+});
+
+/// Every datastream's key and reference as a stream, ordered by organisation,
+/// thing and property slug in byte order (slugs are ASCII, so this is also
+/// `str`'s order): ingest builds its compact cache from it row by row instead
+/// of holding 300,000 decoded rows at once. Rows whose stored slugs do not
+/// parse are left out (as by [`load_all`]).
+pub fn stream_all(
+    pool: &PgPool,
+) -> impl futures::Stream<Item = Result<(DatastreamKey, DatastreamRef), sqlx::Error>> + Send + '_ {
+    use futures::StreamExt as _;
+    sqlx::query_as::<_, KeyRow>(STREAM_ALL_SELECT.as_str()).fetch(pool).filter_map(|row| async move {
+        match row {
+            Ok(row) => Some(Ok((row.key()?, row.reference()))),
+            Err(error) => Some(Err(error)),
+        }
+    })
+}
+
+/// How many datastreams are registered (to size ingest's cache before loading it).
+pub async fn datastream_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM datastreams").fetch_one(pool).await
+}
+
+/// Per organisation: its number of datastreams and the sums of their ids and
+/// of their datasets' ids. A cheap fingerprint of who owns which datastream
+/// (a few rows, however many datastreams): the broker's reconcile compares
+/// the ACLs in full only when it moved.
+pub async fn datastream_ownership_digest(pool: &PgPool) -> Result<Vec<(String, i64, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.slug, count(*), sum(d.id)::bigint, coalesce(sum(d.dataset_id), 0)::bigint
+         FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
+         GROUP BY o.slug ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+}

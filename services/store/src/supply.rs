@@ -376,3 +376,17 @@ pub async fn transparency(
     .fetch_all(pool)
     .await
 }
+
+/// The supply grants in force at `now` (id and things), a few rows: with
+/// [`crate::registry::datastream_ownership_digest`] the fingerprint of what
+/// [`supplied_datastreams`] would answer.
+pub async fn grants_in_force(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<(i64, Option<Vec<i64>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.id, s.things FROM supply_grants s JOIN datasets d ON d.id = s.dataset_id
+         WHERE s.revoked_at IS NULL AND s.valid_from <= $1 AND s.valid_until > $1 AND d.erased_at IS NULL
+         ORDER BY s.id",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
