@@ -741,7 +741,8 @@ async fn the_owners_grants_on_all_their_datasets_come_in_one_request() -> anyhow
     let until = (Utc::now() + chrono::Duration::days(365)).to_rfc3339();
     let mut grants = Vec::new();
     // Two grants on the first dataset, one on the second, none on the third, one on the company's.
-    for (dataset, contract) in [(datasets[0], "V-1"), (datasets[0], "V-2"), (datasets[1], "L-1"), (datasets[3], "W-1")] {
+    for (dataset, contract) in [(datasets[0], "V-1"), (datasets[0], "V-2"), (datasets[1], "L-1"), (datasets[3], "W-1")]
+    {
         let grant = api
             .post_ok(
                 "/v1/admin/grants",
