@@ -32,7 +32,7 @@ pub struct OwnedGrants {
 
 /// Every grant (revoked and expired ones included, as on one dataset's listing) on
 /// the datasets an organisation owns: for its admins and data owners, and the operator.
-#[utoipa::path(get, operation_id = "grants_owned", path = "/grants", tag = "datasets", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "owned_grants_list", path = "/grants", tag = "datasets", security(("bearer" = [])),
     params(OwnedGrantsQuery),
     responses((status = 200, description = "the grants on the organisation's datasets", body = OwnedGrants)))]
 pub async fn list(

@@ -1023,7 +1023,7 @@ export interface paths {
          * Every grant (revoked and expired ones included, as on one dataset's listing) on
          *     the datasets an organisation owns: for its admins and data owners, and the operator.
          */
-        get: operations["grants_owned"];
+        get: operations["owned_grants_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -8900,7 +8900,7 @@ export interface operations {
             };
         };
     };
-    grants_owned: {
+    owned_grants_list: {
         parameters: {
             query?: {
                 /**
