@@ -908,3 +908,35 @@ pub async fn authorize_rule(
 
 /// The range a raw rule is decided over: the last minute up to now.
 const RULE_RAW_SPAN_SECS: i64 = 60;
+
+// ---- grants on an organisation's datasets ----
+
+/// The organisation whose datasets' grants `who` may list (`asked`, or its own by
+/// default): its admins and data owners their own, the operator any (`None`: every
+/// organisation's); `401` anonymous, `403` with the reason for anyone else. The same
+/// rule as one dataset's grants (`/v1/datasets/{id}/grants`), for all of them at once.
+pub async fn owned_grants_scope(state: &AppState, who: &Who, asked: Option<Slug>) -> Result<Option<i64>, ApiError> {
+    let org = match (&*who.caller, asked) {
+        (Caller::Anonymous, _) => {
+            return Err(ApiError::Unauthorized(
+                "grants on a dataset are shown to its owner's admins and data owners: present an API key".into(),
+            ))
+        }
+        (Caller::Operator, None) => return Ok(None),
+        (Caller::Operator, Some(asked)) => asked,
+        (Caller::Principal(p), None) => Slug::parse("org", &p.org_slug).map_err(|_| ApiError::Internal)?,
+        (Caller::Principal(p), Some(asked)) if asked.as_str() == p.org_slug => asked,
+        (Caller::Principal(p), Some(asked)) => {
+            return Err(ApiError::Forbidden(format!(
+                "grants on the datasets of {asked} are shown only to that organisation's admins and data owners; you belong to {}",
+                p.org_slug
+            )))
+        }
+    };
+    let org_id = registry::organisation_id(&state.pool, &org).await?;
+    require_or(&who.caller, Needs::DataOwner(org_id), || {
+        let role = who.caller.principal().map_or("none", |p| p.role.as_str());
+        format!("grants on the datasets of {org} are shown to its admins and data owners; your role is {role}")
+    })?;
+    Ok(Some(org_id))
+}

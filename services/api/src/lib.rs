@@ -292,7 +292,7 @@ async fn chain_head_job(pool: PgPool, shutdown: CancellationToken) {
 pub fn documented_routes() -> OpenApiRouter<AppState> {
     use routes::{
         admin, alerts, audit, connectors, datasets, datastreams, dead_letters, device_types, health, live, me,
-        opendata, organisations, push, quality, supply, things,
+        opendata, organisations, owned_grants, push, quality, supply, things,
     };
     let v1 = OpenApiRouter::new()
         .routes(routes!(datastreams::list))
@@ -339,6 +339,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(me::reads))
         .routes(routes!(datasets::get_one, datasets::erase))
         .routes(routes!(datasets::grants_on))
+        .routes(routes!(owned_grants::list))
         .routes(routes!(datasets::export))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))

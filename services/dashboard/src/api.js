@@ -3,6 +3,8 @@
 // Authorization header. The key lives only in this module's memory: never in
 // a URL, never in localStorage or sessionStorage, gone on reload or sign-out.
 
+import { eventReader } from './sse.js';
+
 /** @typedef {import('./types/api').components['schemas']['Problem']} Problem */
 
 /** @type {string | null} */
@@ -127,26 +129,10 @@ export async function stream(path, onEvent, signal) {
   if (!response.ok) throw await problemOf(response);
   if (!response.body) return;
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
+  const events = eventReader(onEvent);
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value.replace(/\r\n/g, '\n');
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = 'message';
-      const data = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') name = val;
-        else if (field === 'data') data.push(val);
-      }
-      if (data.length) onEvent(name, data.join('\n'));
-    }
+    events.push(value);
   }
 }

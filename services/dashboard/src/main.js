@@ -30,7 +30,9 @@ import { organisations } from './labels.js';
  * A `latest` event of the live stream: new latest values, and datastreams whose values
  * the caller may no longer read. The OpenAPI document names it (LiveUpdate) in the
  * description of /v1/live but has no schema for stream events, so it is written here.
- * @typedef {{ values: { datastream_id: number, time: string, value: number }[], withdrawn: number[] }} LiveUpdate
+ * `snapshot` (the dashboard's own mark, not the API's) says a new snapshot replaced
+ * every datastream: the views select again what they show.
+ * @typedef {{ values: { datastream_id: number, time: string, value: number }[], withdrawn: number[], snapshot?: boolean }} LiveUpdate
  */
 /** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
 /** @typedef {import('./types/api').components['schemas']['DatasetList']} DatasetList */
@@ -140,10 +142,27 @@ function applyUpdate(update) {
 }
 
 /**
- * Keeps the live stream open (reconnecting with back-off) until aborted.
+ * Opens the live stream and keeps it open (reconnecting with back-off) until aborted.
+ * Resolves with the stream's first snapshot, so that the views start from it: one
+ * snapshot of the registry per sign-in, not a JSON one and then the stream's (with a
+ * town's registry each is megabytes). Rejects when the stream fails before it (a
+ * refused key: the sign-in fails); resolves at once when aborted meanwhile.
  * @param {AbortController} controller
+ * @returns {Promise<void>}
  */
-async function runLive(controller) {
+function openLive(controller) {
+  return new Promise((resolve, reject) => {
+    runLive(controller, resolve, reject);
+  });
+}
+
+/**
+ * @param {AbortController} controller
+ * @param {() => void} opened called on the first snapshot
+ * @param {(e: unknown) => void} failed called when the stream fails before it
+ */
+async function runLive(controller, opened, failed) {
+  let first = true;
   let delay = 1000;
   while (!controller.signal.aborted) {
     try {
@@ -154,7 +173,11 @@ async function runLive(controller) {
             applySnapshot(JSON.parse(data));
             setLive(true);
             delay = 1000;
-            for (const fn of state.listeners) fn({ values: [], withdrawn: [] });
+            if (first) {
+              first = false;
+              opened();
+            }
+            for (const fn of state.listeners) fn({ values: [], withdrawn: [], snapshot: true });
           } else if (name === 'latest') {
             applyUpdate(JSON.parse(data));
           }
@@ -162,17 +185,27 @@ async function runLive(controller) {
         controller.signal,
       );
     } catch (e) {
-      if (controller.signal.aborted) return;
+      if (controller.signal.aborted) break;
+      if (first) {
+        setLive(false);
+        failed(e);
+        return;
+      }
       if (e instanceof ApiProblem && (e.status === 401 || e.status === 403)) {
         setLive(false);
         return;
       }
     }
-    if (controller.signal.aborted) return;
+    if (controller.signal.aborted) break;
     setLive(false);
+    if (first) {
+      failed(new Error('the live stream ended before its snapshot'));
+      return;
+    }
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 30000);
   }
+  if (first) opened();
 }
 
 /**
@@ -190,12 +223,16 @@ async function loadOrganisations() {
   }
 }
 
-/** Loads what this caller may see, then (re)opens the live stream. */
+/** (Re)opens the live stream and loads what this caller may see. */
 async function load() {
   state.live?.abort();
-  /** @type {[LiveSnapshot, DatasetList, Organisation[]]} */
-  const [snapshot, datasets, orgs] = await Promise.all([getJson('/v1/live'), getJson('/v1/datasets'), loadOrganisations()]);
-  applySnapshot(snapshot);
+  const live = new AbortController();
+  state.live = live;
+  /** @type {[void, DatasetList, Organisation[]]} */
+  const [, datasets, orgs] = await Promise.all([openLive(live), getJson('/v1/datasets'), loadOrganisations()]).catch((e) => {
+    live.abort();
+    throw e;
+  });
   state.datasets = new Map(datasets.datasets.map((d) => [d.id, d]));
   state.orgs = organisations(orgs);
   state.ownsData = false;
@@ -214,8 +251,6 @@ async function load() {
   byId('nav-onboarding').hidden = !mayOnboard(state);
   byId('nav-access').hidden = !signedIn();
   byId('nav-alerts').hidden = !signedIn();
-  state.live = new AbortController();
-  runLive(state.live);
 }
 
 function renderSession() {

@@ -10,7 +10,7 @@ import { action, formatTime, license, t, theme } from './i18n.js';
 import { orgLabel } from './labels.js';
 
 /** @typedef {import('./types/api').components['schemas']['Dataset']} Dataset */
-/** @typedef {import('./types/api').components['schemas']['GrantList']} GrantList */
+/** @typedef {import('./types/api').components['schemas']['OwnedGrants']} OwnedGrants */
 /** @typedef {import('./types/api').components['schemas']['GrantTerms']} GrantTerms */
 /** @typedef {import('./types/api').components['schemas']['AuditPage']} AuditPage */
 /** @typedef {import('./types/api').components['schemas']['DeadLetterPage']} DeadLetterPage */
@@ -23,16 +23,23 @@ function problemText(e) {
 /** @param {import('./main.js').View} view */
 export async function renderOwner({ state, main }) {
   main.append(h('h2', {}, t('owner')));
-  // The datasets whose grants this caller may see are the ones it manages.
+  // The datasets this caller manages, with their grants: one request for all of them
+  // (refused for whoever manages none).
   /** @type {{ ds: Dataset, grants: GrantTerms[] }[]} */
   const owned = [];
-  for (const ds of state.datasets.values()) {
-    try {
-      /** @type {GrantList} */
-      const list = await getJson(`/v1/datasets/${ds.id}/grants`);
-      owned.push({ ds, grants: list.grants });
-    } catch {
-      /* not an owner of this one */
+  /** @type {OwnedGrants | null} */
+  const all = await getJson('/v1/grants').catch(() => null);
+  if (all) {
+    /** @type {Map<number, GrantTerms[]>} */
+    const byDataset = new Map();
+    for (const g of all.grants) {
+      const list = byDataset.get(g.dataset_id);
+      if (list) list.push(g);
+      else byDataset.set(g.dataset_id, [g]);
+    }
+    const mine = state.me?.organisation?.slug;
+    for (const ds of state.datasets.values()) {
+      if (state.me?.operator || ds.owner === mine) owned.push({ ds, grants: byDataset.get(ds.id) ?? [] });
     }
   }
   const grantsSection = h('section', { 'aria-labelledby': 'h-grants' }, h('h3', { id: 'h-grants' }, `${t('dataset')} & ${t('grants')}`));

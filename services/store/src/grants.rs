@@ -370,3 +370,17 @@ pub async fn all(pool: &PgPool) -> Result<Vec<GrantTerms>, sqlx::Error> {
     let rows = sqlx::query_as(&format!("{GRANT_SELECT} ORDER BY g.id")).fetch_all(pool).await?;
     Ok(all_terms(rows))
 }
+
+/// Every grant on the datasets `owner_org_id` owns (`None`: on every dataset), for the
+/// owners' view: one query instead of one per dataset.
+pub async fn on_datasets_of(pool: &PgPool, owner_org_id: Option<i64>) -> Result<Vec<GrantTerms>, sqlx::Error> {
+    let rows = sqlx::query_as(&format!(
+        "{GRANT_SELECT} JOIN datasets d ON d.id = g.dataset_id
+         WHERE $1::bigint IS NULL OR d.owner_org_id = $1
+         ORDER BY g.dataset_id, g.id"
+    ))
+    .bind(owner_org_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(all_terms(rows))
+}

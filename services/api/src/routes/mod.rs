@@ -13,6 +13,7 @@ pub mod live;
 pub mod me;
 pub mod opendata;
 pub mod organisations;
+pub mod owned_grants;
 pub mod push;
 pub mod quality;
 pub mod supply;
