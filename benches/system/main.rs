@@ -20,7 +20,10 @@
 //!   CSV of 10,000 rows: parse, dry run, import, the same file again;
 //! - `alerts`: the release `hoheit-alerts` with 10,000 rules beside the
 //!   end-to-end pipeline at its steady rate: its lag beside the writer's,
-//!   publish-to-webhook latency, RSS.
+//!   publish-to-webhook latency, RSS;
+//! - `scale`: a database grown to 300,000 datastreams and readings toward
+//!   300 million (bulk loader), writer, API reads and listings at empty, 10%
+//!   and 100%, ingest with the large registry, retention on the large table.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -38,6 +41,7 @@ mod import;
 mod ingest;
 mod mqtt;
 mod push;
+mod scale;
 mod writer;
 
 use std::path::PathBuf;
@@ -74,6 +78,8 @@ enum Command {
     Import(import::ImportArgs),
     /// hoheit-alerts with 10,000 rules beside the end-to-end pipeline: lag, notification latency, RSS.
     Alerts(alerts::AlertsArgs),
+    /// 300,000 datastreams, readings toward 300 million: writer, API, listings, ingest, retention at scale.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Push(args) => tables.extend(push::run(&infra, args).await?),
             Command::Import(args) => tables.extend(import::run(&infra, args).await?),
             Command::Alerts(args) => tables.extend(alerts::run(&infra, args).await?),
+            Command::Scale(args) => tables.extend(scale::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };

@@ -32,6 +32,7 @@ mod pipeline;
 mod push;
 mod quality;
 mod replay;
+mod retention;
 mod senml;
 mod simulator;
 mod sta;
