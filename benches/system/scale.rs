@@ -227,7 +227,7 @@ async fn bulk_load(
                 break;
             }
             batches += 1;
-            if batches % 20 == 0 {
+            if batches.is_multiple_of(20) {
                 let free = free_bytes(pool).await?;
                 if free < min_free {
                     println!("  the disk keeps {} free (limit {}): the loader stops here", gb(free), gb(min_free));
@@ -786,7 +786,7 @@ async fn stage(
     ] {
         for (name, path) in &listings {
             let call = http_call(http.clone(), base.clone(), token.clone(), Arc::new(vec![path.clone()]), false);
-            let (p, errors, first_error) = sample(budget, |i| call(i)).await;
+            let (p, errors, first_error) = sample(budget, call).await;
             api.check_alive()?;
             println!("  {caller}, {name}: {} ms (n={}, {errors} errors)", ms(&p), p.count);
             if let Some(error) = first_error {
