@@ -83,17 +83,17 @@ async fn load(db: &BenchDb, ids: &[i64], month_ids: usize, days: i64, end: i64) 
 }
 
 /// What one load run measured.
-struct Measured {
-    latency: Percentiles,
-    per_second: f64,
-    errors: usize,
+pub(crate) struct Measured {
+    pub latency: Percentiles,
+    pub per_second: f64,
+    pub errors: usize,
     /// The first error, to say what failed.
-    first_error: Option<String>,
+    pub first_error: Option<String>,
 }
 
 /// Runs `call(i)` from `concurrency` tasks for 2 s of warm-up plus `secs`;
 /// latencies and the rate count only calls that ended in the measured window.
-async fn drive<F, Fut>(concurrency: usize, secs: u64, call: F) -> Measured
+pub(crate) async fn drive<F, Fut>(concurrency: usize, secs: u64, call: F) -> Measured
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
@@ -144,7 +144,7 @@ where
 }
 
 /// GETs `paths[i % len]` with the operator token; an error unless 200.
-fn http_call(
+pub(crate) fn http_call(
     http: reqwest::Client,
     base: String,
     token: String,
@@ -175,17 +175,17 @@ fn http_call(
     }
 }
 
-fn ms(p: &Percentiles) -> String {
+pub(crate) fn ms(p: &Percentiles) -> String {
     format!("{:.1} / {:.1} / {:.1}", p.p50, p.p99, p.max)
 }
 
-fn stamp(micros: i64) -> String {
+pub(crate) fn stamp(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
-fn datetime(micros: i64) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn datetime(micros: i64) -> anyhow::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).context("time out of range")
 }
 

@@ -151,6 +151,11 @@ impl BenchDb {
         }
     }
 
+    /// Leaves the database in place (not removed when the run is interrupted either).
+    pub fn keep(self) {
+        forget(&Leftover::Database(self.name.clone()));
+    }
+
     /// Flushes dirty pages now, so that a timed phase does not pay for the one before.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
         sqlx::query("CHECKPOINT").execute(&self.pool).await?;

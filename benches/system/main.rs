@@ -25,6 +25,9 @@
 //!   300,000 datastreams registered, PUBACKs counted per message: every
 //!   acknowledged reading stored exactly once afterwards, RSS, the broker's
 //!   queue.
+//! - `scale`: a database grown to 300,000 datastreams and readings toward
+//!   300 million (bulk loader), writer, API reads and listings at empty, 10%
+//!   and 100%, ingest with the large registry, retention on the large table.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -43,6 +46,7 @@ mod ingest;
 mod mqtt;
 mod overload;
 mod push;
+mod scale;
 mod writer;
 
 use std::path::PathBuf;
@@ -81,6 +85,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// Twice the highest sustained rate for minutes with 300,000 datastreams: every PUBACKed reading stored once, RSS.
     Overload(overload::OverloadArgs),
+    /// 300,000 datastreams, readings toward 300 million: writer, API, listings, ingest, retention at scale.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Import(args) => tables.extend(import::run(&infra, args).await?),
             Command::Alerts(args) => tables.extend(alerts::run(&infra, args).await?),
             Command::Overload(args) => tables.extend(overload::run(&infra, args).await?),
+            Command::Scale(args) => tables.extend(scale::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };

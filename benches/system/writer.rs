@@ -80,7 +80,11 @@ fn records(args: &WriterArgs) -> Vec<(i32, Vec<u8>, Vec<Reading>)> {
 }
 
 /// Produces every record (idempotent producer, as ingest) and waits for all confirmations.
-async fn produce(infra: &Infra, topic: &str, records: &[(i32, Vec<u8>, Vec<Reading>)]) -> anyhow::Result<Duration> {
+pub(crate) async fn produce(
+    infra: &Infra,
+    topic: &str,
+    records: &[(i32, Vec<u8>, Vec<Reading>)],
+) -> anyhow::Result<Duration> {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &infra.kafka_bootstrap)
         .set("enable.idempotence", "true")
@@ -168,18 +172,18 @@ async fn raw_copy(db: &BenchDb, readings: &[Reading]) -> anyhow::Result<Duration
 }
 
 /// What one writer process did.
-struct WriterRun {
+pub(crate) struct WriterRun {
     /// From process start to the last row.
-    total: Duration,
+    pub total: Duration,
     /// From the first written batch to the last row (start-up and group join excluded).
-    steady_rate: f64,
-    peak_rss_kib: Option<u64>,
+    pub steady_rate: f64,
+    pub peak_rss_kib: Option<u64>,
     /// Share of the steady time spent in database writes (from the writer's histogram).
-    db_busy: f64,
+    pub db_busy: f64,
 }
 
 /// Starts a writer in `group` and waits until counter `metric` reaches `expected`.
-async fn run_writer(
+pub(crate) async fn run_writer(
     infra: &Infra,
     db: &BenchDb,
     topics: &BenchTopics,

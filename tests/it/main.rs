@@ -35,6 +35,7 @@ mod push;
 mod quality;
 mod registry_cache;
 mod replay;
+mod retention;
 mod senml;
 mod simulator;
 mod sta;

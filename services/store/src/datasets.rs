@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use crate::audit::{self, Actor, AdminChange};
 use crate::dead_letters::{self, DeadLettersErased};
@@ -287,45 +287,185 @@ pub async fn access(pool: &PgPool, dataset_id: i64) -> Result<DatasetAccess, Reg
     .try_into()
 }
 
-/// Deletes readings older than each dataset's retention. Returns rows deleted.
+/// What a retention run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Chunks of `observations` dropped whole (every reading in them past its retention).
+    pub chunks_dropped: u64,
+    /// Readings in the dropped chunks.
+    pub readings_dropped: u64,
+    /// Readings deleted row by row from chunks that also hold readings kept longer.
+    pub readings_deleted: u64,
+}
+
+impl Retention {
+    /// Readings removed, dropped or deleted.
+    pub fn removed(&self) -> u64 {
+        self.readings_dropped + self.readings_deleted
+    }
+}
+
+/// Removes readings older than each dataset's retention; returns how many
+/// (see [`retention_run`]).
 pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    // One transaction (one `now()`): the readings, then the rollup up to and
-    // including the bucket the cut-off falls in, which is rebuilt from the
-    // readings left in it.
-    let mut tx = pool.begin().await?;
-    crate::db::without_statement_timeout(&mut tx).await?;
-    let done = sqlx::query(
+    Ok(retention_run(pool).await?.removed())
+}
+
+/// Removes readings older than each dataset's retention (datastreams not
+/// assigned to a dataset are kept: no retention was stated for them), chunk
+/// by chunk of the `observations` hypertable, oldest first, each chunk in a
+/// transaction of its own, all against one `now()`:
+///
+/// - a chunk in which every datastream with readings is past its retention
+///   at the chunk's end is dropped whole (`drop_chunks`: no row-by-row delete,
+///   no dead tuples, no vacuum), with the rollup buckets of its time range;
+/// - a chunk that also holds readings kept longer (a datastream without a
+///   dataset, or of a dataset with a longer retention) loses the expired
+///   readings row by row, and the rollup buckets they were in are rebuilt
+///   from the readings left in them.
+///
+/// Only chunks that start before the latest cut-off of any dataset are
+/// looked at. Afterwards, latest values (`datastream_latest`) older than
+/// their datastream's cut-off are deleted too.
+pub async fn retention_run(pool: &PgPool) -> Result<Retention, sqlx::Error> {
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(pool).await?;
+    let chunks: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT c.range_start, c.range_end FROM timescaledb_information.chunks c
+         WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'observations'
+           AND c.range_start < (SELECT max($1 - make_interval(days => ds.retention_days))
+                                FROM datasets ds WHERE ds.erased_at IS NULL)
+         ORDER BY c.range_start",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    let mut run = Retention::default();
+    for (start, end) in chunks {
+        let mut tx = pool.begin().await?;
+        crate::db::without_statement_timeout(&mut tx).await?;
+        // Kept: a datastream with readings in the chunk that is not past its retention at the
+        // chunk's end. One index probe per such datastream; the first found ends the search.
+        let kept: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM datastreams d LEFT JOIN datasets ds ON ds.id = d.dataset_id
+                 WHERE (ds.id IS NULL OR $1 - make_interval(days => ds.retention_days) < $3)
+                   AND EXISTS (SELECT 1 FROM observations o
+                               WHERE o.datastream_id = d.id AND o.time >= $2 AND o.time < $3))",
+        )
+        .bind(now)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&mut *tx)
+        .await?;
+        if kept {
+            run.readings_deleted += delete_expired_rows(&mut tx, now, start, end).await?;
+        } else {
+            let readings: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE time >= $1 AND time < $2")
+                .bind(start)
+                .bind(end)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("SELECT drop_chunks('observations', older_than => $2, newer_than => $1)")
+                .bind(start)
+                .bind(end)
+                .execute(&mut *tx)
+                .await?;
+            // Every bucket that overlaps the chunk, rebuilt from what is left of it (only
+            // buckets that straddle a chunk boundary keep readings).
+            sqlx::query(
+                "DELETE FROM observations_15m
+                 WHERE bucket >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch') AND bucket < $2",
+            )
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
+                 SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
+                        sum(o.value), count(*), min(o.value), max(o.value)
+                 FROM observations o
+                 WHERE o.time >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch')
+                   AND o.time < time_bucket(INTERVAL '15 minutes', $2::timestamptz - INTERVAL '1 microsecond',
+                                            timestamptz 'epoch') + INTERVAL '15 minutes'
+                 GROUP BY 1, 2
+                 ON CONFLICT (datastream_id, bucket) DO UPDATE
+                 SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
+            )
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?;
+            run.chunks_dropped += 1;
+            run.readings_dropped += readings as u64;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query(
+        "DELETE FROM datastream_latest l USING datastreams d, datasets ds
+         WHERE l.datastream_id = d.id AND d.dataset_id = ds.id AND l.time < $1 - make_interval(days => ds.retention_days)",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(run)
+}
+
+/// Deletes the readings in `[start, end)` past their dataset's retention at
+/// `now`, and rebuilds the rollup buckets they were in from the readings
+/// left there. Returns the readings deleted.
+async fn delete_expired_rows(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
         "DELETE FROM observations o USING datastreams d, datasets ds
          WHERE o.datastream_id = d.id AND d.dataset_id = ds.id
-           AND o.time < now() - make_interval(days => ds.retention_days)",
+           AND o.time >= $2 AND o.time < $3 AND o.time < $1 - make_interval(days => ds.retention_days)",
     )
+    .bind(now)
+    .bind(start)
+    .bind(end)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Ok(0);
+    }
+    // The buckets of the expired datastreams from the chunk's start up to the cut-off (or the
+    // chunk's end): deleted, then rebuilt whole from the readings left in them.
+    sqlx::query(
+        "DELETE FROM observations_15m r USING datastreams d, datasets ds
+         WHERE r.datastream_id = d.id AND d.dataset_id = ds.id
+           AND r.bucket >= time_bucket(INTERVAL '15 minutes', $2::timestamptz, timestamptz 'epoch')
+           AND r.bucket < least($3, $1 - make_interval(days => ds.retention_days))",
+    )
+    .bind(now)
+    .bind(start)
+    .bind(end)
     .execute(&mut *tx)
     .await?;
-    if done.rows_affected() > 0 {
-        sqlx::query(
-            "DELETE FROM observations_15m r USING datastreams d, datasets ds
-             WHERE r.datastream_id = d.id AND d.dataset_id = ds.id
-               AND r.bucket <= time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
-             SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
-                    sum(o.value), count(*), min(o.value), max(o.value)
-             FROM observations o JOIN datastreams d ON d.id = o.datastream_id JOIN datasets ds ON ds.id = d.dataset_id
-             WHERE o.time >= time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')
-               AND o.time < time_bucket(INTERVAL '15 minutes', now() - make_interval(days => ds.retention_days), timestamptz 'epoch')
-                            + INTERVAL '15 minutes'
-             GROUP BY 1, 2
-             ON CONFLICT (datastream_id, bucket) DO UPDATE
-             SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(done.rows_affected())
+    sqlx::query(
+        "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
+         SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
+                sum(o.value), count(*), min(o.value), max(o.value)
+         FROM observations o JOIN datastreams d ON d.id = o.datastream_id JOIN datasets ds ON ds.id = d.dataset_id
+         WHERE o.time >= time_bucket(INTERVAL '15 minutes', $2::timestamptz, timestamptz 'epoch')
+           AND o.time < $3::timestamptz + INTERVAL '15 minutes'
+           AND time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch')
+               < least($3, $1 - make_interval(days => ds.retention_days))
+         GROUP BY 1, 2
+         ON CONFLICT (datastream_id, bucket) DO UPDATE
+         SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
+    )
+    .bind(now)
+    .bind(start)
+    .bind(end)
+    .execute(&mut *tx)
+    .await?;
+    Ok(deleted)
 }
 
 /// What an erasure deleted.

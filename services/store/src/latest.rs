@@ -35,9 +35,8 @@ pub struct Changes {
 
 /// The position now: the changes after it are those of transactions not finished yet.
 pub async fn position(pool: &PgPool) -> Result<FeedPosition, sqlx::Error> {
-    let xmin: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        .fetch_one(pool)
-        .await?;
+    let xmin: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetch_one(pool).await?;
     Ok(FeedPosition(xmin))
 }
 
@@ -58,5 +57,7 @@ pub async fn changes_since(pool: &PgPool, since: FeedPosition) -> Result<Changes
 
 /// The newest reading of every datastream that has one.
 pub async fn all(pool: &PgPool) -> Result<Vec<LatestReading>, sqlx::Error> {
-    sqlx::query_as("SELECT datastream_id, time, value FROM datastream_latest ORDER BY datastream_id").fetch_all(pool).await
+    sqlx::query_as("SELECT datastream_id, time, value FROM datastream_latest ORDER BY datastream_id")
+        .fetch_all(pool)
+        .await
 }

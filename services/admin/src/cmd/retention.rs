@@ -1,6 +1,7 @@
-//! `retention run`: deletes readings older than their dataset's retention
+//! `retention run`: removes readings older than their dataset's retention
 //! (datastreams not assigned to a dataset are kept: no retention was stated
-//! for them). Meant for a daily timer or CronJob.
+//! for them): whole expired chunks are dropped, the rest deleted row by row.
+//! Meant for a daily timer or CronJob.
 
 use clap::Subcommand;
 use hoheit_store::datasets;
@@ -17,10 +18,20 @@ pub enum RetentionCommand {
 pub async fn run(pool: &PgPool, command: RetentionCommand, out: &mut Output<'_>) -> Result<(), AdminError> {
     match command {
         RetentionCommand::Run => {
-            let deleted = datasets::enforce_retention(pool).await?;
-            tracing::info!(deleted, "retention enforced");
-            out.show(&serde_json::json!({ "deleted": deleted }), |out| {
-                out.line(format!("deleted {deleted} reading(s) past their dataset's retention"))
+            let run = datasets::retention_run(pool).await?;
+            let deleted = run.removed();
+            tracing::info!(deleted, chunks_dropped = run.chunks_dropped, "retention enforced");
+            let json = serde_json::json!({
+                "deleted": deleted,
+                "chunks_dropped": run.chunks_dropped,
+                "readings_dropped": run.readings_dropped,
+                "readings_deleted": run.readings_deleted,
+            });
+            out.show(&json, |out| {
+                out.line(format!(
+                    "deleted {deleted} reading(s) past their dataset's retention ({} in {} whole chunk(s) dropped, {} row by row)",
+                    run.readings_dropped, run.chunks_dropped, run.readings_deleted
+                ))
             })
         }
     }
