@@ -684,8 +684,8 @@ fn tables(args: &OverloadArgs, samples: &[Sample], o: Outcome) -> anyhow::Result
             ),
         ]);
     }
-    let end = |pick: fn(&Sample) -> Option<u64>| samples.iter().rev().find_map(|s| pick(s));
-    let max = |pick: fn(&Sample) -> Option<u64>| samples.iter().filter_map(|s| pick(s)).max();
+    let end = |pick: fn(&Sample) -> Option<u64>| samples.iter().rev().find_map(pick);
+    let max = |pick: fn(&Sample) -> Option<u64>| samples.iter().filter_map(pick).max();
     let mut summary = Table::new(
         format!(
             "overload: {} readings/s offered for {} min, {} datastreams registered, {} publishers (QoS 1, PUBACKs counted per message)",
