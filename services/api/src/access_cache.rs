@@ -33,6 +33,8 @@ use hoheit_store::registry::RegistryError;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::live_feed::LiveFeed;
+
 /// How often the change counter is asked: well within the second a change may take.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(250);
 
@@ -173,12 +175,18 @@ impl AccessCache {
 }
 
 /// Keeps [`AccessCache::current`] within [`REFRESH_EVERY`] of the database
-/// until shutdown; a failed check is retried at the next one.
-pub async fn refresher(cache: Arc<AccessCache>, pool: PgPool, shutdown: CancellationToken) {
+/// while live streams are open (requests check the counter themselves), until
+/// shutdown; a failed check is retried at the next one. Without streams it
+/// reads nothing: an idle API puts no load on the database, and no reload of
+/// its own waits on a lock nobody asked it to wait on.
+pub async fn refresher(cache: Arc<AccessCache>, live: Arc<LiveFeed>, pool: PgPool, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
             _ = shutdown.cancelled() => return,
+        }
+        if !live.streams_open() {
+            continue;
         }
         if let Err(error) = cache.fresh(&pool).await {
             tracing::warn!(%error, "refreshing the access facts failed; the previous ones stay until the next check");

@@ -233,7 +233,8 @@ impl Api {
         tracing::info!(addr = %self.local_addr(), "api listening");
         let retention = tokio::spawn(retention_job(self.pool.clone(), self.retention_every, shutdown.clone()));
         let chain_head = tokio::spawn(chain_head_job(self.pool.clone(), shutdown.clone()));
-        let access = tokio::spawn(access_cache::refresher(self.access, self.pool.clone(), shutdown.clone()));
+        let access =
+            tokio::spawn(access_cache::refresher(self.access, self.live.clone(), self.pool.clone(), shutdown.clone()));
         let live = tokio::spawn(live_feed::follow(self.live, self.pool.clone(), shutdown.clone()));
         serve(self.listener, self.router, shutdown.clone()).await;
         shutdown.cancel();

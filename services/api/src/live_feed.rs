@@ -39,6 +39,11 @@ impl LiveFeed {
     pub fn subscribe(&self) -> broadcast::Receiver<Tick> {
         self.sender.subscribe()
     }
+
+    /// Whether any live stream is open (and so needs its ticks and fresh access facts).
+    pub fn streams_open(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
 }
 
 /// Follows the changes until shutdown, one query a tick. Without streams it
