@@ -59,6 +59,11 @@ impl TimeRange {
 }
 
 /// A page size between 1 and [`MAX_LIMIT`].
+/// An optional `org` query parameter as a slug (`400` with the reason when it is not one).
+pub fn org(value: Option<&str>) -> Result<Option<hoheit_domain::Slug>, ApiError> {
+    value.map(|o| hoheit_domain::Slug::parse("org", o)).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 pub fn limit(value: Option<i64>) -> Result<i64, ApiError> {
     match value {
         None => Ok(DEFAULT_LIMIT),

@@ -87,12 +87,7 @@ pub async fn list(
     who: Who,
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let asked = query
-        .org
-        .as_deref()
-        .map(|o| Slug::parse("org", o))
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let asked = crate::params::org(query.org.as_deref())?;
     let org = dead_letters_scope(&who, asked)?;
     let range = TimeRange::parse(query.from.as_deref(), query.to.as_deref(), Duration::days(7))?;
     let limit = params::limit(query.limit)?;

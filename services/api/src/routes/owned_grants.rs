@@ -5,7 +5,6 @@
 use axum::extract::State;
 use axum::Json;
 use hoheit_domain::policy::GrantTerms;
-use hoheit_domain::Slug;
 use hoheit_store::grants;
 use serde::{Deserialize, Serialize};
 
@@ -40,12 +39,7 @@ pub async fn list(
     who: Who,
     ApiQuery(query): ApiQuery<OwnedGrantsQuery>,
 ) -> Result<Json<OwnedGrants>, ApiError> {
-    let asked = query
-        .org
-        .as_deref()
-        .map(|o| Slug::parse("org", o))
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let asked = crate::params::org(query.org.as_deref())?;
     let org_id = owned_grants_scope(&state, &who, asked).await?;
     Ok(Json(OwnedGrants { grants: grants::on_datasets_of(&state.pool, org_id).await? }))
 }
