@@ -4,7 +4,9 @@
 //! Messages that arrive together are gathered into shared Kafka records (see
 //! `gather`): while the next message is already there, ingest keeps
 //! gathering; when it would have to wait (or the gather is full), it hands
-//! the records to the producer. So batches grow with the load and a lone
+//! the records to the producer, provided fewer than [`SENDS_IN_FLIGHT`]
+//! sends are unconfirmed; otherwise it gathers on until one is confirmed.
+//! So batches grow with the load and with Kafka's answer time, and a lone
 //! message is sent at once.
 //!
 //! Each MQTT message gets a span (`ingest message`, debug level: recorded when
@@ -32,7 +34,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
@@ -133,10 +137,21 @@ enum Answer {
     Reply(oneshot::Sender<Result<Receipt, NotConfirmed>>, Receipt),
 }
 
+/// Most sends whose records Kafka has not confirmed yet. Each send puts at
+/// most one record on a partition, and librdkafka's idempotent producer lets
+/// at most five records of a partition be in flight: with more waiting, its
+/// broker thread polls its socket without a timeout until one is confirmed
+/// (a whole core at 5,000 single-reading messages/s against tansu, whose
+/// answers take tens of milliseconds). Four keeps it below that window; what
+/// arrives meanwhile is gathered into the next send.
+const SENDS_IN_FLIGHT: usize = 4;
+
 /// Messages sent together, and the deliveries of their records.
 struct Pending {
     messages: Vec<Waiting>,
     deliveries: Vec<(RecordKind, DeliveryFuture)>,
+    /// The send's place among [`SENDS_IN_FLIGHT`], freed once it is answered.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Ingest {
@@ -244,13 +259,14 @@ struct Running {
     replay: Option<u64>,
 }
 
-/// The producing side: the gathered messages, the Kafka producer, and the
-/// channel to the acknowledger.
+/// The producing side: the gathered messages, the Kafka producer, the
+/// channel to the acknowledger and the places of unconfirmed sends.
 struct Outbox {
     gather: Gather<Waiting>,
     producer: FutureProducer,
     topics: Topics,
     pending_tx: mpsc::Sender<Pending>,
+    slots: Arc<Semaphore>,
 }
 
 impl Running {
@@ -299,7 +315,7 @@ impl Running {
             scheme,
             sta_prefix: config.sta_mqtt_prefix.trim_end_matches('/').to_owned(),
             pipeline,
-            outbox: Outbox { gather, producer, topics, pending_tx },
+            outbox: Outbox { gather, producer, topics, pending_tx, slots: Arc::new(Semaphore::new(SENDS_IN_FLIGHT)) },
             client,
             eventloop,
             overflow_rx,
@@ -344,7 +360,8 @@ impl Running {
 
     /// The next MQTT event; `None` at shutdown. While the next event is
     /// already there, gathering goes on; before waiting for one, what is
-    /// gathered is sent (the poll stays pending meanwhile).
+    /// gathered is sent as soon as a send's place is free (the poll stays
+    /// pending meanwhile, and an event that comes first is gathered too).
     async fn next_event(&mut self, shutdown: &CancellationToken) -> anyhow::Result<Option<Input>> {
         write_overflowing_acks(&mut self.eventloop, &mut self.overflow_rx);
         let poll = self.eventloop.poll();
@@ -364,8 +381,18 @@ impl Running {
             if ready.is_some() {
                 return Ok(ready);
             }
-            if !self.outbox.send(shutdown).await? {
-                return Ok(None);
+            let slots = self.outbox.slots.clone();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(None),
+                event = &mut poll => return Ok(Some(Input::Mqtt(event))),
+                Some(submission) = submissions.recv() => return Ok(Some(Input::Door(submission))),
+                slot = slots.acquire_owned() => {
+                    let slot = slot.context("the send places are never closed")?;
+                    if !self.outbox.send_in(slot, shutdown).await? {
+                        return Ok(None);
+                    }
+                }
             }
         }
         tokio::select! {
@@ -531,16 +558,26 @@ impl Running {
 }
 
 impl Outbox {
-    /// Hands the gathered records to the producer and their messages to the
-    /// acknowledger. `Ok(false)` when shutdown interrupts (the messages stay
-    /// unacknowledged, the broker redelivers them).
+    /// Waits for a send's place, then sends (see [`Self::send_in`]).
     async fn send(&mut self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.context("the send places are never closed")?,
+            _ = shutdown.cancelled() => return Ok(false),
+        };
+        self.send_in(slot, shutdown).await
+    }
+
+    /// Hands the gathered records to the producer and their messages to the
+    /// acknowledger, which frees `slot` once Kafka answered. `Ok(false)` when
+    /// shutdown interrupts (the messages stay unacknowledged, the broker
+    /// redelivers them).
+    async fn send_in(&mut self, slot: OwnedSemaphorePermit, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let Gathered { records, messages } = self.gather.take();
         let Some(deliveries) = produce(&self.producer, &self.topics, records, shutdown).await else {
             return Ok(false);
         };
         tokio::select! {
-            sent = self.pending_tx.send(Pending { messages, deliveries }) => {
+            sent = self.pending_tx.send(Pending { messages, deliveries, _slot: slot }) => {
                 if sent.is_err() {
                     anyhow::bail!("the acknowledger stopped");
                 }
@@ -683,7 +720,7 @@ async fn acknowledge(
     mut pending: mpsc::Receiver<Pending>,
     readiness: Readiness,
 ) {
-    while let Some(Pending { messages, deliveries }) = pending.recv().await {
+    while let Some(Pending { messages, deliveries, _slot }) = pending.recv().await {
         let mut confirmed = true;
         for (kind, mut delivery) in deliveries {
             let result = match tokio::time::timeout(Duration::from_secs(5), &mut delivery).await {

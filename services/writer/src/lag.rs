@@ -3,7 +3,8 @@
 //! librdkafka reports, every `statistics.interval.ms`, the state of each
 //! partition the consumer holds. The lag that matters here is the number of
 //! records not yet in the database: the high watermark minus the committed
-//! offset, since the writer commits only after the database commit. It is
+//! offset, since the writer stores offsets only after the database commit
+//! (and librdkafka commits them within a second). It is
 //! exported as the gauge `hoheit_writer_kafka_consumer_lag{topic, partition}`;
 //! a partition that moved to another writer after a rebalance is set to 0,
 //! so that summing over all writers gives the group's lag.
@@ -12,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientContext, TopicPartitionList};
 use serde::Deserialize;
 
 /// The lag of one partition this consumer holds.
@@ -112,7 +114,20 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    /// librdkafka's periodic commit of the stored offsets: a failure means
+    /// those records are written again after a restart or rebalance.
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            // Nothing was stored since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                metrics::counter!("hoheit_writer_commit_errors_total").increment(1);
+                tracing::warn!(%error, "committing offsets failed; the records will be redelivered");
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
