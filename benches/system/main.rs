@@ -27,7 +27,10 @@
 //!   queue.
 //! - `scale`: a database grown to 300,000 datastreams and readings toward
 //!   300 million (bulk loader), writer, API reads and listings at empty, 10%
-//!   and 100%, ingest with the large registry, retention on the large table.
+//!   and 100%, ingest with the large registry, retention on the large table;
+//! - `live`: hundreds of `/v1/live` event streams on one API process while
+//!   readings arrive: its CPU and RSS, and the database transactions they
+//!   cause beside one stream's.
 //!
 //! Peak RSS (VmHWM) of every service process is reported with its benchmark.
 //! Everything runs on loopback with bounded loops; each run creates its own
@@ -43,6 +46,7 @@ mod e2e;
 mod harness;
 mod import;
 mod ingest;
+mod live;
 mod mqtt;
 mod overload;
 mod push;
@@ -87,6 +91,8 @@ enum Command {
     Overload(overload::OverloadArgs),
     /// 300,000 datastreams, readings toward 300 million: writer, API, listings, ingest, retention at scale.
     Scale(scale::ScaleArgs),
+    /// Hundreds of live dashboard streams on one API process: its CPU and RSS, the database queries they cause.
+    Live(live::LiveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             Command::Alerts(args) => tables.extend(alerts::run(&infra, args).await?),
             Command::Overload(args) => tables.extend(overload::run(&infra, args).await?),
             Command::Scale(args) => tables.extend(scale::run(&infra, args).await?),
+            Command::Live(args) => tables.extend(live::run(&infra, args).await?),
         }
         anyhow::Ok(tables)
     };
