@@ -349,6 +349,21 @@ impl CallerView {
         self.snapshot.group_of(datastream).map_or(Visibility::Hidden, |group| self.visibility[group])
     }
 
+    /// The datastreams whose latest values this view shows and `now` does not:
+    /// what a live stream withdraws when its caller's view changed.
+    pub fn latest_values_withdrawn_in(&self, now: &CallerView) -> Vec<i64> {
+        if !self.visibility.iter().any(|v| v.shows_latest_value()) {
+            return Vec::new();
+        }
+        self.snapshot
+            .datastreams_after(DatastreamId(i64::MIN))
+            .filter(|(id, group)| {
+                self.visibility[*group].shows_latest_value() && !now.visibility(*id).shows_latest_value()
+            })
+            .map(|(id, _)| id.0)
+            .collect()
+    }
+
     /// Whether the caller may see `datastream`'s metadata.
     pub fn shows(&self, datastream: DatastreamId) -> bool {
         self.visibility(datastream).shows_datastreams()

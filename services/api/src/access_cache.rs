@@ -70,21 +70,21 @@ impl AccessSnapshot {
 
     fn build(
         version: i64,
-        rows: Vec<(DatastreamId, DatasetAccess)>,
+        rows: Vec<(DatasetAccess, Vec<DatastreamId>)>,
         grants: HashMap<i64, Vec<GrantTerms>>,
         credentials: Credentials,
     ) -> Self {
         let mut index: HashMap<(Option<i64>, i64), u32> = HashMap::new();
         let mut groups = Vec::new();
-        let mut datastreams = Vec::with_capacity(rows.len());
-        for (id, access) in rows {
+        let mut datastreams = Vec::with_capacity(rows.iter().map(|(_, ids)| ids.len()).sum());
+        for (access, ids) in rows {
             // A dataset is its own group; datastreams in none are grouped by their owner.
             let key = (access.id, if access.id.is_some() { 0 } else { access.owner_org_id });
             let group = *index.entry(key).or_insert_with(|| {
                 groups.push(access);
                 (groups.len() - 1) as u32
             });
-            datastreams.push((id, group));
+            datastreams.extend(ids.into_iter().map(|id| (id, group)));
         }
         datastreams.sort_unstable_by_key(|(id, _)| *id);
         AccessSnapshot { version, groups, datastreams, grants, credentials }
@@ -212,12 +212,12 @@ mod tests {
 
     #[test]
     fn datastreams_of_one_dataset_or_of_one_owner_without_one_share_a_group() {
+        // A dataset and an owner may come in more than one row (things of other organisations in a dataset).
         let rows = vec![
-            (DatastreamId(5), access(Some(1), 10)),
-            (DatastreamId(2), access(Some(1), 10)),
-            (DatastreamId(3), access(None, 10)),
-            (DatastreamId(4), access(None, 11)),
-            (DatastreamId(1), access(None, 10)),
+            (access(Some(1), 10), vec![DatastreamId(5)]),
+            (access(Some(1), 10), vec![DatastreamId(2)]),
+            (access(None, 10), vec![DatastreamId(3), DatastreamId(1)]),
+            (access(None, 11), vec![DatastreamId(4)]),
         ];
         let snapshot = AccessSnapshot::build(7, rows, HashMap::new(), Credentials::default());
         assert_eq!(snapshot.groups().len(), 3);

@@ -248,29 +248,41 @@ const DATASTREAM_ACCESS_SELECT: &str =
      LEFT JOIN datasets ds ON ds.id = d.dataset_id
      JOIN organisations o2 ON o2.id = coalesce(ds.owner_org_id, t.org_id)";
 
-/// An [`AccessRow`] with its datastream.
-#[derive(FromRow)]
-struct DatastreamAccessRow {
-    datastream_id: i64,
-    #[sqlx(flatten)]
-    access: AccessRow,
-}
-
 /// The policy view of the dataset a datastream belongs to.
 pub async fn access_for_datastream(pool: &PgPool, datastream: DatastreamId) -> Result<DatasetAccess, RegistryError> {
-    sqlx::query_as::<_, DatastreamAccessRow>(&format!("{DATASTREAM_ACCESS_SELECT} WHERE d.id = $1"))
+    sqlx::query_as::<_, AccessRow>(&format!("{DATASTREAM_ACCESS_SELECT} WHERE d.id = $1"))
         .bind(datastream.0)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?
-        .access
         .try_into()
 }
 
-/// The policy view of every datastream's dataset.
-pub async fn access_all(pool: &PgPool) -> Result<Vec<(DatastreamId, DatasetAccess)>, RegistryError> {
-    let rows: Vec<DatastreamAccessRow> = sqlx::query_as(DATASTREAM_ACCESS_SELECT).fetch_all(pool).await?;
-    rows.into_iter().map(|r| Ok((DatastreamId(r.datastream_id), r.access.try_into()?))).collect()
+/// Datastreams that share their policy view (an [`AccessRow`]).
+#[derive(FromRow)]
+struct AccessGroupRow {
+    datastream_ids: Vec<i64>,
+    #[sqlx(flatten)]
+    access: AccessRow,
+}
+
+/// The policy view of every datastream's dataset, grouped: each distinct
+/// view once with the ids of its datastreams. One row per datastream held
+/// a view (with its strings) for each of them: 300,000 datastreams made
+/// ~40 MB for a moment at every reload of an API process's access facts.
+pub async fn access_all(pool: &PgPool) -> Result<Vec<(DatasetAccess, Vec<DatastreamId>)>, RegistryError> {
+    let rows: Vec<AccessGroupRow> = sqlx::query_as(&format!(
+        "SELECT dataset_id, dataset_slug, classification, min_bucket_count, owner_id, thing_org, owner_kind,
+                owner_parent, array_agg(datastream_id) AS datastream_ids
+         FROM ({DATASTREAM_ACCESS_SELECT}) a
+         GROUP BY dataset_id, dataset_slug, classification, min_bucket_count, owner_id, thing_org, owner_kind,
+                  owner_parent"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.access.try_into()?, r.datastream_ids.into_iter().map(DatastreamId).collect())))
+        .collect()
 }
 
 /// The policy view of a dataset.
