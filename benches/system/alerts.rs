@@ -260,9 +260,7 @@ async fn measure(
                 let records = tokio::task::block_in_place(|| topics.observation_records()).unwrap_or(0);
                 let lag = alerts_lag(&pool, &topics.observations(), records).await.unwrap_or(-1);
                 let backlog = writer_backlog(&pool, published_so_far.load(Ordering::Relaxed)).await.unwrap_or(-1);
-                let rss = std::fs::read_to_string(format!("/proc/{alerts_pid}/status")).ok().and_then(|status| {
-                    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
-                });
+                let rss = crate::harness::rss_kib(alerts_pid);
                 samples.lock().unwrap_or_else(|e| e.into_inner()).push((
                     clock.elapsed().as_secs_f64(),
                     lag,

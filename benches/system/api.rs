@@ -23,8 +23,8 @@ use hoheit_store::{observations, registry};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::harness::{
-    free_port, machine, mib, percent, run_id, thousands, verdict, wait_ready, BenchDb, Infra, Percentiles, Service,
-    Table,
+    api_flags, free_port, machine, mib, percent, run_id, thousands, verdict, wait_ready, BenchDb, Infra, Percentiles,
+    Service, Table,
 };
 
 const STEP_SECS: i64 = 10;
@@ -229,15 +229,7 @@ async fn measure(infra: &Infra, args: &ApiArgs, db: &BenchDb) -> anyhow::Result<
     db.checkpoint().await?;
 
     let port = free_port()?;
-    let flags: Vec<String> = vec![
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--token".into(),
-        infra.api_token.clone(),
-        "--database-url".into(),
-        db.url.clone(),
-    ];
-    let mut api = Service::spawn(infra, "hoheit-api", &flags)?;
+    let mut api = Service::spawn(infra, "hoheit-api", &api_flags(infra, port, &db.url))?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &format!("{base}/readyz"), &mut api, Duration::from_secs(60)).await?;

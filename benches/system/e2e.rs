@@ -288,10 +288,7 @@ async fn measure(
         tokio::spawn(async move {
             let started = Instant::now();
             while sampling.load(Ordering::Relaxed) {
-                let rss = |pid: u32| {
-                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
-                };
+                let rss = crate::harness::rss_kib;
                 samples.lock().unwrap_or_else(|e| e.into_inner()).push((
                     started.elapsed().as_secs_f64(),
                     rss(ingest_pid),

@@ -356,6 +356,24 @@ impl Drop for Service {
     }
 }
 
+/// The resident set (VmRSS, KiB) of process `pid` now.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The flags of a release `hoheit-api` on loopback `port` with the operator token and `database_url`.
+pub fn api_flags(infra: &Infra, port: u16, database_url: &str) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--token".into(),
+        infra.api_token.clone(),
+        "--database-url".into(),
+        database_url.to_owned(),
+    ]
+}
+
 /// A free loopback port (bound and released; good enough on a quiet machine).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -21,7 +21,8 @@ use clap::Args;
 use hoheit_domain::{DatastreamId, Micros, Reading};
 
 use crate::harness::{
-    free_port, metric_sum, mib, run_id, thousands, verdict, wait_ready, BenchDb, Infra, Service, Table,
+    api_flags, free_port, metric_sum, mib, rss_kib, run_id, thousands, verdict, wait_ready, BenchDb, Infra, Service,
+    Table,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -55,6 +56,36 @@ struct Phase {
     streams_open: f64,
 }
 
+/// The counters a phase reads before and after its seconds.
+struct Counters {
+    metrics: String,
+    cpu_ticks: u64,
+    db_xacts: i64,
+    loader_xacts: u64,
+    latest_events: u64,
+    values: u64,
+}
+
+impl Counters {
+    async fn read(
+        http: &reqwest::Client,
+        metrics_url: &str,
+        api: &Service,
+        db: &BenchDb,
+        loader_xacts: &AtomicU64,
+        received: &Received,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            metrics: http.get(metrics_url).send().await?.text().await?,
+            cpu_ticks: cpu_ticks(api.pid())?,
+            db_xacts: db_xacts(db).await?,
+            loader_xacts: loader_xacts.load(Ordering::Relaxed),
+            latest_events: received.latest_events.load(Ordering::Relaxed),
+            values: received.values.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// Counts of what every client received.
 #[derive(Default)]
 struct Received {
@@ -80,15 +111,7 @@ async fn measure(infra: &Infra, args: &LiveArgs, db: &BenchDb) -> anyhow::Result
     );
     let ids = db.register(args.datastreams.div_ceil(PROPERTIES), PROPERTIES).await?;
     let port = free_port()?;
-    let flags: Vec<String> = vec![
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--token".into(),
-        infra.api_token.clone(),
-        "--database-url".into(),
-        db.url.clone(),
-    ];
-    let mut api = Service::spawn(infra, "hoheit-api", &flags)?;
+    let mut api = Service::spawn(infra, "hoheit-api", &api_flags(infra, port, &db.url))?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients + 8).build()?;
     wait_ready(&http, &format!("{base}/readyz"), &mut api, Duration::from_secs(60)).await?;
@@ -240,47 +263,29 @@ async fn phase(
     // Let the snapshots go out, then measure.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics_url = format!("{base}/metrics");
-    let metrics = |http: reqwest::Client, url: String| async move {
-        let text = http.get(&url).bearer_auth(&infra.api_token).send().await?.text().await?;
-        anyhow::Ok(text)
-    };
-    let before_text = metrics(http.clone(), metrics_url.clone()).await?;
-    let (cpu_before, xacts_before, loader_before, events_before, values_before) = (
-        cpu_ticks(api.pid())?,
-        db_xacts(db).await?,
-        loader_xacts.load(Ordering::Relaxed),
-        received.latest_events.load(Ordering::Relaxed),
-        received.values.load(Ordering::Relaxed),
-    );
+    let before = Counters::read(http, &metrics_url, api, db, loader_xacts, &received).await?;
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let after_text = metrics(http.clone(), metrics_url).await?;
-    let (cpu_after, xacts_after, loader_after, events_after, values_after) = (
-        cpu_ticks(api.pid())?,
-        db_xacts(db).await?,
-        loader_xacts.load(Ordering::Relaxed),
-        received.latest_events.load(Ordering::Relaxed),
-        received.values.load(Ordering::Relaxed),
-    );
-    let rss_kib = status_kib(api.pid(), "VmRSS:");
+    let after = Counters::read(http, &metrics_url, api, db, loader_xacts, &received).await?;
+    let rss_kib = rss_kib(api.pid());
     stop.store(true, Ordering::Relaxed);
     for stream in streams {
         let _ = stream.await;
     }
     let ticks_per_sec = clock_ticks_per_sec();
-    let feed = metric_sum(&after_text, "hoheit_live_feed_queries_total")
-        - metric_sum(&before_text, "hoheit_live_feed_queries_total");
+    let feed = metric_sum(&after.metrics, "hoheit_live_feed_queries_total")
+        - metric_sum(&before.metrics, "hoheit_live_feed_queries_total");
     let phase = Phase {
         clients,
-        cpu_percent: 100.0 * (cpu_after - cpu_before) as f64 / ticks_per_sec / elapsed,
+        cpu_percent: 100.0 * (after.cpu_ticks - before.cpu_ticks) as f64 / ticks_per_sec / elapsed,
         rss_kib,
-        db_xacts_per_sec: (xacts_after - xacts_before) as f64 / elapsed,
-        loader_xacts_per_sec: (loader_after - loader_before) as f64 / elapsed,
+        db_xacts_per_sec: (after.db_xacts - before.db_xacts) as f64 / elapsed,
+        loader_xacts_per_sec: (after.loader_xacts - before.loader_xacts) as f64 / elapsed,
         feed_queries_per_sec: feed / elapsed,
-        events_per_client_sec: (events_after - events_before) as f64 / clients as f64 / elapsed,
-        values_per_sec: (values_after - values_before) as f64 / elapsed,
-        streams_open: metric_sum(&after_text, "hoheit_live_streams"),
+        events_per_client_sec: (after.latest_events - before.latest_events) as f64 / clients as f64 / elapsed,
+        values_per_sec: (after.values - before.values) as f64 / elapsed,
+        streams_open: metric_sum(&after.metrics, "hoheit_live_streams"),
     };
     println!(
         "  {} streams: API {:.0}% of a core, RSS {}, database {:.1} transactions/s (the loader's {:.1}), feed queries {:.2}/s, \
@@ -330,9 +335,4 @@ fn clock_ticks_per_sec() -> f64 {
         .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().ok())
         .filter(|t| *t > 0.0)
         .unwrap_or(100.0)
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }

@@ -25,8 +25,8 @@ use futures::TryStreamExt as _;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 
 use crate::harness::{
-    free_port, mib, run_id, thousands, verdict, wait_ready, with_ingest_resources, BenchDb, BenchTopics, Infra,
-    Service, Table,
+    free_port, mib, rss_kib, run_id, thousands, verdict, wait_ready, with_ingest_resources, BenchDb, BenchTopics,
+    Infra, Service, Table,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -239,11 +239,6 @@ struct Sample {
     /// `$SYS/broker/store/messages/count` and `…/publish/messages/dropped`.
     broker_stored: Option<f64>,
     broker_dropped: Option<f64>,
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The broker's `$SYS` counters as last seen (empty if the broker does not let us read them).

@@ -48,8 +48,8 @@ use sqlx::PgPool;
 
 use crate::api::{datetime, drive, http_call, ms, stamp, Measured};
 use crate::harness::{
-    forget_mqtt_session, free_port, load, machine, mib, percent, remember_mqtt_session, run_id, scrape, thousands,
-    verdict, wait_ready, BenchDb, BenchTopics, Infra, Percentiles, Service, Table,
+    api_flags, forget_mqtt_session, free_port, load, machine, mib, percent, remember_mqtt_session, run_id, scrape,
+    thousands, verdict, wait_ready, BenchDb, BenchTopics, Infra, Percentiles, Service, Table,
 };
 use crate::mqtt::{self, Client};
 use crate::writer::{self, WriterArgs};
@@ -678,17 +678,12 @@ async fn stage(
 
     // The API.
     let port = free_port()?;
-    let flags: Vec<String> = vec![
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--token".into(),
-        infra.api_token.clone(),
-        "--database-url".into(),
-        db.url.clone(),
+    let mut flags = api_flags(infra, port, &db.url);
+    flags.extend([
         // The per-credential limit (600 a minute) would answer the benchmark's callers 429.
         "--rate-per-minute".into(),
         "10000000".into(),
-    ];
+    ]);
     let mut api = Service::spawn(infra, "hoheit-api", &flags)?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
