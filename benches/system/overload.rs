@@ -151,6 +151,11 @@ impl Publisher {
                     _ = &mut stopped => return acks,
                     event = eventloop.poll() => event,
                 };
+                if let Ok(Event::Incoming(_)) = event {
+                    // As ingest does: a broker that answers is alive, also while its
+                    // PINGRESP waits behind the PUBACKs (see ingest's `note_liveness`).
+                    eventloop.state.await_pingresp = false;
+                }
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         if let Some(c) = connected.take() {
@@ -200,7 +205,8 @@ impl Publisher {
         let mut k = 0u64;
         while Instant::now() < until {
             let due = (started.elapsed().as_secs_f64() * rate) as u64;
-            while k < due {
+            // The broker throttles a publisher it cannot keep up with: stop at `until` even when behind.
+            while k < due && Instant::now() < until {
                 let (topic, payload) = plan.message(p + k * count);
                 client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
                 k += 1;
@@ -454,7 +460,21 @@ async fn measure(
                     broker_stored,
                     broker_dropped,
                 };
-                samples.lock().unwrap_or_else(|e| e.into_inner()).push(sample);
+                {
+                    let mut samples = samples.lock().unwrap_or_else(|e| e.into_inner());
+                    if samples.len() % 30 == 29 {
+                        println!(
+                        "  {:>4.0} s: sent {}, acknowledged by the broker {}, by ingest {}, written {}, broker holds {}",
+                        sample.secs,
+                        thousands(sample.sent as f64),
+                        thousands(sample.acked_by_broker as f64),
+                        thousands(sample.acked_by_ingest),
+                        thousands(sample.written),
+                        sample.broker_stored.map_or("?".into(), thousands),
+                    );
+                    }
+                    samples.push(sample);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })

@@ -329,7 +329,10 @@ impl Running {
     async fn event_loop(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         while let Some(input) = self.next_event(shutdown).await? {
             let event = match input {
-                Input::Mqtt(event) => event,
+                Input::Mqtt(event) => {
+                    note_liveness(&mut self.eventloop.state, &event);
+                    event
+                }
                 Input::Door(submission) => {
                     if !self.submission(submission, shutdown).await? {
                         break;
@@ -599,6 +602,21 @@ async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     }
 }
 
+/// Takes any packet from the broker as the answer to a pending PINGREQ.
+/// rumqttc gives a connection up when a keep-alive passes without the
+/// PINGRESP; under overload that answer can take longer than any keep-alive:
+/// the broker, at a full core, reads ingest's socket no faster than each
+/// publisher's, so the PINGREQ waits there behind up to hundreds of
+/// thousands of PUBACKs. Each such reconnection made the broker send its
+/// whole in-flight window again (3.67 million duplicates in seven minutes).
+/// A broker that keeps sending is alive; one that falls silent still fails
+/// the next keep-alive.
+fn note_liveness(state: &mut rumqttc::MqttState, event: &MqttEvent) {
+    if let Ok(Event::Incoming(_)) = event {
+        state.await_pingresp = false;
+    }
+}
+
 /// The MQTT options of ingest: a persistent session with manual acks.
 fn mqtt_options(config: &IngestConfig) -> MqttOptions {
     let mut options = MqttOptions::new(&config.mqtt_client_id, &config.mqtt.mqtt_host, config.mqtt.mqtt_port);
@@ -766,5 +784,34 @@ async fn acknowledge(
             metrics::counter!("hoheit_ingest_messages_acknowledged_total").increment(1);
             metrics::histogram!("hoheit_ingest_message_seconds").record(received.elapsed().as_secs_f64());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::{MqttState, Request};
+
+    fn pinged() -> MqttState {
+        let mut state = MqttState::new(100, true, 1024 * 1024);
+        state.handle_outgoing_packet(Request::PingReq(rumqttc::PingReq)).expect("the first ping goes out");
+        state
+    }
+
+    #[test]
+    fn a_broker_that_keeps_sending_counts_as_alive_without_its_pingresp() {
+        let mut state = pinged();
+        let publish = Publish::new("hoheit/v1/a/b/c", QoS::AtLeastOnce, "{}");
+        note_liveness(&mut state, &Ok(Event::Incoming(Packet::Publish(publish))));
+        assert!(state.handle_outgoing_packet(Request::PingReq(rumqttc::PingReq)).is_ok());
+    }
+
+    #[test]
+    fn a_silent_broker_still_fails_the_next_keep_alive() {
+        let mut state = pinged();
+        // Our own outgoing packets prove nothing about the broker.
+        note_liveness(&mut state, &Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(7))));
+        let next = state.handle_outgoing_packet(Request::PingReq(rumqttc::PingReq));
+        assert!(matches!(next, Err(rumqttc::StateError::AwaitPingResp)), "{next:?}");
     }
 }
