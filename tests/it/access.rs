@@ -711,7 +711,7 @@ async fn retention_deletes_only_readings_past_their_datasets_retention() {
     rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day + minute), value: 6.99 });
     rows.push(Reading { datastream: DatastreamId(short_stream), time: Micros(now - 7 * day - minute), value: 7.01 });
     hoheit_store::observations::insert(&mut pool.acquire().await.unwrap(), &rows).await.unwrap();
-    let deleted = hoheit_store::datasets::enforce_retention(&pool).await.unwrap();
+    let deleted = hoheit_store::datasets::retention_run(&pool).await.unwrap().removed();
     assert_eq!(deleted, 3, "the 7 days + 1 minute, 8 and 30 days old readings of the 7-day dataset");
     let mismatches: i64 = sqlx::query_scalar(
         "WITH raw AS (SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch') AS bucket,

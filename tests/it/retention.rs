@@ -168,11 +168,57 @@ async fn a_chunk_of_only_unassigned_datastreams_is_never_dropped() -> anyhow::Re
     ];
     observations::insert(&mut *pool.acquire().await?, &rows).await?;
     let run = datasets::retention_run(&pool).await?;
-    assert_eq!(run, datasets::Retention { chunks_dropped: 0, readings_dropped: 0, readings_deleted: 1 });
+    assert_eq!(run, datasets::Retention { readings_deleted: 1, ..Default::default() });
     assert!(has_chunk_at(&pool, old).await?);
     let left: Vec<i64> = sqlx::query_scalar("SELECT datastream_id FROM observations").fetch_all(&pool).await?;
     assert_eq!(left, vec![k]);
     assert_eq!(rollup_mismatches(&pool).await?, 0);
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_locked_by_a_reader_is_left_for_the_next_run_instead_of_queueing_behind_it() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let [a, b, ..] = town(&pool).await?;
+    let now = Micros::now().0;
+    let (old, older) = (now - 30 * DAY, now - 60 * DAY);
+    let rows = [
+        Reading { datastream: DatastreamId(a), time: Micros(old), value: 1.0 },
+        Reading { datastream: DatastreamId(b), time: Micros(older), value: 2.0 },
+    ];
+    observations::insert(&mut *pool.acquire().await?, &rows).await?;
+
+    // A long read of the 30-day-old chunk, still open: dropping that chunk needs it exclusively.
+    let mut reader = pool.begin().await?;
+    let seen: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM observations WHERE time >= timestamptz 'epoch' + ($1 - 3600000000) * INTERVAL '1 microsecond'
+                                             AND time < timestamptz 'epoch' + ($1 + 3600000000) * INTERVAL '1 microsecond'",
+    )
+    .bind(old)
+    .fetch_one(&mut *reader)
+    .await?;
+    assert_eq!(seen, 1);
+
+    let run = datasets::retention_run(&pool).await?;
+    assert_eq!(run.chunks_skipped, 1, "{run:?}");
+    assert_eq!(run.chunks_dropped, 1, "the chunk nobody reads is dropped meanwhile: {run:?}");
+    assert!(has_chunk_at(&pool, old).await?, "the locked chunk stays");
+    assert!(!has_chunk_at(&pool, older).await?);
+    // The writer goes on meanwhile: the reader holds no lock it needs, and no drop waits in its way.
+    let fresh = [Reading { datastream: DatastreamId(a), time: Micros(now), value: 3.0 }];
+    observations::insert(&mut *pool.acquire().await?, &fresh).await?;
+
+    reader.commit().await?;
+    let next = datasets::retention_run(&pool).await?;
+    assert_eq!((next.chunks_dropped, next.chunks_skipped), (1, 0), "the next run drops it: {next:?}");
+    assert!(!has_chunk_at(&pool, old).await?);
+    let left: Vec<f64> = sqlx::query_scalar("SELECT value FROM observations").fetch_all(&pool).await?;
+    assert_eq!(left, vec![3.0]);
+    assert_eq!(rollup_mismatches(&pool).await?, 0);
+
     pool.close().await;
     isolation.drop_database().await;
     Ok(())

@@ -250,11 +250,14 @@ impl Api {
 /// replicas running it at once is harmless: the delete is idempotent.
 async fn retention_job(pool: PgPool, every: Duration, shutdown: CancellationToken) {
     loop {
-        match hoheit_store::datasets::enforce_retention(&pool).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                metrics::counter!("hoheit_api_retention_deleted_total").increment(deleted);
-                tracing::info!(deleted, "retention: readings past their dataset's retention deleted");
+        match hoheit_store::datasets::retention_run(&pool).await {
+            Ok(run) => {
+                metrics::counter!("hoheit_api_retention_chunks_skipped_total").increment(run.chunks_skipped);
+                let deleted = run.removed();
+                if deleted > 0 {
+                    metrics::counter!("hoheit_api_retention_deleted_total").increment(deleted);
+                    tracing::info!(deleted, "retention: readings past their dataset's retention deleted");
+                }
             }
             Err(error) => tracing::warn!(%error, "retention run failed; retrying next time"),
         }

@@ -308,6 +308,9 @@ pub struct Retention {
     pub readings_dropped: u64,
     /// Readings deleted row by row from chunks that also hold readings kept longer.
     pub readings_deleted: u64,
+    /// Chunks left for the next run: another transaction held a lock on
+    /// them longer than [`RETENTION_LOCK_TIMEOUT`].
+    pub chunks_skipped: u64,
 }
 
 impl Retention {
@@ -317,11 +320,12 @@ impl Retention {
     }
 }
 
-/// Removes readings older than each dataset's retention; returns how many
-/// (see [`retention_run`]).
-pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(retention_run(pool).await?.removed())
-}
+/// How long a retention step waits for a lock before it leaves its chunk
+/// for the next run. Dropping a chunk needs it exclusively: a request still
+/// reading it (a long export, say) would otherwise hold the drop, and every
+/// reader and writer of that chunk that comes after would queue behind the
+/// waiting drop.
+pub const RETENTION_LOCK_TIMEOUT: &str = "2s";
 
 /// Removes readings older than each dataset's retention (datastreams not
 /// assigned to a dataset are kept: no retention was stated for them), chunk
@@ -337,8 +341,10 @@ pub async fn enforce_retention(pool: &PgPool) -> Result<u64, sqlx::Error> {
 ///   from the readings left in them.
 ///
 /// Only chunks that start before the latest cut-off of any dataset are
-/// looked at. Afterwards, latest values (`datastream_latest`) older than
-/// their datastream's cut-off are deleted too.
+/// looked at. A chunk whose locks are not granted within
+/// [`RETENTION_LOCK_TIMEOUT`] is left as it was, for the next run
+/// (`chunks_skipped`). Afterwards, latest values (`datastream_latest`) older
+/// than their datastream's cut-off are deleted too.
 pub async fn retention_run(pool: &PgPool) -> Result<Retention, sqlx::Error> {
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(pool).await?;
     let chunks: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
@@ -353,74 +359,115 @@ pub async fn retention_run(pool: &PgPool) -> Result<Retention, sqlx::Error> {
     .await?;
     let mut run = Retention::default();
     for (start, end) in chunks {
-        let mut tx = pool.begin().await?;
-        crate::db::without_statement_timeout(&mut tx).await?;
-        // Kept: a datastream with readings in the chunk that is not past its retention at the
-        // chunk's end. One index probe per such datastream; the first found ends the search.
-        let kept: bool = sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM datastreams d LEFT JOIN datasets ds ON ds.id = d.dataset_id
-                 WHERE (ds.id IS NULL OR $1 - make_interval(days => ds.retention_days) < $3)
-                   AND EXISTS (SELECT 1 FROM observations o
-                               WHERE o.datastream_id = d.id AND o.time >= $2 AND o.time < $3))",
-        )
-        .bind(now)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&mut *tx)
-        .await?;
-        if kept {
-            run.readings_deleted += delete_expired_rows(&mut tx, now, start, end).await?;
-        } else {
-            let readings: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE time >= $1 AND time < $2")
-                .bind(start)
-                .bind(end)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("SELECT drop_chunks('observations', older_than => $2, newer_than => $1)")
-                .bind(start)
-                .bind(end)
-                .execute(&mut *tx)
-                .await?;
-            // Every bucket that overlaps the chunk, rebuilt from what is left of it (only
-            // buckets that straddle a chunk boundary keep readings).
-            sqlx::query(
-                "DELETE FROM observations_15m
-                 WHERE bucket >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch') AND bucket < $2",
-            )
-            .bind(start)
-            .bind(end)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
-                 SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
-                        sum(o.value), count(*), min(o.value), max(o.value)
-                 FROM observations o
-                 WHERE o.time >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch')
-                   AND o.time < time_bucket(INTERVAL '15 minutes', $2::timestamptz - INTERVAL '1 microsecond',
-                                            timestamptz 'epoch') + INTERVAL '15 minutes'
-                 GROUP BY 1, 2
-                 ON CONFLICT (datastream_id, bucket) DO UPDATE
-                 SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
-            )
-            .bind(start)
-            .bind(end)
-            .execute(&mut *tx)
-            .await?;
-            run.chunks_dropped += 1;
-            run.readings_dropped += readings as u64;
+        let mut tx = retention_transaction(pool).await?;
+        match retention_chunk(&mut tx, &mut run, now, start, end).await {
+            Ok(()) => tx.commit().await?,
+            Err(error) if is_lock_timeout(&error) => {
+                tx.rollback().await?;
+                tracing::warn!(%start, %end, "retention: a chunk is locked by another transaction; left for the next run");
+                run.chunks_skipped += 1;
+            }
+            Err(error) => return Err(error),
         }
-        tx.commit().await?;
     }
-    sqlx::query(
+    let mut tx = retention_transaction(pool).await?;
+    let latest = sqlx::query(
         "DELETE FROM datastream_latest l USING datastreams d, datasets ds
          WHERE l.datastream_id = d.id AND d.dataset_id = ds.id AND l.time < $1 - make_interval(days => ds.retention_days)",
     )
     .bind(now)
-    .execute(pool)
-    .await?;
+    .execute(&mut *tx)
+    .await;
+    match latest {
+        Ok(_) => tx.commit().await?,
+        Err(error) if is_lock_timeout(&error) => {
+            tx.rollback().await?;
+            tracing::warn!("retention: the latest values are locked by another transaction; left for the next run");
+        }
+        Err(error) => return Err(error),
+    }
     Ok(run)
+}
+
+/// A transaction of the retention run: no statement timeout (its deletes are
+/// long by nature), [`RETENTION_LOCK_TIMEOUT`] for each lock.
+async fn retention_transaction(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    crate::db::without_statement_timeout(&mut tx).await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{RETENTION_LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// Whether a statement gave up waiting for a lock (`lock_not_available`).
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("55P03"))
+}
+
+/// One chunk `[start, end)` of the retention run, in `tx` (see [`retention_run`]).
+async fn retention_chunk(
+    tx: &mut PgConnection,
+    run: &mut Retention,
+    now: DateTime<Utc>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    // Kept: a datastream with readings in the chunk that is not past its retention at the
+    // chunk's end. One index probe per such datastream; the first found ends the search.
+    let kept: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM datastreams d LEFT JOIN datasets ds ON ds.id = d.dataset_id
+             WHERE (ds.id IS NULL OR $1 - make_interval(days => ds.retention_days) < $3)
+               AND EXISTS (SELECT 1 FROM observations o
+                           WHERE o.datastream_id = d.id AND o.time >= $2 AND o.time < $3))",
+    )
+    .bind(now)
+    .bind(start)
+    .bind(end)
+    .fetch_one(&mut *tx)
+    .await?;
+    if kept {
+        run.readings_deleted += delete_expired_rows(tx, now, start, end).await?;
+        return Ok(());
+    }
+    let readings: i64 = sqlx::query_scalar("SELECT count(*) FROM observations WHERE time >= $1 AND time < $2")
+        .bind(start)
+        .bind(end)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("SELECT drop_chunks('observations', older_than => $2, newer_than => $1)")
+        .bind(start)
+        .bind(end)
+        .execute(&mut *tx)
+        .await?;
+    // Every bucket that overlaps the chunk, rebuilt from what is left of it (only
+    // buckets that straddle a chunk boundary keep readings).
+    sqlx::query(
+        "DELETE FROM observations_15m
+         WHERE bucket >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch') AND bucket < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO observations_15m (datastream_id, bucket, sum, count, min, max)
+         SELECT o.datastream_id, time_bucket(INTERVAL '15 minutes', o.time, timestamptz 'epoch'),
+                sum(o.value), count(*), min(o.value), max(o.value)
+         FROM observations o
+         WHERE o.time >= time_bucket(INTERVAL '15 minutes', $1::timestamptz, timestamptz 'epoch')
+           AND o.time < time_bucket(INTERVAL '15 minutes', $2::timestamptz - INTERVAL '1 microsecond',
+                                    timestamptz 'epoch') + INTERVAL '15 minutes'
+         GROUP BY 1, 2
+         ON CONFLICT (datastream_id, bucket) DO UPDATE
+         SET sum = excluded.sum, count = excluded.count, min = excluded.min, max = excluded.max",
+    )
+    .bind(start)
+    .bind(end)
+    .execute(&mut *tx)
+    .await?;
+    run.chunks_dropped += 1;
+    run.readings_dropped += readings as u64;
+    Ok(())
 }
 
 /// Deletes the readings in `[start, end)` past their dataset's retention at
