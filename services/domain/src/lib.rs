@@ -21,6 +21,7 @@ pub mod quality;
 pub mod range;
 pub mod rejection;
 pub mod replay;
+pub mod rfc3339;
 pub mod topic;
 pub mod write;
 

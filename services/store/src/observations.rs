@@ -262,6 +262,7 @@ pub fn encode_copy(readings: &[Reading], out: &mut Vec<u8>) -> Result<(), sqlx::
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema, FromRow)]
 pub struct Observation {
+    #[serde(serialize_with = "hoheit_domain::rfc3339::serialize")]
     pub time: DateTime<Utc>,
     pub value: f64,
 }
@@ -298,6 +299,7 @@ pub async fn range(
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema, FromRow)]
 pub struct Bucket {
     #[sqlx(rename = "bucket")]
+    #[serde(serialize_with = "hoheit_domain::rfc3339::serialize")]
     pub time: DateTime<Utc>,
     pub avg: f64,
     /// Absent for personal data: an extreme is one person's reading.

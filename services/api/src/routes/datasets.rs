@@ -98,7 +98,7 @@ pub(crate) fn csv_line(row: &ExportRow) -> String {
         csv_field(&row.thing),
         csv_field(&row.property),
         csv_field(row.unit.as_deref().unwrap_or("")),
-        row.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        hoheit_domain::rfc3339::to_string(&row.time),
         row.value
     )
 }
@@ -206,7 +206,7 @@ fn aggregate_lines(released: Vec<(serde_json::Value, Vec<Bucket>)>, interval: i6
             Ok(if csv {
                 format!(
                     "{id},{thing},{property},{unit},{},{interval},{},{}\n",
-                    b.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    hoheit_domain::rfc3339::to_string(&b.time),
                     b.avg,
                     b.count,
                     id = id.0

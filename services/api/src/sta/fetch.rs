@@ -98,7 +98,7 @@ impl Query<'_> {
             let (id, body) = if json.is_none() {
                 let time: DateTime<Utc> = row.get("obs_time");
                 let datastream = keys.get("datastream_id").copied().unwrap_or_default();
-                let stamp = json!(time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+                let stamp = json!(hoheit_domain::rfc3339::to_string(&time));
                 let mut body = Map::with_capacity(3);
                 body.insert("phenomenonTime".into(), stamp.clone());
                 body.insert("resultTime".into(), stamp);
