@@ -287,6 +287,14 @@ async fn select_and_nested_expand_give_the_latest_value_per_datastream() {
     .await;
     assert_eq!(page["value"][0]["Datastream"]["name"], ds["name"]);
     assert_eq!(page["value"][0]["FeatureOfInterest"]["feature"]["type"], "Point");
+    // Three observations of one datastream: each gets its own copy of the expansion (the last one
+    // takes the fetched children, the others a copy).
+    let observations = page["value"].as_array().unwrap();
+    assert_eq!(observations.len(), 3);
+    for observation in observations {
+        assert_eq!(observation["Datastream"]["name"], ds["name"], "{observation}");
+        assert_eq!(observation["FeatureOfInterest"]["feature"]["type"], "Point", "{observation}");
+    }
     s.stop().await;
 }
 
