@@ -151,11 +151,8 @@ impl Publisher {
                     _ = &mut stopped => return acks,
                     event = eventloop.poll() => event,
                 };
-                if let Ok(Event::Incoming(_)) = event {
-                    // As ingest does: a broker that answers is alive, also while its
-                    // PINGRESP waits behind the PUBACKs (see ingest's `note_liveness`).
-                    eventloop.state.await_pingresp = false;
-                }
+                // As ingest: a broker that answers is alive, also while its PINGRESP waits behind the PUBACKs.
+                hoheit_ingest::note_liveness(&mut eventloop.state, &event);
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         if let Some(c) = connected.take() {

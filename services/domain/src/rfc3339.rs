@@ -12,7 +12,7 @@ const MAX_LEN: usize = 30;
 
 /// `time` as chrono's `Serialize` writes it, into `out`; `None` for what
 /// this fast path does not cover (years outside 0–9999, a leap second).
-pub fn format(time: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
+fn format(time: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
     let naive = time.naive_utc();
     let year = u32::try_from(naive.year()).ok().filter(|year| *year <= 9999)?;
     let nanos = naive.nanosecond();
@@ -54,24 +54,26 @@ fn digits(out: &mut [u8], mut value: u32) {
     }
 }
 
-/// `time` as chrono's `Serialize` writes it (without the quotes).
-pub fn to_string(time: &DateTime<Utc>) -> String {
+/// Hands `time`'s text (chrono's, without quotes) to `use_text`: from a
+/// buffer on the stack, or from chrono where [`format`] does not cover it.
+fn with_text<R>(time: &DateTime<Utc>, use_text: impl FnOnce(&str) -> R) -> R {
     let mut out = [0u8; MAX_LEN];
     match format(time, &mut out) {
-        Some(len) => String::from_utf8_lossy(&out[..len]).into_owned(),
-        None => time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        // Only ASCII digits and separators were written.
+        Some(len) => use_text(std::str::from_utf8(&out[..len]).unwrap_or_default()),
+        None => use_text(&time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     }
+}
+
+/// `time` as chrono's `Serialize` writes it (without the quotes).
+pub fn to_string(time: &DateTime<Utc>) -> String {
+    with_text(time, str::to_owned)
 }
 
 /// `#[serde(serialize_with = "hoheit_domain::rfc3339::serialize")]`: the
 /// same text as chrono's `Serialize`, faster.
 pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut out = [0u8; MAX_LEN];
-    match format(time, &mut out) {
-        // Only ASCII digits and separators were written.
-        Some(len) => serializer.serialize_str(std::str::from_utf8(&out[..len]).unwrap_or_default()),
-        None => serializer.collect_str(&time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-    }
+    with_text(time, |text| serializer.serialize_str(text))
 }
 
 #[cfg(test)]

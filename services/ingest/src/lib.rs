@@ -21,4 +21,4 @@ mod registry_cache;
 mod service;
 pub mod sta;
 
-pub use service::{Ingest, IngestConfig};
+pub use service::{note_liveness, Ingest, IngestConfig};

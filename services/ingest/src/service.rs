@@ -611,7 +611,7 @@ async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
 /// whole in-flight window again (3.67 million duplicates in seven minutes).
 /// A broker that keeps sending is alive; one that falls silent still fails
 /// the next keep-alive.
-fn note_liveness(state: &mut rumqttc::MqttState, event: &MqttEvent) {
+pub fn note_liveness(state: &mut rumqttc::MqttState, event: &Result<Event, rumqttc::ConnectionError>) {
     if let Ok(Event::Incoming(_)) = event {
         state.await_pingresp = false;
     }

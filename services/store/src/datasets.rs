@@ -360,14 +360,10 @@ pub async fn retention_run(pool: &PgPool) -> Result<Retention, sqlx::Error> {
     let mut run = Retention::default();
     for (start, end) in chunks {
         let mut tx = retention_transaction(pool).await?;
-        match retention_chunk(&mut tx, &mut run, now, start, end).await {
-            Ok(()) => tx.commit().await?,
-            Err(error) if is_lock_timeout(&error) => {
-                tx.rollback().await?;
-                tracing::warn!(%start, %end, "retention: a chunk is locked by another transaction; left for the next run");
-                run.chunks_skipped += 1;
-            }
-            Err(error) => return Err(error),
+        let done = retention_chunk(&mut tx, &mut run, now, start, end).await;
+        if !settle(tx, done).await? {
+            tracing::warn!(%start, %end, "retention: a chunk is locked by another transaction; left for the next run");
+            run.chunks_skipped += 1;
         }
     }
     let mut tx = retention_transaction(pool).await?;
@@ -378,15 +374,25 @@ pub async fn retention_run(pool: &PgPool) -> Result<Retention, sqlx::Error> {
     .bind(now)
     .execute(&mut *tx)
     .await;
-    match latest {
-        Ok(_) => tx.commit().await?,
-        Err(error) if is_lock_timeout(&error) => {
-            tx.rollback().await?;
-            tracing::warn!("retention: the latest values are locked by another transaction; left for the next run");
-        }
-        Err(error) => return Err(error),
+    if !settle(tx, latest).await? {
+        tracing::warn!("retention: the latest values are locked by another transaction; left for the next run");
     }
     Ok(run)
+}
+
+/// Ends a retention step's transaction: commits it after `done` succeeded;
+/// rolls it back and answers `false` when a lock was not granted within
+/// [`RETENTION_LOCK_TIMEOUT`] (the step is left for the next run); any other
+/// error ends the run.
+async fn settle<T>(
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    done: Result<T, sqlx::Error>,
+) -> Result<bool, sqlx::Error> {
+    match done {
+        Ok(_) => tx.commit().await.map(|_| true),
+        Err(error) if is_lock_timeout(&error) => tx.rollback().await.map(|_| false),
+        Err(error) => Err(error),
+    }
 }
 
 /// A transaction of the retention run: no statement timeout (its deletes are
