@@ -189,6 +189,8 @@ async fn aggregates_compute_avg_min_max_count_per_bucket() {
         .await
         .unwrap();
     assert_eq!(body["interval_seconds"], 900);
+    assert_eq!(body["unit"], "count");
+    assert_eq!(body["datastream_id"], id);
     let buckets = body["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 2);
     assert_eq!(buckets[0], json!({"time": "2026-11-20T00:00:00Z", "avg": 2.0, "min": 1.0, "max": 3.0, "count": 3}));
@@ -210,6 +212,7 @@ async fn bad_parameters_get_problem_details_with_the_reason() {
         (format!("/v1/datastreams/{id}/aggregates?interval=1s&from=2020-01-01T00:00:00Z"), 400, "buckets"),
         ("/v1/datastreams/abc/observations".to_owned(), 400, "positive integer"),
         ("/v1/datastreams/999999/observations".to_owned(), 404, "datastream 999999"),
+        ("/v1/datastreams/999999/aggregates".to_owned(), 404, "datastream 999999"),
         ("/v1/dead-letters?org=%27;DROP%20TABLE".to_owned(), 400, "org"),
         ("/v1/nothing-here".to_owned(), 404, "no resource"),
     ];

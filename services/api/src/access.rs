@@ -101,16 +101,18 @@ async fn decide_read(
     admit(state, who, record, decision, &request, now).await
 }
 
-/// [`authorize`] for one datastream.
+/// [`authorize`] for one datastream; with the permit its unit, read in the
+/// same query as its access facts (`404` if it does not exist).
 pub async fn authorize_datastream(
     state: &AppState,
     who: &Who,
     id: DatastreamId,
     action: &str,
     request: ReadRequest,
-) -> Result<ReadPermit, ApiError> {
-    let dataset = datasets::access_for_datastream(&state.pool, id).await?;
-    authorize(state, who, dataset, Some(id), action, request).await
+) -> Result<(ReadPermit, Option<String>), ApiError> {
+    let target = datasets::read_target(&state.pool, id).await?;
+    let permit = authorize(state, who, target.access, Some(id), action, request).await?;
+    Ok((permit, target.unit))
 }
 
 /// Decides an export of the whole `dataset` (`policy::decide_export`: its
@@ -566,7 +568,7 @@ impl<'a> ObservationReads<'a> {
                 )
                 .await?
             }
-            None => authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?,
+            None => authorize_datastream(state, self.who, datastream, STA_OBSERVATIONS, request).await?.0,
         };
         self.charged.extend(self.view.grants_used(&Reach::Ids(vec![datastream.0]), &request).iter().map(|g| g.id));
         self.path = Some((datastream, permit, 0));

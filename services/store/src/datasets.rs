@@ -240,9 +240,9 @@ impl TryFrom<AccessRow> for DatasetAccess {
     }
 }
 
-/// The columns of an [`AccessRow`] per datastream (`d`), with the datastream's id.
+/// The columns of an [`AccessRow`] per datastream (`d`), with the datastream's id and unit.
 const DATASTREAM_ACCESS_SELECT: &str =
-    "SELECT d.id AS datastream_id, ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
+    "SELECT d.id AS datastream_id, d.unit, ds.id AS dataset_id, ds.slug AS dataset_slug, ds.classification, ds.min_bucket_count,
             coalesce(ds.owner_org_id, t.org_id) AS owner_id, o.slug AS thing_org, o2.kind AS owner_kind, o2.parent_id AS owner_parent
      FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
      LEFT JOIN datasets ds ON ds.id = d.dataset_id
@@ -250,12 +250,33 @@ const DATASTREAM_ACCESS_SELECT: &str =
 
 /// The policy view of the dataset a datastream belongs to.
 pub async fn access_for_datastream(pool: &PgPool, datastream: DatastreamId) -> Result<DatasetAccess, RegistryError> {
-    sqlx::query_as::<_, AccessRow>(&format!("{DATASTREAM_ACCESS_SELECT} WHERE d.id = $1"))
+    Ok(read_target(pool, datastream).await?.access)
+}
+
+/// What a read of one datastream's data needs before its query: the policy
+/// view of its dataset and the unit its answer names.
+pub struct ReadTarget {
+    pub access: DatasetAccess,
+    pub unit: Option<String>,
+}
+
+#[derive(FromRow)]
+struct ReadTargetRow {
+    unit: Option<String>,
+    #[sqlx(flatten)]
+    access: AccessRow,
+}
+
+/// [`ReadTarget`] of `datastream`, in one query: a read of its readings asked
+/// the access facts and then the registry row for the unit, two round trips
+/// before the readings' own (`bench scale`, 64 clients).
+pub async fn read_target(pool: &PgPool, datastream: DatastreamId) -> Result<ReadTarget, RegistryError> {
+    let row = sqlx::query_as::<_, ReadTargetRow>(&format!("{DATASTREAM_ACCESS_SELECT} WHERE d.id = $1"))
         .bind(datastream.0)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?
-        .try_into()
+        .ok_or_else(|| RegistryError::NotFound(format!("datastream {datastream}")))?;
+    Ok(ReadTarget { access: row.access.try_into()?, unit: row.unit })
 }
 
 /// Datastreams that share their policy view (an [`AccessRow`]).

@@ -228,9 +228,9 @@ pub async fn observations(
     let limit = params::limit(query.limit)?;
     let after = query.cursor.as_deref().map(|c| params::decode_cursor('t', c)).transpose()?.map(Micros);
     let request = ReadRequest { resolution: Resolution::Raw, from: range.from, to: range.to };
-    let permit = authorize_datastream(&state, &who, DatastreamId(id), "observations", request).await?;
-    let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
-    let rows = observations::range(&state.pool, stream.id, permit.range.from, permit.range.to, after, limit).await?;
+    let (permit, unit) = authorize_datastream(&state, &who, DatastreamId(id), "observations", request).await?;
+    let rows =
+        observations::range(&state.pool, DatastreamId(id), permit.range.from, permit.range.to, after, limit).await?;
     permit.finish(&state, rows.len()).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|last| params::encode_cursor('t', Micros::from_datetime(last.time).0)))
@@ -246,10 +246,7 @@ pub async fn observations(
             headers.insert(header::LINK, value);
         }
     }
-    Ok((
-        headers,
-        Json(ObservationPage { datastream_id: stream.id, unit: stream.unit, observations: rows, next_cursor }),
-    ))
+    Ok((headers, Json(ObservationPage { datastream_id: DatastreamId(id), unit, observations: rows, next_cursor })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -312,14 +309,13 @@ pub async fn aggregates(
         from: range.from,
         to: range.to,
     };
-    let permit = authorize_datastream(&state, &who, DatastreamId(id), "aggregates", request).await?;
-    let stream = registry::get_datastream(&state.pool, DatastreamId(id)).await?;
+    let (permit, unit) = authorize_datastream(&state, &who, DatastreamId(id), "aggregates", request).await?;
     let (release, answered) = (permit.release, permit.range);
-    let buckets = observations::released_aggregates(&state.pool, stream.id, &answered, release).await?;
+    let buckets = observations::released_aggregates(&state.pool, DatastreamId(id), &answered, release).await?;
     permit.finish(&state, buckets.len()).await?;
     Ok(Json(AggregatePage {
-        datastream_id: stream.id,
-        unit: stream.unit,
+        datastream_id: DatastreamId(id),
+        unit,
         interval_seconds,
         from: answered.from,
         to: answered.to,
