@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use hoheit_domain::policy::ReadRequest;
 use hoheit_domain::DatastreamId;
-use serde_json::Value;
 
 use super::fetch::{Fetched, Parents, Query};
 use super::model::Entity;
@@ -150,12 +149,12 @@ impl<'a> Answer<'a> {
                         }
                     }
                 }
-                // The children of each parent key, and the entities they write.
-                let mut by_parent: HashMap<i64, (Vec<Value>, u64)> = HashMap::new();
+                // The children of each parent key, written, and the entities they write.
+                let mut by_parent: HashMap<i64, (Vec<Vec<u8>>, u64)> = HashMap::new();
                 for child in children {
                     let parent = by_parent.entry(child.parent.unwrap_or_default()).or_default();
                     parent.1 += child.entities;
-                    parent.0.push(Value::Object(self.writer.render(nav.target, child, &expand.options)));
+                    parent.0.push(self.writer.render(nav.target, child, &expand.options));
                 }
                 // Every parent gets its own copy: count the copies before making them.
                 let found = |row: &Fetched| row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
@@ -163,31 +162,25 @@ impl<'a> Answer<'a> {
                 if written > MAX_ENTITIES {
                     return Err(too_many_entities());
                 }
-                // A parent key that appears once (the usual case) gets its children
-                // moved, not copied: copying 1,000 expanded datastreams and dropping the
-                // originals took a fifth of a `Things?$expand=Datastreams` answer.
-                let mut uses: HashMap<i64, usize> = HashMap::new();
-                for key in rows.iter().filter_map(|r| r.keys.get(nav.source_column)) {
-                    *uses.entry(*key).or_default() += 1;
-                }
                 for row in rows.iter_mut() {
-                    let key = row.keys.get(nav.source_column).copied();
-                    let last = key.and_then(|k| uses.get_mut(&k)).is_some_and(|left| {
-                        *left -= 1;
-                        *left == 0
-                    });
-                    let (children, entities) = match key {
-                        Some(k) if last => by_parent.remove(&k).unwrap_or_default(),
-                        Some(k) => by_parent.get(&k).cloned().unwrap_or_default(),
-                        None => Default::default(),
-                    };
+                    let found = row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
+                    let (children, entities) = found.map_or((&[][..], 0), |(c, n)| (c.as_slice(), *n));
                     row.entities += entities;
-                    let value = if nav.single {
-                        children.into_iter().next().unwrap_or(Value::Null)
+                    let text = if nav.single {
+                        children.first().cloned().unwrap_or_else(|| b"null".to_vec())
                     } else {
-                        Value::Array(children)
+                        let mut text = Vec::with_capacity(children.iter().map(|c| c.len() + 1).sum::<usize>() + 2);
+                        text.push(b'[');
+                        for (i, child) in children.iter().enumerate() {
+                            if i > 0 {
+                                text.push(b',');
+                            }
+                            text.extend_from_slice(child);
+                        }
+                        text.push(b']');
+                        text
                     };
-                    row.body.insert(nav.name.to_owned(), value);
+                    row.expanded.push((nav.name, text));
                 }
             }
             Ok(())
