@@ -165,6 +165,11 @@ async fn a_datastream_is_written_as_the_standard_says() {
         .as_str()
         .unwrap()
         .ends_with(&format!("Datastreams({})/Observations", s.town.counts)));
+    // One in no dataset names none, and no member is null.
+    let loose = s.api.register("stadt", "lose", "level", None).await.unwrap();
+    let ds = s.api.get_json(&format!("{STA}/Datastreams({loose})")).await.unwrap();
+    assert_eq!(ds["properties"], json!({"organisation": "stadt", "thing": "lose", "property": "level"}));
+    assert_eq!(ds["unitOfMeasurement"], json!({"name": "", "symbol": "", "definition": ""}));
     s.stop().await;
 }
 

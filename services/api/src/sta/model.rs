@@ -161,8 +161,11 @@ impl Entity {
                 "SELECT d.id, d.name, d.name || ' at ' || t.name AS description,
                         coalesce(d.unit, '') AS unit_symbol,
                         'http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement' AS \"observationType\",
-                        json_strip_nulls(json_build_object('organisation', o.slug, 'thing', t.slug, 'property', d.property,
-                            'dataset', ds.slug, 'classification', ds.classification, 'license', ds.license)) AS properties,
+                        CASE WHEN ds.id IS NULL
+                            THEN json_build_object('organisation', o.slug, 'thing', t.slug, 'property', d.property)
+                            ELSE json_build_object('organisation', o.slug, 'thing', t.slug, 'property', d.property,
+                                'dataset', ds.slug, 'classification', ds.classification, 'license', ds.license)
+                        END AS properties,
                         d.thing_id, (SELECT min(p.id) FROM datastreams p WHERE p.property = d.property) AS property_id
                  FROM datastreams d JOIN things t ON t.id = d.thing_id JOIN organisations o ON o.id = t.org_id
                  LEFT JOIN datasets ds ON ds.id = d.dataset_id
