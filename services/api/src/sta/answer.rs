@@ -149,12 +149,19 @@ impl<'a> Answer<'a> {
                         }
                     }
                 }
-                // The children of each parent key, written, and the entities they write.
-                let mut by_parent: HashMap<i64, (Vec<Vec<u8>>, u64)> = HashMap::new();
+                // Each parent key's navigation, written once (its one entity, or the array
+                // of its children), and the entities it writes.
+                let mut by_parent: HashMap<i64, (Vec<u8>, u64)> = HashMap::new();
                 for child in children {
-                    let parent = by_parent.entry(child.parent.unwrap_or_default()).or_default();
-                    parent.1 += child.entities;
-                    parent.0.push(self.writer.render(nav.target, child, &expand.options));
+                    let (text, entities) = by_parent.entry(child.parent.unwrap_or_default()).or_default();
+                    *entities += child.entities;
+                    if !nav.single {
+                        text.push(if text.is_empty() { b'[' } else { b',' });
+                    }
+                    self.writer.render_into(text, nav.target, child, &expand.options);
+                }
+                if !nav.single {
+                    by_parent.values_mut().for_each(|(text, _)| text.push(b']'));
                 }
                 // Every parent gets its own copy: count the copies before making them.
                 let found = |row: &Fetched| row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
@@ -162,25 +169,11 @@ impl<'a> Answer<'a> {
                 if written > MAX_ENTITIES {
                     return Err(too_many_entities());
                 }
+                let none: &[u8] = if nav.single { b"null" } else { b"[]" };
                 for row in rows.iter_mut() {
-                    let found = row.keys.get(nav.source_column).and_then(|k| by_parent.get(k));
-                    let (children, entities) = found.map_or((&[][..], 0), |(c, n)| (c.as_slice(), *n));
+                    let (text, entities) = found(row).map_or((none, 0), |(text, n)| (text.as_slice(), *n));
                     row.entities += entities;
-                    let text = if nav.single {
-                        children.first().cloned().unwrap_or_else(|| b"null".to_vec())
-                    } else {
-                        let mut text = Vec::with_capacity(children.iter().map(|c| c.len() + 1).sum::<usize>() + 2);
-                        text.push(b'[');
-                        for (i, child) in children.iter().enumerate() {
-                            if i > 0 {
-                                text.push(b',');
-                            }
-                            text.extend_from_slice(child);
-                        }
-                        text.push(b']');
-                        text
-                    };
-                    row.expanded.push((nav.name, text));
+                    row.expanded.push((nav.name, text.to_vec()));
                 }
             }
             Ok(())

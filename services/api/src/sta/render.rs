@@ -39,7 +39,7 @@ impl Writer {
     }
 
     /// [`Writer::render`] at the end of `out`.
-    fn render_into(&self, out: &mut Vec<u8>, entity: Entity, mut row: Fetched, options: &Options) {
+    pub fn render_into(&self, out: &mut Vec<u8>, entity: Entity, mut row: Fetched, options: &Options) {
         let link = self.self_link(entity, &row.id);
         let selected = |name: &str| options.select.is_empty() || options.select.iter().any(|s| s == name);
         let mut members = Members::open(out);
