@@ -76,9 +76,13 @@ pub struct ScaleArgs {
     /// Days the readings span, ending now (one chunk a day).
     #[arg(long, default_value_t = 30)]
     pub days: i64,
-    /// Datastreams with a reading every 10 s (those the API is asked for); the rest share the remaining readings evenly.
+    /// Datastreams with a reading every 10 s (those the API is asked for); the rest: see --frequent.
     #[arg(long, default_value_t = 20)]
     pub hot: usize,
+    /// Datastreams (after the hot ones) that carry most of the readings, a reading every minute or
+    /// so; every other datastream has one a day.
+    #[arg(long, default_value_t = 6_000)]
+    pub frequent: usize,
     /// Disk space (GB, 10⁹ bytes) the loader leaves free on the database's file system.
     #[arg(long, default_value_t = 12)]
     pub min_free_gb: u64,
@@ -124,25 +128,64 @@ struct Registry {
     department_streams: usize,
 }
 
-/// Which datastream has a reading when.
+/// Which datastream has a reading when: the hot ones every tick, then a
+/// town's mix of the rest (see [`Layout::new`]).
 struct Layout {
     start: i64,
     ticks: i64,
     hot: Vec<i64>,
-    cold: Vec<i64>,
-    /// A cold datastream has a reading every `period` ticks (staggered by its index).
+    /// The other datastreams, each tier with a reading every `period` ticks
+    /// (staggered by the datastream's index in its tier).
+    tiers: Vec<Tier>,
+}
+
+struct Tier {
+    ids: Vec<i64>,
     period: i64,
 }
 
+impl Tier {
+    fn at(&self, tick: i64) -> impl Iterator<Item = i64> + '_ {
+        let first = ((self.period - tick % self.period) % self.period) as usize;
+        self.ids.iter().skip(first).step_by(self.period as usize).copied()
+    }
+
+    fn readings(&self, ticks: i64) -> u64 {
+        (self.ids.len() as u64 * ticks as u64) / self.period as u64
+    }
+}
+
+/// A sparse datastream's period: one reading a day (a water or heat meter's
+/// daily count, a LoRaWAN device's battery).
+const SPARSE_TICKS: i64 = DAY / TICK;
+
 impl Layout {
+    /// The readings the hot datastreams leave go, as in a town, mostly to
+    /// `--frequent` datastreams (air, traffic, energy: a reading every minute
+    /// or so), while every other datastream reports once a day. When
+    /// the readings do not reach that mix, every non-hot datastream shares
+    /// them evenly.
     fn new(args: &ScaleArgs, ids: &[i64], end: i64) -> Self {
         let ticks = args.days * DAY / TICK;
         let hot_n = args.hot.min(ids.len());
-        let (hot, cold) = ids.split_at(hot_n);
-        let cold_total = (args.readings as i64 - hot_n as i64 * ticks).max(cold.len() as i64);
-        let per_cold = (cold_total as f64 / cold.len().max(1) as f64).max(1.0);
-        let period = ((ticks as f64 / per_cold).round() as i64).clamp(1, ticks);
-        Self { start: end - ticks * TICK, ticks, hot: hot.to_vec(), cold: cold.to_vec(), period }
+        let (hot, rest) = ids.split_at(hot_n);
+        let remaining = (args.readings as i64 - hot_n as i64 * ticks).max(rest.len() as i64);
+        let period_for = |n: usize, readings: i64| {
+            let each = (readings as f64 / n.max(1) as f64).max(1.0);
+            ((ticks as f64 / each).round() as i64).clamp(1, ticks)
+        };
+        let (frequent, sparse) = rest.split_at(args.frequent.min(rest.len()));
+        let sparse_readings = sparse.len() as i64 * (ticks / SPARSE_TICKS);
+        let tiers =
+            if !frequent.is_empty() && remaining > sparse_readings + frequent.len() as i64 * (ticks / SPARSE_TICKS) {
+                vec![
+                    Tier { ids: frequent.to_vec(), period: period_for(frequent.len(), remaining - sparse_readings) },
+                    Tier { ids: sparse.to_vec(), period: SPARSE_TICKS.min(ticks) },
+                ]
+            } else {
+                vec![Tier { ids: rest.to_vec(), period: period_for(rest.len(), remaining) }]
+            };
+        Self { start: end - ticks * TICK, ticks, hot: hot.to_vec(), tiers }
     }
 
     fn time(&self, tick: i64) -> i64 {
@@ -151,17 +194,27 @@ impl Layout {
 
     /// Readings in the whole layout (about: the last period may be cut short).
     fn total(&self) -> u64 {
-        (self.cold.len() as u64 * self.ticks as u64) / self.period as u64 + self.hot.len() as u64 * self.ticks as u64
+        self.tiers.iter().map(|tier| tier.readings(self.ticks)).sum::<u64>() + self.hot.len() as u64 * self.ticks as u64
     }
 
-    fn cold_at(&self, tick: i64) -> impl Iterator<Item = i64> + '_ {
-        let first = ((self.period - tick % self.period) % self.period) as usize;
-        self.cold.iter().skip(first).step_by(self.period as usize).copied()
+    /// Readings of one tick, at most.
+    fn per_tick(&self) -> usize {
+        self.hot.len() + self.tiers.iter().map(|tier| tier.ids.len().div_ceil(tier.period as usize)).sum::<usize>()
+    }
+
+    /// The tiers for the output: "6,000 every 50 s, 293,980 every 86400 s".
+    fn describe(&self) -> String {
+        let tiers: Vec<String> = self
+            .tiers
+            .iter()
+            .map(|tier| format!("{} every {} s", thousands(tier.ids.len() as f64), tier.period * TICK_SECS))
+            .collect();
+        tiers.join(", ")
     }
 
     fn push_tick(&self, tick: i64, out: &mut Vec<Reading>) {
         let time = Micros(self.time(tick));
-        for id in self.hot.iter().copied().chain(self.cold_at(tick)) {
+        for id in self.hot.iter().copied().chain(self.tiers.iter().flat_map(|tier| tier.at(tick))) {
             let value = 20.0 + ((tick * 7 + id) % 1000) as f64 * 0.01;
             out.push(Reading { datastream: DatastreamId(id), time, value });
         }
@@ -222,7 +275,7 @@ async fn bulk_load(
     let min_free = args.min_free_gb * 1_000_000_000;
     let mut queued = written_before;
     let mut tick = from_tick;
-    let mut batch = Vec::with_capacity(args.batch + layout.hot.len() + layout.cold.len());
+    let mut batch = Vec::with_capacity(args.batch + layout.per_tick());
     let mut batches = 0u64;
     let mut stopped = None;
     let mut last_report = Instant::now();
@@ -231,7 +284,7 @@ async fn bulk_load(
         tick += 1;
         if batch.len() >= args.batch || tick == layout.ticks || queued + batch.len() as u64 >= until {
             queued += batch.len() as u64;
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(args.batch + layout.cold.len()));
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(args.batch + layout.per_tick()));
             if tx.send(full).await.is_err() {
                 break;
             }
@@ -928,11 +981,10 @@ async fn measure(infra: &Infra, args: &ScaleArgs, db: &BenchDb) -> anyhow::Resul
     let layout = Arc::new(Layout::new(args, &registry.ids, end));
     let target = layout.total().min(args.readings.max(1));
     println!(
-        "  layout: {} hot datastreams every {} s, {} others every {} s, {} days: {} readings in all, loading {}",
+        "  layout: {} hot datastreams every {} s, {}, {} days: {} readings in all, loading {}",
         layout.hot.len(),
         TICK_SECS,
-        thousands(layout.cold.len() as f64),
-        layout.period * TICK_SECS,
+        layout.describe(),
         args.days,
         thousands(layout.total() as f64),
         thousands(target as f64)

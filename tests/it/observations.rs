@@ -129,6 +129,53 @@ async fn the_rollup_counts_every_stored_reading_once_and_serves_aligned_aggregat
     Ok(())
 }
 
+/// Two writes at once that share quarter hours (two writers while partitions
+/// move, or parallel loaders) lock the shared rollup and latest rows in the
+/// same order: one waits for the other, neither fails with a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_sharing_quarter_hours_wait_for_each_other_and_do_not_deadlock() -> anyhow::Result<()> {
+    let isolation = Isolation::new();
+    let pool = isolation.create_database().await?;
+    let ids = register(&pool, 300).await?;
+    const ROUNDS: i64 = 12;
+    // Writer `w` stores every datastream's readings at seconds 2k + w of each round's quarter hour,
+    // in its own transaction per round; both writers start each round together.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let writers: Vec<_> = (0..2i64)
+        .map(|w| {
+            let (pool, ids, barrier) = (pool.clone(), ids.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                for round in 0..ROUNDS {
+                    let mut batch = Vec::new();
+                    // Each writer lists the datastreams in an order of its own.
+                    let order: Vec<i64> = if w == 0 { ids.clone() } else { ids.iter().rev().copied().collect() };
+                    for &id in &order {
+                        for k in 0..5 {
+                            batch.push(at(id, round * 900 + 2 * k + w, (round * 10 + k) as f64));
+                        }
+                    }
+                    barrier.wait().await;
+                    let mut tx = conn.begin().await?;
+                    observations::insert(&mut tx, &batch).await?;
+                    tx.commit().await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM observations").fetch_one(&pool).await?;
+    assert_eq!(stored, 2 * ROUNDS * 300 * 5, "every reading of both writers");
+    assert_eq!(rollup_matches_raw(&pool).await?, ROUNDS * 300, "one rollup row per datastream and quarter hour");
+    assert_eq!(latest_rows(&pool).await?, newest_raw(&pool).await?);
+    pool.close().await;
+    isolation.drop_database().await;
+    Ok(())
+}
+
 /// Registers `n` datastreams (one organisation, one thing) by SQL; their ids, in order.
 async fn register(pool: &sqlx::PgPool, n: i64) -> anyhow::Result<Vec<i64>> {
     sqlx::query("INSERT INTO organisations (slug, name) VALUES ('stadt', 'Stadt')").execute(pool).await?;

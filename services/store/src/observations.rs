@@ -56,9 +56,12 @@ pub use hoheit_domain::ROLLUP_SECS;
 const ROLLUP_MICROS: i64 = ROLLUP_SECS * 1_000_000;
 
 /// Adds freshly inserted `readings` to the rollup: one upsert of their
-/// (datastream, bucket) groups.
+/// (datastream, bucket) groups, in that order, as every write path takes
+/// them: two writes that share quarter hours (two writers during a
+/// rebalance, parallel loaders) then lock the shared rows in the same order
+/// and one waits for the other instead of deadlocking.
 async fn add_to_rollup(conn: &mut PgConnection, readings: &[Reading]) -> Result<(), sqlx::Error> {
-    let mut groups: std::collections::HashMap<(i64, i64), (f64, i64, f64, f64)> = std::collections::HashMap::new();
+    let mut groups: std::collections::BTreeMap<(i64, i64), (f64, i64, f64, f64)> = std::collections::BTreeMap::new();
     for r in readings {
         let bucket = r.time.0.div_euclid(ROLLUP_MICROS) * ROLLUP_MICROS;
         let g = groups.entry((r.datastream.0, bucket)).or_insert((0.0, 0, f64::INFINITY, f64::NEG_INFINITY));
@@ -83,6 +86,7 @@ async fn add_to_rollup(conn: &mut PgConnection, readings: &[Reading]) -> Result<
          SELECT d, timestamptz 'epoch' + b * interval '1 microsecond', s, c, mi, ma
          FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::float8[])
               AS u(d, b, s, c, mi, ma)
+         ORDER BY d, b
          ON CONFLICT (datastream_id, bucket) DO UPDATE
          SET sum = r.sum + excluded.sum, count = r.count + excluded.count,
              min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)",
@@ -208,7 +212,7 @@ async fn insert_skipping_stored(conn: &mut PgConnection, readings: &[Reading]) -
              INSERT INTO observations_15m AS r (datastream_id, bucket, sum, count, min, max)
              SELECT datastream_id, time_bucket(INTERVAL '15 minutes', time, timestamptz 'epoch'),
                     sum(value), count(*), min(value), max(value)
-             FROM inserted GROUP BY 1, 2
+             FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
              ON CONFLICT (datastream_id, bucket) DO UPDATE
              SET sum = r.sum + excluded.sum, count = r.count + excluded.count,
                  min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)
