@@ -1082,6 +1082,9 @@ async fn measure(infra: &Infra, args: &ScaleArgs, db: &BenchDb) -> anyhow::Resul
     let keep_days = (args.days - expire_days).max(1) as i32;
     sqlx::query("UPDATE datasets SET retention_days = $1").bind(keep_days).execute(&db.pool).await?;
     println!("\n  retention: every dataset keeps {keep_days} days; run while the writer writes");
+    // Retention cuts at its own now(); what it must have removed is what was past retention when it
+    // started (the check runs later, when the cut-off has moved on by the writer's run).
+    let retention_started: chrono::DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&db.pool).await?;
     let retention = {
         let pool = db.pool.clone();
         tokio::spawn(async move {
@@ -1096,9 +1099,10 @@ async fn measure(infra: &Infra, args: &ScaleArgs, db: &BenchDb) -> anyhow::Resul
     // Every dataset has the same retention: only the chunks before its cut-off are counted.
     let after: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM observations o JOIN datastreams d ON d.id = o.datastream_id JOIN datasets ds ON ds.id = d.dataset_id
-         WHERE o.time < now() - make_interval(days => $1) AND o.time < now() - make_interval(days => ds.retention_days)",
+         WHERE o.time < $2 - make_interval(days => $1) AND o.time < $2 - make_interval(days => ds.retention_days)",
     )
     .bind(keep_days)
+    .bind(retention_started)
     .fetch_one(&db.pool)
     .await?;
     println!(
