@@ -65,13 +65,15 @@ impl Body {
                 !inner.is_empty()
             }
             Body::Observation { time, result } => {
+                // Observations are the bulk of every read: no `format!` per member.
                 let stamp = hoheit_domain::rfc3339::to_string(time);
-                for key in ["phenomenonTime", "resultTime"] {
-                    out.extend_from_slice(format!("\"{key}\":\"{stamp}\",").as_bytes());
-                }
-                out.extend_from_slice(b"\"result\":");
-                // A number, or `null` for a value JSON has no number for.
-                let _ = serde_json::to_writer(&mut *out, &json!(result));
+                out.extend_from_slice(b"\"phenomenonTime\":\"");
+                out.extend_from_slice(stamp.as_bytes());
+                out.extend_from_slice(b"\",\"resultTime\":\"");
+                out.extend_from_slice(stamp.as_bytes());
+                out.extend_from_slice(b"\",\"result\":");
+                // A number, or `null` for a value JSON has no number for (serde_json writes NaN so).
+                let _ = serde_json::to_writer(&mut *out, result);
                 true
             }
         }

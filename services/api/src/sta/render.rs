@@ -221,12 +221,17 @@ impl<'o> Members<'o> {
         Members { out, first: true }
     }
 
-    /// Writes `"key":`, after a comma unless it is the first member.
-    fn key(&mut self, key: &str) {
+    /// The comma before a member, unless it is the first.
+    fn separate(&mut self) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
+    }
+
+    /// Writes `"key":`, after a comma unless it is the first member.
+    fn key(&mut self, key: &str) {
+        self.separate();
         let _ = serde_json::to_writer(&mut *self.out, key);
         self.out.push(b':');
     }
@@ -247,25 +252,19 @@ impl<'o> Members<'o> {
     /// text and `nav` a name that needs no escaping; written without a
     /// `format!` per link (they were a tenth of an expansion's time).
     fn navigation_link(&mut self, nav: &str, link: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.separate();
         for part in ["\"", nav, "@iot.navigationLink\":", link.strip_suffix('"').unwrap_or(link), "/", nav, "\""] {
             self.out.extend_from_slice(part.as_bytes());
         }
     }
 
-    /// The members of an entity's own properties.
+    /// The members of an entity's own properties; an empty body takes its comma back.
     fn body(&mut self, body: &Body) {
-        let mark = self.out.len();
-        if !self.first {
-            self.out.push(b',');
-        }
-        if body.write_members(self.out) {
-            self.first = false;
-        } else {
+        let (mark, first) = (self.out.len(), self.first);
+        self.separate();
+        if !body.write_members(self.out) {
             self.out.truncate(mark);
+            self.first = first;
         }
     }
 
